@@ -1,0 +1,5 @@
+import sys
+
+from gantui.cli import main
+
+sys.exit(main())

@@ -1,0 +1,155 @@
+"""Command line: flags -> Config, then the dashboard, the headless run, or a sub-command."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Any, NoReturn
+
+from gantui.config import Config, ConfigError
+
+USAGE_ERROR = 2
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse whose errors are one line, not a usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(USAGE_ERROR, f"{self.prog}: error: {message}\n")
+
+
+def train_parser() -> Parser:
+    p = Parser(prog="gantui", description="Train a DCGAN and watch it learn in the terminal.",
+               epilog="Sub-commands: `gantui sample CHECKPOINT --n N --out FILE`.")
+    d = Config()
+    add = p.add_argument
+    # Defaults are None so that a resumed run keeps its own settings unless a flag is given.
+    add("--dataset", help=f"training data (default {d.dataset})")
+    add("--epochs", type=int, help=f"epochs to train (default {d.epochs})")
+    add("--steps", type=int, help="stop after N steps in all; overrides --epochs")
+    add("--batch-size", type=int, help=f"images per step (default {d.batch_size})")
+    add("--lr", type=float, help=f"Adam learning rate for G and D (default {d.lr})")
+    add("--beta1", type=float, help=f"Adam beta1 (default {d.beta1})")
+    add("--z-dim", type=int, help=f"latent size (default {d.z_dim})")
+    add("--seed", type=int, help=f"random seed (default {d.seed})")
+    add("--device", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps (default auto)")
+    add("--out", help="run directory (default: a new one under the user data dir)")
+    add("--log-every", type=int, help=f"steps per metrics line (default {d.log_every})")
+    add("--sample-every", type=int, help=f"steps per PNG grid in samples/ (default {d.sample_every})")
+    add("--save-every", type=int, help=f"steps per checkpoint (default {d.save_every})")
+    add("--keep", type=int, help=f"periodic checkpoints kept beside last.pt (default {d.keep})")
+    add("--resume", metavar="PATH", help="continue from a checkpoint file or a run directory")
+    add("--no-ui", action="store_true", help="no dashboard: plain log lines (also when stdout is not a terminal)")
+    return p
+
+
+def sample_parser() -> Parser:
+    p = Parser(prog="gantui sample", description="Generate images from a checkpoint.")
+    p.add_argument("checkpoint", help="checkpoint file or run directory")
+    p.add_argument("--n", type=int, default=64, help="number of images (default 64)")
+    p.add_argument("--out", required=True, help="output file: .png writes a grid, .npy a uint8 (N, 28, 28) array")
+    p.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
+    p.add_argument("--device", default="cpu", help="device to generate on (default cpu)")
+    return p
+
+
+def fail(message: str, code: int = USAGE_ERROR) -> NoReturn:
+    print(f"gantui: error: {message}", file=sys.stderr)
+    raise SystemExit(code)
+
+
+def check_writable(path: Path) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".gantui-write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise ConfigError(f"--out {path}: not writable ({err.strerror or err})") from None
+
+
+def build_config(args: argparse.Namespace) -> tuple[Config, dict[str, Any] | None]:
+    """Defaults, then the resumed run's own config, then the flags given; validated."""
+    from gantui.engine.checkpoint import load_checkpoint, resolve_checkpoint
+    from gantui.engine.rundir import run_dir_of
+
+    overrides = {k: v for k, v in vars(args).items() if v is not None and k != "no_ui"}
+    base: dict[str, Any] = {}
+    state = None
+    if args.resume:
+        state = load_checkpoint(args.resume)
+        base = dict(state["config"])
+        base["out"] = str(run_dir_of(resolve_checkpoint(args.resume)))
+        base["resume"] = args.resume
+    config = Config.from_dict({**base, **overrides}).validate()
+    if state is not None:
+        for key in Config.SHAPE_KEYS:
+            if state["config"].get(key) != getattr(config, key):
+                raise ConfigError(f"--{key.replace('_', '-')} {getattr(config, key)} does not match the "
+                                  f"checkpoint's {state['config'].get(key)}")
+    if config.out:
+        check_writable(Path(config.out).expanduser())
+    return config, state
+
+
+def wants_ui(args: argparse.Namespace) -> bool:
+    if args.no_ui:
+        return False
+    if not sys.stdout.isatty() or os.environ.get("TERM") == "dumb":
+        print("gantui: no terminal on stdout (or TERM=dumb): running headless, as with --no-ui", file=sys.stderr)
+        return False
+    return True
+
+
+def train(argv: list[str]) -> int:
+    from gantui.engine.checkpoint import CheckpointError
+    from gantui.engine.device import DeviceError, resolve_device
+
+    args = train_parser().parse_args(argv)
+    try:
+        config, state = build_config(args)
+        resolve_device(config.device)
+    except (ConfigError, DeviceError, CheckpointError) as err:
+        fail(str(err))
+    if wants_ui(args):
+        from gantui.ui.app import run_dashboard
+
+        return run_dashboard(config, state)
+    from gantui.headless import run_headless
+
+    return run_headless(config, state)
+
+
+def sample(argv: list[str]) -> int:
+    args = sample_parser().parse_args(argv)
+    if args.n <= 0:
+        fail(f"--n must be a positive integer, got {args.n}")
+    out = Path(args.out)
+    if out.suffix not in (".png", ".npy"):
+        fail(f"--out {out}: use a .png or .npy file name")
+    from gantui.engine.checkpoint import CheckpointError
+    from gantui.engine.device import DeviceError
+    from gantui.engine.sample import generate, write_samples
+
+    try:
+        images = generate(args.checkpoint, args.n, seed=args.seed, device=args.device)
+        write_samples(images, out)
+    except (CheckpointError, DeviceError) as err:
+        fail(str(err))
+    except OSError as err:
+        fail(f"{out}: {err.strerror or err}", code=1)
+    print(f"wrote {args.n} images to {out}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    commands = {"sample": sample}
+    if argv and argv[0] in commands:
+        return commands[argv[0]](argv[1:])
+    return train(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

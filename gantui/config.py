@@ -1,0 +1,69 @@
+"""Every knob of a training run, its default and its validation, in one dataclass."""
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass, fields
+from typing import Any
+
+DATASETS = ("mnist",)
+DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+
+
+class ConfigError(ValueError):
+    """A bad setting; its message is one line meant for the user."""
+
+
+@dataclass
+class Config:
+    dataset: str = "mnist"
+    epochs: int = 20
+    steps: int | None = None  # stop after this many steps; overrides epochs
+    batch_size: int = 64
+    lr: float = 2e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    z_dim: int = 100
+    seed: int = 0
+    device: str = "auto"
+    out: str | None = None  # run directory; None picks one under the user data dir
+    log_every: int = 10
+    sample_every: int = 500
+    save_every: int = 1000
+    keep: int = 3  # periodic checkpoints kept beside last.pt
+    preview_count: int = 64  # size of the fixed preview noise batch
+    resume: str | None = None
+
+    def validate(self) -> Config:
+        """Raise ConfigError naming the first bad field; return self when all are good."""
+        positive = ("epochs", "batch_size", "z_dim", "log_every", "sample_every", "save_every", "keep", "preview_count")
+        for name in positive:
+            value = getattr(self, name)
+            if not isinstance(value, int) or value <= 0:
+                raise ConfigError(f"--{name.replace('_', '-')} must be a positive integer, got {value!r}")
+        if self.steps is not None and (not isinstance(self.steps, int) or self.steps <= 0):
+            raise ConfigError(f"--steps must be a positive integer, got {self.steps!r}")
+        if not (isinstance(self.lr, float | int) and 0 < self.lr < 1):
+            raise ConfigError(f"--lr must be between 0 and 1, got {self.lr!r}")
+        for name in ("beta1", "beta2"):
+            value = getattr(self, name)
+            if not (isinstance(value, float | int) and 0 <= value < 1):
+                raise ConfigError(f"--{name} must be in [0, 1), got {value!r}")
+        if self.dataset not in DATASETS:
+            raise ConfigError(f"unknown dataset {self.dataset!r} (choose from: {', '.join(DATASETS)})")
+        if not DEVICE_PATTERN.match(self.device):
+            raise ConfigError(f"unknown device {self.device!r} (use auto, cpu, cuda, cuda:N or mps)")
+        if self.seed < 0:
+            raise ConfigError(f"--seed must be zero or positive, got {self.seed}")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Config:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    # Settings that must match for a checkpoint to load into a run.
+    SHAPE_KEYS = ("dataset", "z_dim")

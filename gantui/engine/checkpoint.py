@@ -1,0 +1,94 @@
+"""Checkpoints: written atomically, loaded without unpickling code, checked before use."""
+from __future__ import annotations
+
+import os
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+FORMAT = "gantui-checkpoint"
+VERSION = 1
+
+
+class CheckpointError(Exception):
+    """A checkpoint that cannot be used; the message names the file and the reason."""
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: Path, write: Any) -> None:
+    """Write through a temp file in the same folder, fsync, rename over `path`, fsync the folder.
+
+    A crash at any point leaves either the old file or the new one, never half of one.
+    """
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
+
+
+def save_checkpoint(state: dict[str, Any], path: Path) -> None:
+    state = {"format": FORMAT, "version": VERSION, **state}
+    atomic_write(path, lambda f: torch.save(state, f))
+
+
+def link_latest(source: Path, latest: Path) -> None:
+    """Point `latest` at `source` atomically: a hard link when the filesystem has them."""
+    tmp = latest.with_name(f".{latest.name}.{os.getpid()}.tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(source, tmp)
+        os.replace(tmp, latest)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        atomic_write(latest, lambda f: f.write(source.read_bytes()))
+        return
+    fsync_dir(latest.parent)
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A checkpoint file, or a run directory / checkpoints folder standing for its last.pt."""
+    path = Path(path).expanduser()
+    if path.is_dir():
+        for candidate in (path / "checkpoints" / "last.pt", path / "last.pt"):
+            if candidate.is_file():
+                return candidate
+        raise CheckpointError(f"{path}: no checkpoints/last.pt in this directory")
+    if not path.exists():
+        raise CheckpointError(f"{path}: no such file or directory")
+    return path
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load with weights_only=True onto the CPU; any failure becomes a one-line CheckpointError."""
+    path = resolve_checkpoint(path)
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path}: empty file")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else "unpickling refused"
+        raise CheckpointError(f"{path}: refused, holds more than plain tensors and data ({reason[:120]})") from None
+    except (OSError, EOFError, RuntimeError, ValueError, zipfile.BadZipFile) as err:
+        raise CheckpointError(f"{path}: truncated or not a PyTorch file ({type(err).__name__})") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a gantui checkpoint")
+    if state.get("version") != VERSION:
+        raise CheckpointError(f"{path}: checkpoint version {state.get('version')} (this gantui reads {VERSION})")
+    return state

@@ -1,0 +1,317 @@
+"""The training loop, its controls and its events.
+
+`Trainer.run()` is meant for one background thread. Other threads steer it only through
+the control methods (pause, resume, save, resample, stop), which touch nothing but a
+`threading.Event` and a `queue.Queue`; the loop applies them between steps.
+"""
+from __future__ import annotations
+
+import queue
+import random
+import threading
+import time
+import traceback
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from gantui.config import Config
+from gantui.engine import events as ev
+from gantui.engine.checkpoint import link_latest, save_checkpoint
+from gantui.engine.data import load_dataset, normalise, to_uint8
+from gantui.engine.device import resolve_device
+from gantui.engine.models import Discriminator, Generator, init_weights
+from gantui.engine.rundir import RunDir, default_run_dir
+
+METRIC_KEYS = ("loss_d", "loss_g", "d_real", "d_fake", "acc_real", "acc_fake")
+HISTORY = 2000  # metric rows kept in memory and in checkpoints, for the dashboard's curves
+
+
+class Trainer:
+    def __init__(
+        self,
+        config: Config,
+        emit: Callable[[ev.Event], Any] = lambda event: None,
+        *,
+        resume_state: dict[str, Any] | None = None,
+        preview_interval: float | None = None,
+    ) -> None:
+        """`preview_interval`: seconds between live previews, None for no previews (headless)."""
+        self.config = config
+        self.emit = emit
+        self.preview_interval = preview_interval
+        self.preview_visible = config.preview_count  # how many previews a consumer shows
+        self.device = resolve_device(config.device)
+        self.run_dir = RunDir(config.out or default_run_dir())
+        self._resume_state = resume_state
+        self._commands: queue.Queue[str] = queue.Queue()
+        self._running = threading.Event()
+        self._running.set()
+        self._stop = threading.Event()
+        self.step = 0
+        self.epoch = 0  # completed epochs
+        self.images_per_s = 0.0
+        self._interval_steps = 0
+        self._saved_step = -1
+        self.history: deque[dict[str, Any]] = deque(maxlen=HISTORY)
+
+    # -- controls: safe from any thread ------------------------------------------------
+    @property
+    def paused(self) -> bool:
+        return not self._running.is_set()
+
+    def pause(self) -> None:
+        self._running.clear()
+
+    def resume(self) -> None:
+        self._running.set()
+
+    def toggle_pause(self) -> None:
+        self.resume() if self.paused else self.pause()
+
+    def save(self) -> None:
+        self._commands.put("save")
+
+    def resample(self) -> None:
+        self._commands.put("resample")
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._running.set()  # wake a paused loop so it can finish
+
+    # -- set-up ------------------------------------------------------------------------
+    def _setup(self) -> None:
+        cfg = self.config
+        torch.manual_seed(cfg.seed)
+        random.seed(cfg.seed)
+        self.data = load_dataset(cfg.dataset, self.device)
+        self.steps_per_epoch = len(self.data) // cfg.batch_size
+        if self.steps_per_epoch == 0:
+            raise ValueError(f"batch size {cfg.batch_size} is larger than the dataset ({len(self.data)} images)")
+        self.total_steps = cfg.steps or cfg.epochs * self.steps_per_epoch
+
+        self.G = Generator(cfg.z_dim)
+        self.D = Discriminator()
+        self.G.apply(init_weights)
+        self.D.apply(init_weights)
+        self.G.to(self.device)
+        self.D.to(self.device)
+        betas = (cfg.beta1, cfg.beta2)
+        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=cfg.lr, betas=betas)
+        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=cfg.lr, betas=betas)
+        self.loss = nn.BCEWithLogitsLoss()
+        self.ones = torch.ones(cfg.batch_size, device=self.device)
+        self.zeros = torch.zeros(cfg.batch_size, device=self.device)
+        self._sums = torch.zeros(len(METRIC_KEYS), device=self.device)
+
+        # Separate generators: shuffling and preview noise never disturb the training RNG.
+        self.data_gen = torch.Generator().manual_seed(cfg.seed)
+        self.preview_gen = torch.Generator().manual_seed(cfg.seed + 1)
+        self.fixed_noise = torch.randn(cfg.preview_count, cfg.z_dim, generator=self.preview_gen)
+        self.perm = torch.randperm(len(self.data), generator=self.data_gen)
+        self.pos = 0
+
+        if self._resume_state is not None:
+            self._load_state(self._resume_state)
+            self._resume_state = None
+        self._fixed_noise_dev = self.fixed_noise.to(self.device)
+        self._perm_dev = self.perm.to(self.device)
+
+        self.run_dir.create()
+        self.run_dir.write_config({**cfg.to_dict(), "out": str(self.run_dir.path), "resolved_device": str(self.device)})
+
+    # -- the step ----------------------------------------------------------------------
+    def _next_batch(self) -> torch.Tensor:
+        bs = self.config.batch_size
+        if self.pos + bs > len(self.perm):  # a new epoch; the ragged tail is dropped
+            self.epoch += 1
+            self.perm = torch.randperm(len(self.data), generator=self.data_gen)
+            self._perm_dev = self.perm.to(self.device)
+            self.pos = 0
+        idx = self._perm_dev[self.pos : self.pos + bs]
+        self.pos += bs
+        return normalise(self.data[idx])
+
+    def _train_step(self) -> None:
+        real = self._next_batch()
+        z = torch.randn(self.config.batch_size, self.config.z_dim, device=self.device)
+        fake = self.G(z)
+
+        # Discriminator step: real -> 1, fake -> 0; the generator is not in this graph.
+        logit_real = self.D(real)
+        logit_fake = self.D(fake.detach())
+        loss_d = self.loss(logit_real, self.ones) + self.loss(logit_fake, self.zeros)
+        self.opt_d.zero_grad(set_to_none=True)
+        loss_d.backward()
+        self.opt_d.step()
+
+        # Generator step (non-saturating): D is frozen, so it gets no gradients and no update.
+        self.D.requires_grad_(False)
+        loss_g = self.loss(self.D(fake), self.ones)
+        self.opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        self.opt_g.step()
+        self.D.requires_grad_(True)
+
+        with torch.no_grad():  # accumulate on the device; read every log_every steps
+            self._sums += torch.stack((
+                loss_d, loss_g,
+                torch.sigmoid(logit_real).mean(), torch.sigmoid(logit_fake).mean(),
+                (logit_real > 0).float().mean(), (logit_fake < 0).float().mean(),
+            )).float()
+
+    # -- the loop ----------------------------------------------------------------------
+    def run(self) -> ev.Finished:
+        try:
+            self._setup()
+        except Exception as err:
+            return self._finish(ev.Finished("error", self.step, error=f"{type(err).__name__}: {err}"))
+        self.emit(ev.Started(
+            run_dir=str(self.run_dir.path), device=str(self.device), step=self.step,
+            total_steps=self.total_steps, steps_per_epoch=self.steps_per_epoch,
+            config=self.config.to_dict(), history=list(self.history),
+        ))
+        try:
+            self._loop()
+        except Exception as err:
+            (self.run_dir.path / "error.log").write_text(traceback.format_exc())
+            return self._finish(ev.Finished("error", self.step, error=f"{type(err).__name__}: {err}"))
+        reason = "stopped" if self._stop.is_set() else "done"
+        if self._interval_steps:
+            self._log()
+        checkpoint = self._save("final") if self._saved_step != self.step else self.run_dir.last
+        return self._finish(ev.Finished(reason, self.step, checkpoint=str(checkpoint)))
+
+    def _finish(self, finished: ev.Finished) -> ev.Finished:
+        self.emit(finished)
+        return finished
+
+    def _loop(self) -> None:
+        cfg = self.config
+        self._interval_steps = 0
+        self._interval_start = time.perf_counter()
+        next_preview = 0.0
+        while self.step < self.total_steps:
+            self._apply_commands()
+            if not self._running.is_set():
+                self._wait_while_paused()
+            if self._stop.is_set():
+                break
+            self._train_step()
+            self.step += 1
+            self._interval_steps += 1
+            if self.step % cfg.log_every == 0:
+                self._log()
+            if self.step % cfg.sample_every == 0:
+                self._save_grid()
+            if self.step % cfg.save_every == 0:
+                self._save("periodic")
+            if self.preview_interval is not None and time.perf_counter() >= next_preview:
+                cost = self._preview()
+                # At most one preview per interval, and never more than ~5% of the time.
+                next_preview = time.perf_counter() + max(self.preview_interval, 20 * cost)
+
+    def _apply_commands(self) -> None:
+        while True:
+            try:
+                command = self._commands.get_nowait()
+            except queue.Empty:
+                return
+            if command == "save":
+                self._save("manual")
+            elif command == "resample":
+                self.fixed_noise = torch.randn(self.config.preview_count, self.config.z_dim, generator=self.preview_gen)
+                self._fixed_noise_dev = self.fixed_noise.to(self.device)
+                self.emit(ev.Notice("preview noise resampled"))
+                if self.preview_interval is not None:
+                    self._preview()
+
+    def _wait_while_paused(self) -> None:
+        self.emit(ev.Paused(True, self.step))
+        if self._interval_steps:
+            self._log()  # so the numbers on screen are current while paused
+        while not self._running.wait(0.05):  # a timeout, so commands still work while paused
+            self._apply_commands()
+        self._apply_commands()
+        self._interval_start = time.perf_counter()  # paused time is not training time
+        self.emit(ev.Paused(False, self.step))
+
+    # -- outputs -----------------------------------------------------------------------
+    def _log(self) -> None:
+        sums = (self._sums / self._interval_steps).tolist()  # the one host-device sync
+        self._sums.zero_()
+        elapsed = time.perf_counter() - self._interval_start
+        self.images_per_s = self._interval_steps * self.config.batch_size / max(elapsed, 1e-9)
+        row = {"step": self.step, "epoch": self.epoch + 1, **dict(zip(METRIC_KEYS, sums)),
+               "images_per_s": self.images_per_s, "time": time.time()}
+        self._interval_steps = 0
+        self._interval_start = time.perf_counter()
+        self.history.append(row)
+        self.run_dir.append_metrics(row)
+        self.emit(ev.Metrics(row))
+
+    def _generate(self, count: int) -> torch.Tensor:
+        self.G.eval()
+        with torch.no_grad():
+            images = self.G(self._fixed_noise_dev[:count])
+        self.G.train()
+        return images
+
+    def _preview(self) -> float:
+        start = time.perf_counter()
+        count = max(1, min(self.preview_visible, self.config.preview_count))
+        self.emit(ev.Preview(self.step, to_uint8(self._generate(count))))
+        return time.perf_counter() - start
+
+    def _save_grid(self) -> Path:
+        from torchvision.utils import save_image  # imported late: it costs a second at start-up
+
+        path = self.run_dir.sample_path(self.step)
+        save_image(self._generate(self.config.preview_count).float(), path, nrow=8, normalize=True, value_range=(-1, 1))
+        return path
+
+    def _save(self, reason: str) -> Path:
+        path = self.run_dir.checkpoint_path(self.step)
+        save_checkpoint(self.state_dict(), path)
+        link_latest(path, self.run_dir.last)
+        self._saved_step = self.step
+        self.run_dir.prune_checkpoints(self.config.keep)
+        grid = self._save_grid() if reason == "manual" else None
+        self.emit(ev.Saved(self.step, str(path), str(grid) if grid else None, reason))
+        return path
+
+    # -- state -------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Everything an exact resume needs, as plain tensors and data (weights_only-safe)."""
+        rng: dict[str, Any] = {"torch": torch.get_rng_state(), "python": list(random.getstate()[1]),
+                               "data": self.data_gen.get_state(), "preview": self.preview_gen.get_state()}
+        if self.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(self.device)
+        return {
+            "config": self.config.to_dict(),
+            "step": self.step, "epoch": self.epoch, "pos": self.pos, "perm": self.perm.clone(),
+            "generator": self.G.state_dict(), "discriminator": self.D.state_dict(),
+            "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
+            "fixed_noise": self.fixed_noise.clone(), "rng": rng, "history": list(self.history),
+        }
+
+    def _load_state(self, state: dict[str, Any]) -> None:
+        self.G.load_state_dict(state["generator"])
+        self.D.load_state_dict(state["discriminator"])
+        self.opt_g.load_state_dict(state["opt_g"])
+        self.opt_d.load_state_dict(state["opt_d"])
+        self.step, self.epoch, self.pos = state["step"], state["epoch"], state["pos"]
+        self.perm = state["perm"]
+        self.fixed_noise = state["fixed_noise"]
+        rng = state["rng"]
+        torch.set_rng_state(rng["torch"])
+        random.setstate((3, tuple(rng["python"]), None))
+        self.data_gen.set_state(rng["data"])
+        self.preview_gen.set_state(rng["preview"])
+        if self.device.type == "cuda" and "cuda" in rng:
+            torch.cuda.set_rng_state(rng["cuda"], self.device)
+        self.history.extend(state.get("history", []))
