@@ -1,6 +1,7 @@
 """Datasets as one uint8 tensor on the training device, normalised per batch."""
 from __future__ import annotations
 
+from functools import lru_cache
 from importlib import resources
 
 import numpy as np
@@ -9,8 +10,9 @@ import torch
 BUNDLED_MNIST = "mnist.npz"
 
 
+@lru_cache(maxsize=2)
 def load_mnist_arrays(split: str = "train") -> tuple[np.ndarray, np.ndarray]:
-    """The bundled MNIST split as uint8 (N, 28, 28) images and (N,) labels."""
+    """The bundled MNIST split as uint8 (N, 28, 28) images and (N,) labels (cached: treat as read-only)."""
     with resources.files("gantui.data").joinpath(BUNDLED_MNIST).open("rb") as f:
         with np.load(f) as archive:
             return archive[f"{split}_images"], archive[f"{split}_labels"]

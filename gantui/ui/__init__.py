@@ -1,0 +1,1 @@
+"""The Textual dashboard. It talks to the engine only through events and the trainer's controls."""

@@ -1,0 +1,237 @@
+"""The dashboard: panes fed by trainer events, keys that steer the trainer."""
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from textual import on, work
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.reactive import reactive
+from textual.widgets import Footer, Static
+
+from gantui.config import Config
+from gantui.engine import events as ev
+from gantui.engine.trainer import HISTORY, Trainer
+from gantui.headless import STOP_SIGNALS
+from gantui.ui.messages import EngineEvent, message_for
+from gantui.ui.widgets.help_screen import HelpScreen
+from gantui.ui.widgets.metric_pane import HealthPane, LossPane
+from gantui.ui.widgets.preview_pane import PreviewPane
+from gantui.ui.widgets.status_line import StatusLine
+
+MIN_SIZE = (80, 24)
+PREVIEW_INTERVAL = 0.5  # seconds between previews at most
+
+
+class Engine(Protocol):
+    """What the dashboard needs of a trainer; tests pass a scripted one."""
+
+    step: int
+    epoch: int
+    images_per_s: float
+    preview_visible: int
+
+    def run(self) -> ev.Finished: ...
+    def pause(self) -> None: ...
+    def resume(self) -> None: ...
+    def save(self) -> None: ...
+    def resample(self) -> None: ...
+    def stop(self) -> None: ...
+
+
+EngineFactory = Callable[[Callable[[ev.Event], Any]], Engine]
+
+
+class GanApp(App[int]):
+    CSS_PATH = "gantui.tcss"
+    TITLE = "gantui"
+    BINDINGS = [
+        Binding("space", "pause", "Pause"),
+        Binding("space", "resume", "Resume"),
+        Binding("p", "toggle_pause", "Pause", show=False),
+        Binding("s", "save", "Save"),
+        Binding("r", "resample", "Resample"),
+        Binding("q", "quit_run", "Quit"),
+        Binding("ctrl+c", "quit_run", "Quit", show=False, priority=True),
+        Binding("question_mark", "help", "Help", key_display="?"),
+    ]
+    paused: reactive[bool] = reactive(False, bindings=True)
+
+    def __init__(self, make_engine: EngineFactory, batch_size: int) -> None:
+        super().__init__()
+        self.engine = make_engine(lambda event: self.post_message(message_for(event)))
+        self.batch_size = batch_size
+        self.history: deque[dict[str, Any]] = deque(maxlen=HISTORY)
+        self.started: ev.Started | None = None
+        self.finished: ev.Finished | None = None
+        self.signal_received: int | None = None
+        self.started_at = time.monotonic()
+        self.quitting = False
+        self.loss_pane = LossPane()
+        self.health_pane = HealthPane()
+        self.preview_pane = PreviewPane()
+        self.status_line = StatusLine("starting...")
+
+    def compose(self) -> ComposeResult:
+        with Horizontal(id="main"):
+            with Vertical(id="left"):
+                yield self.loss_pane
+                yield self.health_pane
+            yield self.preview_pane
+        yield self.status_line
+        yield Static(id="too-small")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        loop = asyncio.get_running_loop()
+        for signum in STOP_SIGNALS:
+            loop.add_signal_handler(signum, self.on_stop_signal, signum)
+        self.set_interval(0.5, self.refresh_status)
+        self.train()
+
+    def on_unmount(self) -> None:
+        loop = asyncio.get_running_loop()
+        for signum in STOP_SIGNALS:
+            loop.remove_signal_handler(signum)
+
+    @work(thread=True, exclusive=True, exit_on_error=False)
+    def train(self) -> None:
+        self.engine.run()  # reports through events; Finished always comes last
+
+    # -- keys ----------------------------------------------------------------------------
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in ("pause", "resume", "toggle_pause", "save", "resample") and self.finished is not None:
+            return None  # greyed out once training has ended
+        if action == "pause":
+            return not self.paused  # False hides it: the footer shows Pause or Resume
+        if action == "resume":
+            return self.paused
+        return True
+
+    def action_pause(self) -> None:
+        self.engine.pause()
+        self.paused = True
+
+    def action_resume(self) -> None:
+        self.engine.resume()
+        self.paused = False
+
+    def action_toggle_pause(self) -> None:
+        self.action_resume() if self.paused else self.action_pause()
+
+    def action_save(self) -> None:
+        self.engine.save()
+        self.notify("saving a checkpoint and a sample grid...")
+
+    def action_resample(self) -> None:
+        self.engine.resample()
+
+    def action_quit_run(self) -> None:
+        if self.finished is not None:
+            self.exit(self.exit_code())
+            return
+        if not self.quitting:
+            self.quitting = True
+            self.notify("saving a checkpoint, then quitting...")
+        self.engine.stop()
+
+    def action_help(self) -> None:
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())
+
+    def on_stop_signal(self, signum: int) -> None:
+        if self.signal_received is not None:  # a second signal: leave now, terminal restored
+            self.exit(128 + signum)
+            return
+        self.signal_received = signum
+        self.action_quit_run()
+
+    def exit_code(self) -> int:
+        if self.finished is not None and self.finished.reason == "error":
+            return 1
+        return 128 + self.signal_received if self.signal_received else 0
+
+    # -- events from the trainer ---------------------------------------------------------
+    @on(EngineEvent)
+    def on_engine_event(self, message: EngineEvent) -> None:
+        event = message.event
+        if isinstance(event, ev.Metrics):
+            self.history.append(event.row)
+            rows = list(self.history)
+            self.loss_pane.show(rows)
+            self.health_pane.show(rows)
+        elif isinstance(event, ev.Preview):
+            self.preview_pane.show(event.images, event.step)
+        elif isinstance(event, ev.Started):
+            self.started = event
+            self.started_at = time.monotonic()
+            self.history.extend(event.history)
+            if event.history:
+                self.loss_pane.show(list(self.history))
+                self.health_pane.show(list(self.history))
+            self.notify(f"run directory: {event.run_dir}", timeout=6)
+            self.update_preview_capacity()
+        elif isinstance(event, ev.Paused):
+            self.paused = event.paused
+        elif isinstance(event, ev.Saved):
+            if event.reason != "final":
+                self.notify(f"saved {event.checkpoint}" + (f"\nand {event.grid}" if event.grid else ""))
+        elif isinstance(event, ev.Notice):
+            self.notify(event.text, severity=event.level)  # type: ignore[arg-type]
+        elif isinstance(event, ev.Finished):
+            self.on_finished(event)
+        self.refresh_status()
+
+    def on_finished(self, event: ev.Finished) -> None:
+        self.finished = event
+        self.paused = False
+        self.refresh_bindings()
+        if event.reason == "error":
+            self.notify(f"training failed: {event.error}\nsee error.log in the run directory; q quits",
+                        severity="error", timeout=3600)
+        elif self.quitting or self.signal_received:
+            self.exit(self.exit_code())
+        else:
+            self.notify(f"training done at step {event.step}; q quits", timeout=3600)
+
+    # -- layout and status ---------------------------------------------------------------
+    def on_resize(self) -> None:
+        small = self.size.width < MIN_SIZE[0] or self.size.height < MIN_SIZE[1]
+        self.screen.set_class(small, "too-small")
+        self.query_one("#too-small", Static).update(
+            f"Terminal too small: {self.size.width}x{self.size.height}, gantui needs {MIN_SIZE[0]}x{MIN_SIZE[1]}.\n"
+            "Training goes on; enlarge the window, or press q to save and quit.")
+        self.call_after_refresh(self.update_preview_capacity)
+
+    def update_preview_capacity(self) -> None:
+        self.engine.preview_visible = self.preview_pane.capacity()
+
+    def refresh_status(self) -> None:
+        if self.started is None:
+            return
+        finished = self.finished
+        state = ("ERROR" if finished.reason == "error" else "DONE") if finished else (
+            "QUITTING" if self.quitting else "PAUSED" if self.paused else "TRAINING")
+        self.status_line.show(
+            device=self.started.device, state=state, epoch=self.engine.epoch + 1, step=self.engine.step,
+            total=self.started.total_steps, images_per_s=self.engine.images_per_s, batch_size=self.batch_size,
+            elapsed=time.monotonic() - self.started_at, run_dir=self.started.run_dir,
+        )
+
+    def watch_paused(self, paused: bool) -> None:
+        self.refresh_bindings()
+
+
+def run_dashboard(config: Config, resume_state: dict[str, Any] | None = None) -> int:
+    def make_engine(emit: Callable[[ev.Event], Any]) -> Trainer:
+        return Trainer(config, emit, resume_state=resume_state, preview_interval=PREVIEW_INTERVAL)
+
+    app = GanApp(make_engine, config.batch_size)
+    code = app.run()
+    return code if code is not None else app.exit_code()

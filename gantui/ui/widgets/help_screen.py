@@ -1,0 +1,41 @@
+"""The `?` screen: the keys and what each pane means."""
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Markdown
+
+HELP = """\
+# gantui
+
+| key | does |
+|---|---|
+| `space` / `p` | pause or resume training (at the next step boundary) |
+| `s` | save a checkpoint and a PNG grid of the samples now |
+| `r` | resample the preview noise (training is not disturbed) |
+| `q` / `ctrl+c` | save a checkpoint, then quit |
+| `?` | this help; `escape` closes it |
+
+**Losses**: generator and discriminator loss (BCE on logits), averaged per logging
+interval. D loss near 1.39 (2 ln 2) means D cannot tell real from fake; near 0 means
+D has won and G stops learning.
+
+**Discriminator**: D(x) and D(G(z)) are D's mean probability of "real" for real and for
+generated images; acc real / acc fake are the share of each it classifies right.
+Healthy training keeps them away from 0 and 1.
+
+**Samples**: the generator's output for a fixed batch of noise, so frames are comparable
+over time. Grids are also written to the run directory's `samples/`.
+
+**Status line**: state, device, epoch, step, throughput, elapsed time, ETA, run directory.
+"""
+
+
+class HelpScreen(ModalScreen[None]):
+    BINDINGS = [Binding("escape,question_mark,q", "dismiss", "Close")]
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(id="help"):
+            yield Markdown(HELP)

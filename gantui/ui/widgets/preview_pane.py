@@ -1,0 +1,36 @@
+"""Generated digits from the fixed noise, as many as fit, drawn with half blocks."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from rich.console import RenderableType
+from rich.text import Text
+from textual.widget import Widget
+
+from gantui.ui.render import layout_for, preview_pixels
+
+
+class PreviewPane(Widget):
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.border_title = "Samples"
+        self.images: np.ndarray | None = None
+        self.step = 0
+
+    def capacity(self) -> int:
+        """How many tiles fit now: the trainer generates no more than this."""
+        cols, rows, _ = layout_for(self.content_size.width, self.content_size.height)
+        return max(cols * rows, 1)
+
+    def show(self, images: np.ndarray, step: int) -> None:
+        self.images, self.step = images, step
+        self.border_subtitle = f"step {step}"
+        self.refresh()
+
+    def render(self) -> RenderableType:
+        width, height = self.content_size.width, self.content_size.height
+        if self.images is None:
+            return Text("waiting for the first samples...", style="dim")
+        pixels = preview_pixels(self.images, width, height)
+        return pixels if pixels is not None else Text("pane too small for a sample", style="dim")

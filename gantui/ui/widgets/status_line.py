@@ -1,0 +1,17 @@
+"""One line: device, epoch, step, images/s, elapsed, ETA, run directory."""
+from __future__ import annotations
+
+from textual.widgets import Static
+
+from gantui.headless import eta_seconds, format_duration
+
+
+class StatusLine(Static):
+    def show(self, *, device: str, state: str, epoch: int, step: int, total: int, images_per_s: float,
+             batch_size: int, elapsed: float, run_dir: str) -> None:
+        eta = eta_seconds(step, total, batch_size, images_per_s)
+        self.update(
+            f"[b]{state}[/b] │ {device} │ epoch {epoch} │ step {step}/{total} │ {images_per_s:,.0f} img/s"
+            f" │ {format_duration(elapsed)} elapsed │ ETA {'?' if eta is None else format_duration(eta)}"
+            f" │ [dim]{run_dir}[/dim]"
+        )

@@ -1,0 +1,76 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+METRIC_ROW_KEYS = {"step", "epoch", "loss_d", "loss_g", "d_real", "d_fake", "acc_real", "acc_fake",
+                   "images_per_s", "time"}
+
+
+def gantui(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "gantui", *args], capture_output=True, text=True, timeout=timeout)
+
+
+def test_headless_run_writes_the_run_directory(tmp_path):
+    out = tmp_path / "run"
+    result = gantui("--no-ui", "--steps", "12", "--batch-size", "16", "--log-every", "4", "--sample-every", "6",
+                    "--save-every", "6", "--out", str(out), "--device", "cpu")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert sum(line.startswith("step ") for line in lines) == 3
+    assert "D(G(z))" in lines[1] and "img/s" in lines[1] and "ETA" in lines[1]
+    assert lines[-1].startswith("gantui: done at step 12")
+
+    config = json.loads((out / "config.json").read_text())
+    assert config["batch_size"] == 16 and config["steps"] == 12 and config["seed"] == 0
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [4, 8, 12]
+    assert all(METRIC_ROW_KEYS <= r.keys() for r in rows)
+    assert sorted(p.name for p in (out / "samples").iterdir()) == ["step-00000006.png", "step-00000012.png"]
+    assert Image.open(out / "samples" / "step-00000006.png").size[0] > 200  # an 8x8 grid
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["last.pt", "step-00000006.pt",
+                                                                      "step-00000012.pt"]
+
+    png, npy = tmp_path / "grid.png", tmp_path / "digits.npy"
+    assert gantui("sample", str(out), "--n", "10", "--out", str(png)).returncode == 0
+    assert Image.open(png).size[0] > 28 * 3
+    assert gantui("sample", str(out / "checkpoints" / "last.pt"), "--n", "5", "--out", str(npy)).returncode == 0
+    images = np.load(npy)
+    assert images.shape == (5, 28, 28) and images.dtype == np.uint8
+
+
+def test_not_a_terminal_falls_back_to_headless(tmp_path):
+    result = gantui("--steps", "2", "--batch-size", "8", "--log-every", "1", "--out", str(tmp_path / "r"))
+    assert result.returncode == 0
+    assert "running headless" in result.stderr
+    assert "\x1b[" not in result.stdout  # no escape codes in the log
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--batch-size", "0"], "--batch-size must be a positive integer"),
+    (["--lr", "-1"], "--lr must be between 0 and 1"),
+    (["--device", "tpu"], "unknown device 'tpu'"),
+    (["--dataset", "cifar"], "unknown dataset 'cifar'"),
+    (["--resume", "/nonexistent/run"], "no such file or directory"),
+    (["--epochs", "many"], "invalid int value"),
+    (["sample", "/nonexistent.pt", "--out", "x.png"], "no such file or directory"),
+    (["sample", "/nonexistent.pt", "--out", "x.jpg"], "use a .png or .npy"),
+])
+def test_bad_input_is_one_line_and_exit_2(args, needle):
+    result = gantui("--no-ui", *args) if args[0] != "sample" else gantui(*args)
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert needle in result.stderr and "Traceback" not in result.stderr
+
+
+def test_engine_and_headless_import_without_ui_libraries():
+    code = ("import sys, gantui.cli, gantui.headless, gantui.engine.trainer, gantui.engine.sample;"
+            "bad = [m for m in ('textual', 'rich', 'rich_pixels') if m in sys.modules];"
+            "print(bad); sys.exit(1 if bad else 0)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
