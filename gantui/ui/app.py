@@ -8,7 +8,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from textual import on, work
+from textual import events, on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -51,6 +51,7 @@ EngineFactory = Callable[[Callable[[ev.Event], Any]], Engine]
 class GanApp(App[int]):
     CSS_PATH = "gantui.tcss"
     TITLE = "gantui"
+    ENABLE_COMMAND_PALETTE = False
     BINDINGS = [
         Binding("space", "pause", "Pause"),
         Binding("space", "resume", "Resume"),
@@ -63,20 +64,23 @@ class GanApp(App[int]):
     ]
     paused: reactive[bool] = reactive(False, bindings=True)
 
-    def __init__(self, make_engine: EngineFactory, batch_size: int) -> None:
+    def __init__(self, make_engine: EngineFactory, batch_size: int,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__()
+        self.clock = clock
         self.engine = make_engine(lambda event: self.post_message(message_for(event)))
         self.batch_size = batch_size
         self.history: deque[dict[str, Any]] = deque(maxlen=HISTORY)
         self.started: ev.Started | None = None
         self.finished: ev.Finished | None = None
         self.signal_received: int | None = None
-        self.started_at = time.monotonic()
+        self.started_at = clock()
         self.quitting = False
         self.loss_pane = LossPane()
         self.health_pane = HealthPane()
         self.preview_pane = PreviewPane()
         self.status_line = StatusLine("starting...")
+        self.too_small = Static(id="too-small")
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="main"):
@@ -85,7 +89,7 @@ class GanApp(App[int]):
                 yield self.health_pane
             yield self.preview_pane
         yield self.status_line
-        yield Static(id="too-small")
+        yield self.too_small
         yield Footer()
 
     def on_mount(self) -> None:
@@ -96,6 +100,7 @@ class GanApp(App[int]):
         self.train()
 
     def on_unmount(self) -> None:
+        self.engine.stop()  # the app cannot exit while the trainer thread runs
         loop = asyncio.get_running_loop()
         for signum in STOP_SIGNALS:
             loop.remove_signal_handler(signum)
@@ -170,13 +175,13 @@ class GanApp(App[int]):
             self.preview_pane.show(event.images, event.step)
         elif isinstance(event, ev.Started):
             self.started = event
-            self.started_at = time.monotonic()
+            self.started_at = self.clock()
             self.history.extend(event.history)
             if event.history:
                 self.loss_pane.show(list(self.history))
                 self.health_pane.show(list(self.history))
             self.notify(f"run directory: {event.run_dir}", timeout=6)
-            self.update_preview_capacity()
+            self.engine.preview_visible = self.preview_pane.capacity()
         elif isinstance(event, ev.Paused):
             self.paused = event.paused
         elif isinstance(event, ev.Saved):
@@ -201,16 +206,16 @@ class GanApp(App[int]):
             self.notify(f"training done at step {event.step}; q quits", timeout=3600)
 
     # -- layout and status ---------------------------------------------------------------
-    def on_resize(self) -> None:
-        small = self.size.width < MIN_SIZE[0] or self.size.height < MIN_SIZE[1]
-        self.screen.set_class(small, "too-small")
-        self.query_one("#too-small", Static).update(
-            f"Terminal too small: {self.size.width}x{self.size.height}, gantui needs {MIN_SIZE[0]}x{MIN_SIZE[1]}.\n"
+    def on_resize(self, event: events.Resize) -> None:
+        width, height = event.size
+        self.screen.set_class(width < MIN_SIZE[0] or height < MIN_SIZE[1], "too-small")
+        self.too_small.update(
+            f"Terminal too small: {width}x{height}, gantui needs {MIN_SIZE[0]}x{MIN_SIZE[1]}.\n"
             "Training goes on; enlarge the window, or press q to save and quit.")
-        self.call_after_refresh(self.update_preview_capacity)
 
-    def update_preview_capacity(self) -> None:
-        self.engine.preview_visible = self.preview_pane.capacity()
+    @on(PreviewPane.CapacityChanged)
+    def on_preview_capacity(self, message: PreviewPane.CapacityChanged) -> None:
+        self.engine.preview_visible = message.capacity
 
     def refresh_status(self) -> None:
         if self.started is None:
@@ -221,7 +226,7 @@ class GanApp(App[int]):
         self.status_line.show(
             device=self.started.device, state=state, epoch=self.engine.epoch + 1, step=self.engine.step,
             total=self.started.total_steps, images_per_s=self.engine.images_per_s, batch_size=self.batch_size,
-            elapsed=time.monotonic() - self.started_at, run_dir=self.started.run_dir,
+            elapsed=self.clock() - self.started_at, run_dir=self.started.run_dir,
         )
 
     def watch_paused(self, paused: bool) -> None:

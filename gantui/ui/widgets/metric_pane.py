@@ -27,8 +27,7 @@ class MetricLine(Vertical):
         if not values:
             return f"[b]{self.label}[/b]  waiting for the first interval"
         f = self.fmt
-        return (f"[b]{self.label}[/b] {values[-1]:{f}}  [dim]min[/dim] {min(values):{f}}"
-                f"  [dim]max[/dim] {max(values):{f}}")
+        return f"[b]{self.label}[/b] {values[-1]:{f}} [dim]min[/dim] {min(values):{f}} [dim]max[/dim] {max(values):{f}}"
 
     def show(self, rows: Sequence[dict[str, Any]]) -> None:
         values = [row[self.key] for row in rows if row.get(self.key) is not None]
@@ -62,4 +61,4 @@ class LossPane(MetricPane):
 
 class HealthPane(MetricPane):
     TITLE = "Discriminator"
-    LINES = (("d_real", "D(x)     "), ("d_fake", "D(G(z))  "), ("acc_real", "acc real "), ("acc_fake", "acc fake "))
+    LINES = (("d_real", "D(x)    "), ("d_fake", "D(G(z)) "), ("acc_real", "acc real"), ("acc_fake", "acc fake"))

@@ -6,12 +6,21 @@ from typing import Any
 import numpy as np
 from rich.console import RenderableType
 from rich.text import Text
+from textual import events
+from textual.message import Message
 from textual.widget import Widget
 
 from gantui.ui.render import layout_for, preview_pixels
 
 
 class PreviewPane(Widget):
+    class CapacityChanged(Message):
+        """The pane now fits this many tiles: the trainer need generate no more."""
+
+        def __init__(self, capacity: int) -> None:
+            super().__init__()
+            self.capacity = capacity
+
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.border_title = "Samples"
@@ -22,6 +31,9 @@ class PreviewPane(Widget):
         """How many tiles fit now: the trainer generates no more than this."""
         cols, rows, _ = layout_for(self.content_size.width, self.content_size.height)
         return max(cols * rows, 1)
+
+    def on_resize(self, event: events.Resize) -> None:
+        self.post_message(self.CapacityChanged(self.capacity()))
 
     def show(self, images: np.ndarray, step: int) -> None:
         self.images, self.step = images, step

@@ -11,7 +11,7 @@ class StatusLine(Static):
              batch_size: int, elapsed: float, run_dir: str) -> None:
         eta = eta_seconds(step, total, batch_size, images_per_s)
         self.update(
-            f"[b]{state}[/b] │ {device} │ epoch {epoch} │ step {step}/{total} │ {images_per_s:,.0f} img/s"
-            f" │ {format_duration(elapsed)} elapsed │ ETA {'?' if eta is None else format_duration(eta)}"
-            f" │ [dim]{run_dir}[/dim]"
+            f"[b]{state}[/b] │ step {step}/{total} │ {images_per_s:,.0f} img/s"
+            f" │ ETA {'?' if eta is None else format_duration(eta)} │ epoch {epoch} │ {format_duration(elapsed)} elapsed"
+            f" │ {device} │ [dim]{run_dir}[/dim]"
         )

@@ -1,0 +1,57 @@
+"""The dashboard's look, with a scripted engine so every frame is the same."""
+from __future__ import annotations
+
+import math
+import threading
+
+from gantui.engine import events as ev
+from gantui.engine.data import load_mnist_arrays
+from gantui.ui.app import GanApp
+
+
+class ScriptedEngine:
+    """Emits a fixed history and preview, then waits to be stopped."""
+
+    def __init__(self, emit) -> None:
+        self.emit = emit
+        self.step, self.epoch, self.images_per_s, self.preview_visible = 1200, 1, 5120.0, 64
+        self._stop = threading.Event()
+
+    def run(self) -> ev.Finished:
+        rows = [{"step": 10 * i, "epoch": 1, "loss_d": 1.2 + 0.2 * math.sin(i / 5), "loss_g": 0.9 + 0.3 * math.cos(i / 7),
+                 "d_real": 0.6 + 0.1 * math.sin(i / 3), "d_fake": 0.4 + 0.1 * math.cos(i / 4),
+                 "acc_real": 0.7 + 0.2 * math.sin(i / 6), "acc_fake": 0.65 + 0.2 * math.cos(i / 5),
+                 "images_per_s": 5120.0, "time": 0.0} for i in range(1, 121)]
+        self.emit(ev.Started(run_dir="~/.local/share/gantui/runs/demo", device="cpu", step=1200, total_steps=18740,
+                             steps_per_epoch=937, config={}, history=rows))
+        self.emit(ev.Preview(1200, load_mnist_arrays("test")[0][:64]))
+        self._stop.wait(60)
+        finished = ev.Finished("stopped", self.step, checkpoint="last.pt")
+        self.emit(finished)
+        return finished
+
+    def pause(self) -> None: ...
+    def resume(self) -> None: ...
+    def save(self) -> None: ...
+    def resample(self) -> None: ...
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def scripted_app() -> GanApp:
+    return GanApp(ScriptedEngine, batch_size=64, clock=lambda: 0.0)
+
+
+async def settle(pilot) -> None:
+    await pilot.pause(0.5)
+    pilot.app.clear_notifications()
+    await pilot.pause(0.1)
+
+
+def test_dashboard_120x40(snap_compare):
+    assert snap_compare(scripted_app(), terminal_size=(120, 40), run_before=settle)
+
+
+def test_dashboard_80x24(snap_compare):
+    assert snap_compare(scripted_app(), terminal_size=(80, 24), run_before=settle)
