@@ -41,6 +41,7 @@ def train_parser() -> Parser:
     add("--keep", type=int, help=f"periodic checkpoints kept beside last.pt (default {d.keep})")
     add("--resume", metavar="PATH", help="continue from a checkpoint file or a run directory")
     add("--no-ui", action="store_true", help="no dashboard: plain log lines (also when stdout is not a terminal)")
+    add("--fault-nan-step", type=int, help=argparse.SUPPRESS)  # test hook for the divergence guard
     return p
 
 
@@ -72,7 +73,7 @@ def check_writable(path: Path) -> None:
 def build_config(args: argparse.Namespace) -> tuple[Config, dict[str, Any] | None]:
     """Defaults, then the resumed run's own config, then the flags given; validated."""
     from gantui.engine.checkpoint import load_checkpoint, resolve_checkpoint
-    from gantui.engine.rundir import run_dir_of
+    from gantui.engine.rundir import default_run_dir, run_dir_of
 
     overrides = {k: v for k, v in vars(args).items() if v is not None and k != "no_ui"}
     base: dict[str, Any] = {}
@@ -88,8 +89,8 @@ def build_config(args: argparse.Namespace) -> tuple[Config, dict[str, Any] | Non
             if state["config"].get(key) != getattr(config, key):
                 raise ConfigError(f"--{key.replace('_', '-')} {getattr(config, key)} does not match the "
                                   f"checkpoint's {state['config'].get(key)}")
-    if config.out:
-        check_writable(Path(config.out).expanduser())
+    config.out = str(Path(config.out).expanduser().resolve()) if config.out else str(default_run_dir())
+    check_writable(Path(config.out))
     return config, state
 
 
@@ -105,12 +106,14 @@ def wants_ui(args: argparse.Namespace) -> bool:
 def train(argv: list[str]) -> int:
     from gantui.engine.checkpoint import CheckpointError
     from gantui.engine.device import DeviceError, resolve_device
+    from gantui.engine.rundir import RunDir, RunDirBusy
 
     args = train_parser().parse_args(argv)
     try:
         config, state = build_config(args)
         resolve_device(config.device)
-    except (ConfigError, DeviceError, CheckpointError) as err:
+        lock = RunDir(config.out).lock()  # noqa: F841 (held until the process exits)
+    except (ConfigError, DeviceError, CheckpointError, RunDirBusy) as err:
         fail(str(err))
     if wants_ui(args):
         from gantui.ui.app import run_dashboard

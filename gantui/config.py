@@ -33,6 +33,7 @@ class Config:
     keep: int = 3  # periodic checkpoints kept beside last.pt
     preview_count: int = 64  # size of the fixed preview noise batch
     resume: str | None = None
+    fault_nan_step: int | None = None  # test hook: the metrics go NaN at this step (hidden flag)
 
     def validate(self) -> Config:
         """Raise ConfigError naming the first bad field; return self when all are good."""

@@ -11,6 +11,7 @@ from gantui.config import Config
 from gantui.engine import events as ev
 from gantui.engine.trainer import Trainer
 
+EXIT_CODES = {"error": 1, "diverged": 3}
 STOP_SIGNALS = tuple(s for s in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)) if s)
 
 
@@ -54,14 +55,15 @@ class HeadlessPrinter:
             self.print(f"gantui: training on {event.device}, {event.total_steps} steps{resumed}; run directory {event.run_dir}")
         elif isinstance(event, ev.Metrics):
             self.print(format_metrics(event.row, self.total_steps, self.batch_size))
-        elif isinstance(event, ev.Saved) and event.reason != "final":
+        elif isinstance(event, ev.Saved) and event.reason in ("manual", "periodic"):
             self.print(f"saved {event.checkpoint}")
         elif isinstance(event, ev.Notice):
             self.print(f"{event.level}: {event.text}")
         elif isinstance(event, ev.Finished):
             took = format_duration(time.monotonic() - self.started)
-            if event.reason == "error":
-                self.print(f"gantui: training failed at step {event.step}: {event.error}", err=True)
+            if event.error:
+                self.print(f"gantui: {event.reason} at step {event.step}: {event.error}; last checkpoint "
+                           f"{event.checkpoint}", err=True)
             else:
                 self.print(f"gantui: {event.reason} at step {event.step} after {took}; checkpoint {event.checkpoint}")
 
@@ -87,6 +89,6 @@ def run_headless(config: Config, resume_state: dict[str, Any] | None = None, out
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
-    if finished.reason == "error":
-        return 1
+    if finished.reason in EXIT_CODES:
+        return EXIT_CODES[finished.reason]
     return 128 + received[0] if received else 0

@@ -33,8 +33,8 @@ def test_headless_run_writes_the_run_directory(tmp_path):
     assert all(METRIC_ROW_KEYS <= r.keys() for r in rows)
     assert sorted(p.name for p in (out / "samples").iterdir()) == ["step-00000006.png", "step-00000012.png"]
     assert Image.open(out / "samples" / "step-00000006.png").size[0] > 200  # an 8x8 grid
-    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["last.pt", "step-00000006.pt",
-                                                                      "step-00000012.pt"]
+    assert sorted(p.name for p in (out / "checkpoints").iterdir() if not p.name.startswith(".")) == [
+        "last.pt", "step-00000000.pt", "step-00000006.pt", "step-00000012.pt"]
 
     png, npy = tmp_path / "grid.png", tmp_path / "digits.npy"
     assert gantui("sample", str(out), "--n", "10", "--out", str(png)).returncode == 0

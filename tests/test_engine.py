@@ -68,9 +68,9 @@ def test_controls_from_another_thread(tiny_config):
         trainer.resample()  # works while paused
         trainer.save()
         deadline = time.monotonic() + 10
-        while not any(isinstance(e, ev.Saved) for e in events) and time.monotonic() < deadline:
+        while not any(isinstance(e, ev.Saved) and e.reason == "manual" for e in events) and time.monotonic() < deadline:
             time.sleep(0.01)
-        saved = [e for e in events if isinstance(e, ev.Saved)]
+        saved = [e for e in events if isinstance(e, ev.Saved) and e.reason == "manual"]
         assert saved and saved[0].step == paused_at and saved[0].grid
         assert not torch.equal(noise, trainer.fixed_noise)
         assert load_checkpoint(saved[0].checkpoint)["step"] == paused_at

@@ -1,8 +1,10 @@
 """The run directory: config.json, metrics.jsonl, samples/, checkpoints/."""
 from __future__ import annotations
 
+import fcntl
 import json
 import math
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -29,6 +31,10 @@ def json_safe(row: dict[str, Any]) -> dict[str, Any]:
     return {**{k: (None if k in bad else v) for k, v in row.items()}, "nonfinite": bad}
 
 
+class RunDirBusy(RuntimeError):
+    """Another process holds the run directory."""
+
+
 class RunDir:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path).expanduser().resolve()
@@ -36,6 +42,24 @@ class RunDir:
         self.samples = self.path / "samples"
         self.metrics = self.path / "metrics.jsonl"
         self.last = self.checkpoints / "last.pt"
+
+    def lock(self) -> int:
+        """Hold the run directory for this process; a second gantui on it gets RunDirBusy.
+
+        The lock lives as long as the returned file descriptor (the kernel drops it when the
+        process dies, so a crash leaves no stale lock).
+        """
+        self.path.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise RunDirBusy(f"{self.path} is in use by another gantui process (pid {holder})") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        return fd
 
     def create(self) -> RunDir:
         for folder in (self.path, self.checkpoints, self.samples):

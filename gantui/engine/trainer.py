@@ -6,8 +6,11 @@ the control methods (pause, resume, save, resample, stop), which touch nothing b
 """
 from __future__ import annotations
 
+import errno
+import math
 import queue
 import random
+import shutil
 import threading
 import time
 import traceback
@@ -29,6 +32,9 @@ from gantui.engine.rundir import RunDir, default_run_dir
 
 METRIC_KEYS = ("loss_d", "loss_g", "d_real", "d_fake", "acc_real", "acc_fake")
 HISTORY = 2000  # metric rows kept in memory and in checkpoints, for the dashboard's curves
+MAX_ROLLBACKS = 3  # then the run stops as "diverged"
+D_WON_INTERVALS = 5  # logging intervals of D loss ~0 and D(G(z)) ~0 that count as collapse
+GRAD_NORM_LIMIT = 1e4
 
 
 class Trainer:
@@ -57,6 +63,9 @@ class Trainer:
         self.images_per_s = 0.0
         self._interval_steps = 0
         self._saved_step = -1
+        self.rollbacks = 0
+        self.diverged: str | None = None
+        self._d_won = 0
         self.history: deque[dict[str, Any]] = deque(maxlen=HISTORY)
 
     # -- controls: safe from any thread ------------------------------------------------
@@ -115,7 +124,8 @@ class Trainer:
         self.perm = torch.randperm(len(self.data), generator=self.data_gen)
         self.pos = 0
 
-        if self._resume_state is not None:
+        resumed = self._resume_state is not None
+        if resumed:
             self._load_state(self._resume_state)
             self._resume_state = None
         self._fixed_noise_dev = self.fixed_noise.to(self.device)
@@ -123,6 +133,8 @@ class Trainer:
 
         self.run_dir.create()
         self.run_dir.write_config({**cfg.to_dict(), "out": str(self.run_dir.path), "resolved_device": str(self.device)})
+        if resumed:
+            self._event({"event": "resume", "step": self.step, "from": cfg.resume})
 
     # -- the step ----------------------------------------------------------------------
     def _next_batch(self) -> torch.Tensor:
@@ -177,14 +189,23 @@ class Trainer:
         ))
         try:
             self._loop()
+            if self._interval_steps and not self.diverged:
+                self._log()
         except Exception as err:
             (self.run_dir.path / "error.log").write_text(traceback.format_exc())
-            return self._finish(ev.Finished("error", self.step, error=f"{type(err).__name__}: {err}"))
+            message = f"{type(err).__name__}: {err}"
+            if isinstance(err, torch.OutOfMemoryError):
+                message = (f"out of {self.device.type.upper()} memory at batch size {self.config.batch_size}; "
+                           f"try --batch-size {max(self.config.batch_size // 2, 1)}")
+            last = self.run_dir.last if self.run_dir.last.exists() else None
+            return self._finish(ev.Finished("error", self.step, checkpoint=str(last) if last else None, error=message))
+        if self.diverged:
+            return self._finish(ev.Finished("diverged", self.step, checkpoint=str(self.run_dir.last),
+                                            error=f"diverged {MAX_ROLLBACKS + 1} times: {self.diverged}"))
         reason = "stopped" if self._stop.is_set() else "done"
-        if self._interval_steps:
-            self._log()
-        checkpoint = self._save("final") if self._saved_step != self.step else self.run_dir.last
-        return self._finish(ev.Finished(reason, self.step, checkpoint=str(checkpoint)))
+        if self._saved_step != self.step:
+            self._save("final")
+        return self._finish(ev.Finished(reason, self.step, checkpoint=str(self.run_dir.last)))
 
     def _finish(self, finished: ev.Finished) -> ev.Finished:
         self.emit(finished)
@@ -195,7 +216,9 @@ class Trainer:
         self._interval_steps = 0
         self._interval_start = time.perf_counter()
         next_preview = 0.0
-        while self.step < self.total_steps:
+        if not self.run_dir.last.exists():
+            self._save("start")  # a rollback target from the first step on
+        while self.step < self.total_steps and not self.diverged:
             self._apply_commands()
             if not self._running.is_set():
                 self._wait_while_paused()
@@ -204,8 +227,12 @@ class Trainer:
             self._train_step()
             self.step += 1
             self._interval_steps += 1
+            if self.step == cfg.fault_nan_step and not self.rollbacks:  # test hook: a loss goes NaN
+                self._sums.fill_(float("nan"))
             if self.step % cfg.log_every == 0:
                 self._log()
+                if self._check_health():
+                    continue
             if self.step % cfg.sample_every == 0:
                 self._save_grid()
             if self.step % cfg.save_every == 0:
@@ -242,8 +269,11 @@ class Trainer:
 
     # -- outputs -----------------------------------------------------------------------
     def _log(self) -> None:
-        sums = (self._sums / self._interval_steps).tolist()  # the one host-device sync
-        self._sums.zero_()
+        grads = [p.grad for p in (*self.G.parameters(), *self.D.parameters()) if p.grad is not None]
+        grad_norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])) if grads \
+            else torch.zeros((), device=self.device)
+        *sums, self.grad_norm = torch.cat((self._sums / self._interval_steps, grad_norm.reshape(1))).tolist()
+        self._sums.zero_()  # the tolist above is the one host-device sync of the interval
         elapsed = time.perf_counter() - self._interval_start
         self.images_per_s = self._interval_steps * self.config.batch_size / max(elapsed, 1e-9)
         row = {"step": self.step, "epoch": self.epoch + 1, **dict(zip(METRIC_KEYS, sums)),
@@ -251,8 +281,58 @@ class Trainer:
         self._interval_steps = 0
         self._interval_start = time.perf_counter()
         self.history.append(row)
-        self.run_dir.append_metrics(row)
+        self._event(row)
         self.emit(ev.Metrics(row))
+
+    def _check_health(self) -> bool:
+        """The divergence guard, at each metrics read: True when it rolled the run back."""
+        row = self.history[-1]
+        problem = None
+        if not all(math.isfinite(row[k]) for k in METRIC_KEYS) or not math.isfinite(self.grad_norm):
+            problem = "non-finite loss or gradient"
+        elif self.grad_norm > GRAD_NORM_LIMIT:
+            problem = f"gradient norm {self.grad_norm:.3g} above {GRAD_NORM_LIMIT:g}"
+        else:
+            won = row["loss_d"] < 0.01 and row["d_fake"] < 0.01
+            self._d_won = self._d_won + 1 if won else 0
+            if self._d_won >= D_WON_INTERVALS:
+                problem = f"discriminator won outright for {D_WON_INTERVALS} intervals"
+        if problem is None:
+            return False
+        if self.rollbacks >= MAX_ROLLBACKS:
+            self.diverged = problem
+            self._event({"event": "diverged", "step": self.step, "reason": problem})
+            self.emit(ev.Notice(f"diverged at step {self.step} ({problem}); stopping", "error"))
+            return True
+        self._rollback(problem)
+        return True
+
+    def _rollback(self, problem: str) -> None:
+        from gantui.engine.checkpoint import load_checkpoint
+
+        bad_step = self.step
+        self._load_state(load_checkpoint(self.run_dir.last), history=False)
+        self.rollbacks += 1
+        self._d_won = 0
+        self._sums.zero_()
+        self._interval_steps = 0
+        self._interval_start = time.perf_counter()
+        self._fixed_noise_dev = self.fixed_noise.to(self.device)
+        self._perm_dev = self.perm.to(self.device)
+        lr = self.config.lr * 0.5 ** self.rollbacks
+        for opt in (self.opt_g, self.opt_d):
+            for group in opt.param_groups:
+                group["lr"] = lr
+        self._event({"event": "rollback", "step": bad_step, "to_step": self.step, "reason": problem, "lr": lr})
+        self.emit(ev.Notice(f"{problem} at step {bad_step}: rolled back to step {self.step}, "
+                            f"learning rate halved to {lr:.3g} ({self.rollbacks}/{MAX_ROLLBACKS})", "warning"))
+
+    def _event(self, row: dict[str, Any]) -> None:
+        """A line of metrics.jsonl: metrics, or an event (a resume, a rollback, a divergence)."""
+        try:
+            self.run_dir.append_metrics({"time": time.time(), **row})
+        except OSError as err:
+            self.emit(ev.Notice(f"metrics.jsonl not written: {err.strerror or err}", "error"))
 
     def _generate(self, count: int) -> torch.Tensor:
         self.G.eval()
@@ -274,13 +354,25 @@ class Trainer:
         save_image(self._generate(self.config.preview_count).float(), path, nrow=8, normalize=True, value_range=(-1, 1))
         return path
 
-    def _save(self, reason: str) -> Path:
+    def _save(self, reason: str) -> Path | None:
+        """Save a checkpoint; a failure (a full disk, bad weights) is reported and training goes on."""
         path = self.run_dir.checkpoint_path(self.step)
-        save_checkpoint(self.state_dict(), path)
-        link_latest(path, self.run_dir.last)
+        if not all(bool(p.isfinite().all()) for p in self.G.parameters()):
+            self.emit(ev.Notice(f"checkpoint at step {self.step} skipped: non-finite weights", "error"))
+            return None
+        try:
+            free = shutil.disk_usage(self.run_dir.checkpoints).free
+            if self.run_dir.last.exists() and free < 2 * self.run_dir.last.stat().st_size:
+                raise OSError(errno.ENOSPC, f"only {free / 1e6:.0f} MB free")
+            save_checkpoint(self.state_dict(), path)
+            link_latest(path, self.run_dir.last)
+            self.run_dir.prune_checkpoints(self.config.keep)
+            grid = self._save_grid() if reason == "manual" else None
+        except OSError as err:
+            self.emit(ev.Notice(f"checkpoint at step {self.step} not saved ({err.strerror or err}); "
+                                "the previous one is intact", "error"))
+            return None
         self._saved_step = self.step
-        self.run_dir.prune_checkpoints(self.config.keep)
-        grid = self._save_grid() if reason == "manual" else None
         self.emit(ev.Saved(self.step, str(path), str(grid) if grid else None, reason))
         return path
 
@@ -299,7 +391,7 @@ class Trainer:
             "fixed_noise": self.fixed_noise.clone(), "rng": rng, "history": list(self.history),
         }
 
-    def _load_state(self, state: dict[str, Any]) -> None:
+    def _load_state(self, state: dict[str, Any], history: bool = True) -> None:
         self.G.load_state_dict(state["generator"])
         self.D.load_state_dict(state["discriminator"])
         self.opt_g.load_state_dict(state["opt_g"])
@@ -314,4 +406,5 @@ class Trainer:
         self.preview_gen.set_state(rng["preview"])
         if self.device.type == "cuda" and "cuda" in rng:
             torch.cuda.set_rng_state(rng["cuda"], self.device)
-        self.history.extend(state.get("history", []))
+        if history:
+            self.history.extend(state.get("history", []))

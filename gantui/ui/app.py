@@ -18,7 +18,7 @@ from textual.widgets import Footer, Static
 from gantui.config import Config
 from gantui.engine import events as ev
 from gantui.engine.trainer import HISTORY, Trainer
-from gantui.headless import STOP_SIGNALS
+from gantui.headless import EXIT_CODES, STOP_SIGNALS
 from gantui.ui.messages import EngineEvent, message_for
 from gantui.ui.widgets.help_screen import HelpScreen
 from gantui.ui.widgets.metric_pane import HealthPane, LossPane
@@ -158,8 +158,8 @@ class GanApp(App[int]):
         self.action_quit_run()
 
     def exit_code(self) -> int:
-        if self.finished is not None and self.finished.reason == "error":
-            return 1
+        if self.finished is not None and self.finished.reason in EXIT_CODES:
+            return EXIT_CODES[self.finished.reason]
         return 128 + self.signal_received if self.signal_received else 0
 
     # -- events from the trainer ---------------------------------------------------------
@@ -185,7 +185,7 @@ class GanApp(App[int]):
         elif isinstance(event, ev.Paused):
             self.paused = event.paused
         elif isinstance(event, ev.Saved):
-            if event.reason != "final":
+            if event.reason in ("manual", "periodic"):
                 self.notify(f"saved {event.checkpoint}" + (f"\nand {event.grid}" if event.grid else ""))
         elif isinstance(event, ev.Notice):
             self.notify(event.text, severity=event.level)  # type: ignore[arg-type]
@@ -197,9 +197,9 @@ class GanApp(App[int]):
         self.finished = event
         self.paused = False
         self.refresh_bindings()
-        if event.reason == "error":
-            self.notify(f"training failed: {event.error}\nsee error.log in the run directory; q quits",
-                        severity="error", timeout=3600)
+        if event.error:
+            self.notify(f"training {event.reason}: {event.error}\nlast checkpoint: {event.checkpoint}\n"
+                        "see error.log in the run directory; q quits", severity="error", timeout=3600)
         elif self.quitting or self.signal_received:
             self.exit(self.exit_code())
         else:
@@ -221,7 +221,7 @@ class GanApp(App[int]):
         if self.started is None:
             return
         finished = self.finished
-        state = ("ERROR" if finished.reason == "error" else "DONE") if finished else (
+        state = finished.reason.upper() if finished else (
             "QUITTING" if self.quitting else "PAUSED" if self.paused else "TRAINING")
         self.status_line.show(
             device=self.started.device, state=state, epoch=self.engine.epoch + 1, step=self.engine.step,

@@ -1,6 +1,7 @@
 """Panes of labelled sparklines: the losses, and the discriminator's health."""
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from statistics import fmean
 from typing import Any
@@ -30,7 +31,7 @@ class MetricLine(Vertical):
         return f"[b]{self.label}[/b] {values[-1]:{f}} [dim]min[/dim] {min(values):{f}} [dim]max[/dim] {max(values):{f}}"
 
     def show(self, rows: Sequence[dict[str, Any]]) -> None:
-        values = [row[self.key] for row in rows if row.get(self.key) is not None]
+        values = [v for row in rows if isinstance(v := row.get(self.key), float | int) and math.isfinite(v)]
         self.header.update(self._header(values))
         self.spark.data = values
 

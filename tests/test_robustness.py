@@ -1,0 +1,181 @@
+"""No run is lost: signals, a second process, corrupt checkpoints, full disks, divergence."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from gantui.engine import events as ev
+from gantui.engine.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from gantui.engine.trainer import Trainer
+
+FAST = ["--batch-size", "16", "--device", "cpu", "--log-every", "2"]
+
+
+def start(out: Path, *args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "gantui", "--no-ui", "--out", str(out), *FAST, *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for_step(out: Path, step: int, timeout: float = 120) -> None:
+    metrics = out / "metrics.jsonl"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if metrics.exists() and any(json.loads(line).get("step", 0) >= step
+                                    for line in metrics.read_text().splitlines() if line.strip()):
+            return
+        time.sleep(0.05)
+    raise AssertionError("training did not reach step {step}")
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
+def test_signal_saves_and_exits_128_plus_signal(tmp_path, signum):
+    out = tmp_path / "run"
+    proc = start(out, "--steps", "100000")
+    wait_for_step(out, 4)
+    proc.send_signal(signum)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 128 + signum, err
+    state = load_checkpoint(out)
+    assert state["step"] >= 4
+    assert "Traceback" not in err
+
+
+def test_second_process_on_the_same_run_directory_is_refused(tmp_path):
+    out = tmp_path / "run"
+    first = start(out, "--steps", "100000")
+    try:
+        wait_for_step(out, 2)
+        second = subprocess.run([sys.executable, "-m", "gantui", "--no-ui", "--out", str(out), *FAST],
+                                capture_output=True, text=True, timeout=60)
+        assert second.returncode == 2
+        assert "in use by another gantui process" in second.stderr
+        assert len(second.stderr.strip().splitlines()) == 1
+    finally:
+        first.terminate()
+        first.communicate(timeout=30)
+
+
+def test_resume_after_sigterm_is_bit_exact(tmp_path):
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    assert subprocess.run([sys.executable, "-m", "gantui", "--no-ui", "--out", str(straight), *FAST,
+                           "--steps", "20"], capture_output=True, timeout=300).returncode == 0
+    proc = start(split, "--steps", "20")
+    wait_for_step(split, 6)
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=30)
+    stopped_at = load_checkpoint(split)["step"]
+    assert 6 <= stopped_at < 20
+    resumed = subprocess.run([sys.executable, "-m", "gantui", "--no-ui", "--resume", str(split)],
+                             capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    a, b = load_checkpoint(straight), load_checkpoint(split)
+    assert a["step"] == b["step"] == 20
+    for key in ("generator", "discriminator"):
+        assert all(torch.equal(a[key][k], b[key][k]) for k in a[key])
+    events = [json.loads(line) for line in (split / "metrics.jsonl").read_text().splitlines()]
+    assert any(e.get("event") == "resume" and e["step"] == stopped_at for e in events)
+
+
+def corrupt_files(tmp_path: Path, good: Path) -> dict[str, Path]:
+    files = {"empty": tmp_path / "empty.pt", "truncated": tmp_path / "truncated.pt",
+             "foreign": tmp_path / "foreign.pt", "code": tmp_path / "code.pt", "text": tmp_path / "text.pt"}
+    files["empty"].write_bytes(b"")
+    files["truncated"].write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    torch.save({"weights": torch.zeros(3)}, files["foreign"])
+    torch.save({"format": "gantui-checkpoint", "payload": Path("/")}, files["code"])  # an object, not data
+    files["text"].write_text("hello")
+    return files
+
+
+def test_bad_checkpoints_get_one_line_errors(tmp_path, tiny_config):
+    Trainer(tiny_config(steps=2)).run()
+    good = tmp_path / "run" / "checkpoints" / "last.pt"
+    reasons = {"empty": "empty file", "truncated": "truncated", "foreign": "not a gantui checkpoint",
+               "code": "refused", "text": "truncated or not a PyTorch file"}
+    for name, path in corrupt_files(tmp_path, good).items():
+        with pytest.raises(CheckpointError, match=reasons[name]):
+            load_checkpoint(path)
+        result = subprocess.run([sys.executable, "-m", "gantui", "--no-ui", "--resume", str(path)],
+                                capture_output=True, text=True, timeout=60)
+        assert result.returncode == 2 and str(path) in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+    result = subprocess.run([sys.executable, "-m", "gantui", "--no-ui", "--resume", str(good), "--z-dim", "64"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "does not match" in result.stderr
+
+
+def test_killed_mid_save_leaves_the_previous_checkpoint(tmp_path, monkeypatch):
+    path = tmp_path / "last.pt"
+    save_checkpoint({"step": 1}, path)
+
+    def crash(*args, **kwargs):
+        raise KeyboardInterrupt  # the process dies between the write and the rename
+
+    monkeypatch.setattr(os, "replace", crash)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint({"step": 2}, path)
+    assert load_checkpoint(path)["step"] == 1
+    assert list(tmp_path.iterdir()) == [path]  # no temp file left behind
+
+
+def test_full_disk_is_reported_and_training_goes_on(tiny_config, monkeypatch):
+    import gantui.engine.trainer as trainer_module
+
+    events: list = []
+    trainer = Trainer(tiny_config(steps=12, save_every=4), events.append)
+    real_save = trainer_module.save_checkpoint
+
+    def full_disk(state, path):
+        if state["step"] == 8:
+            raise OSError(28, "No space left on device")
+        real_save(state, path)
+
+    monkeypatch.setattr(trainer_module, "save_checkpoint", full_disk)
+    finished = trainer.run()
+    assert finished.reason == "done" and finished.step == 12
+    notices = [e.text for e in events if isinstance(e, ev.Notice)]
+    assert any("step 8 not saved (No space left on device)" in n for n in notices)
+    assert load_checkpoint(finished.checkpoint)["step"] == 12
+
+
+def test_divergence_rolls_back_with_halved_lr_then_stops(tiny_config):
+    events: list = []
+    trainer = Trainer(tiny_config(steps=40, save_every=4, fault_nan_step=6), events.append)
+    trainer.run()
+    rows = trainer.run_dir.read_metrics()
+    rollback = [r for r in rows if r.get("event") == "rollback"]
+    assert rollback and rollback[0]["step"] == 6 and rollback[0]["to_step"] == 4
+    assert rollback[0]["lr"] == pytest.approx(tiny_config().lr / 2)
+    assert trainer.opt_g.param_groups[0]["lr"] == pytest.approx(tiny_config().lr / 2)
+    nan_rows = [r for r in rows if r.get("nonfinite")]
+    assert nan_rows and nan_rows[0]["loss_d"] is None  # strict JSON: null plus a flag
+    assert any(isinstance(e, ev.Notice) and "rolled back" in e.text for e in events)
+    assert trainer.step == 40  # then training went on
+
+
+def test_repeated_divergence_stops_as_diverged(tmp_path, tiny_config, monkeypatch):
+    import gantui.engine.trainer as trainer_module
+
+    monkeypatch.setattr(trainer_module, "GRAD_NORM_LIMIT", 0.0)  # every interval looks explosive
+    result = Trainer(tiny_config(steps=40)).run()
+    assert result.reason == "diverged" and "gradient norm" in result.error
+    rows = Trainer(tiny_config(steps=1)).run_dir.read_metrics()
+    assert sum(r.get("event") == "rollback" for r in rows) == 3
+    assert rows[-1]["event"] == "diverged"
+
+
+def test_metrics_jsonl_is_strict_json(tiny_config):
+    trainer = Trainer(tiny_config(steps=8, fault_nan_step=4, log_every=2))
+    trainer.run()
+    text = trainer.run_dir.metrics.read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    for line in text.splitlines():
+        json.loads(line)
