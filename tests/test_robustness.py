@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 import os
+import pty
+import select
 import signal
 import subprocess
 import sys
@@ -179,3 +181,36 @@ def test_metrics_jsonl_is_strict_json(tiny_config):
     assert "NaN" not in text and "Infinity" not in text
     for line in text.splitlines():
         json.loads(line)
+
+
+def test_dashboard_in_a_terminal_saves_on_sighup(tmp_path):
+    """An SSH drop: the dashboard in a real pseudo-terminal gets SIGHUP, saves, exits 129."""
+    out = tmp_path / "run"
+    main, child = pty.openpty()
+    os.set_inheritable(child, True)
+    env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": "100", "LINES": "30"}
+    proc = subprocess.Popen([sys.executable, "-m", "gantui", "--out", str(out), *FAST, "--steps", "100000"],
+                            stdin=child, stdout=child, stderr=child, env=env, start_new_session=True)
+    os.close(child)
+    try:
+        screen = b""
+        deadline = time.monotonic() + 120
+        while b"TRAINING" not in screen and time.monotonic() < deadline:
+            if select.select([main], [], [], 0.2)[0]:
+                screen += os.read(main, 65536)
+        wait_for_step(out, 2)
+        proc.send_signal(signal.SIGHUP)
+        start_time = time.monotonic()
+        while proc.poll() is None and time.monotonic() - start_time < 20:
+            if select.select([main], [], [], 0.1)[0]:
+                try:
+                    os.read(main, 65536)
+                except OSError:
+                    break
+        assert proc.wait(timeout=20) == 128 + signal.SIGHUP
+        assert time.monotonic() - start_time < 15
+        assert load_checkpoint(out)["step"] >= 2
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(main)

@@ -408,3 +408,5 @@ class Trainer:
             torch.cuda.set_rng_state(rng["cuda"], self.device)
         if history:
             self.history.extend(state.get("history", []))
+            rates = [row["images_per_s"] for row in self.history if "images_per_s" in row]
+            self.images_per_s = rates[-1] if rates else 0.0  # an estimate until the first interval
