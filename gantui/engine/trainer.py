@@ -24,7 +24,7 @@ from torch import nn
 
 from gantui.config import Config
 from gantui.engine import events as ev
-from gantui.engine.checkpoint import link_latest, save_checkpoint
+from gantui.engine.checkpoint import link_latest, load_checkpoint, save_checkpoint
 from gantui.engine.data import load_dataset, normalise, to_uint8
 from gantui.engine.device import resolve_device
 from gantui.engine.models import Discriminator, Generator, init_weights
@@ -128,8 +128,9 @@ class Trainer:
         if resumed:
             self._load_state(self._resume_state)
             self._resume_state = None
-        self._fixed_noise_dev = self.fixed_noise.to(self.device)
-        self._perm_dev = self.perm.to(self.device)
+        else:
+            self._fixed_noise_dev = self.fixed_noise.to(self.device)
+            self._perm_dev = self.perm.to(self.device)
 
         self.run_dir.create()
         self.run_dir.write_config({**cfg.to_dict(), "out": str(self.run_dir.path), "resolved_device": str(self.device)})
@@ -308,8 +309,6 @@ class Trainer:
         return True
 
     def _rollback(self, problem: str) -> None:
-        from gantui.engine.checkpoint import load_checkpoint
-
         bad_step = self.step
         self._load_state(load_checkpoint(self.run_dir.last), history=False)
         self.rollbacks += 1
@@ -317,8 +316,6 @@ class Trainer:
         self._sums.zero_()
         self._interval_steps = 0
         self._interval_start = time.perf_counter()
-        self._fixed_noise_dev = self.fixed_noise.to(self.device)
-        self._perm_dev = self.perm.to(self.device)
         lr = self.config.lr * 0.5 ** self.rollbacks
         for opt in (self.opt_g, self.opt_d):
             for group in opt.param_groups:
@@ -357,7 +354,8 @@ class Trainer:
     def _save(self, reason: str) -> Path | None:
         """Save a checkpoint; a failure (a full disk, bad weights) is reported and training goes on."""
         path = self.run_dir.checkpoint_path(self.step)
-        if not all(bool(p.isfinite().all()) for p in self.G.parameters()):
+        params = (*self.G.parameters(), *self.D.parameters())
+        if not bool(torch.stack([p.isfinite().all() for p in params]).all()):  # one sync, not one per tensor
             self.emit(ev.Notice(f"checkpoint at step {self.step} skipped: non-finite weights", "error"))
             return None
         try:
@@ -399,6 +397,8 @@ class Trainer:
         self.step, self.epoch, self.pos = state["step"], state["epoch"], state["pos"]
         self.perm = state["perm"]
         self.fixed_noise = state["fixed_noise"]
+        self._fixed_noise_dev = self.fixed_noise.to(self.device)
+        self._perm_dev = self.perm.to(self.device)
         rng = state["rng"]
         torch.set_rng_state(rng["torch"])
         random.setstate((3, tuple(rng["python"]), None))
