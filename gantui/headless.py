@@ -5,6 +5,7 @@ import os
 import signal
 import sys
 import time
+from pathlib import Path
 from typing import Any, TextIO
 
 from gantui.config import Config
@@ -45,11 +46,13 @@ class HeadlessPrinter:
         self.out = out
         self.batch_size = batch_size
         self.total_steps = 0
+        self.run_dir: str | None = None
         self.started = time.monotonic()
 
     def __call__(self, event: ev.Event) -> None:
         if isinstance(event, ev.Started):
             self.total_steps = event.total_steps
+            self.run_dir = event.run_dir
             self.started = time.monotonic()
             resumed = f", resumed at step {event.step}" if event.step else ""
             self.print(f"gantui: training on {event.device}, {event.total_steps} steps{resumed}; run directory {event.run_dir}")
@@ -62,8 +65,10 @@ class HeadlessPrinter:
         elif isinstance(event, ev.Finished):
             took = format_duration(time.monotonic() - self.started)
             if event.error:
+                log = Path(self.run_dir) / "error.log" if self.run_dir else None
+                where = f"; traceback in {log}" if log and log.exists() else ""
                 self.print(f"gantui: {event.reason} at step {event.step}: {event.error}; last checkpoint "
-                           f"{event.checkpoint}", err=True)
+                           f"{event.checkpoint}{where}", err=True)
             else:
                 self.print(f"gantui: {event.reason} at step {event.step} after {took}; checkpoint {event.checkpoint}")
 

@@ -7,18 +7,7 @@ import numpy as np
 
 from gantui.engine.checkpoint import load_checkpoint
 from gantui.engine.trainer import Trainer
-from gantui.ui.app import GanApp
-
-
-def make_app(config) -> GanApp:
-    return GanApp(lambda emit: Trainer(config, emit, preview_interval=0.1), config.batch_size)
-
-
-async def wait_for(pilot, condition, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        await pilot.pause(0.05)
+from helpers import make_app, wait_for
 
 
 def long_run(tiny_config):

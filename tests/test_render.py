@@ -1,9 +1,14 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from PIL import Image
+from rich.color import ColorSystem
 from rich.segment import Segment
+from rich.terminal_theme import DEFAULT_TERMINAL_THEME
 from rich_pixels import Pixels
+from textual.color import Color as TextualColor
+from textual.filter import Monochrome
 
 from gantui.engine.data import load_mnist_arrays
 from gantui.ui.render import halfblock_segments, layout_for, tile_images
@@ -29,3 +34,37 @@ def test_layout_uses_the_room():
     assert scale == 2 and cols * rows >= 4
     canvas = tile_images(np.full((3, 28, 28), 255, np.uint8), cols=2, rows=2)
     assert canvas.shape == (58, 58)
+
+
+def displayed_image(segments, colour) -> np.ndarray:
+    """What a terminal shows for half-block segments: (upper=bg, lower=fg) per cell, as luminance."""
+    def lum(c):
+        r, g, b = colour(c)
+        return 0.299 * r + 0.587 * g + 0.114 * b
+
+    rows, row = [], []
+    for seg in segments:
+        if seg.text == "\n":
+            rows.append(row)
+            row = []
+            continue
+        row += [(lum(seg.style.bgcolor), lum(seg.style.color))] * len(seg.text)
+    cells = np.array(rows)  # (text rows, cols, 2)
+    return cells.transpose(0, 2, 1).reshape(-1, cells.shape[1])
+
+
+@pytest.mark.parametrize("mode", ["truecolor", "256", "16", "NO_COLOR"])
+def test_previews_stay_readable_in_every_colour_mode(mode):
+    """Downgraded as rich does for a 256/16-colour terminal, or greyed as Textual does for NO_COLOR,
+    a digit's strokes still stand apart from its background."""
+    digit = load_mnist_arrays("test")[0][0]
+    segments = halfblock_segments(digit, levels=32)
+    if mode == "NO_COLOR":
+        grey = Monochrome()  # Textual filters lines of segments; the newlines carry no style
+        segments = [s if s.text == "\n" else grey.apply([s], TextualColor(0, 0, 0))[0] for s in segments]
+    system = {"256": ColorSystem.EIGHT_BIT, "16": ColorSystem.STANDARD}.get(mode, ColorSystem.TRUECOLOR)
+    shown = displayed_image(segments, lambda c: c.downgrade(system).get_truecolor(DEFAULT_TERMINAL_THEME))
+    assert shown.shape == digit.shape
+    stroke, background = shown[digit > 200], shown[digit < 30]
+    assert stroke.min() > background.max() + 60
+    assert np.corrcoef(shown.ravel(), digit.ravel())[0, 1] > 0.9

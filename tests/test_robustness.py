@@ -17,24 +17,11 @@ import torch
 from gantui.engine import events as ev
 from gantui.engine.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from gantui.engine.trainer import Trainer
-
-FAST = ["--batch-size", "16", "--device", "cpu", "--log-every", "2"]
-
+from helpers import FAST, wait_for_step
 
 def start(out: Path, *args: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "gantui", "--no-ui", "--out", str(out), *FAST, *args],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def wait_for_step(out: Path, step: int, timeout: float = 120) -> None:
-    metrics = out / "metrics.jsonl"
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if metrics.exists() and any(json.loads(line).get("step", 0) >= step
-                                    for line in metrics.read_text().splitlines() if line.strip()):
-            return
-        time.sleep(0.05)
-    raise AssertionError("training did not reach step {step}")
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])

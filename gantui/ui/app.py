@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
+import sys
 import time
 from collections import deque
 from collections.abc import Callable
@@ -74,6 +76,7 @@ class GanApp(App[int]):
         self.started: ev.Started | None = None
         self.finished: ev.Finished | None = None
         self.signal_received: int | None = None
+        self.abandon_trainer = False  # a second signal: exit without waiting for the trainer thread
         self.started_at = clock()
         self.quitting = False
         self.loss_pane = LossPane()
@@ -139,7 +142,7 @@ class GanApp(App[int]):
 
     def action_quit_run(self) -> None:
         if self.finished is not None:
-            self.exit(self.exit_code())
+            self.leave(self.exit_code())
             return
         if not self.quitting:
             self.quitting = True
@@ -152,10 +155,15 @@ class GanApp(App[int]):
 
     def on_stop_signal(self, signum: int) -> None:
         if self.signal_received is not None:  # a second signal: leave now, terminal restored
-            self.exit(128 + signum)
+            self.abandon_trainer = True
+            self.leave(128 + signum)
             return
         self.signal_received = signum
         self.action_quit_run()
+
+    def leave(self, code: int) -> None:
+        """Exit with `code` as both the app's result and its return code."""
+        self.exit(code, return_code=code)
 
     def exit_code(self) -> int:
         if self.finished is not None and self.finished.reason in EXIT_CODES:
@@ -201,7 +209,7 @@ class GanApp(App[int]):
             self.notify(f"training {event.reason}: {event.error}\nlast checkpoint: {event.checkpoint}\n"
                         "see error.log in the run directory; q quits", severity="error", timeout=3600)
         elif self.quitting or self.signal_received:
-            self.exit(self.exit_code())
+            self.leave(self.exit_code())
         else:
             self.notify(f"training done at step {event.step}; q quits", timeout=3600)
 
@@ -238,5 +246,13 @@ def run_dashboard(config: Config, resume_state: dict[str, Any] | None = None) ->
         return Trainer(config, emit, resume_state=resume_state, preview_interval=PREVIEW_INTERVAL)
 
     app = GanApp(make_engine, config.batch_size)
-    code = app.run()
-    return code if code is not None else app.exit_code()
+    # Our own loop: asyncio.run() would wait for the trainer thread before returning.
+    loop = asyncio.new_event_loop()
+    code = app.run(loop=loop)
+    code = code if code is not None else app.exit_code()
+    if app.abandon_trainer:  # the terminal is restored; the trainer may be stuck mid-save
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    loop.close()
+    return code

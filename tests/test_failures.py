@@ -1,0 +1,161 @@
+"""Failures inside the run: an exception in the training thread, out of memory, a second signal."""
+from __future__ import annotations
+
+import os
+import pty
+import select
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import torch
+
+from gantui.config import Config
+from gantui.engine.checkpoint import load_checkpoint
+from gantui.engine.trainer import Trainer
+from gantui.headless import run_headless
+from helpers import FAST, make_app, wait_for, wait_for_step
+
+
+def fail_at(monkeypatch, step: int, error: Exception) -> None:
+    """Make the training step raise `error` when the trainer is at `step`."""
+    original = Trainer._train_step
+
+    def failing_step(self: Trainer) -> None:
+        if self.step == step:
+            raise error
+        original(self)
+
+    monkeypatch.setattr(Trainer, "_train_step", failing_step)
+
+
+def test_exception_in_training_headless(tiny_config, monkeypatch, capsys):
+    config = tiny_config(steps=40, save_every=4)
+    fail_at(monkeypatch, 9, RuntimeError("boom in the step"))
+    assert run_headless(config) == 1
+    err = capsys.readouterr().err.strip()
+    assert "error at step 9: RuntimeError: boom in the step" in err
+    assert "error.log" in err and "Traceback" not in err and len(err.splitlines()) == 1
+    log = (Path(config.out) / "error.log").read_text()
+    assert log.startswith("Traceback") and "failing_step" in log and "boom in the step" in log
+    assert load_checkpoint(config.out)["step"] == 8  # the last good state is kept
+
+
+async def test_exception_in_training_dashboard(tiny_config, monkeypatch):
+    config = tiny_config(steps=40, save_every=4)
+    fail_at(monkeypatch, 9, RuntimeError("boom in the step"))
+    app = make_app(config)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: app.finished is not None)
+        await pilot.pause(0.3)
+        assert app.is_running  # the dashboard shows the error instead of dying
+        assert app.finished.reason == "error"
+        messages = [n.message for n in app._notifications]
+        assert any("boom in the step" in m and "error.log" in m for m in messages)
+        assert "ERROR" in str(app.status_line.render())
+        await pilot.press("q")
+    assert app.return_code == 1
+    assert (Path(config.out) / "error.log").exists()
+
+
+def test_out_of_memory_names_the_batch_size(tiny_config, monkeypatch):
+    fail_at(monkeypatch, 2, torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"))
+    finished = Trainer(tiny_config(batch_size=48)).run()
+    assert finished.reason == "error"
+    assert finished.error == "out of CPU memory at batch size 48; try --batch-size 24"
+
+
+# A gantui whose checkpoint saves after the first hang: the first signal's save never ends.
+SLOW_SAVE = textwrap.dedent("""
+    import sys, time
+    import gantui.engine.trainer as trainer
+    real_save = trainer.save_checkpoint
+    def slow_save(state, path):
+        if state["step"] > 0:
+            time.sleep(120)
+        real_save(state, path)
+    trainer.save_checkpoint = slow_save
+    from gantui.cli import main
+    sys.exit(main(sys.argv[1:]))
+""")
+
+
+def test_second_signal_exits_at_once_headless(tmp_path):
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-c", SLOW_SAVE, "--no-ui", "--out", str(out), *FAST,
+                             "--steps", "100000"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for_step(out, 2)
+    proc.send_signal(signal.SIGTERM)
+    time.sleep(1.0)  # the trainer is now in its (hanging) final save
+    assert proc.poll() is None
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=10)
+    assert proc.returncode == 128 + signal.SIGTERM
+    assert time.monotonic() - sent < 3
+    assert "Traceback" not in err
+    assert load_checkpoint(out)["step"] == 0  # the save in flight was atomic: the old checkpoint is whole
+
+
+def drain(fd: int, seconds: float) -> bytes:
+    data, deadline = b"", time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if select.select([fd], [], [], 0.05)[0]:
+            try:
+                data += os.read(fd, 65536)
+            except OSError:
+                break
+    return data
+
+
+def test_second_signal_exits_at_once_dashboard(tmp_path):
+    out = tmp_path / "run"
+    main, child = pty.openpty()
+    env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": "100", "LINES": "30"}
+    proc = subprocess.Popen([sys.executable, "-c", SLOW_SAVE, "--out", str(out), *FAST, "--steps", "100000"],
+                            stdin=child, stdout=child, stderr=child, env=env, start_new_session=True)
+    os.close(child)
+    try:
+        wait_for_step(out, 2)
+        drain(main, 0.5)
+        proc.send_signal(signal.SIGHUP)
+        drain(main, 1.0)
+        assert proc.poll() is None  # still saving
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGHUP)
+        tail = drain(main, 2.0)
+        assert proc.wait(timeout=5) == 128 + signal.SIGHUP
+        assert time.monotonic() - sent < 4
+        assert b"\x1b[?1049l" in tail  # the alternate screen was left: the terminal is restored
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(main)
+
+
+async def test_resume_after_q_is_bit_exact(tiny_config, tmp_path):
+    """Stop by q (while paused, which saves and exits at once), resume, and match a straight run."""
+    straight = Trainer(tiny_config(steps=200, out=str(tmp_path / "straight")))
+    straight.run()
+    config = tiny_config(steps=200)
+    app = make_app(config)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: app.engine.step >= 6)
+        await pilot.press("space")
+        await wait_for(pilot, lambda: app.paused)
+        await pilot.pause(0.3)
+        pressed = time.monotonic()
+        await pilot.press("q")
+        await wait_for(pilot, lambda: app.finished is not None)
+        assert time.monotonic() - pressed < 3
+    assert app.return_code == 0
+    state = load_checkpoint(config.out)
+    assert 6 <= state["step"] < 200
+    resumed = Trainer(Config.from_dict({**state["config"], "resume": config.out}), resume_state=state)
+    assert resumed.run().reason == "done"
+    for key in ("generator", "discriminator"):
+        a, b = straight.state_dict()[key], resumed.state_dict()[key]
+        assert all(torch.equal(a[k], b[k]) for k in a)
