@@ -21,7 +21,8 @@ class Parser(argparse.ArgumentParser):
 
 def train_parser() -> Parser:
     p = Parser(prog="gantui", description="Train a DCGAN and watch it learn in the terminal.",
-               epilog="Sub-commands: `gantui sample CHECKPOINT --n N --out FILE`.")
+               epilog="Sub-commands: `gantui sample CHECKPOINT --n N --out FILE`, "
+                      "`gantui eval CHECKPOINT [--n N] [--json]`, `gantui eval --real`.")
     d = Config()
     add = p.add_argument
     # Defaults are None so that a resumed run keeps its own settings unless a flag is given.
@@ -34,6 +35,9 @@ def train_parser() -> Parser:
     add("--z-dim", type=int, help=f"latent size (default {d.z_dim})")
     add("--seed", type=int, help=f"random seed (default {d.seed})")
     add("--device", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps (default auto)")
+    add("--precision", help="auto (bf16 autocast on CUDA and on CPUs with AMX), bf16 or fp32 (default auto)")
+    add("--compile", action="store_true", default=None,
+        help="torch.compile the models: a slow first step, then faster ones")
     add("--out", help="run directory (default: a new one under the user data dir)")
     add("--log-every", type=int, help=f"steps per metrics line (default {d.log_every})")
     add("--sample-every", type=int, help=f"steps per PNG grid in samples/ (default {d.sample_every})")
@@ -146,9 +150,63 @@ def sample(argv: list[str]) -> int:
     return 0
 
 
+def eval_parser() -> Parser:
+    p = Parser(prog="gantui eval", description="Quality figures for a checkpoint's samples (or for real test images).")
+    p.add_argument("checkpoint", nargs="?", help="checkpoint file or run directory")
+    p.add_argument("--real", action="store_true", help="score real MNIST test images instead: the reference floor")
+    p.add_argument("--n", type=int, default=10000, help="number of images (default 10000)")
+    p.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
+    p.add_argument("--device", default="cpu", help="device (default cpu)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    return p
+
+
+def evaluate_command(argv: list[str]) -> int:
+    args = eval_parser().parse_args(argv)
+    if args.n <= 1:
+        fail(f"--n must be at least 2, got {args.n}")
+    if bool(args.checkpoint) == args.real:
+        fail("give a CHECKPOINT or --real (one of them)")
+    import json
+
+    import numpy as np
+    import torch
+
+    from gantui.engine.checkpoint import CheckpointError
+    from gantui.engine.data import load_mnist_arrays
+    from gantui.engine.device import DeviceError, resolve_device
+    from gantui.engine.sample import generate
+    from gantui.evaluation.classifier import EvaluatorError
+    from gantui.evaluation.metrics import evaluate
+
+    try:
+        device = str(resolve_device(args.device))
+        if args.real:
+            test = load_mnist_arrays("test")[0]
+            if args.n > len(test):
+                fail(f"--n {args.n}: the MNIST test set has {len(test)} images")
+            images = test[np.random.default_rng(args.seed).permutation(len(test))[:args.n]]
+        else:
+            images = generate(args.checkpoint, args.n, seed=args.seed, device=device)
+        figures = evaluate(torch.from_numpy(images).float().div(127.5).sub(1).unsqueeze(1), device, neighbours=True)
+    except (CheckpointError, DeviceError, EvaluatorError) as err:
+        fail(str(err))
+    source = "real MNIST test images" if args.real else args.checkpoint
+    if args.json:
+        print(json.dumps({"source": source, **figures}))
+        return 0
+    print(f"{source}: {args.n} images")
+    print(f"  FID (classifier)  {figures['fid']:.2f}  (N={figures['fid_n']})")
+    print(f"  classes >= 1%     {figures['classes']}/10   KL from MNIST {figures['kl']:.4f}")
+    print(f"  confidence        {figures['confidence']:.3f}   score {figures['score']:.2f} (of 10)")
+    print(f"  density           {figures['density']:.3f}   coverage {figures['coverage']:.3f}")
+    print("  class shares      " + " ".join(f"{d}:{share:.0%}" for d, share in enumerate(figures["hist"])))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    commands = {"sample": sample}
+    commands = {"sample": sample, "eval": evaluate_command}
     if argv and argv[0] in commands:
         return commands[argv[0]](argv[1:])
     return train(argv)

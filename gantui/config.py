@@ -7,6 +7,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 DATASETS = ("mnist",)
+PRECISIONS = ("auto", "bf16", "fp32")
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 
@@ -26,6 +27,8 @@ class Config:
     z_dim: int = 100
     seed: int = 0
     device: str = "auto"
+    precision: str = "auto"  # auto: bf16 autocast on CUDA and on CPUs with AMX, else fp32
+    compile: bool = False  # torch.compile G and D: slower start, faster steady state
     out: str | None = None  # run directory; None picks one under the user data dir
     log_every: int = 10
     sample_every: int = 500
@@ -54,6 +57,8 @@ class Config:
             raise ConfigError(f"unknown dataset {self.dataset!r} (choose from: {', '.join(DATASETS)})")
         if not DEVICE_PATTERN.match(self.device):
             raise ConfigError(f"unknown device {self.device!r} (use auto, cpu, cuda, cuda:N or mps)")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"unknown precision {self.precision!r} (choose from: {', '.join(PRECISIONS)})")
         if self.seed < 0:
             raise ConfigError(f"--seed must be zero or positive, got {self.seed}")
         return self

@@ -11,15 +11,15 @@ class Generator(nn.Module):
         self.project = nn.Sequential(
             nn.Linear(z_dim, 7 * 7 * 256, bias=False),
             nn.BatchNorm1d(7 * 7 * 256),
-            nn.LeakyReLU(0.2),
+            nn.LeakyReLU(0.2, inplace=True),
         )
         self.deconv = nn.Sequential(
             nn.ConvTranspose2d(256, 128, 5, stride=1, padding=2, bias=False),
             nn.BatchNorm2d(128),
-            nn.LeakyReLU(0.2),
+            nn.LeakyReLU(0.2, inplace=True),
             nn.ConvTranspose2d(128, 64, 5, stride=2, padding=2, output_padding=1, bias=False),
             nn.BatchNorm2d(64),
-            nn.LeakyReLU(0.2),
+            nn.LeakyReLU(0.2, inplace=True),
             nn.ConvTranspose2d(64, 1, 5, stride=2, padding=2, output_padding=1, bias=False),
             nn.Tanh(),
         )
@@ -28,16 +28,35 @@ class Generator(nn.Module):
         return self.deconv(self.project(z).view(-1, 256, 7, 7))
 
 
+class Dropout(nn.Dropout):
+    """nn.Dropout with a cheaper mask on the CPU.
+
+    On the CPU `bernoulli_` draws one Mersenne-Twister number per element: 8.6 ms for a
+    (64, 64, 14, 14) activation here, 22% of a whole training step. This mask cuts each
+    32-bit draw into four bytes and drops an element when its byte is under round(p * 256):
+    about a quarter of the time, and the drop rate is p to within 0.002 (0.3008 for 0.3).
+    Elsewhere (CUDA's Philox is cheap) it is nn.Dropout.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0 or x.device.type != "cpu":
+            return super().forward(x)
+        n = x.numel()
+        draws = torch.randint(-(2**31), 2**31 - 1, ((n + 3) // 4,), dtype=torch.int32)
+        drop = draws.view(torch.uint8)[:n].view(x.shape) < round(self.p * 256)
+        return (x * (1.0 / (1.0 - self.p))).masked_fill_(drop, 0)  # a bool mask: no dtype casts
+
+
 class Discriminator(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.net = nn.Sequential(
             nn.Conv2d(1, 64, 5, stride=2, padding=2),
-            nn.LeakyReLU(0.2),
-            nn.Dropout(0.3),
+            nn.LeakyReLU(0.2, inplace=True),
+            Dropout(0.3),
             nn.Conv2d(64, 128, 5, stride=2, padding=2),
-            nn.LeakyReLU(0.2),
-            nn.Dropout(0.3),
+            nn.LeakyReLU(0.2, inplace=True),
+            Dropout(0.3),
             nn.Flatten(),
             nn.Linear(128 * 7 * 7, 1),
         )

@@ -6,7 +6,6 @@ import os
 import signal
 import sys
 import time
-from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -19,7 +18,7 @@ from textual.widgets import Footer, Static
 
 from gantui.config import Config
 from gantui.engine import events as ev
-from gantui.engine.trainer import HISTORY, Trainer
+from gantui.engine.trainer import Trainer
 from gantui.headless import EXIT_CODES, STOP_SIGNALS
 from gantui.ui.messages import EngineEvent, message_for
 from gantui.ui.widgets.help_screen import HelpScreen
@@ -28,7 +27,11 @@ from gantui.ui.widgets.preview_pane import PreviewPane
 from gantui.ui.widgets.status_line import StatusLine
 
 MIN_SIZE = (80, 24)
-PREVIEW_INTERVAL = 0.5  # seconds between previews at most
+PREVIEW_INTERVAL = 1.0  # seconds between previews at most
+# The UI thread's own CPU time, as a share of one core, that previews may push it to. The
+# trainer loses about this much: it waits for the GIL (and, on a busy CPU, for a core) meanwhile.
+UI_BUDGET = 0.02
+MAX_PREVIEW_INTERVAL = 8.0
 
 
 class Engine(Protocol):
@@ -37,7 +40,8 @@ class Engine(Protocol):
     step: int
     epoch: int
     images_per_s: float
-    preview_visible: int
+    preview_visible: int  # digits the pane shows: the trainer generates no more
+    preview_interval: float | None  # seconds between previews: the UI widens it when it is busy
 
     def run(self) -> ev.Finished: ...
     def pause(self) -> None: ...
@@ -72,13 +76,15 @@ class GanApp(App[int]):
         self.clock = clock
         self.engine = make_engine(lambda event: self.post_message(message_for(event)))
         self.batch_size = batch_size
-        self.history: deque[dict[str, Any]] = deque(maxlen=HISTORY)
         self.started: ev.Started | None = None
         self.finished: ev.Finished | None = None
         self.signal_received: int | None = None
         self.abandon_trainer = False  # a second signal: exit without waiting for the trainer thread
         self.started_at = clock()
         self.quitting = False
+        self.status_painted = 0.0
+        self.cpu_mark: tuple[float, float] | None = None
+        self.preview_floor = getattr(self.engine, "preview_interval", None) or PREVIEW_INTERVAL
         self.loss_pane = LossPane()
         self.health_pane = HealthPane()
         self.preview_pane = PreviewPane()
@@ -99,7 +105,8 @@ class GanApp(App[int]):
         loop = asyncio.get_running_loop()
         for signum in STOP_SIGNALS:
             loop.add_signal_handler(signum, self.on_stop_signal, signum)
-        self.set_interval(0.5, self.refresh_status)
+        self.set_interval(0.5, self.tick_status)
+        self.set_interval(2.0, self.pace_previews)
         self.train()
 
     def on_unmount(self) -> None:
@@ -175,19 +182,16 @@ class GanApp(App[int]):
     def on_engine_event(self, message: EngineEvent) -> None:
         event = message.event
         if isinstance(event, ev.Metrics):
-            self.history.append(event.row)
-            rows = list(self.history)
-            self.loss_pane.show(rows)
-            self.health_pane.show(rows)
+            self.loss_pane.add([event.row])
+            self.health_pane.add([event.row])
         elif isinstance(event, ev.Preview):
             self.preview_pane.show(event.images, event.step)
         elif isinstance(event, ev.Started):
             self.started = event
             self.started_at = self.clock()
-            self.history.extend(event.history)
-            if event.history:
-                self.loss_pane.show(list(self.history))
-                self.health_pane.show(list(self.history))
+            if event.history:  # a resumed run: its past curves
+                self.loss_pane.add(event.history)
+                self.health_pane.add(event.history)
             self.notify(f"run directory: {event.run_dir}", timeout=6)
             self.engine.preview_visible = self.preview_pane.capacity()
         elif isinstance(event, ev.Paused):
@@ -225,12 +229,31 @@ class GanApp(App[int]):
     def on_preview_capacity(self, message: PreviewPane.CapacityChanged) -> None:
         self.engine.preview_visible = message.capacity
 
+    def pace_previews(self) -> None:
+        """Space previews out while the UI uses more than its budget, and back in when it does not."""
+        now, cpu = time.monotonic(), time.thread_time()  # this (the UI) thread's CPU time
+        interval = getattr(self.engine, "preview_interval", None)
+        if self.cpu_mark is not None and interval is not None:
+            share = (cpu - self.cpu_mark[1]) / max(now - self.cpu_mark[0], 1e-6)
+            if share > UI_BUDGET:
+                self.engine.preview_interval = min(interval * 1.5, MAX_PREVIEW_INTERVAL)
+            elif share < UI_BUDGET / 2:
+                self.engine.preview_interval = max(interval / 1.5, self.preview_floor)
+        self.cpu_mark = (now, cpu)
+
+    def tick_status(self) -> None:
+        """The clock: a repaint only when no event has refreshed the status line this second."""
+        if time.monotonic() - self.status_painted >= 0.95:
+            self.refresh_status()
+
     def refresh_status(self) -> None:
         if self.started is None:
             return
+        self.status_painted = time.monotonic()
         finished = self.finished
+        compiling = self.started.config.get("compile") and self.engine.step == self.started.step
         state = finished.reason.upper() if finished else (
-            "QUITTING" if self.quitting else "PAUSED" if self.paused else "TRAINING")
+            "QUITTING" if self.quitting else "PAUSED" if self.paused else "COMPILING" if compiling else "TRAINING")
         self.status_line.show(
             device=self.started.device, state=state, epoch=self.engine.epoch + 1, step=self.engine.step,
             total=self.started.total_steps, images_per_s=self.engine.images_per_s, batch_size=self.batch_size,

@@ -81,7 +81,7 @@ def layout_for(width: int, height: int, size: int = 28, min_tiles: int = 4) -> t
     raise AssertionError("unreachable")
 
 
-def preview_pixels(images: np.ndarray, width: int, height: int, levels: int = 32) -> Pixels | None:
+def preview_pixels(images: np.ndarray, width: int, height: int, levels: int = 16) -> Pixels | None:
     cols, rows, scale = layout_for(width, height)
     if cols * rows == 0 or len(images) == 0:
         return None

@@ -2,13 +2,16 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Iterable, Sequence
 from statistics import fmean
 from typing import Any
 
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Sparkline, Static
+
+from gantui.engine.trainer import HISTORY
 
 
 class MetricLine(Vertical):
@@ -17,6 +20,7 @@ class MetricLine(Vertical):
     def __init__(self, key: str, label: str, fmt: str = ".3f", **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.key, self.label, self.fmt = key, label, fmt
+        self.values: deque[float] = deque(maxlen=HISTORY)
         self.header = Static(self._header([]), classes="metric-header")
         self.spark = Sparkline([], summary_function=fmean)
 
@@ -30,9 +34,11 @@ class MetricLine(Vertical):
         f = self.fmt
         return f"[b]{self.label}[/b] {values[-1]:{f}} [dim]min[/dim] {min(values):{f}} [dim]max[/dim] {max(values):{f}}"
 
-    def show(self, rows: Sequence[dict[str, Any]]) -> None:
-        values = [v for row in rows if isinstance(v := row.get(self.key), float | int) and math.isfinite(v)]
-        self.header.update(self._header(values))
+    def add(self, rows: Iterable[dict[str, Any]]) -> None:
+        """Append new metric rows (only the new ones: the history is kept here)."""
+        self.values.extend(v for row in rows if isinstance(v := row.get(self.key), float | int) and math.isfinite(v))
+        values = list(self.values)
+        self.header.update(self._header(values), layout=False)  # height 1: no relayout
         self.spark.data = values
 
 
@@ -50,9 +56,9 @@ class MetricPane(Vertical):
     def compose(self) -> ComposeResult:
         yield from self.lines
 
-    def show(self, rows: Sequence[dict[str, Any]]) -> None:
+    def add(self, rows: Sequence[dict[str, Any]]) -> None:
         for line in self.lines:
-            line.show(rows)
+            line.add(rows)
 
 
 class LossPane(MetricPane):

@@ -8,12 +8,16 @@ from rich.console import RenderableType
 from rich.text import Text
 from textual import events
 from textual.message import Message
+from textual.reactive import Reactive
 from textual.widget import Widget
 
 from gantui.ui.render import layout_for, preview_pixels
 
 
 class PreviewPane(Widget):
+    # No links in a picture: skips Textual's per-segment link pass (a fifth of the UI's time).
+    auto_links: Reactive[bool] = Reactive(False)
+
     class CapacityChanged(Message):
         """The pane now fits this many tiles: the trainer need generate no more."""
 

@@ -13,5 +13,6 @@ class StatusLine(Static):
         self.update(
             f"[b]{state}[/b] │ step {step}/{total} │ {images_per_s:,.0f} img/s"
             f" │ ETA {'?' if eta is None else format_duration(eta)} │ epoch {epoch} │ {format_duration(elapsed)} elapsed"
-            f" │ {device} │ [dim]{run_dir}[/dim]"
+            f" │ {device} │ [dim]{run_dir}[/dim]",
+            layout=False,  # one line, always: no layout pass for the whole screen each second
         )

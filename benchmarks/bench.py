@@ -1,0 +1,201 @@
+"""gantui side by side with a hand-written loop, and with itself with the dashboard on.
+
+    python benchmarks/bench.py                      # CPU or GPU, whichever `--device auto` finds
+    python benchmarks/bench.py --steps 300 --json benchmarks/results/cpu.json
+
+Every measurement is a fresh process, and the runs being compared alternate (A B A B ...),
+so a noisy shared machine slows both sides alike; each rate is the median of --repeats, each ratio
+the median of the ratios of runs made back to back.
+1. the reference loop (benchmarks/reference.py) vs `gantui --no-ui`: images/s and the ratio;
+2. `gantui` with the dashboard in a real pseudo-terminal vs `gantui --no-ui`: the ratio;
+3. seconds from starting `gantui` to the first frame that holds a preview, peak RSS of the
+   process (and peak GPU memory on CUDA).
+Images/s is the steady state: the images between the first and last metrics rows after
+--warmup steps, over the wall time between them (each row is written after a device sync).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import pty
+import select
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+TILE_HALF_BLOCKS = 14 * 28  # one full-size digit tile: the first frame with a preview holds at least this many
+
+
+def run_process(argv: list[str], env: dict[str, str] | None = None, tty: bool = False,
+                timeout: float = 1800) -> dict[str, Any]:
+    """Run argv to the end; its output, wall time, peak RSS, and when (in a pty) a preview first showed.
+    In a pty, `q` is pressed once the status line says DONE."""
+    start = time.monotonic()
+    first_preview = None
+    if tty:
+        main_fd, child_fd = pty.openpty()
+        proc = subprocess.Popen(argv, stdin=child_fd, stdout=child_fd, stderr=child_fd, env=env,
+                                start_new_session=True)
+        os.close(child_fd)
+        blocks, output = 0, b""
+        while time.monotonic() - start < timeout:
+            if not select.select([main_fd], [], [], 0.5)[0]:
+                continue
+            try:
+                chunk = os.read(main_fd, 1 << 16)
+            except OSError:  # EIO: the process closed the terminal
+                break
+            if not chunk:
+                break
+            text = chunk.decode("utf-8", "ignore")
+            blocks += text.count("▄")
+            if "DONE" in text:  # the status line: training has finished; the dashboard waits for q
+                os.write(main_fd, b"q")
+            if first_preview is None and blocks >= TILE_HALF_BLOCKS:
+                first_preview = time.monotonic() - start
+            output = (output + chunk)[-4096:]
+        os.close(main_fd)
+        stdout = output.decode("utf-8", "replace")
+    else:
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True)
+        stdout = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)  # wait4, not wait: it gives this process's own peak RSS
+    proc.returncode = code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        raise SystemExit(f"bench: {' '.join(argv[:4])}... exited {code}:\n{stdout[-2000:]}")
+    return {"stdout": stdout, "wall_s": time.monotonic() - start, "first_preview_s": first_preview,
+            "peak_rss_mb": usage.ru_maxrss / 1024}
+
+
+def steady_rate(run_dir: Path, warmup: int, batch_size: int) -> tuple[float, dict[str, Any]]:
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    rows = [r for r in rows if "event" not in r and r["step"] >= warmup]
+    first, last = rows[0], rows[-1]
+    return (last["step"] - first["step"]) * batch_size / (last["time"] - first["time"]), last
+
+
+def gantui(args: argparse.Namespace, tmp: Path, name: str, dashboard: bool, extra: list[str]) -> dict[str, Any]:
+    out = tmp / name
+    argv = [sys.executable, "-m", "gantui", "--out", str(out), "--steps", str(args.warmup + args.steps),
+            "--batch-size", str(args.batch_size), "--device", args.device, *extra]
+    env = {**os.environ, "TERM": "xterm-256color", "COLORTERM": "truecolor",
+           "COLUMNS": str(args.size[0]), "LINES": str(args.size[1])}
+    if dashboard:
+        result = run_process(argv, env=env, tty=True)
+    else:
+        result = run_process(argv + ["--no-ui"], env=env)
+    result["images_per_s"], last = steady_rate(out, args.warmup, args.batch_size)
+    result["gpu_mem_mb"] = last.get("gpu_mem_mb")
+    return result
+
+
+def reference(args: argparse.Namespace) -> dict[str, Any]:
+    result = run_process([sys.executable, str(HERE / "reference.py"), "--steps", str(args.steps),
+                          "--warmup", str(args.warmup), "--batch-size", str(args.batch_size), "--device", args.device])
+    return {**result, **json.loads(result["stdout"].strip().splitlines()[-1])}
+
+
+def alternate(repeats: int, **runs: Any) -> dict[str, list[dict[str, Any]]]:
+    results: dict[str, list[dict[str, Any]]] = {name: [] for name in runs}
+    for i in range(repeats):
+        for name, run in runs.items():
+            results[name].append(run(i))
+            print(f"  {name} #{i + 1}: {results[name][-1]['images_per_s']:,.0f} img/s", file=sys.stderr, flush=True)
+    return results
+
+
+def median(results: list[dict[str, Any]], key: str) -> float | None:
+    values = [r[key] for r in results if r.get(key) is not None]
+    return statistics.median(values) if values else None
+
+
+def pair_ratio(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> float:
+    return statistics.median(x["images_per_s"] / y["images_per_s"] for x, y in zip(a, b))
+
+
+def machine() -> dict[str, Any]:
+    import torch
+
+    info = {"python": platform.python_version(), "torch": torch.__version__, "cpu": platform.processor() or
+            platform.machine(), "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()}
+    try:
+        info["cpu"] = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                           if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description="gantui vs a reference loop, and the dashboard's cost")
+    p.add_argument("--steps", type=int, default=300, help="measured steps per run (default 300)")
+    p.add_argument("--warmup", type=int, default=20, help="steps before measuring (default 20)")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--repeats", type=int, default=3, help="runs of each kind, alternated (default 3)")
+    p.add_argument("--size", type=int, nargs=2, default=(120, 40), metavar=("COLS", "ROWS"),
+                   help="terminal size for the dashboard runs (default 120 40)")
+    p.add_argument("--gantui-args", default="", help="extra gantui flags, e.g. '--compile' or '--precision fp32'")
+    p.add_argument("--skip-reference", action="store_true", help="only the dashboard-vs-headless comparison")
+    p.add_argument("--json", type=Path, help="also write the results here")
+    args = p.parse_args()
+    extra = args.gantui_args.split()
+    # Metrics rows every 10 steps (the default) give the steady-state clock enough ticks.
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        runs: dict[str, Any] = {}
+        if not args.skip_reference:
+            runs["reference"] = lambda i: reference(args)
+        runs["headless"] = lambda i: gantui(args, tmp, f"headless-{i}", False, extra)
+        runs["dashboard"] = lambda i: gantui(args, tmp, f"dashboard-{i}", True, extra)
+        print(f"bench: {args.repeats} x {list(runs)}, {args.steps} steps of {args.batch_size}", file=sys.stderr)
+        results = alternate(args.repeats, **runs)
+
+    rate = {name: median(r, "images_per_s") for name, r in results.items()}
+    summary = {
+        "date": time.strftime("%Y-%m-%d"), "machine": machine(), "command": " ".join(sys.argv),
+        "batch_size": args.batch_size, "steps": args.steps, "gantui_args": args.gantui_args,
+        "images_per_s": rate,
+        # Ratios are the median of the per-repeat ratios: each pair ran back to back.
+        "headless_vs_reference": pair_ratio(results["headless"], results["reference"]) if "reference" in rate else None,
+        "dashboard_vs_headless": pair_ratio(results["dashboard"], results["headless"]),
+        "first_preview_s": median(results["dashboard"], "first_preview_s"),
+        "peak_rss_mb": {name: max(x["peak_rss_mb"] for x in r) for name, r in results.items()},
+        "gpu_mem_mb": {name: median(r, "gpu_mem_mb") for name, r in results.items()},
+        "runs": {name: [{k: v for k, v in x.items() if k != "stdout"} for x in r] for name, r in results.items()},
+    }
+    print(table(summary))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(summary, indent=2) + "\n")
+
+
+def table(s: dict[str, Any]) -> str:
+    m = s["machine"]
+    lines = [f"{s['date']}  {m.get('gpu') or m['cpu']}  ({m['cores']} cores)  torch {m['torch']}",
+             f"batch {s['batch_size']}, {s['steps']} measured steps, median of the runs; {s['gantui_args'] or 'default flags'}",
+             "", "| run | images/s | peak RSS | GPU memory |", "|---|---:|---:|---:|"]
+    for name, rate in s["images_per_s"].items():
+        gpu = s["gpu_mem_mb"].get(name)
+        lines.append(f"| {name} | {rate:,.0f} | {s['peak_rss_mb'][name]:,.0f} MB | "
+                     f"{'-' if gpu is None else f'{gpu:,.0f} MB'} |")
+    lines.append("")
+    if s["headless_vs_reference"] is not None:
+        lines.append(f"gantui headless / reference loop: {s['headless_vs_reference']:.2f}x")
+    lines.append(f"dashboard / headless:             {s['dashboard_vs_headless']:.3f}")
+    first = s["first_preview_s"]
+    lines.append(f"first frame with a preview:       {'-' if first is None else f'{first:.1f} s'}")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,111 @@
+"""The fast paths stay honest: no device reads in the step, a dropout that drops what it should,
+bf16 that trains, the one-batch D step equal to the usual two passes."""
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+from torch.overrides import TorchFunctionMode
+
+from gantui.engine.device import use_bf16
+from gantui.engine.models import Discriminator, Dropout
+from gantui.engine.trainer import Trainer
+
+# Tensor methods that copy a value to the host: a CPU-GPU sync point on CUDA.
+HOST_READS = {"item", "tolist", "cpu", "numpy", "__bool__", "__float__", "__int__", "__index__", "nonzero"}
+
+
+class HostReads(TorchFunctionMode):
+    """Records every tensor call that would read a value back to the host."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[str] = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        name = getattr(func, "__name__", "")
+        if name in HOST_READS:
+            self.calls.append(name)
+        return func(*args, **(kwargs or {}))
+
+
+def test_the_training_step_never_reads_from_the_device(tiny_config):
+    trainer = Trainer(tiny_config(steps=1000))
+    trainer._setup()
+    with HostReads() as reads:
+        for _ in range(4):
+            trainer._train_step()
+    assert reads.calls == []
+    with HostReads() as reads:  # the metrics read, once per --log-every, is the one that does
+        trainer._interval_steps, trainer._interval_start = 4, 0.0
+        trainer._log()
+    assert reads.calls == ["tolist"]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_the_training_step_does_not_sync_on_cuda(tiny_config):
+    trainer = Trainer(tiny_config(steps=1000, device="cuda"))
+    trainer._setup()
+    trainer._train_step()  # warm-up: cuDNN autotuning may sync
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for _ in range(4):
+            trainer._train_step()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+
+
+def test_fast_dropout_drops_at_the_rate_of_nn_dropout():
+    torch.manual_seed(0)
+    x = torch.ones(64, 64, 14, 14)
+    fast = Dropout(0.3)(x)
+    assert fast.unique().tolist() == [0.0, pytest.approx(1 / 0.7)]
+    assert (fast == 0).float().mean().item() == pytest.approx(0.3, abs=0.002)
+    assert fast.mean().item() == pytest.approx(1.0, abs=0.005)  # unbiased, like nn.Dropout
+    a, b = Dropout(0.3)(x), Dropout(0.3)(x)
+    assert not torch.equal(a, b)  # a fresh mask each call
+    assert torch.equal(Dropout(0.3).eval()(x), x)
+    x.requires_grad_()
+    out = Dropout(0.3)(x)
+    out.sum().backward()
+    assert torch.equal(x.grad, (out != 0).float() / 0.7)  # gradients flow through the kept units only
+
+
+def test_one_batch_d_step_equals_two_passes():
+    """D has no batch norm: D(cat(real, fake)) is D(real) and D(fake), and the loss is their sum."""
+    torch.manual_seed(0)
+    D = Discriminator().eval()  # no dropout, so both sides see the same network
+    real, fake = torch.randn(8, 1, 28, 28), torch.randn(8, 1, 28, 28)
+    loss = nn.BCEWithLogitsLoss()
+    logits = D(torch.cat((real, fake)))
+    one_batch = 2 * loss(logits, torch.cat((torch.ones(8), torch.zeros(8))))
+    two_passes = loss(D(real), torch.ones(8)) + loss(D(fake), torch.zeros(8))
+    assert one_batch.item() == pytest.approx(two_passes.item(), rel=1e-5)
+
+
+def test_precision_choice():
+    cpu, cuda = torch.device("cpu"), torch.device("cuda", 0)
+    assert use_bf16("bf16", cpu) and not use_bf16("fp32", cpu)
+    assert not use_bf16("fp32", cuda)
+    assert use_bf16("auto", cpu) == bool(getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)())
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp32"])
+def test_both_precisions_learn(tiny_config, precision):
+    """A short run in each precision: finite losses, and D learns to tell real from fake."""
+    trainer = Trainer(tiny_config(steps=60, log_every=20, precision=precision))
+    assert trainer.run().reason == "done"
+    rows = [r for r in trainer.run_dir.read_metrics() if "loss_d" in r]
+    assert all(isinstance(r["loss_d"], float) for r in rows)
+    assert rows[-1]["d_real"] > rows[-1]["d_fake"]
+
+
+def test_compile_trains(tiny_config):
+    """--compile: torch.compile'd G and D train to the same kind of numbers (about 45 s to compile here)."""
+    events: list = []
+    trainer = Trainer(tiny_config(steps=6, log_every=3, compile=True), events.append)
+    assert trainer.run().reason == "done"
+    rows = [r for r in trainer.run_dir.read_metrics() if "loss_d" in r]
+    assert len(rows) == 2 and all(0 < r["loss_d"] < 5 and 0 < r["loss_g"] < 10 for r in rows)
+    assert any("compiling" in getattr(e, "text", "") for e in events)
