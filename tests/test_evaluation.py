@@ -98,3 +98,27 @@ def test_agrees_with_torchmetrics():
     fb, _ = classify(as_uint8(b).float() / 127.5 - 1)
     ours = frechet_distance(fa.mean(0), np.cov(fa, rowvar=False), fb.mean(0), np.cov(fb, rowvar=False), ridge=0.0)
     assert ours == pytest.approx(expected, rel=1e-4)
+
+
+def test_eval_command(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from gantui.engine.trainer import Trainer
+    from gantui.config import Config
+
+    run = lambda *args: subprocess.run([sys.executable, "-m", "gantui", "eval", *args],  # noqa: E731
+                                       capture_output=True, text=True, timeout=300)
+    real = run("--real", "--n", "500", "--json")
+    assert real.returncode == 0, real.stderr
+    figures = json.loads(real.stdout)
+    assert figures["fid_n"] == 500 and figures["classes"] == 10 and 0 <= figures["coverage"] <= 1
+    Trainer(Config(steps=2, batch_size=16, device="cpu", out=str(tmp_path / "run")).validate()).run()
+    untrained = run(str(tmp_path / "run"), "--n", "500")
+    assert untrained.returncode == 0 and "FID (classifier)" in untrained.stdout
+    fid = float(untrained.stdout.split("FID (classifier)")[1].split()[0])
+    assert fid > 10 * figures["fid"]  # two steps of training are far from real digits
+    for args in ([], ["--real", str(tmp_path / "run")], [str(tmp_path / "missing.pt")], ["--real", "--n", "0"]):
+        bad = run(*args)
+        assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1, (args, bad.stderr)
