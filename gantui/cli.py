@@ -173,7 +173,7 @@ def evaluate_command(argv: list[str]) -> int:
     import torch
 
     from gantui.engine.checkpoint import CheckpointError
-    from gantui.engine.data import load_mnist_arrays
+    from gantui.engine.data import load_mnist_arrays, normalise
     from gantui.engine.device import DeviceError, resolve_device
     from gantui.engine.sample import generate
     from gantui.evaluation.classifier import EvaluatorError
@@ -188,7 +188,7 @@ def evaluate_command(argv: list[str]) -> int:
             images = test[np.random.default_rng(args.seed).permutation(len(test))[:args.n]]
         else:
             images = generate(args.checkpoint, args.n, seed=args.seed, device=device)
-        figures = evaluate(torch.from_numpy(images).float().div(127.5).sub(1).unsqueeze(1), device, neighbours=True)
+        figures = evaluate(normalise(torch.from_numpy(images).unsqueeze(1)), device, neighbours=True)
     except (CheckpointError, DeviceError, EvaluatorError) as err:
         fail(str(err))
     source = "real MNIST test images" if args.real else args.checkpoint

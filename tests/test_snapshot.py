@@ -15,6 +15,7 @@ class ScriptedEngine:
     def __init__(self, emit) -> None:
         self.emit = emit
         self.step, self.epoch, self.images_per_s, self.preview_visible = 1200, 1, 5120.0, 64
+        self.preview_interval = None  # previews come from the script, not a timer
         self._stop = threading.Event()
 
     def run(self) -> ev.Finished:

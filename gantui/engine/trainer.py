@@ -112,10 +112,11 @@ class Trainer:
         self.G.to(self.device)
         self.D.to(self.device)
         self.G_fwd, self.D_fwd = (torch.compile(self.G), torch.compile(self.D)) if cfg.compile else (self.G, self.D)
-        fused = self.device.type in ("cuda", "cpu")  # one kernel for the whole update, not one per op
+        # One kernel for the whole update, not one per op; None leaves torch's default elsewhere.
+        fused = self.device.type in ("cuda", "cpu") or None
         betas = (cfg.beta1, cfg.beta2)
-        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=cfg.lr, betas=betas, fused=fused or None)
-        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=cfg.lr, betas=betas, fused=fused or None)
+        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=cfg.lr, betas=betas, fused=fused)
+        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=cfg.lr, betas=betas, fused=fused)
         self.loss = nn.BCEWithLogitsLoss()
         bs = cfg.batch_size
         self.ones = torch.ones(bs, device=self.device)

@@ -84,7 +84,7 @@ class GanApp(App[int]):
         self.quitting = False
         self.status_painted = 0.0
         self.cpu_mark: tuple[float, float] | None = None
-        self.preview_floor = getattr(self.engine, "preview_interval", None) or PREVIEW_INTERVAL
+        self.preview_floor = self.engine.preview_interval or PREVIEW_INTERVAL
         self.loss_pane = LossPane()
         self.health_pane = HealthPane()
         self.preview_pane = PreviewPane()
@@ -232,7 +232,7 @@ class GanApp(App[int]):
     def pace_previews(self) -> None:
         """Space previews out while the UI uses more than its budget, and back in when it does not."""
         now, cpu = time.monotonic(), time.thread_time()  # this (the UI) thread's CPU time
-        interval = getattr(self.engine, "preview_interval", None)
+        interval = self.engine.preview_interval
         if self.cpu_mark is not None and interval is not None:
             share = (cpu - self.cpu_mark[1]) / max(now - self.cpu_mark[0], 1e-6)
             if share > UI_BUDGET:
