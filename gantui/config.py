@@ -34,6 +34,8 @@ class Config:
     sample_every: int = 500
     save_every: int = 1000
     keep: int = 3  # periodic checkpoints kept beside last.pt
+    eval_every: int = 500  # steps per quality evaluation (FID, classes); 0 turns it off
+    eval_n: int = 2000  # generated images per evaluation, from fixed latents
     preview_count: int = 64  # size of the fixed preview noise batch
     resume: str | None = None
     fault_nan_step: int | None = None  # test hook: the metrics go NaN at this step (hidden flag)
@@ -45,6 +47,10 @@ class Config:
             value = getattr(self, name)
             if not isinstance(value, int) or value <= 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must be a positive integer, got {value!r}")
+        if not isinstance(self.eval_every, int) or self.eval_every < 0:
+            raise ConfigError(f"--eval-every must be zero (off) or a positive integer, got {self.eval_every!r}")
+        if not isinstance(self.eval_n, int) or self.eval_n < 100:
+            raise ConfigError(f"--eval-n must be an integer of at least 100, got {self.eval_n!r}")
         if self.steps is not None and (not isinstance(self.steps, int) or self.steps <= 0):
             raise ConfigError(f"--steps must be a positive integer, got {self.steps!r}")
         if not (isinstance(self.lr, float | int) and 0 < self.lr < 1):

@@ -39,6 +39,12 @@ def format_metrics(row: dict[str, Any], total_steps: int, batch_size: int) -> st
             f" fake {num('acc_fake', '.2f')} | {rate:,.0f} img/s | ETA {'?' if eta is None else format_duration(eta)}")
 
 
+def format_quality(row: dict[str, Any]) -> str:
+    return (f"quality at step {row['step']} | FID {row['fid']:.2f} (N={row['fid_n']}) | {row['classes']}/10 classes"
+            f" KL {row['kl']:.3f} | confidence {row['confidence']:.3f} score {row['score']:.2f}"
+            f" | took {row['eval_s']:.1f} s")
+
+
 class HeadlessPrinter:
     """Turns trainer events into lines on `out`."""
 
@@ -58,6 +64,8 @@ class HeadlessPrinter:
             self.print(f"gantui: training on {event.device}, {event.total_steps} steps{resumed}; run directory {event.run_dir}")
         elif isinstance(event, ev.Metrics):
             self.print(format_metrics(event.row, self.total_steps, self.batch_size))
+        elif isinstance(event, ev.Quality):
+            self.print(format_quality(event.row))
         elif isinstance(event, ev.Saved) and event.reason in ("manual", "periodic"):
             self.print(f"saved {event.checkpoint}")
         elif isinstance(event, ev.Notice):

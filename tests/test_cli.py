@@ -29,8 +29,11 @@ def test_headless_run_writes_the_run_directory(tmp_path):
     config = json.loads((out / "config.json").read_text())
     assert config["batch_size"] == 16 and config["steps"] == 12 and config["seed"] == 0
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in rows] == [4, 8, 12]
-    assert all(METRIC_ROW_KEYS <= r.keys() for r in rows)
+    assert [r["step"] for r in rows if "event" not in r] == [4, 8, 12]
+    assert all(METRIC_ROW_KEYS <= r.keys() for r in rows if "event" not in r)
+    quality = [r for r in rows if r.get("event") == "quality"]  # the finished run's figures
+    assert [r["step"] for r in quality] == [12] and quality[0]["fid_n"] == 2000
+    assert "quality at step 12 | FID" in result.stdout
     assert sorted(p.name for p in (out / "samples").iterdir()) == ["step-00000006.png", "step-00000012.png"]
     assert Image.open(out / "samples" / "step-00000006.png").size[0] > 200  # an 8x8 grid
     assert sorted(p.name for p in (out / "checkpoints").iterdir() if not p.name.startswith(".")) == [

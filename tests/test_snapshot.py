@@ -9,8 +9,23 @@ from gantui.engine.data import load_mnist_arrays
 from gantui.ui.app import GanApp
 
 
+def quality_rows(collapse: bool) -> list[dict]:
+    """Twelve evaluations, FID falling; with `collapse`, digits 3 and 7 vanish in the last two."""
+    rows = []
+    for i in range(1, 13):
+        hist = [0.1 + 0.01 * math.sin(i + d) for d in range(10)]
+        if collapse and i > 10:
+            hist[3] = hist[7] = 0.004
+        rows.append({"event": "quality", "step": 100 * i, "epoch": 1, "fid": 300 * 0.7 ** i, "fid_n": 2000,
+                     "classes": 8 if collapse and i > 10 else 10, "kl": 0.17 if collapse and i > 10 else 0.004,
+                     "confidence": 0.91, "score": 8.4, "hist": hist, "collapse": collapse and i > 11, "eval_s": 0.9})
+    return rows
+
+
 class ScriptedEngine:
     """Emits a fixed history and preview, then waits to be stopped."""
+
+    collapse = False
 
     def __init__(self, emit) -> None:
         self.emit = emit
@@ -24,7 +39,8 @@ class ScriptedEngine:
                  "acc_real": 0.7 + 0.2 * math.sin(i / 6), "acc_fake": 0.65 + 0.2 * math.cos(i / 5),
                  "images_per_s": 5120.0, "time": 0.0} for i in range(1, 121)]
         self.emit(ev.Started(run_dir="~/.local/share/gantui/runs/demo", device="cpu", step=1200, total_steps=18740,
-                             steps_per_epoch=937, config={}, history=rows))
+                             steps_per_epoch=937, config={}, history=rows,
+                             quality=quality_rows(self.collapse)))
         self.emit(ev.Preview(1200, load_mnist_arrays("test")[0][:64]))
         self._stop.wait(60)
         finished = ev.Finished("stopped", self.step, checkpoint="last.pt")
@@ -40,8 +56,12 @@ class ScriptedEngine:
         self._stop.set()
 
 
-def scripted_app() -> GanApp:
-    return GanApp(ScriptedEngine, batch_size=64, clock=lambda: 0.0)
+class CollapsingEngine(ScriptedEngine):
+    collapse = True
+
+
+def scripted_app(engine=ScriptedEngine) -> GanApp:
+    return GanApp(engine, batch_size=64, clock=lambda: 0.0)
 
 
 async def settle(pilot) -> None:
@@ -56,3 +76,11 @@ def test_dashboard_120x40(snap_compare):
 
 def test_dashboard_80x24(snap_compare):
     assert snap_compare(scripted_app(), terminal_size=(80, 24), run_before=settle)
+
+
+def test_dashboard_200x60(snap_compare):
+    assert snap_compare(scripted_app(), terminal_size=(200, 60), run_before=settle)
+
+
+def test_dashboard_mode_collapse(snap_compare):
+    assert snap_compare(scripted_app(CollapsingEngine), terminal_size=(120, 40), run_before=settle)

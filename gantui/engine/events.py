@@ -19,11 +19,19 @@ class Started:
     steps_per_epoch: int
     config: dict[str, Any]
     history: list[dict[str, Any]] = field(default_factory=list)  # rows from before a resume
+    quality: list[dict[str, Any]] = field(default_factory=list)  # evaluations from before a resume
 
 
 @dataclass(frozen=True)
 class Metrics:
     """One logging interval: a row of metrics.jsonl."""
+
+    row: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Quality:
+    """One evaluation of the fixed latents: a row of metrics.jsonl (fid, classes, kl, hist...)."""
 
     row: dict[str, Any]
 
@@ -64,4 +72,4 @@ class Finished:
     error: str | None = None
 
 
-Event = Started | Metrics | Preview | Paused | Saved | Notice | Finished
+Event = Started | Metrics | Quality | Preview | Paused | Saved | Notice | Finished

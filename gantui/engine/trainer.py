@@ -35,6 +35,15 @@ HISTORY = 2000  # metric rows kept in memory and in checkpoints, for the dashboa
 MAX_ROLLBACKS = 3  # then the run stops as "diverged"
 D_WON_INTERVALS = 5  # logging intervals of D loss ~0 and D(G(z)) ~0 that count as collapse
 GRAD_NORM_LIMIT = 1e4
+QUALITY_KEYS = ("fid", "fid_n", "classes", "kl", "confidence", "score")
+EVAL_BATCH = 500  # latents per generator pass in an evaluation
+# A mode-collapse warning: a digit under 1% of the samples, or the class histogram this far (KL)
+# from MNIST's (one digit missing altogether is about 0.1), at this many evaluations in a row. It is
+# armed by the first healthy evaluation, or after this many epochs: early samples are still blobs,
+# and a classifier sorts blobs unevenly (36% "3" and KL 0.33 at step 1000 of a healthy run).
+COLLAPSE_KL = 0.1
+COLLAPSE_EVALS = 2
+COLLAPSE_ARMED_EPOCHS = 2
 
 
 class Trainer:
@@ -68,6 +77,10 @@ class Trainer:
         self.diverged: str | None = None
         self._d_won = 0
         self.history: deque[dict[str, Any]] = deque(maxlen=HISTORY)
+        self.quality: deque[dict[str, Any]] = deque(maxlen=HISTORY)  # evaluations, for the Quality pane
+        self._collapsed = 0  # evaluations in a row that looked like mode collapse
+        self._collapse_armed = False
+        self.eval_every = config.eval_every  # 0: off (also when the classifier files are damaged)
 
     # -- controls: safe from any thread ------------------------------------------------
     @property
@@ -129,6 +142,9 @@ class Trainer:
         self.fixed_noise = torch.randn(cfg.preview_count, cfg.z_dim, generator=self.preview_gen)
         self.perm = torch.randperm(len(self.data), generator=self.data_gen)
         self.pos = 0
+        # The evaluation's latents: fixed by the seed, so evaluations compare across a run and a resume.
+        eval_gen = torch.Generator().manual_seed(cfg.seed + 2)
+        self.eval_noise = torch.randn(cfg.eval_n, cfg.z_dim, generator=eval_gen).to(self.device)
 
         resumed = self._resume_state is not None
         if resumed:
@@ -198,7 +214,7 @@ class Trainer:
         self.emit(ev.Started(
             run_dir=str(self.run_dir.path), device=str(self.device), step=self.step,
             total_steps=self.total_steps, steps_per_epoch=self.steps_per_epoch,
-            config=self.config.to_dict(), history=list(self.history),
+            config=self.config.to_dict(), history=list(self.history), quality=list(self.quality),
         ))
         try:
             self._loop()
@@ -216,6 +232,8 @@ class Trainer:
             return self._finish(ev.Finished("diverged", self.step, checkpoint=str(self.run_dir.last),
                                             error=f"diverged {MAX_ROLLBACKS + 1} times: {self.diverged}"))
         reason = "stopped" if self._stop.is_set() else "done"
+        if reason == "done" and self.eval_every and (not self.quality or self.quality[-1]["step"] != self.step):
+            self._evaluate()  # the figures for the finished run
         if self._saved_step != self.step:
             self._save("final")
         return self._finish(ev.Finished(reason, self.step, checkpoint=str(self.run_dir.last)))
@@ -250,6 +268,8 @@ class Trainer:
                     continue
             if self.step % cfg.sample_every == 0:
                 self._save_grid()
+            if self.eval_every and self.step % self.eval_every == 0:
+                self._evaluate()
             if self.step % cfg.save_every == 0:
                 self._save("periodic")
             if self.preview_interval is not None and time.perf_counter() >= next_preview:
@@ -347,6 +367,36 @@ class Trainer:
         except OSError as err:
             self.emit(ev.Notice(f"metrics.jsonl not written: {err.strerror or err}", "error"))
 
+    def _evaluate(self) -> None:
+        """Score images from the fixed evaluation latents; a row in metrics.jsonl and a Quality event."""
+        from gantui.evaluation.classifier import EvaluatorError
+        from gantui.evaluation.metrics import evaluate  # imported late: the classifier loads on first use
+
+        start = time.perf_counter()
+        self.G.eval()  # the eager model: torch.compile would recompile for the evaluation's batch size
+        with torch.no_grad(), self._autocast():
+            images = torch.cat([self.G(z).float() for z in self.eval_noise.split(EVAL_BATCH)])
+        self.G.train()
+        try:
+            figures = evaluate(images, str(self.device), bf16=self.bf16)
+        except EvaluatorError as err:
+            self.eval_every = 0
+            self.emit(ev.Notice(f"quality evaluation turned off: {err}", "error"))
+            return
+        missing = [digit for digit, share in enumerate(figures["hist"]) if share < 0.01]
+        looks_collapsed = bool(missing) or figures["kl"] > COLLAPSE_KL
+        self._collapse_armed |= not looks_collapsed or self.epoch >= COLLAPSE_ARMED_EPOCHS
+        self._collapsed = self._collapsed + 1 if looks_collapsed and self._collapse_armed else 0
+        row = {"event": "quality", "step": self.step, "epoch": self.epoch + 1, **figures,
+               "collapse": self._collapsed >= COLLAPSE_EVALS, "eval_s": time.perf_counter() - start}
+        self.quality.append(row)
+        self._event(row)
+        self.emit(ev.Quality(row))
+        if self._collapsed == COLLAPSE_EVALS:
+            rare = f"digits {', '.join(map(str, missing))} under 1% of samples, " if missing else ""
+            self.emit(ev.Notice(f"possible mode collapse at step {self.step}: {rare}KL {figures['kl']:.3f} "
+                                f"from MNIST's classes, {COLLAPSE_EVALS} evaluations in a row", "warning"))
+
     def _generate(self, count: int) -> torch.Tensor:
         self.G.eval()
         with torch.no_grad(), self._autocast():
@@ -403,6 +453,8 @@ class Trainer:
             "generator": self.G.state_dict(), "discriminator": self.D.state_dict(),
             "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
             "fixed_noise": self.fixed_noise.clone(), "rng": rng, "history": list(self.history),
+            "quality": list(self.quality), "collapsed": self._collapsed,
+            "collapse_armed": self._collapse_armed,
         }
 
     def _load_state(self, state: dict[str, Any], history: bool = True) -> None:
@@ -424,5 +476,8 @@ class Trainer:
             torch.cuda.set_rng_state(rng["cuda"], self.device)
         if history:
             self.history.extend(state.get("history", []))
+            self.quality.extend(state.get("quality", []))
+            self._collapsed = state.get("collapsed", 0)
+            self._collapse_armed = state.get("collapse_armed", False)
             rates = [row["images_per_s"] for row in self.history if "images_per_s" in row]
             self.images_per_s = rates[-1] if rates else 0.0  # an estimate until the first interval

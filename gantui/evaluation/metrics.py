@@ -37,13 +37,19 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
 
 
 @torch.no_grad()
-def classify(images: torch.Tensor, device: str = "cpu", batch: int = 1000) -> tuple[np.ndarray, np.ndarray]:
-    """Features (N, 128) float64 and class probabilities (N, 10) of images in [-1, 1], (N, 1, 28, 28)."""
+def classify(images: torch.Tensor, device: str = "cpu", batch: int = 500,
+             bf16: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Features (N, 128) float64 and class probabilities (N, 10) of images in [-1, 1], (N, 1, 28, 28).
+
+    `bf16` runs the classifier under bf16 autocast: 3x faster on a CPU with AMX, and FID moves by
+    about 0.2% (1.824 against 1.827 on 2k test images). The live evaluation uses it; `gantui eval` not.
+    """
     model = load_classifier(device)
     feats, probs = [], []
     for i in range(0, len(images), batch):
-        x = images[i:i + batch].to(device, torch.float32)
-        f = model.features(x)
+        x = images[i:i + batch].to(device, torch.float32).contiguous(memory_format=torch.channels_last)
+        with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=bf16):
+            f = model.features(x).float()
         feats.append(f.double().cpu())
         probs.append(torch.softmax(model.head(f).double(), 1).cpu())
     return torch.cat(feats).numpy(), torch.cat(probs).numpy()
@@ -63,10 +69,11 @@ def density_coverage(real: np.ndarray, fake: np.ndarray, k: int = 5, chunk: int 
     return hits.sum().item() / (k * len(fake_t)), covered.float().mean().item()
 
 
-def evaluate(images: torch.Tensor, device: str = "cpu", neighbours: bool = False) -> dict[str, Any]:
+def evaluate(images: torch.Tensor, device: str = "cpu", neighbours: bool = False,
+             bf16: bool = False) -> dict[str, Any]:
     """All the figures for `images` (N, 1, 28, 28) in [-1, 1]; density and coverage when asked."""
     stats = real_stats()
-    feats, probs = classify(images, device)
+    feats, probs = classify(images, device, bf16=bf16)
     n = len(feats)
     mu, sigma = feats.mean(0), np.cov(feats, rowvar=False)
     hist = np.bincount(probs.argmax(1), minlength=10) / n

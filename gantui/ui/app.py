@@ -24,6 +24,7 @@ from gantui.ui.messages import EngineEvent, message_for
 from gantui.ui.widgets.help_screen import HelpScreen
 from gantui.ui.widgets.metric_pane import HealthPane, LossPane
 from gantui.ui.widgets.preview_pane import PreviewPane
+from gantui.ui.widgets.quality_pane import QualityPane
 from gantui.ui.widgets.status_line import StatusLine
 
 MIN_SIZE = (80, 24)
@@ -87,6 +88,7 @@ class GanApp(App[int]):
         self.preview_floor = self.engine.preview_interval or PREVIEW_INTERVAL
         self.loss_pane = LossPane()
         self.health_pane = HealthPane()
+        self.quality_pane = QualityPane()
         self.preview_pane = PreviewPane()
         self.status_line = StatusLine("starting...")
         self.too_small = Static(id="too-small")
@@ -96,6 +98,7 @@ class GanApp(App[int]):
             with Vertical(id="left"):
                 yield self.loss_pane
                 yield self.health_pane
+                yield self.quality_pane
             yield self.preview_pane
         yield self.status_line
         yield self.too_small
@@ -184,6 +187,8 @@ class GanApp(App[int]):
         if isinstance(event, ev.Metrics):
             self.loss_pane.add([event.row])
             self.health_pane.add([event.row])
+        elif isinstance(event, ev.Quality):
+            self.quality_pane.add([event.row])
         elif isinstance(event, ev.Preview):
             self.preview_pane.show(event.images, event.step)
         elif isinstance(event, ev.Started):
@@ -192,6 +197,9 @@ class GanApp(App[int]):
             if event.history:  # a resumed run: its past curves
                 self.loss_pane.add(event.history)
                 self.health_pane.add(event.history)
+            self.quality_pane.add(event.quality)
+            if event.config.get("eval_every") == 0:
+                self.quality_pane.off()
             self.notify(f"run directory: {event.run_dir}", timeout=6)
             self.engine.preview_visible = self.preview_pane.capacity()
         elif isinstance(event, ev.Paused):
