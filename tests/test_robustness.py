@@ -1,6 +1,7 @@
 """No run is lost: signals, a second process, corrupt checkpoints, full disks, divergence."""
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import pty
@@ -8,6 +9,7 @@ import select
 import signal
 import subprocess
 import sys
+import termios
 import time
 from pathlib import Path
 
@@ -201,3 +203,43 @@ def test_dashboard_in_a_terminal_saves_on_sighup(tmp_path):
         if proc.poll() is None:
             proc.kill()
         os.close(main)
+
+
+def controlling_terminal() -> None:
+    """In the child: a session of its own whose controlling terminal is its stdin, as under sshd or tmux."""
+    os.setsid()
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
+def test_dashboard_whose_terminal_is_gone_saves_and_exits(tmp_path):
+    """An SSH drop as sshd or `tmux kill-session` does it: the terminal closes and the kernel sends
+    SIGHUP. The dashboard saves, exits 129 although it cannot restore the terminal (Textual's writer
+    blocks on it), and frees the run directory for a resume."""
+    out = tmp_path / "run"
+    main, child = pty.openpty()
+    env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": "100", "LINES": "30"}
+    proc = subprocess.Popen([sys.executable, "-m", "gantui", "--out", str(out), *FAST, "--steps", "100000"],
+                            stdin=child, stdout=child, stderr=child, env=env, preexec_fn=controlling_terminal)
+    os.close(child)
+    try:
+        screen = b""
+        deadline = time.monotonic() + 120
+        while b"TRAINING" not in screen and time.monotonic() < deadline:
+            if select.select([main], [], [], 0.2)[0]:
+                screen += os.read(main, 65536)
+        wait_for_step(out, 2)
+        os.close(main)  # the terminal goes away; the kernel hangs up its session
+        main = None
+        start_time = time.monotonic()
+        assert proc.wait(timeout=30) == 128 + signal.SIGHUP
+        assert time.monotonic() - start_time < 15
+        saved = load_checkpoint(out)["step"]
+        assert saved >= 2
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        if main is not None:
+            os.close(main)
+    resumed = subprocess.run([sys.executable, "-m", "gantui", "--no-ui", "--resume", str(out), "--steps", str(saved + 1)],
+                             capture_output=True, text=True, timeout=120)
+    assert resumed.returncode == 0, resumed.stderr  # the lock went with the process

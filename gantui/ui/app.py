@@ -5,6 +5,7 @@ import asyncio
 import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -33,6 +34,10 @@ PREVIEW_INTERVAL = 1.0  # seconds between previews at most
 # trainer loses about this much: it waits for the GIL (and, on a busy CPU, for a core) meanwhile.
 UI_BUDGET = 0.02
 MAX_PREVIEW_INTERVAL = 8.0
+# After a stop signal the run is saved before the app exits; if the exit then hangs (Textual's
+# writer blocks on a terminal that is gone, as after an SSH drop), the process leaves anyway,
+# so that it does not linger holding the run directory's lock.
+EXIT_GRACE_S = 3.0
 
 
 class Engine(Protocol):
@@ -173,6 +178,10 @@ class GanApp(App[int]):
 
     def leave(self, code: int) -> None:
         """Exit with `code` as both the app's result and its return code."""
+        if self.signal_received is not None:  # the terminal may be gone: do not wait on it for ever
+            watchdog = threading.Timer(EXIT_GRACE_S, os._exit, (code,))
+            watchdog.daemon = True  # a prompt exit does not wait for it
+            watchdog.start()
         self.exit(code, return_code=code)
 
     def exit_code(self) -> int:
