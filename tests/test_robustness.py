@@ -172,22 +172,27 @@ def test_metrics_jsonl_is_strict_json(tiny_config):
         json.loads(line)
 
 
+def dashboard_in_a_pty(out: Path, **popen_kwargs) -> tuple[subprocess.Popen, int]:
+    """A long dashboard run in a fresh pseudo-terminal, once it shows TRAINING and has logged step 2."""
+    main, child = pty.openpty()
+    env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": "100", "LINES": "30"}
+    proc = subprocess.Popen([sys.executable, "-m", "gantui", "--out", str(out), *FAST, "--steps", "100000"],
+                            stdin=child, stdout=child, stderr=child, env=env, **popen_kwargs)
+    os.close(child)
+    screen = b""
+    deadline = time.monotonic() + 120
+    while b"TRAINING" not in screen and time.monotonic() < deadline:
+        if select.select([main], [], [], 0.2)[0]:
+            screen += os.read(main, 65536)
+    wait_for_step(out, 2)
+    return proc, main
+
+
 def test_dashboard_in_a_terminal_saves_on_sighup(tmp_path):
     """An SSH drop: the dashboard in a real pseudo-terminal gets SIGHUP, saves, exits 129."""
     out = tmp_path / "run"
-    main, child = pty.openpty()
-    os.set_inheritable(child, True)
-    env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": "100", "LINES": "30"}
-    proc = subprocess.Popen([sys.executable, "-m", "gantui", "--out", str(out), *FAST, "--steps", "100000"],
-                            stdin=child, stdout=child, stderr=child, env=env, start_new_session=True)
-    os.close(child)
+    proc, main = dashboard_in_a_pty(out, start_new_session=True)
     try:
-        screen = b""
-        deadline = time.monotonic() + 120
-        while b"TRAINING" not in screen and time.monotonic() < deadline:
-            if select.select([main], [], [], 0.2)[0]:
-                screen += os.read(main, 65536)
-        wait_for_step(out, 2)
         proc.send_signal(signal.SIGHUP)
         start_time = time.monotonic()
         while proc.poll() is None and time.monotonic() - start_time < 20:
@@ -216,18 +221,8 @@ def test_dashboard_whose_terminal_is_gone_saves_and_exits(tmp_path):
     SIGHUP. The dashboard saves, exits 129 although it cannot restore the terminal (Textual's writer
     blocks on it), and frees the run directory for a resume."""
     out = tmp_path / "run"
-    main, child = pty.openpty()
-    env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": "100", "LINES": "30"}
-    proc = subprocess.Popen([sys.executable, "-m", "gantui", "--out", str(out), *FAST, "--steps", "100000"],
-                            stdin=child, stdout=child, stderr=child, env=env, preexec_fn=controlling_terminal)
-    os.close(child)
+    proc, main = dashboard_in_a_pty(out, preexec_fn=controlling_terminal)
     try:
-        screen = b""
-        deadline = time.monotonic() + 120
-        while b"TRAINING" not in screen and time.monotonic() < deadline:
-            if select.select([main], [], [], 0.2)[0]:
-                screen += os.read(main, 65536)
-        wait_for_step(out, 2)
         os.close(main)  # the terminal goes away; the kernel hangs up its session
         main = None
         start_time = time.monotonic()
