@@ -7,7 +7,9 @@ Every measurement is a fresh process, and the runs being compared alternate (A B
 so a noisy shared machine slows both sides alike; each rate is the median of --repeats, each ratio
 the median of the ratios of runs made back to back.
 1. the reference loop (benchmarks/reference.py) vs `gantui --no-ui`: images/s and the ratio;
-2. `gantui` with the dashboard in a real pseudo-terminal vs `gantui --no-ui`: the ratio;
+2. `gantui` with the dashboard in a real pseudo-terminal vs `gantui --no-ui`: the ratio; and
+   again with both running at once, pinned to a core each (see `side_by_side`), which cancels
+   the machine's drift between runs;
 3. seconds from starting `gantui` to the first frame that holds a preview, peak RSS of the
    process (and peak GPU memory on CUDA).
 Images/s is the steady state: the images between the first and last metrics rows after
@@ -21,6 +23,7 @@ import os
 import platform
 import pty
 import select
+import signal
 import statistics
 import subprocess
 import sys
@@ -33,8 +36,13 @@ HERE = Path(__file__).resolve().parent
 TILE_HALF_BLOCKS = 14 * 28  # one full-size digit tile: the first frame with a preview holds at least this many
 
 
+def pinned(core: int | None) -> Any:
+    """A preexec_fn that pins the child to one core (gantui then runs torch on one thread)."""
+    return None if core is None else (lambda: os.sched_setaffinity(0, {core}))
+
+
 def run_process(argv: list[str], env: dict[str, str] | None = None, tty: bool = False,
-                timeout: float = 1800) -> dict[str, Any]:
+                timeout: float = 1800, core: int | None = None) -> dict[str, Any]:
     """Run argv to the end; its output, wall time, peak RSS, and when (in a pty) a preview first showed.
     In a pty, `q` is pressed once the status line says DONE."""
     start = time.monotonic()
@@ -42,7 +50,7 @@ def run_process(argv: list[str], env: dict[str, str] | None = None, tty: bool = 
     if tty:
         main_fd, child_fd = pty.openpty()
         proc = subprocess.Popen(argv, stdin=child_fd, stdout=child_fd, stderr=child_fd, env=env,
-                                start_new_session=True)
+                                start_new_session=True, preexec_fn=pinned(core))
         os.close(child_fd)
         blocks, output = 0, b""
         while time.monotonic() - start < timeout:
@@ -64,7 +72,8 @@ def run_process(argv: list[str], env: dict[str, str] | None = None, tty: bool = 
         os.close(main_fd)
         stdout = output.decode("utf-8", "replace")
     else:
-        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True)
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True,
+                                preexec_fn=pinned(core))
         stdout = proc.stdout.read()
     _, status, usage = os.wait4(proc.pid, 0)  # wait4, not wait: it gives this process's own peak RSS
     proc.returncode = code = os.waitstatus_to_exitcode(status)
@@ -74,19 +83,37 @@ def run_process(argv: list[str], env: dict[str, str] | None = None, tty: bool = 
             "peak_rss_mb": usage.ru_maxrss / 1024}
 
 
-def steady_rate(run_dir: Path, warmup: int, batch_size: int) -> tuple[float, dict[str, Any]]:
+def metric_rows(run_dir: Path, warmup: int) -> list[dict[str, Any]]:
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    rows = [r for r in rows if "event" not in r and r["step"] >= warmup]
+    return [r for r in rows if "event" not in r and r["step"] >= warmup]
+
+
+def rate_between(rows: list[dict[str, Any]], batch_size: int, start: float = 0, end: float = float("inf")) -> float:
+    rows = [r for r in rows if start <= r["time"] <= end]
+    if len(rows) < 2:
+        raise SystemExit("bench: too few metrics rows to measure; give more --steps")
     first, last = rows[0], rows[-1]
-    return (last["step"] - first["step"]) * batch_size / (last["time"] - first["time"]), last
+    return (last["step"] - first["step"]) * batch_size / (last["time"] - first["time"])
+
+
+def steady_rate(run_dir: Path, warmup: int, batch_size: int) -> tuple[float, dict[str, Any]]:
+    rows = metric_rows(run_dir, warmup)
+    return rate_between(rows, batch_size), rows[-1]
+
+
+def gantui_argv(args: argparse.Namespace, out: Path, extra: list[str]) -> list[str]:
+    return [sys.executable, "-m", "gantui", "--out", str(out), "--steps", str(args.warmup + args.steps),
+            "--batch-size", str(args.batch_size), "--device", args.device, *extra]
+
+
+def terminal_env(args: argparse.Namespace) -> dict[str, str]:
+    return {**os.environ, "TERM": "xterm-256color", "COLORTERM": "truecolor",
+            "COLUMNS": str(args.size[0]), "LINES": str(args.size[1])}
 
 
 def gantui(args: argparse.Namespace, tmp: Path, name: str, dashboard: bool, extra: list[str]) -> dict[str, Any]:
     out = tmp / name
-    argv = [sys.executable, "-m", "gantui", "--out", str(out), "--steps", str(args.warmup + args.steps),
-            "--batch-size", str(args.batch_size), "--device", args.device, *extra]
-    env = {**os.environ, "TERM": "xterm-256color", "COLORTERM": "truecolor",
-           "COLUMNS": str(args.size[0]), "LINES": str(args.size[1])}
+    argv, env = gantui_argv(args, out, extra), terminal_env(args)
     if dashboard:
         result = run_process(argv, env=env, tty=True)
     else:
@@ -100,6 +127,30 @@ def reference(args: argparse.Namespace) -> dict[str, Any]:
     result = run_process([sys.executable, str(HERE / "reference.py"), "--steps", str(args.steps),
                           "--warmup", str(args.warmup), "--batch-size", str(args.batch_size), "--device", args.device])
     return {**result, **json.loads(result["stdout"].strip().splitlines()[-1])}
+
+
+def side_by_side(args: argparse.Namespace, tmp: Path, i: int, extra: list[str]) -> dict[str, Any]:
+    """The dashboard and headless at the same time, each pinned to a core of its own (so torch runs
+    one thread in each), the cores swapped every repeat: whatever slows the machine slows both alike.
+    The ratio is of their rates over the wall-clock window in which both were past warm-up."""
+    cores = sorted(os.sched_getaffinity(0))[:2]
+    dash_core, head_core = cores if i % 2 == 0 else cores[::-1]
+    head_out, dash_out = tmp / f"sbs-headless-{i}", tmp / f"sbs-dashboard-{i}"
+    # Headless gets steps to spare, so it runs for as long as the dashboard does; it is stopped after.
+    head_argv = gantui_argv(args, head_out, extra) + ["--no-ui", "--steps", str(args.warmup + 3 * args.steps)]
+    headless = subprocess.Popen(head_argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                preexec_fn=pinned(head_core))
+    run_process(gantui_argv(args, dash_out, extra), env=terminal_env(args), tty=True, core=dash_core)
+    headless.send_signal(signal.SIGTERM)  # saves and exits 128 + 15
+    if headless.wait() not in (0, 128 + signal.SIGTERM):
+        raise SystemExit(f"bench: side-by-side headless run exited {headless.returncode}")
+    dash_rows, head_rows = metric_rows(dash_out, args.warmup), metric_rows(head_out, args.warmup)
+    start = max(dash_rows[0]["time"], head_rows[0]["time"])
+    end = min(dash_rows[-1]["time"], head_rows[-1]["time"])
+    dash, head = rate_between(dash_rows, args.batch_size, start, end), rate_between(head_rows, args.batch_size, start, end)
+    print(f"  side by side #{i + 1} (dashboard on core {dash_core}): dashboard {dash:,.0f}, headless {head:,.0f} img/s,"
+          f" {end - start:.0f} s in common", file=sys.stderr, flush=True)
+    return {"dashboard": dash, "headless": head, "ratio": dash / head, "window_s": end - start}
 
 
 def alternate(repeats: int, **runs: Any) -> dict[str, list[dict[str, Any]]]:
@@ -146,6 +197,9 @@ def main() -> None:
                    help="terminal size for the dashboard runs (default 120 40)")
     p.add_argument("--gantui-args", default="", help="extra gantui flags, e.g. '--compile' or '--precision fp32'")
     p.add_argument("--skip-reference", action="store_true", help="only the dashboard-vs-headless comparison")
+    p.add_argument("--side-by-side", type=int, default=None, metavar="N",
+                   help="also run the dashboard and headless at once on a core each, N times (default: --repeats; "
+                        "0 for none; needs 2 cores)")
     p.add_argument("--json", type=Path, help="also write the results here")
     args = p.parse_args()
     extra = args.gantui_args.split()
@@ -159,6 +213,10 @@ def main() -> None:
         runs["dashboard"] = lambda i: gantui(args, tmp, f"dashboard-{i}", True, extra)
         print(f"bench: {args.repeats} x {list(runs)}, {args.steps} steps of {args.batch_size}", file=sys.stderr)
         results = alternate(args.repeats, **runs)
+        pairs = args.repeats if args.side_by_side is None else args.side_by_side
+        if len(os.sched_getaffinity(0)) < 2:
+            pairs = 0
+        together = [side_by_side(args, tmp, i, extra) for i in range(pairs)]
 
     rate = {name: median(r, "images_per_s") for name, r in results.items()}
     summary = {
@@ -168,6 +226,8 @@ def main() -> None:
         # Ratios are the median of the per-repeat ratios: each pair ran back to back.
         "headless_vs_reference": pair_ratio(results["headless"], results["reference"]) if "reference" in rate else None,
         "dashboard_vs_headless": pair_ratio(results["dashboard"], results["headless"]),
+        "dashboard_vs_headless_side_by_side": statistics.median(r["ratio"] for r in together) if together else None,
+        "side_by_side": together,
         "first_preview_s": median(results["dashboard"], "first_preview_s"),
         "peak_rss_mb": {name: max(x["peak_rss_mb"] for x in r) for name, r in results.items()},
         "gpu_mem_mb": {name: median(r, "gpu_mem_mb") for name, r in results.items()},
@@ -192,6 +252,8 @@ def table(s: dict[str, Any]) -> str:
     if s["headless_vs_reference"] is not None:
         lines.append(f"gantui headless / reference loop: {s['headless_vs_reference']:.2f}x")
     lines.append(f"dashboard / headless:             {s['dashboard_vs_headless']:.3f}")
+    if s["dashboard_vs_headless_side_by_side"] is not None:
+        lines.append(f"  the same, side by side, 1 core each: {s['dashboard_vs_headless_side_by_side']:.3f}")
     first = s["first_preview_s"]
     lines.append(f"first frame with a preview:       {'-' if first is None else f'{first:.1f} s'}")
     return "\n".join(lines)
