@@ -18,7 +18,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from gantui.config import Config
+from gantui.config import Config, default_eval_every
 
 
 def main() -> None:
@@ -43,7 +43,7 @@ def main() -> None:
     train = [r for r in rows if "event" not in r and r["step"] not in eval_steps and r["step"] > 20]
     eval_s = statistics.median(r["eval_s"] for r in evals[1:])  # the first one loads the classifier
     step_s = args.batch_size / statistics.median(r["images_per_s"] for r in train)
-    default = Config.eval_every
+    default = default_eval_every(device.split(":")[0])
     result = {
         "device": device, "batch_size": args.batch_size, "eval_n": args.n,
         "eval_s": eval_s, "first_eval_s": evals[0]["eval_s"], "step_s": step_s,

@@ -11,6 +11,12 @@ PRECISIONS = ("auto", "bf16", "fp32")
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 
+def default_eval_every(device_type: str) -> int:
+    """Steps between quality evaluations that keep them near 2% of the training time: a CPU step
+    takes ~0.15 s and an evaluation ~1.5 s; a GPU step is ~1000x faster, an evaluation ~50x."""
+    return 2000 if device_type == "cuda" else 500
+
+
 class ConfigError(ValueError):
     """A bad setting; its message is one line meant for the user."""
 
@@ -34,7 +40,7 @@ class Config:
     sample_every: int = 500
     save_every: int = 1000
     keep: int = 3  # periodic checkpoints kept beside last.pt
-    eval_every: int = 500  # steps per quality evaluation (FID, classes); 0 turns it off
+    eval_every: int | None = None  # steps per quality evaluation; 0 turns it off; None: see default_eval_every
     eval_n: int = 2000  # generated images per evaluation, from fixed latents
     preview_count: int = 64  # size of the fixed preview noise batch
     resume: str | None = None
@@ -47,7 +53,7 @@ class Config:
             value = getattr(self, name)
             if not isinstance(value, int) or value <= 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must be a positive integer, got {value!r}")
-        if not isinstance(self.eval_every, int) or self.eval_every < 0:
+        if self.eval_every is not None and (not isinstance(self.eval_every, int) or self.eval_every < 0):
             raise ConfigError(f"--eval-every must be zero (off) or a positive integer, got {self.eval_every!r}")
         if not isinstance(self.eval_n, int) or self.eval_n < 100:
             raise ConfigError(f"--eval-n must be an integer of at least 100, got {self.eval_n!r}")

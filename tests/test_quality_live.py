@@ -137,3 +137,8 @@ async def test_quality_pane_shows_live_evaluations(tiny_config):
         assert "digits" in str(app.quality_pane.verdict.render()) or "COLLAPSE" in str(app.quality_pane.verdict.render())
         await pilot.press("q")
     assert app.return_code == 0
+
+
+def test_default_interval_follows_the_device(tiny_config):
+    assert Trainer(tiny_config()).eval_every == 500  # the CPU; 2000 on CUDA (default_eval_every)
+    assert Trainer(tiny_config(eval_every=7)).eval_every == 7

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from gantui.config import Config
+from gantui.config import Config, default_eval_every
 from gantui.engine import events as ev
 from gantui.engine.checkpoint import link_latest, load_checkpoint, save_checkpoint
 from gantui.engine.data import load_dataset, normalise, to_uint8
@@ -80,7 +80,8 @@ class Trainer:
         self.quality: deque[dict[str, Any]] = deque(maxlen=HISTORY)  # evaluations, for the Quality pane
         self._collapsed = 0  # evaluations in a row that looked like mode collapse
         self._collapse_armed = False
-        self.eval_every = config.eval_every  # 0: off (also when the classifier files are damaged)
+        # 0: off (also when the classifier files are damaged)
+        self.eval_every = default_eval_every(self.device.type) if config.eval_every is None else config.eval_every
 
     # -- controls: safe from any thread ------------------------------------------------
     @property
