@@ -1,6 +1,6 @@
 """Save an SVG screenshot of the real dashboard training (optionally resumed from a run).
 
-    python scripts/screenshot.py screenshots/dashboard.svg --resume RUN_DIR --seconds 20
+    python scripts/screenshot.py screenshots/dashboard.svg --resume RUN_DIR --seconds 20 --flags "--epochs 30"
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from gantui.ui.app import PREVIEW_INTERVAL, GanApp
 
 
 async def shoot(args: argparse.Namespace) -> None:
-    flags = ["--out", tempfile.mkdtemp()] + (["--resume", args.resume] if args.resume else [])
+    flags = ["--out", tempfile.mkdtemp()] + (["--resume", args.resume] if args.resume else []) + args.flags.split()
     config, state = build_config(train_parser().parse_args(flags))
     app = GanApp(lambda emit: Trainer(config, emit, resume_state=state, preview_interval=PREVIEW_INTERVAL),
                  config.batch_size)
@@ -31,6 +31,7 @@ def main() -> None:
     parser.add_argument("out")
     parser.add_argument("--resume")
     parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--flags", default="", help="more gantui flags, e.g. '--epochs 30 --eval-every 40'")
     parser.add_argument("--width", type=int, default=120)
     parser.add_argument("--height", type=int, default=36)
     asyncio.run(shoot(parser.parse_args()))
