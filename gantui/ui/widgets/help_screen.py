@@ -26,6 +26,12 @@ D has won and G stops learning.
 generated images; acc real / acc fake are the share of each it classifies right.
 Healthy training keeps them away from 0 and 1.
 
+**Quality**: every few hundred steps a shipped MNIST classifier scores 2000 samples from
+fixed noise. FID (on its features; lower is better, real digits score under 1) over time on a
+log scale; a bar per digit for its share of the samples (about 10% each is healthy; red under
+1%); digits present, KL from MNIST's mix (under 0.02 is healthy), mean confidence, score.
+MODE COLLAPSE? in red: a digit under 1% or KL above 0.1 at two evaluations in a row.
+
 **Samples**: the generator's output for a fixed batch of noise, so frames are comparable
 over time. Grids are also written to the run directory's `samples/`.
 
