@@ -1,12 +1,9 @@
 from __future__ import annotations
 
-import asyncio
-import time
 
 import numpy as np
 
 from gantui.engine.checkpoint import load_checkpoint
-from gantui.engine.trainer import Trainer
 from helpers import make_app, wait_for
 
 
