@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-
 import numpy as np
 
 from gantui.engine.checkpoint import load_checkpoint
