@@ -371,20 +371,18 @@ class Trainer:
     def _evaluate(self) -> None:
         """Score images from the fixed evaluation latents; a row in metrics.jsonl and a Quality event."""
         from gantui.evaluation.classifier import EvaluatorError
-        from gantui.evaluation.metrics import evaluate  # imported late: the classifier loads on first use
+        from gantui.evaluation.metrics import evaluate, rare_digits  # late: the classifier loads on first use
 
         start = time.perf_counter()
-        self.G.eval()  # the eager model: torch.compile would recompile for the evaluation's batch size
-        with torch.no_grad(), self._autocast():
-            images = torch.cat([self.G(z).float() for z in self.eval_noise.split(EVAL_BATCH)])
-        self.G.train()
+        # The eager model: torch.compile would recompile for the evaluation's batch size.
+        images = torch.cat([self._generate(z, self.G).float() for z in self.eval_noise.split(EVAL_BATCH)])
         try:
             figures = evaluate(images, str(self.device), bf16=self.bf16)
         except EvaluatorError as err:
             self.eval_every = 0
             self.emit(ev.Notice(f"quality evaluation turned off: {err}", "error"))
             return
-        missing = [digit for digit, share in enumerate(figures["hist"]) if share < 0.01]
+        missing = rare_digits(figures["hist"])
         looks_collapsed = bool(missing) or figures["kl"] > COLLAPSE_KL
         self._collapse_armed |= not looks_collapsed or self.epoch >= COLLAPSE_ARMED_EPOCHS
         self._collapsed = self._collapsed + 1 if looks_collapsed and self._collapse_armed else 0
@@ -398,24 +396,25 @@ class Trainer:
             self.emit(ev.Notice(f"possible mode collapse at step {self.step}: {rare}KL {figures['kl']:.3f} "
                                 f"from MNIST's classes, {COLLAPSE_EVALS} evaluations in a row", "warning"))
 
-    def _generate(self, count: int) -> torch.Tensor:
+    def _generate(self, noise: torch.Tensor, model: nn.Module | None = None) -> torch.Tensor:
+        """G's images for `noise`, in eval mode and without grad; `model` defaults to G_fwd."""
         self.G.eval()
         with torch.no_grad(), self._autocast():
-            images = self.G_fwd(self._fixed_noise_dev[:count])
+            images = (model or self.G_fwd)(noise)
         self.G.train()
         return images
 
     def _preview(self) -> float:
         start = time.perf_counter()
         count = max(1, min(self.preview_visible, self.config.preview_count))
-        self.emit(ev.Preview(self.step, to_uint8(self._generate(count))))
+        self.emit(ev.Preview(self.step, to_uint8(self._generate(self._fixed_noise_dev[:count]))))
         return time.perf_counter() - start
 
     def _save_grid(self) -> Path:
         from torchvision.utils import save_image  # imported late: it costs a second at start-up
 
         path = self.run_dir.sample_path(self.step)
-        save_image(self._generate(self.config.preview_count).float(), path, nrow=8, normalize=True, value_range=(-1, 1))
+        save_image(self._generate(self._fixed_noise_dev).float(), path, nrow=8, normalize=True, value_range=(-1, 1))
         return path
 
     def _save(self, reason: str) -> Path | None:

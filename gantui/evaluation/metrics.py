@@ -19,6 +19,7 @@ import torch
 
 from gantui.evaluation.classifier import load_classifier, real_stats
 
+RARE_SHARE = 0.01  # a digit under this share of the images counts as missing
 RIDGE = 1e-6  # added to both covariances' diagonals: about half the ReLU features are dead (zero variance)
 
 
@@ -55,6 +56,11 @@ def classify(images: torch.Tensor, device: str = "cpu", batch: int = 500,
     return torch.cat(feats).numpy(), torch.cat(probs).numpy()
 
 
+def rare_digits(hist: list[float]) -> list[int]:
+    """The digits that hold under RARE_SHARE of the images."""
+    return [digit for digit, share in enumerate(hist) if share < RARE_SHARE]
+
+
 def density_coverage(real: np.ndarray, fake: np.ndarray, k: int = 5, chunk: int = 2048) -> tuple[float, float]:
     """Naeem et al.: radii are each real point's distance to its k-th nearest real neighbour."""
     real_t, fake_t = torch.from_numpy(real).float(), torch.from_numpy(fake).float()
@@ -84,7 +90,7 @@ def evaluate(images: torch.Tensor, device: str = "cpu", neighbours: bool = False
     score = math.exp(float((probs * (np.log(probs + 1e-12) - np.log(marginal + 1e-12))).sum(1).mean()))
     result: dict[str, Any] = {
         "fid": frechet_distance(mu, sigma, stats["mu"], stats["sigma"]), "fid_n": n,
-        "classes": int((hist >= 0.01).sum()), "kl": kl, "confidence": float(probs.max(1).mean()),
+        "classes": int((hist >= RARE_SHARE).sum()), "kl": kl, "confidence": float(probs.max(1).mean()),
         "score": score, "hist": hist.round(4).tolist(),
     }
     if neighbours:

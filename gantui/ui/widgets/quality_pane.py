@@ -15,6 +15,7 @@ from textual.widget import Widget
 from textual.widgets import Sparkline, Static
 
 from gantui.engine.trainer import HISTORY
+from gantui.evaluation.metrics import RARE_SHARE, rare_digits
 
 BARS = " ▁▂▃▄▅▆▇█"
 FULL_SHARE = 0.2  # a digit holding this share of the samples (twice MNIST's ~10%) draws a full bar
@@ -22,7 +23,7 @@ FULL_SHARE = 0.2  # a digit holding this share of the samples (twice MNIST's ~10
 
 def share_style(share: float) -> str:
     """Red under 1% (as good as missing), yellow at half or twice MNIST's ~10%, green between."""
-    return "red" if share < 0.01 else "yellow" if not 0.05 <= share <= 0.2 else "green"
+    return "red" if share < RARE_SHARE else "yellow" if not 0.05 <= share <= 0.2 else "green"
 
 
 def histogram_heights(hist: list[float], rows: int) -> list[int]:
@@ -44,7 +45,7 @@ def histogram_rows(hist: list[float], rows: int) -> list[Text]:
         lines.append(line)
     labels = Text()
     for digit, share in enumerate(hist):
-        labels.append(f"{digit}  ", style="bold red" if share < 0.01 else "dim")
+        labels.append(f"{digit}  ", style="bold red" if share < RARE_SHARE else "dim")
     return [*lines, labels]
 
 
@@ -52,7 +53,7 @@ def histogram_line(hist: list[float]) -> Text:
     """One row, for a small terminal: `0▄ 1▅ 2▄ ...`."""
     line = Text()
     for digit, (height, share) in enumerate(zip(histogram_heights(hist, 1), hist)):
-        line.append(f"{digit}", style="bold red" if share < 0.01 else "dim")
+        line.append(f"{digit}", style="bold red" if share < RARE_SHARE else "dim")
         line.append(f"{BARS[height]} ", style=share_style(share))
     return line
 
@@ -106,7 +107,7 @@ class QualityPane(Vertical):
         self.spark.data = [math.log10(max(fid, 1e-3)) for fid in self.fids]  # FID falls over decades
         self.bars.hist = list(last["hist"])
         if last.get("collapse"):
-            rare = ",".join(str(d) for d, share in enumerate(last["hist"]) if share < 0.01)
+            rare = ",".join(map(str, rare_digits(last["hist"])))
             verdict = "[b red]MODE COLLAPSE?[/b red] " + (f"digits {rare} under 1%, " if rare else "") + \
                 f"KL {last['kl']:.3f}"
         else:
