@@ -1,5 +1,5 @@
 """The fast paths stay honest: no device reads in the step, a dropout that drops what it should,
-bf16 that trains, the one-batch D step equal to the usual two passes."""
+bf16 that trains, the one-batch D step equal to the usual two passes, convolution gradients equal to torch's."""
 from __future__ import annotations
 
 import pytest
@@ -8,7 +8,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from gantui.engine.device import use_bf16
-from gantui.engine.models import Discriminator, Dropout
+from gantui.engine.models import ConvTranspose2d, Discriminator, Dropout
 from gantui.engine.trainer import Trainer
 
 # Tensor methods that copy a value to the host: a CPU-GPU sync point on CUDA.
@@ -70,6 +70,37 @@ def test_fast_dropout_drops_at_the_rate_of_nn_dropout():
     out = Dropout(0.3)(x)
     out.sum().backward()
     assert torch.equal(x.grad, (out != 0).float() / 0.7)  # gradients flow through the kept units only
+
+
+CONVS = [  # G's first layer, an odd one, and a strided one that keeps torch's backward
+    ((256, 128, 5), dict(padding=2, bias=False), (4, 256, 7, 7), True),
+    ((3, 8, (3, 5)), dict(padding=(1, 2)), (2, 3, 5, 6), True),
+    ((128, 64, 5), dict(stride=2, padding=2, output_padding=1, bias=False), (4, 128, 7, 7), False),
+]
+
+
+@pytest.mark.parametrize("sizes, kwargs, shape, ours_used", CONVS)
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_transposed_convolution_gradients_equal_torchs(sizes, kwargs, shape, ours_used, precision):
+    """The CPU backward of stride-1 layers, built from forward convolutions, gives torch's gradients
+    for the input, the weight and the bias: to float rounding in fp32, to bf16 rounding under autocast."""
+    torch.manual_seed(0)
+    ours = ConvTranspose2d(*sizes, **kwargs)
+    theirs = nn.ConvTranspose2d(*sizes, **kwargs)
+    theirs.load_state_dict(ours.state_dict())
+    x = torch.randn(shape)
+    grads = []
+    for layer in (ours, theirs):
+        xi = x.clone().requires_grad_()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+            out = layer(xi)
+        assert (type(out.grad_fn).__name__ == "_Stride1ConvTransposeBackward") == (layer is ours and ours_used)
+        out.float().mul(torch.linspace(-1, 1, out.numel()).view(out.shape)).sum().backward()
+        grads.append([out.float(), xi.grad, *(p.grad for p in layer.parameters())])
+    tol = 1e-5 if precision == "fp32" else 2e-2
+    for a, b in zip(*grads):
+        assert a.dtype == b.dtype == torch.float32
+        assert (a - b).norm() <= tol * b.norm()
 
 
 def test_one_batch_d_step_equals_two_passes():
