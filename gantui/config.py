@@ -25,7 +25,7 @@ class ConfigError(ValueError):
 @dataclass
 class Config:
     dataset: str = "mnist"
-    epochs: int = 20
+    epochs: int = 30
     steps: int | None = None  # stop after this many steps; overrides epochs
     batch_size: int = 64
     lr: float = 2e-4
