@@ -12,9 +12,9 @@ class _Stride1ConvTranspose(torch.autograd.Function):
     On AMX CPUs oneDNN's weight-gradient kernel for G's first layer (256 -> 128 channels, 7x7)
     runs at about half the speed of its forward kernel. At stride 1 the weight gradient is itself
     a plain convolution, of the output gradient with the input, batch as channels (the same sums
-    in another order), and oneDNN's forward kernel does it faster: the layer's forward and backward
-    in 0.81x the time (`benchmarks/conv_backward.py`). Strided layers would need a dilated
-    convolution, which measured no faster, so they keep torch's layers. The input gradient is the
+    in another order), and oneDNN's forward kernel does it faster: the layer's gradients in 0.69x
+    the time, a training step 0.94-0.98x (`benchmarks/conv_backward.py`). Strided layers would need
+    a dilated convolution, which measured no faster, so they keep torch's layers. The input gradient is the
     adjoint convolution, the kernel torch uses too. `tests/test_fast_paths.py` checks the
     gradients against torch's.
     """
@@ -31,7 +31,8 @@ class _Stride1ConvTranspose(torch.autograd.Function):
         dx = dw = db = None
         if ctx.needs_input_grad[0]:
             dx = F.conv2d(grad, weight, padding=ctx.padding)
-        if ctx.needs_input_grad[1]:  # dw[c, o, p, q] = sum over b, y, x of x[b, c, y, x] * grad[b, o, y + p - pad, x + q - pad]
+        if ctx.needs_input_grad[1]:
+            # dw[c, o, p, q] = sum over b, y, x of x[b, c, y, x] * grad[b, o, y + p - pad, x + q - pad]
             dw = F.conv2d(grad.transpose(0, 1), x.transpose(0, 1), padding=ctx.padding).transpose(0, 1)
         if ctx.needs_input_grad[2]:
             db = grad.sum((0, 2, 3))
