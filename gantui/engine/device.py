@@ -54,9 +54,10 @@ def keep_freed_memory() -> bool:
     """Have glibc keep freed memory for the next step instead of handing it back to the kernel.
 
     By default glibc maps blocks over 128 KB afresh (up to 32 MB, as it adapts) and trims its
-    heap whenever the top is free, so each CPU training step faulted in some 3000 zeroed pages
-    (12 MB), ~14 ms of kernel time in this VM; with these two settings ~10. Peak RSS is
-    unchanged: the step frees what it allocated. True when glibc took the settings."""
+    heap whenever the top is free, so each CPU training step faulted in 2600-3500 zeroed pages
+    (10-14 MB; touching that many fresh pages took ~14 ms on the 2-core test machine); with these
+    two settings a median of a few. The price: peak RSS about 90 MB higher (benchmarks/bench.py).
+    True when glibc took the settings."""
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return False
     libc = ctypes.CDLL(None)

@@ -13,10 +13,10 @@ class _Stride1ConvTranspose(torch.autograd.Function):
     runs at about half the speed of its forward kernel. At stride 1 the weight gradient is itself
     a plain convolution, of the output gradient with the input, batch as channels (the same sums
     in another order), and oneDNN's forward kernel does it faster: the layer's gradients in 0.69x
-    the time, a training step 0.94-0.98x (`benchmarks/conv_backward.py`). Strided layers would need
-    a dilated convolution, which measured no faster, so they keep torch's layers. The input gradient is the
-    adjoint convolution, the kernel torch uses too. `tests/test_fast_paths.py` checks the
-    gradients against torch's.
+    the time, a training step 0.94-0.98x (`benchmarks/conv_backward.py`). Strided layers would
+    need a dilated convolution, which measured no faster, so they keep torch's layers. The input
+    gradient is the adjoint convolution, the kernel torch uses too. `tests/test_fast_paths.py`
+    checks the gradients against torch's.
     """
 
     @staticmethod
