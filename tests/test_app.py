@@ -42,9 +42,11 @@ async def test_s_writes_a_checkpoint_and_r_changes_the_preview(tiny_config):
         await wait_for(pilot, lambda: app.preview_pane.images is not before)
         assert not np.array_equal(before, app.preview_pane.images)
         await pilot.press("s")
-        last = app.engine.run_dir.last
-        await wait_for(pilot, lambda: last.exists())
-        assert load_checkpoint(last)["step"] == app.engine.step
+        # The save writes the checkpoint, links last.pt to it, then writes the step's grid: wait for
+        # the grid (last.pt itself exists from the start-up checkpoint on, so it cannot be waited for).
+        grid = app.engine.run_dir.sample_path(app.engine.step)
+        await wait_for(pilot, grid.exists)
+        assert load_checkpoint(app.engine.run_dir.last)["step"] == app.engine.step
         assert list(app.engine.run_dir.samples.glob("*.png"))
         await pilot.press("q")
 
