@@ -76,6 +76,20 @@ def check_writable(path: Path) -> None:
         raise ConfigError(f"--out {path}: not writable ({err.strerror or err})") from None
 
 
+def check_not_another_run(config: Config, args: argparse.Namespace) -> None:
+    """A fresh run (or a resume) must not write into a directory holding a different run: it would
+    append to that run's metrics and prune its checkpoints."""
+    from gantui.engine.checkpoint import resolve_checkpoint
+    from gantui.engine.rundir import run_dir_of
+
+    out = Path(config.out)
+    if not ((out / "metrics.jsonl").exists() or (out / "checkpoints" / "last.pt").exists()):
+        return
+    if args.resume and run_dir_of(resolve_checkpoint(args.resume)).resolve() == out:
+        return
+    raise ConfigError(f"--out {out} already holds a run: continue it with --resume {out}, or choose another --out")
+
+
 def build_config(args: argparse.Namespace) -> tuple[Config, dict[str, Any] | None]:
     """Defaults, then the resumed run's own config, then the flags given; validated."""
     from gantui.engine.checkpoint import load_checkpoint, resolve_checkpoint
@@ -119,6 +133,7 @@ def train(argv: list[str]) -> int:
         config, state = build_config(args)
         resolve_device(config.device)
         lock = RunDir(config.out).lock()  # noqa: F841 (held until the process exits)
+        check_not_another_run(config, args)
     except (ConfigError, DeviceError, CheckpointError, RunDirBusy) as err:
         fail(str(err))
     if wants_ui(args):

@@ -71,6 +71,22 @@ def test_bad_input_is_one_line_and_exit_2(args, needle):
     assert needle in result.stderr and "Traceback" not in result.stderr
 
 
+def test_a_fresh_run_refuses_a_directory_holding_a_run(tmp_path):
+    out = tmp_path / "run"
+    tiny = ["--no-ui", "--steps", "2", "--batch-size", "8", "--log-every", "1", "--eval-every", "0", "--out", str(out)]
+    assert gantui(*tiny).returncode == 0
+    before = (out / "metrics.jsonl").read_bytes(), sorted(p.name for p in (out / "checkpoints").iterdir())
+
+    again = gantui(*tiny)
+    assert again.returncode == 2 and len(again.stderr.strip().splitlines()) == 1, again.stderr
+    assert f"--out {out} already holds a run: continue it with --resume {out}" in again.stderr
+    assert ((out / "metrics.jsonl").read_bytes(), sorted(p.name for p in (out / "checkpoints").iterdir())) == before
+
+    elsewhere = gantui(*tiny[:-2], "--resume", str(out), "--out", str(tmp_path / "other"), "--steps", "3")
+    assert elsewhere.returncode == 0, elsewhere.stderr  # a resume may continue into a new directory
+    assert gantui(*tiny[:-2], "--resume", str(out), "--steps", "3").returncode == 0
+
+
 def test_engine_and_headless_import_without_ui_libraries():
     code = ("import sys, gantui.cli, gantui.headless, gantui.engine.trainer, gantui.engine.sample;"
             "bad = [m for m in ('textual', 'rich', 'rich_pixels') if m in sys.modules];"
