@@ -9,9 +9,10 @@ from typing import Any
 
 from textual.app import ComposeResult
 from textual.containers import Vertical
-from textual.widgets import Sparkline, Static
+from textual.widgets import Static
 
 from gantui.engine.trainer import HISTORY
+from gantui.ui.widgets.sparkline import FastSparkline
 
 
 class MetricLine(Vertical):
@@ -22,7 +23,7 @@ class MetricLine(Vertical):
         self.key, self.label, self.fmt = key, label, fmt
         self.values: deque[float] = deque(maxlen=HISTORY)
         self.header = Static(self._header([]), classes="metric-header")
-        self.spark = Sparkline([], summary_function=fmean)
+        self.spark = FastSparkline([], summary_function=fmean)
 
     def compose(self) -> ComposeResult:
         yield self.header

@@ -12,9 +12,10 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.reactive import reactive
 from textual.widget import Widget
-from textual.widgets import Sparkline, Static
+from textual.widgets import Static
 
 from gantui.engine.trainer import HISTORY
+from gantui.ui.widgets.sparkline import FastSparkline
 from gantui.evaluation.metrics import RARE_SHARE, rare_digits
 
 BARS = " ▁▂▃▄▅▆▇█"
@@ -78,7 +79,7 @@ class QualityPane(Vertical):
         self.border_title = "Quality"
         self.fids: deque[float] = deque(maxlen=HISTORY)
         self.header = Static("[b]FID[/b]  waiting for the first evaluation", classes="metric-header")
-        self.spark = Sparkline([])
+        self.spark = FastSparkline([])
         self.bars = ClassBars()
         self.verdict = Static("", classes="metric-header")
 
