@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
 from gantui.engine.checkpoint import load_checkpoint
@@ -78,4 +80,48 @@ async def test_help_screen_and_too_small_terminal(tiny_config):
         await pilot.pause(0.3)
         assert not app.screen.has_class("too-small")
         await wait_for(pilot, lambda: app.engine.preview_visible >= 9)  # a big pane shows more digits
+        await pilot.press("q")
+
+
+async def test_a_flood_of_metrics_rows_is_painted_at_most_once_a_second():
+    """At GPU speed rows come every few milliseconds: the panes get them all, in a few repaints."""
+    from test_snapshot import ScriptedEngine
+
+    from gantui.engine import events as ev
+    from gantui.engine.trainer import HISTORY
+    from gantui.ui.app import METRICS_INTERVAL, GanApp
+
+    rows = 3 * HISTORY
+
+    class Flood(ScriptedEngine):
+        go = threading.Event()  # set once the test counts the repaints
+
+        def run(self) -> ev.Finished:
+            self.go.wait(60)
+            self.emit(ev.Started(run_dir="run", device="cuda", step=0, total_steps=10**6, steps_per_epoch=937,
+                                 config={}))
+            for i in range(1, rows + 1):
+                self.emit(ev.Metrics({"step": 10 * i, "epoch": 1, "loss_g": float(i), "loss_d": 1.0, "d_real": 0.5,
+                                      "d_fake": 0.5, "acc_real": 0.5, "acc_fake": 0.5, "images_per_s": 1e5}))
+            self._stop.wait(60)
+            return ev.Finished("stopped", self.step)
+
+    app = GanApp(Flood, batch_size=64)
+    async with app.run_test(size=(120, 40)) as pilot:
+        paints = 0
+        add = app.loss_pane.add
+
+        def counting_add(batch):
+            nonlocal paints
+            paints += 1
+            add(batch)
+
+        app.loss_pane.add = counting_add
+        start = pilot.app.clock()
+        Flood.go.set()
+        g_loss = app.loss_pane.lines[0]
+        await wait_for(pilot, lambda: g_loss.values and g_loss.values[-1] == rows)
+        elapsed = pilot.app.clock() - start
+        assert len(g_loss.values) == HISTORY and list(g_loss.values)[:2] == [rows - HISTORY + 1, rows - HISTORY + 2]
+        assert paints <= elapsed / METRICS_INTERVAL + 2, (paints, elapsed)
         await pilot.press("q")

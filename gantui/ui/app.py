@@ -29,6 +29,9 @@ from gantui.ui.widgets.status_line import StatusLine
 
 MIN_SIZE = (80, 24)
 PREVIEW_INTERVAL = 1.0  # seconds between previews at most
+# Seconds between repaints of the metric panes at most: on a GPU a metrics row comes every few
+# milliseconds, and a repaint costs the UI thread (and so the trainer) ~10-20 ms.
+METRICS_INTERVAL = 1.0
 # The UI thread's own CPU time, as a share of one core, that previews may push it to. The
 # trainer loses about this much: it waits for the GIL (and, on a busy CPU, for a core) meanwhile.
 UI_BUDGET = 0.02
@@ -88,6 +91,8 @@ class GanApp(App[int]):
         self.started_at = clock()
         self.quitting = False
         self.status_painted = 0.0
+        self.pending_rows: list[dict[str, Any]] = []  # metrics rows not yet on screen
+        self.metrics_painted = 0.0
         self.cpu_mark: tuple[float, float] | None = None
         self.preview_floor = self.engine.preview_interval or PREVIEW_INTERVAL
         self.loss_pane = LossPane()
@@ -114,6 +119,7 @@ class GanApp(App[int]):
             loop.add_signal_handler(signum, self.on_stop_signal, signum)
         self.set_interval(0.5, self.tick_status)
         self.set_interval(2.0, self.pace_previews)
+        self.set_interval(METRICS_INTERVAL, self.paint_metrics)
         self.train()
 
     def on_unmount(self) -> None:
@@ -193,9 +199,11 @@ class GanApp(App[int]):
     def on_engine_event(self, message: EngineEvent) -> None:
         event = message.event
         if isinstance(event, ev.Metrics):
-            self.loss_pane.add([event.row])
-            self.health_pane.add([event.row])
-        elif isinstance(event, ev.Quality):
+            self.pending_rows.append(event.row)
+            if time.monotonic() - self.metrics_painted >= METRICS_INTERVAL:
+                self.paint_metrics()
+            return  # the status line is repainted with the panes
+        if isinstance(event, ev.Quality):
             self.quality_pane.add([event.row])
         elif isinstance(event, ev.Preview):
             self.preview_pane.show(event.images, event.step)
@@ -218,7 +226,18 @@ class GanApp(App[int]):
         elif isinstance(event, ev.Notice):
             self.notify(event.text, severity=event.level)  # type: ignore[arg-type]
         elif isinstance(event, ev.Finished):
+            self.paint_metrics()
             self.on_finished(event)
+        self.refresh_status()
+
+    def paint_metrics(self) -> None:
+        """The rows that arrived since the last repaint, into the panes in one go."""
+        if not self.pending_rows:
+            return
+        rows, self.pending_rows = self.pending_rows, []
+        self.loss_pane.add(rows)
+        self.health_pane.add(rows)
+        self.metrics_painted = time.monotonic()
         self.refresh_status()
 
     def on_finished(self, event: ev.Finished) -> None:
