@@ -8,8 +8,9 @@ so a noisy shared machine slows both sides alike; each rate is the median of --r
 the median of the ratios of runs made back to back.
 1. the reference loop (benchmarks/reference.py) vs `gantui --no-ui`: images/s and the ratio;
 2. `gantui` with the dashboard in a real pseudo-terminal vs `gantui --no-ui`: the ratio; and
-   again with both running at once, pinned to a core each (see `side_by_side`), which cancels
-   the machine's drift between runs;
+   again with both running at once on a core each, the cores swapped every 2 s (see
+   `side_by_side`), which cancels the machine's drift; headless against headless the same way
+   (A/A) shows what ratio the method gives when there is nothing to find;
 3. seconds from starting `gantui` to the first frame that holds a preview, peak RSS of the
    process (and peak GPU memory on CUDA).
 Images/s is the steady state: the images between the first and last metrics rows after
@@ -28,9 +29,10 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 HERE = Path(__file__).resolve().parent
 TILE_HALF_BLOCKS = 14 * 28  # one full-size digit tile: the first frame with a preview holds at least this many
@@ -42,7 +44,8 @@ def pinned(core: int | None) -> Any:
 
 
 def run_process(argv: list[str], env: dict[str, str] | None = None, tty: bool = False,
-                timeout: float = 1800, core: int | None = None) -> dict[str, Any]:
+                timeout: float = 1800, core: int | None = None,
+                on_start: Callable[[int], None] | None = None) -> dict[str, Any]:
     """Run argv to the end; its output, wall time, peak RSS, and when (in a pty) a preview first showed.
     In a pty, `q` is pressed once the status line says DONE."""
     start = time.monotonic()
@@ -52,6 +55,8 @@ def run_process(argv: list[str], env: dict[str, str] | None = None, tty: bool = 
         proc = subprocess.Popen(argv, stdin=child_fd, stdout=child_fd, stderr=child_fd, env=env,
                                 start_new_session=True, preexec_fn=pinned(core))
         os.close(child_fd)
+        if on_start:
+            on_start(proc.pid)
         blocks, output = 0, b""
         while time.monotonic() - start < timeout:
             if not select.select([main_fd], [], [], 0.5)[0]:
@@ -74,6 +79,8 @@ def run_process(argv: list[str], env: dict[str, str] | None = None, tty: bool = 
     else:
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True,
                                 preexec_fn=pinned(core))
+        if on_start:
+            on_start(proc.pid)
         stdout = proc.stdout.read()
     _, status, usage = os.wait4(proc.pid, 0)  # wait4, not wait: it gives this process's own peak RSS
     proc.returncode = code = os.waitstatus_to_exitcode(status)
@@ -129,18 +136,56 @@ def reference(args: argparse.Namespace) -> dict[str, Any]:
     return {**result, **json.loads(result["stdout"].strip().splitlines()[-1])}
 
 
-def side_by_side(args: argparse.Namespace, tmp: Path, i: int, extra: list[str]) -> dict[str, Any]:
-    """The dashboard and headless at the same time, each pinned to a core of its own (so torch runs
-    one thread in each), the cores swapped every repeat: whatever slows the machine slows both alike.
-    The ratio is of their rates over the wall-clock window in which both were past warm-up."""
+def pin_all_threads(pid: int, core: int) -> None:
+    """Move every thread of a process (the UI, the trainer, torch's) to one core."""
+    try:
+        tids = [int(t) for t in os.listdir(f"/proc/{pid}/task")]
+    except OSError:  # it has exited
+        return
+    for tid in tids:
+        try:
+            os.sched_setaffinity(tid, {core})
+        except OSError:
+            pass
+
+
+class CoreSwapper(threading.Thread):
+    """Every `period` seconds, swap the cores of two processes: neither keeps the faster core."""
+
+    def __init__(self, pids: tuple[int, int], cores: list[int], period: float) -> None:
+        super().__init__(daemon=True)
+        self.pids, self.cores, self.period, self.done = pids, cores, period, threading.Event()
+
+    def run(self) -> None:
+        turn = 0
+        while not self.done.wait(self.period):
+            turn += 1
+            for pid, core in zip(self.pids, self.cores if turn % 2 == 0 else self.cores[::-1]):
+                pin_all_threads(pid, core)
+
+
+def side_by_side(args: argparse.Namespace, tmp: Path, i: int, extra: list[str], ui: bool = True) -> dict[str, Any]:
+    """Two runs at the same time, one core each (so torch runs one thread in each), their cores swapped
+    every --swap-every seconds: whatever slows the machine or one core slows both alike. `ui` False
+    runs headless against headless: the method's own noise (the ratio should be 1). The ratio is of
+    their rates over the wall-clock window in which both were past warm-up."""
     cores = sorted(os.sched_getaffinity(0))[:2]
-    dash_core, head_core = cores if i % 2 == 0 else cores[::-1]
-    head_out, dash_out = tmp / f"sbs-headless-{i}", tmp / f"sbs-dashboard-{i}"
+    kind = "dashboard" if ui else "aa"
+    head_out, dash_out = tmp / f"sbs-{kind}-headless-{i}", tmp / f"sbs-{kind}-{i}"
     # Headless gets steps to spare, so it runs for as long as the dashboard does; it is stopped after.
     head_argv = gantui_argv(args, head_out, extra) + ["--no-ui", "--steps", str(args.warmup + 3 * args.steps)]
     headless = subprocess.Popen(head_argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                preexec_fn=pinned(head_core))
-    run_process(gantui_argv(args, dash_out, extra), env=terminal_env(args), tty=True, core=dash_core)
+                                preexec_fn=pinned(cores[1]))
+    dash_argv = gantui_argv(args, dash_out, extra) + ([] if ui else ["--no-ui"])
+    swapper: CoreSwapper | None = None
+
+    def started(pid: int) -> None:
+        nonlocal swapper
+        swapper = CoreSwapper((pid, headless.pid), cores, args.swap_every)
+        swapper.start()
+
+    run_process(dash_argv, env=terminal_env(args), tty=ui, core=cores[0], on_start=started)
+    swapper.done.set()
     headless.send_signal(signal.SIGTERM)  # saves and exits 128 + 15
     if headless.wait() not in (0, 128 + signal.SIGTERM):
         raise SystemExit(f"bench: side-by-side headless run exited {headless.returncode}")
@@ -148,9 +193,10 @@ def side_by_side(args: argparse.Namespace, tmp: Path, i: int, extra: list[str]) 
     start = max(dash_rows[0]["time"], head_rows[0]["time"])
     end = min(dash_rows[-1]["time"], head_rows[-1]["time"])
     dash, head = rate_between(dash_rows, args.batch_size, start, end), rate_between(head_rows, args.batch_size, start, end)
-    print(f"  side by side #{i + 1} (dashboard on core {dash_core}): dashboard {dash:,.0f}, headless {head:,.0f} img/s,"
+    name = "dashboard" if ui else "headless (A/A)"
+    print(f"  side by side #{i + 1}: {name} {dash:,.0f}, headless {head:,.0f} img/s, ratio {dash / head:.3f},"
           f" {end - start:.0f} s in common", file=sys.stderr, flush=True)
-    return {"dashboard": dash, "headless": head, "ratio": dash / head, "window_s": end - start}
+    return {"dashboard" if ui else "aa": dash, "headless": head, "ratio": dash / head, "window_s": end - start}
 
 
 def alternate(repeats: int, **runs: Any) -> dict[str, list[dict[str, Any]]]:
@@ -200,6 +246,11 @@ def main() -> None:
     p.add_argument("--side-by-side", type=int, default=None, metavar="N",
                    help="also run the dashboard and headless at once on a core each, N times (default: --repeats; "
                         "0 for none; needs 2 cores)")
+    p.add_argument("--swap-every", type=float, default=2.0, metavar="S",
+                   help="seconds between core swaps in the side-by-side runs (default 2)")
+    p.add_argument("--aa", type=int, default=None, metavar="N",
+                   help="also run headless against headless side by side, N times: the ratio the method gives "
+                        "when there is no difference to find (default: as many as --side-by-side)")
     p.add_argument("--json", type=Path, help="also write the results here")
     args = p.parse_args()
     extra = args.gantui_args.split()
@@ -214,9 +265,15 @@ def main() -> None:
         print(f"bench: {args.repeats} x {list(runs)}, {args.steps} steps of {args.batch_size}", file=sys.stderr)
         results = alternate(args.repeats, **runs)
         pairs = args.repeats if args.side_by_side is None else args.side_by_side
+        aa_pairs = pairs if args.aa is None else args.aa
         if len(os.sched_getaffinity(0)) < 2:
-            pairs = 0
-        together = [side_by_side(args, tmp, i, extra) for i in range(pairs)]
+            pairs = aa_pairs = 0
+        together, aa = [], []
+        for i in range(max(pairs, aa_pairs)):  # the A/A runs interleaved with the real ones
+            if i < pairs:
+                together.append(side_by_side(args, tmp, i, extra))
+            if i < aa_pairs:
+                aa.append(side_by_side(args, tmp, i, extra, ui=False))
 
     rate = {name: median(r, "images_per_s") for name, r in results.items()}
     summary = {
@@ -228,6 +285,8 @@ def main() -> None:
         "dashboard_vs_headless": pair_ratio(results["dashboard"], results["headless"]),
         "dashboard_vs_headless_side_by_side": statistics.median(r["ratio"] for r in together) if together else None,
         "side_by_side": together,
+        "aa_side_by_side": statistics.median(r["ratio"] for r in aa) if aa else None,
+        "aa_runs": aa,
         "first_preview_s": median(results["dashboard"], "first_preview_s"),
         "peak_rss_mb": {name: max(x["peak_rss_mb"] for x in r) for name, r in results.items()},
         "gpu_mem_mb": {name: median(r, "gpu_mem_mb") for name, r in results.items()},
@@ -237,6 +296,10 @@ def main() -> None:
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(summary, indent=2) + "\n")
+
+
+def ratios(runs: list[dict[str, Any]]) -> str:
+    return ", ".join(f"{r['ratio']:.3f}" for r in runs)
 
 
 def table(s: dict[str, Any]) -> str:
@@ -253,7 +316,11 @@ def table(s: dict[str, Any]) -> str:
         lines.append(f"gantui headless / reference loop: {s['headless_vs_reference']:.2f}x")
     lines.append(f"dashboard / headless:             {s['dashboard_vs_headless']:.3f}")
     if s["dashboard_vs_headless_side_by_side"] is not None:
-        lines.append(f"  the same, side by side, 1 core each: {s['dashboard_vs_headless_side_by_side']:.3f}")
+        lines.append(f"  the same, side by side, 1 core each: {s['dashboard_vs_headless_side_by_side']:.3f}"
+                     f"  (runs: {ratios(s['side_by_side'])})")
+    if s.get("aa_side_by_side") is not None:
+        lines.append(f"  headless / headless, the same way:   {s['aa_side_by_side']:.3f}"
+                     f"  (runs: {ratios(s['aa_runs'])}; the method's noise)")
     first = s["first_preview_s"]
     lines.append(f"first frame with a preview:       {'-' if first is None else f'{first:.1f} s'}")
     return "\n".join(lines)

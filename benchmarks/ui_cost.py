@@ -1,0 +1,69 @@
+"""The UI thread's CPU time per dashboard update, by kind and terminal size.
+
+    python benchmarks/ui_cost.py
+
+Each update the trainer sends (a metrics row, a preview, a status repaint) costs the UI thread
+CPU time while it holds the GIL the trainer needs; this prints that cost per update, after the
+time the same loop costs with nothing to draw. A scripted engine drives the real dashboard
+under Textual's test driver, so every layout is rendered as in a terminal.
+"""
+from __future__ import annotations
+
+import asyncio
+import math
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from test_snapshot import scripted_app  # noqa: E402 (the scripted engine of the snapshot tests)
+
+from gantui.engine import events as ev  # noqa: E402
+from gantui.engine.data import load_mnist_arrays  # noqa: E402
+from gantui.ui.messages import message_for  # noqa: E402
+
+UPDATES = 30
+
+
+def metrics_row(i: int) -> dict[str, float]:
+    return {"step": 10 * i, "epoch": 1, "loss_d": 1.2 + 0.2 * math.sin(i / 5), "loss_g": 0.9 + 0.3 * math.cos(i / 7),
+            "d_real": 0.6 + 0.1 * math.sin(i / 3), "d_fake": 0.4 + 0.1 * math.cos(i / 4),
+            "acc_real": 0.7 + 0.2 * math.sin(i / 6), "acc_fake": 0.65 + 0.2 * math.cos(i / 5),
+            "images_per_s": 5120.0, "time": 0.0}
+
+
+async def costs(size: tuple[int, int]) -> dict[str, float]:
+    """Milliseconds of UI-thread CPU per update of each kind."""
+    app = scripted_app()
+    images = load_mnist_arrays("test")[0]
+    kinds = {
+        "idle": lambda i: None,
+        "metrics": lambda i: app.post_message(message_for(ev.Metrics(metrics_row(200 + i)))),
+        "preview": lambda i: app.post_message(message_for(ev.Preview(1200 + i, images[64 * i:64 * (i + 1)]))),
+        "status": lambda i: app.refresh_status(),
+    }
+    result = {}
+    async with app.run_test(size=size) as pilot:
+        await pilot.pause(1.0)
+        app.clear_notifications()
+        await pilot.pause(0.3)
+        for name, update in kinds.items():
+            start = time.thread_time()
+            for i in range(UPDATES):
+                update(i)
+                await pilot.pause(0.1)  # the screen refreshes in this pause
+            result[name] = (time.thread_time() - start) / UPDATES * 1000
+    idle = result.pop("idle")
+    return {name: ms - idle for name, ms in result.items()}
+
+
+def main() -> None:
+    print("| terminal | metrics row | preview | status line |\n|---|---:|---:|---:|")
+    for size in ((80, 24), (120, 40), (200, 60)):
+        c = asyncio.run(costs(size))
+        print(f"| {size[0]}x{size[1]} | {c['metrics']:.1f} ms | {c['preview']:.1f} ms | {c['status']:.1f} ms |")
+
+
+if __name__ == "__main__":
+    main()
