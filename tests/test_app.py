@@ -125,3 +125,24 @@ async def test_a_flood_of_metrics_rows_is_painted_at_most_once_a_second():
         assert len(g_loss.values) == HISTORY and list(g_loss.values)[:2] == [rows - HISTORY + 1, rows - HISTORY + 2]
         assert paints <= elapsed / METRICS_INTERVAL + 2, (paints, elapsed)
         await pilot.press("q")
+
+
+def test_previews_are_spaced_out_while_they_cost_more_than_the_budget():
+    """The trainer's time generating previews counts against the dashboard's budget."""
+    import time
+
+    from test_snapshot import ScriptedEngine
+
+    from gantui.ui.app import UI_BUDGET, GanApp
+
+    app = GanApp(ScriptedEngine, batch_size=64)
+    engine = app.engine
+    engine.preview_interval = app.preview_floor = 1.0
+    app.pace_previews()
+    time.sleep(0.5)
+    engine.preview_seconds += 0.5 * 4 * UI_BUDGET  # previews took four times the budget
+    app.pace_previews()
+    assert engine.preview_interval == 1.5
+    time.sleep(0.5)  # no previews, the UI idle: back towards the floor
+    app.pace_previews()
+    assert engine.preview_interval == 1.0

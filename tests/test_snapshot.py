@@ -31,6 +31,7 @@ class ScriptedEngine:
         self.emit = emit
         self.step, self.epoch, self.images_per_s, self.preview_visible = 1200, 1, 5120.0, 64
         self.preview_interval = None  # previews come from the script, not a timer
+        self.preview_seconds = 0.0
         self._stop = threading.Event()
 
     def run(self) -> ev.Finished:

@@ -59,6 +59,7 @@ class Trainer:
         self.config = config
         self.emit = emit
         self.preview_interval = preview_interval
+        self.preview_seconds = 0.0  # time spent generating previews: the dashboard paces them by it
         self.preview_visible = config.preview_count  # how many previews a consumer shows
         self.device = resolve_device(config.device)
         self.bf16 = use_bf16(config.precision, self.device)
@@ -408,7 +409,9 @@ class Trainer:
         start = time.perf_counter()
         count = max(1, min(self.preview_visible, self.config.preview_count))
         self.emit(ev.Preview(self.step, to_uint8(self._generate(self._fixed_noise_dev[:count]))))
-        return time.perf_counter() - start
+        cost = time.perf_counter() - start
+        self.preview_seconds += cost
+        return cost
 
     def _save_grid(self) -> Path:
         from torchvision.utils import save_image  # imported late: it costs a second at start-up

@@ -32,8 +32,9 @@ PREVIEW_INTERVAL = 1.0  # seconds between previews at most
 # Seconds between repaints of the metric panes at most: on a GPU a metrics row comes every few
 # milliseconds, and a repaint costs the UI thread (and so the trainer) ~10-20 ms.
 METRICS_INTERVAL = 1.0
-# The UI thread's own CPU time, as a share of one core, that previews may push it to. The
-# trainer loses about this much: it waits for the GIL (and, on a busy CPU, for a core) meanwhile.
+# The dashboard's share of the trainer's time that previews may push it to: the UI thread's CPU
+# time (the trainer waits for the GIL, and on a busy CPU for a core, meanwhile) plus the trainer's
+# own time generating previews. Previews are spaced out until the two together stay under it.
 UI_BUDGET = 0.02
 MAX_PREVIEW_INTERVAL = 8.0
 # After a stop signal the run is saved before the app exits; if the exit then hangs (Textual's
@@ -50,6 +51,7 @@ class Engine(Protocol):
     images_per_s: float
     preview_visible: int  # digits the pane shows: the trainer generates no more
     preview_interval: float | None  # seconds between previews: the UI widens it when it is busy
+    preview_seconds: float  # time spent generating previews so far
 
     def run(self) -> ev.Finished: ...
     def pause(self) -> None: ...
@@ -265,16 +267,17 @@ class GanApp(App[int]):
         self.engine.preview_visible = message.capacity
 
     def pace_previews(self) -> None:
-        """Space previews out while the UI uses more than its budget, and back in when it does not."""
-        now, cpu = time.monotonic(), time.thread_time()  # this (the UI) thread's CPU time
+        """Space previews out while the dashboard costs more than its budget, and back in when it does not."""
+        # This (the UI) thread's CPU time, and the trainer's time spent on previews.
+        now, spent = time.monotonic(), time.thread_time() + self.engine.preview_seconds
         interval = self.engine.preview_interval
         if self.cpu_mark is not None and interval is not None:
-            share = (cpu - self.cpu_mark[1]) / max(now - self.cpu_mark[0], 1e-6)
+            share = (spent - self.cpu_mark[1]) / max(now - self.cpu_mark[0], 1e-6)
             if share > UI_BUDGET:
                 self.engine.preview_interval = min(interval * 1.5, MAX_PREVIEW_INTERVAL)
             elif share < UI_BUDGET / 2:
                 self.engine.preview_interval = max(interval / 1.5, self.preview_floor)
-        self.cpu_mark = (now, cpu)
+        self.cpu_mark = (now, spent)
 
     def tick_status(self) -> None:
         """The clock: a repaint only when no event has refreshed the status line this second."""
