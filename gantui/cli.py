@@ -80,13 +80,14 @@ def check_not_another_run(config: Config, args: argparse.Namespace) -> None:
     """A fresh run (or a resume) must not write into a directory holding a different run: it would
     append to that run's metrics and prune its checkpoints."""
     from gantui.engine.checkpoint import resolve_checkpoint
-    from gantui.engine.rundir import run_dir_of
+    from gantui.engine.rundir import RunDir, run_dir_of
 
-    out = Path(config.out)
-    if not ((out / "metrics.jsonl").exists() or (out / "checkpoints" / "last.pt").exists()):
+    run_dir = RunDir(config.out)
+    if not (run_dir.metrics.exists() or run_dir.last.exists()):
         return
-    if args.resume and run_dir_of(resolve_checkpoint(args.resume)).resolve() == out:
+    if args.resume and RunDir(run_dir_of(resolve_checkpoint(args.resume))).path == run_dir.path:
         return
+    out = run_dir.path
     raise ConfigError(f"--out {out} already holds a run: continue it with --resume {out}, or choose another --out")
 
 
