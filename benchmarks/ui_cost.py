@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from test_snapshot import scripted_app  # noqa: E402 (the scripted engine of the snapshot tests)
 
-from gantui.engine import events as ev  # noqa: E402
+from gantui import events as ev  # noqa: E402
 from gantui.engine.data import load_mnist_arrays  # noqa: E402
 from gantui.ui.messages import message_for  # noqa: E402
 

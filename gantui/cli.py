@@ -21,8 +21,9 @@ class Parser(argparse.ArgumentParser):
 
 def train_parser() -> Parser:
     p = Parser(prog="gantui", description="Train a DCGAN and watch it learn in the terminal.",
-               epilog="Sub-commands: `gantui sample CHECKPOINT --n N --out FILE`, "
-                      "`gantui eval CHECKPOINT [--n N] [--json]`, `gantui eval --real`.")
+               epilog="Sub-commands: `gantui watch [RUN | HOST:RUN]`, `gantui runs`, `gantui stop RUN`, "
+                      "`gantui sample CHECKPOINT --n N --out FILE`, `gantui eval CHECKPOINT [--n N] [--json]`, "
+                      "`gantui eval --real`, `gantui relay RUN`.")
     d = Config()
     add = p.add_argument
     # Defaults are None so that a resumed run keeps its own settings unless a flag is given.
@@ -47,6 +48,8 @@ def train_parser() -> Parser:
     add("--eval-n", type=int, help=f"images generated per evaluation (default {d.eval_n})")
     add("--resume", metavar="PATH", help="continue from a checkpoint file or a run directory")
     add("--no-ui", action="store_true", help="no dashboard: plain log lines (also when stdout is not a terminal)")
+    add("--on-hangup", choices=("detach", "stop"), default="detach",
+        help="when the dashboard's terminal goes away: detach (the run goes on; default) or stop (save, exit)")
     add("--fault-nan-step", type=int, help=argparse.SUPPRESS)  # test hook for the divergence guard
     return p
 
@@ -80,7 +83,7 @@ def check_not_another_run(config: Config, args: argparse.Namespace) -> None:
     """A fresh run (or a resume) must not write into a directory holding a different run: it would
     append to that run's metrics and prune its checkpoints."""
     from gantui.engine.checkpoint import resolve_checkpoint
-    from gantui.engine.rundir import RunDir, run_dir_of
+    from gantui.rundir import RunDir, run_dir_of
 
     run_dir = RunDir(config.out)
     if not (run_dir.metrics.exists() or run_dir.last.exists()):
@@ -94,9 +97,9 @@ def check_not_another_run(config: Config, args: argparse.Namespace) -> None:
 def build_config(args: argparse.Namespace) -> tuple[Config, dict[str, Any] | None]:
     """Defaults, then the resumed run's own config, then the flags given; validated."""
     from gantui.engine.checkpoint import load_checkpoint, resolve_checkpoint
-    from gantui.engine.rundir import default_run_dir, run_dir_of
+    from gantui.rundir import default_run_dir, run_dir_of
 
-    overrides = {k: v for k, v in vars(args).items() if v is not None and k != "no_ui"}
+    overrides = {k: v for k, v in vars(args).items() if v is not None and k not in ("no_ui", "on_hangup")}
     base: dict[str, Any] = {}
     state = None
     if args.resume:
@@ -127,7 +130,7 @@ def wants_ui(args: argparse.Namespace) -> bool:
 def train(argv: list[str]) -> int:
     from gantui.engine.checkpoint import CheckpointError
     from gantui.engine.device import DeviceError, resolve_device
-    from gantui.engine.rundir import RunDir, RunDirBusy
+    from gantui.rundir import RunDir, RunDirBusy
 
     args = train_parser().parse_args(argv)
     try:
@@ -137,12 +140,10 @@ def train(argv: list[str]) -> int:
         check_not_another_run(config, args)
     except (ConfigError, DeviceError, CheckpointError, RunDirBusy) as err:
         fail(str(err))
+    from gantui.session import run_dashboard, run_headless
+
     if wants_ui(args):
-        from gantui.ui.app import run_dashboard
-
-        return run_dashboard(config, state)
-    from gantui.headless import run_headless
-
+        return run_dashboard(config, state, on_hangup=args.on_hangup)
     return run_headless(config, state)
 
 
@@ -223,8 +224,11 @@ def evaluate_command(argv: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from gantui.commands import relay, runs, stop, watch
+
     argv = sys.argv[1:] if argv is None else argv
-    commands = {"sample": sample, "eval": evaluate_command}
+    commands = {"sample": sample, "eval": evaluate_command, "watch": watch, "runs": runs, "stop": stop,
+                "relay": relay}
     if argv and argv[0] in commands:
         return commands[argv[0]](argv[1:])
     return train(argv)

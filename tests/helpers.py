@@ -5,7 +5,8 @@ import json
 import time
 from pathlib import Path
 
-from gantui.engine.trainer import Trainer
+from gantui.service.client import LocalLink
+from gantui.session import Session
 from gantui.ui.app import GanApp
 
 FAST = ["--batch-size", "16", "--device", "cpu", "--log-every", "2"]  # CLI flags for quick subprocess runs
@@ -23,8 +24,28 @@ def wait_for_step(out: Path, step: int, timeout: float = 120) -> None:
     raise AssertionError(f"training did not reach step {step}")
 
 
+class AlwaysPreview:
+    """A preview source that asks for `count` previews at every step (tests of the engine alone)."""
+
+    def __init__(self, count: int = 16) -> None:
+        self.count = count
+
+    def previews_due(self) -> int:
+        return self.count
+
+    def preview_cost(self, seconds: float) -> None:
+        pass
+
+
 def make_app(config) -> GanApp:
-    return GanApp(lambda emit: Trainer(config, emit, preview_interval=0.1), config.batch_size)
+    """The dashboard on a run in this process (no socket), as `gantui` builds it; the test may read
+    the trainer as `app.trainer` (the app itself never does)."""
+    session = Session(config, serve=False)
+    session.hub.pacer.floor = session.hub.pacer.interval = 0.1
+    session.start()
+    app = GanApp(LocalLink(session.hub))
+    app.trainer = session.trainer
+    return app
 
 
 async def wait_for(pilot, condition, timeout: float = 60.0) -> None:

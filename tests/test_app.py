@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import numpy as np
 
@@ -15,16 +16,15 @@ def long_run(tiny_config):
 async def test_space_pauses_and_resumes(tiny_config):
     app = make_app(long_run(tiny_config))
     async with app.run_test(size=(120, 40)) as pilot:
-        await wait_for(pilot, lambda: app.engine.step >= 3)
+        await wait_for(pilot, lambda: app.trainer.step >= 3)
         await pilot.press("space")
-        await wait_for(pilot, lambda: app.engine.paused)
-        await pilot.pause(0.5)  # the step in flight finishes
-        stopped_at = app.engine.step
+        await wait_for(pilot, lambda: app.link.hub.state == "paused")  # the trainer's Paused event
+        stopped_at = app.trainer.step
         await pilot.pause(1.0)
-        assert app.engine.step == stopped_at
+        assert app.trainer.step == stopped_at
         assert "PAUSED" in str(app.status_line.render())
         await pilot.press("space")
-        await wait_for(pilot, lambda: app.engine.step >= stopped_at + 3)
+        await wait_for(pilot, lambda: app.trainer.step >= stopped_at + 3)
         await pilot.press("p")
         await wait_for(pilot, lambda: app.paused)
         await pilot.press("q")
@@ -37,8 +37,7 @@ async def test_s_writes_a_checkpoint_and_r_changes_the_preview(tiny_config):
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_for(pilot, lambda: app.preview_pane.images is not None)
         await pilot.press("space")  # paused, so the preview changes only through r
-        await wait_for(pilot, lambda: app.engine.paused)
-        await pilot.pause(0.5)
+        await wait_for(pilot, lambda: app.link.hub.state == "paused")
         before = app.preview_pane.images
         await pilot.press("r")
         await wait_for(pilot, lambda: app.preview_pane.images is not before)
@@ -46,22 +45,22 @@ async def test_s_writes_a_checkpoint_and_r_changes_the_preview(tiny_config):
         await pilot.press("s")
         # The save writes the checkpoint, links last.pt to it, then writes the step's grid: wait for
         # the grid (last.pt itself exists from the start-up checkpoint on, so it cannot be waited for).
-        grid = app.engine.run_dir.sample_path(app.engine.step)
+        grid = app.trainer.run_dir.sample_path(app.trainer.step)
         await wait_for(pilot, grid.exists)
-        assert load_checkpoint(app.engine.run_dir.last)["step"] == app.engine.step
-        assert list(app.engine.run_dir.samples.glob("*.png"))
+        assert load_checkpoint(app.trainer.run_dir.last)["step"] == app.trainer.step
+        assert list(app.trainer.run_dir.samples.glob("*.png"))
         await pilot.press("q")
 
 
 async def test_q_saves_then_exits(tiny_config):
     app = make_app(long_run(tiny_config))
     async with app.run_test(size=(80, 24)) as pilot:
-        await wait_for(pilot, lambda: app.engine.step >= 2)
+        await wait_for(pilot, lambda: app.trainer.step >= 2)
         await pilot.press("q")
         await wait_for(pilot, lambda: not app.is_running)
     assert app.return_code == 0
-    state = load_checkpoint(app.engine.run_dir.last)
-    assert state["step"] == app.engine.step >= 2
+    state = load_checkpoint(app.trainer.run_dir.last)
+    assert state["step"] == app.trainer.step >= 2
 
 
 async def test_help_screen_and_too_small_terminal(tiny_config):
@@ -79,17 +78,17 @@ async def test_help_screen_and_too_small_terminal(tiny_config):
         await pilot.resize_terminal(200, 60)
         await pilot.pause(0.3)
         assert not app.screen.has_class("too-small")
-        await wait_for(pilot, lambda: app.engine.preview_visible >= 9)  # a big pane shows more digits
+        await wait_for(pilot, lambda: app.link.hub.previews_wanted() >= 9)  # a big pane asks for more digits
         await pilot.press("q")
 
 
 async def test_a_flood_of_metrics_rows_is_painted_at_most_once_a_second():
     """At GPU speed rows come every few milliseconds: the panes get them all, in a few repaints."""
-    from test_snapshot import ScriptedEngine
+    from test_snapshot import ScriptedEngine, scripted_app
 
-    from gantui.engine import events as ev
-    from gantui.engine.trainer import HISTORY
-    from gantui.ui.app import METRICS_INTERVAL, GanApp
+    from gantui import events as ev
+    from gantui.common import HISTORY
+    from gantui.ui.app import METRICS_INTERVAL
 
     rows = 3 * HISTORY
 
@@ -106,7 +105,7 @@ async def test_a_flood_of_metrics_rows_is_painted_at_most_once_a_second():
             self._stop.wait(60)
             return ev.Finished("stopped", self.step)
 
-    app = GanApp(Flood, batch_size=64)
+    app = scripted_app(Flood, clock=time.monotonic)
     async with app.run_test(size=(120, 40)) as pilot:
         paints = 0
         add = app.loss_pane.add
@@ -128,21 +127,38 @@ async def test_a_flood_of_metrics_rows_is_painted_at_most_once_a_second():
 
 
 def test_previews_are_spaced_out_while_they_cost_more_than_the_budget():
-    """The trainer's time generating previews counts against the dashboard's budget."""
-    import time
+    """One pacer: the trainer's time generating previews plus the in-process UI's CPU count
+    against the budget; the interval widens while they exceed it and comes back when they do not."""
+    from gantui.service.hub import Pacer
 
-    from test_snapshot import ScriptedEngine
+    now = [0.0]
+    pacer = Pacer(floor=1.0, budget=0.02, ceiling=8.0, clock=lambda: now[0])
+    assert pacer.due()
+    now[0] += 1.0
+    pacer.spent(4 * 0.02 * 1.0)  # previews and the UI took four times the budget over that second
+    pacer.adapt()
+    assert pacer.interval == 1.5 and not pacer.due()
+    now[0] += 1.4
+    assert not pacer.due()
+    now[0] += 0.2
+    assert pacer.due()
+    for _ in range(10):  # costly for a while: capped at the ceiling
+        now[0] += pacer.interval
+        pacer.spent(pacer.interval)
+        pacer.adapt()
+    assert pacer.interval == 8.0
+    for _ in range(10):  # then free: back to the floor
+        now[0] += pacer.interval
+        pacer.adapt()
+    assert pacer.interval == 1.0
 
-    from gantui.ui.app import UI_BUDGET, GanApp
 
-    app = GanApp(ScriptedEngine, batch_size=64)
-    engine = app.engine
-    engine.preview_interval = app.preview_floor = 1.0
-    app.pace_previews()
-    time.sleep(0.5)
-    engine.preview_seconds += 0.5 * 4 * UI_BUDGET  # previews took four times the budget
-    app.pace_previews()
-    assert engine.preview_interval == 1.5
-    time.sleep(0.5)  # no previews, the UI idle: back towards the floor
-    app.pace_previews()
-    assert engine.preview_interval == 1.0
+def test_a_headless_run_nobody_watches_generates_no_previews(tiny_config):
+    from gantui.session import Session
+
+    session = Session(tiny_config(steps=12), serve=False)
+    previews = []
+    session.hub.subscribe(lambda e: previews.append(e) if type(e).__name__ == "Preview" else None)  # shows none
+    session.start()
+    assert session.wait().reason == "done"
+    assert previews == []

@@ -7,10 +7,11 @@ import time
 import numpy as np
 import torch
 
-from gantui.engine import events as ev
+from gantui import events as ev
 from gantui.engine.checkpoint import load_checkpoint
 from gantui.engine.data import load_dataset, normalise
 from gantui.engine.trainer import METRIC_KEYS, Trainer
+from helpers import AlwaysPreview
 
 
 def test_bundled_mnist_is_the_training_split():
@@ -49,7 +50,7 @@ def test_same_seed_same_losses(tiny_config, tmp_path):
 def test_controls_from_another_thread(tiny_config):
     events: list = []
     trainer = Trainer(tiny_config(steps=100_000, save_every=100_000, sample_every=100_000), events.append,
-                      preview_interval=0.0)
+                      previews=AlwaysPreview())
     thread = threading.Thread(target=trainer.run)
     thread.start()
     try:
@@ -65,6 +66,7 @@ def test_controls_from_another_thread(tiny_config):
         assert trainer.step == paused_at  # no steps while paused
 
         noise = trainer.fixed_noise.clone()
+        before = [e for e in events if isinstance(e, ev.Preview)][-1]
         trainer.resample()  # works while paused
         trainer.save()
         deadline = time.monotonic() + 10
@@ -72,7 +74,9 @@ def test_controls_from_another_thread(tiny_config):
             time.sleep(0.01)
         saved = [e for e in events if isinstance(e, ev.Saved) and e.reason == "manual"]
         assert saved and saved[0].step == paused_at and saved[0].grid
-        assert not torch.equal(noise, trainer.fixed_noise)
+        assert torch.equal(noise, trainer.fixed_noise)  # the grids' noise is untouched...
+        after = [e for e in events if isinstance(e, ev.Preview)][-1]
+        assert after.step == before.step and not np.array_equal(after.images, before.images)  # ...the preview's not
         assert load_checkpoint(saved[0].checkpoint)["step"] == paused_at
 
         trainer.resume()

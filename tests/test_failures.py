@@ -121,13 +121,13 @@ def test_second_signal_exits_at_once_dashboard(tmp_path):
     try:
         wait_for_step(out, 2)
         drain(main, 0.5)
-        proc.send_signal(signal.SIGHUP)
+        proc.send_signal(signal.SIGTERM)
         drain(main, 1.0)
         assert proc.poll() is None  # still saving
         sent = time.monotonic()
-        proc.send_signal(signal.SIGHUP)
+        proc.send_signal(signal.SIGTERM)
         tail = drain(main, 2.0)
-        assert proc.wait(timeout=5) == 128 + signal.SIGHUP
+        assert proc.wait(timeout=5) == 128 + signal.SIGTERM
         assert time.monotonic() - sent < 4
         assert b"\x1b[?1049l" in tail  # the alternate screen was left: the terminal is restored
     finally:
@@ -143,7 +143,7 @@ async def test_resume_after_q_is_bit_exact(tiny_config, tmp_path):
     config = tiny_config(steps=200)
     app = make_app(config)
     async with app.run_test(size=(120, 40)) as pilot:
-        await wait_for(pilot, lambda: app.engine.step >= 6)
+        await wait_for(pilot, lambda: app.trainer.step >= 6)
         await pilot.press("space")
         await wait_for(pilot, lambda: app.paused)
         await pilot.pause(0.3)

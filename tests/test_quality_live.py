@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from gantui.engine import events as ev
+from gantui import events as ev
 from gantui.engine.checkpoint import load_checkpoint
 from gantui.engine.trainer import COLLAPSE_EVALS, QUALITY_KEYS, Trainer
 from gantui.evaluation import metrics

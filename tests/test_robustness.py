@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from gantui.engine import events as ev
+from gantui import events as ev
 from gantui.engine.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from gantui.engine.trainer import Trainer
 from helpers import FAST, wait_for_step
@@ -172,11 +172,11 @@ def test_metrics_jsonl_is_strict_json(tiny_config):
         json.loads(line)
 
 
-def dashboard_in_a_pty(out: Path, **popen_kwargs) -> tuple[subprocess.Popen, int]:
+def dashboard_in_a_pty(out: Path, *args: str, **popen_kwargs) -> tuple[subprocess.Popen, int]:
     """A long dashboard run in a fresh pseudo-terminal, once it shows TRAINING and has logged step 2."""
     main, child = pty.openpty()
     env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": "100", "LINES": "30"}
-    proc = subprocess.Popen([sys.executable, "-m", "gantui", "--out", str(out), *FAST, "--steps", "100000"],
+    proc = subprocess.Popen([sys.executable, "-m", "gantui", "--out", str(out), *FAST, "--steps", "100000", *args],
                             stdin=child, stdout=child, stderr=child, env=env, **popen_kwargs)
     os.close(child)
     screen = b""
@@ -189,9 +189,9 @@ def dashboard_in_a_pty(out: Path, **popen_kwargs) -> tuple[subprocess.Popen, int
 
 
 def test_dashboard_in_a_terminal_saves_on_sighup(tmp_path):
-    """An SSH drop: the dashboard in a real pseudo-terminal gets SIGHUP, saves, exits 129."""
+    """With --on-hangup stop, an SSH drop as before: the dashboard gets SIGHUP, saves, exits 129."""
     out = tmp_path / "run"
-    proc, main = dashboard_in_a_pty(out, start_new_session=True)
+    proc, main = dashboard_in_a_pty(out, "--on-hangup", "stop", start_new_session=True)
     try:
         proc.send_signal(signal.SIGHUP)
         start_time = time.monotonic()
@@ -221,7 +221,7 @@ def test_dashboard_whose_terminal_is_gone_saves_and_exits(tmp_path):
     SIGHUP. The dashboard saves, exits 129 although it cannot restore the terminal (Textual's writer
     blocks on it), and frees the run directory for a resume."""
     out = tmp_path / "run"
-    proc, main = dashboard_in_a_pty(out, preexec_fn=controlling_terminal)
+    proc, main = dashboard_in_a_pty(out, "--on-hangup", "stop", preexec_fn=controlling_terminal)
     try:
         os.close(main)  # the terminal goes away; the kernel hangs up its session
         main = None

@@ -4,8 +4,10 @@ from __future__ import annotations
 import math
 import threading
 
-from gantui.engine import events as ev
+from gantui import events as ev
 from gantui.engine.data import load_mnist_arrays
+from gantui.service.client import LocalLink
+from gantui.service.hub import RunHub
 from gantui.ui.app import GanApp
 
 
@@ -29,9 +31,7 @@ class ScriptedEngine:
 
     def __init__(self, emit) -> None:
         self.emit = emit
-        self.step, self.epoch, self.images_per_s, self.preview_visible = 1200, 1, 5120.0, 64
-        self.preview_interval = None  # previews come from the script, not a timer
-        self.preview_seconds = 0.0
+        self.step = 1200
         self._stop = threading.Event()
 
     def run(self) -> ev.Finished:
@@ -40,7 +40,7 @@ class ScriptedEngine:
                  "acc_real": 0.7 + 0.2 * math.sin(i / 6), "acc_fake": 0.65 + 0.2 * math.cos(i / 5),
                  "images_per_s": 5120.0, "time": 0.0} for i in range(1, 121)]
         self.emit(ev.Started(run_dir="~/.local/share/gantui/runs/demo", device="cpu", step=1200, total_steps=18740,
-                             steps_per_epoch=937, config={}, history=rows,
+                             steps_per_epoch=937, config={}, history=rows, epoch=1,
                              quality=quality_rows(self.collapse)))
         self.emit(ev.Preview(1200, load_mnist_arrays("test")[0][:64]))
         self._stop.wait(60)
@@ -61,8 +61,15 @@ class CollapsingEngine(ScriptedEngine):
     collapse = True
 
 
-def scripted_app(engine=ScriptedEngine) -> GanApp:
-    return GanApp(engine, batch_size=64, clock=lambda: 0.0)
+def scripted_app(engine=ScriptedEngine, clock=lambda: 0.0) -> GanApp:
+    """The dashboard on a scripted run in this process, through the same hub as a real one."""
+    hub = RunHub()
+    scripted = engine(hub.publish)
+    hub.attach(scripted)
+    threading.Thread(target=scripted.run, daemon=True).start()
+    app = GanApp(LocalLink(hub), clock=clock)
+    app.trainer = scripted
+    return app
 
 
 async def settle(pilot) -> None:

@@ -1,12 +1,15 @@
 """Checkpoints: written atomically, loaded without unpickling code, checked before use."""
 from __future__ import annotations
 
+import errno
 import os
 import pickle
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from gantui.rundir import atomic_write, fsync_dir
 
 FORMAT = "gantui-checkpoint"
 VERSION = 1
@@ -16,35 +19,12 @@ class CheckpointError(Exception):
     """A checkpoint that cannot be used; the message names the file and the reason."""
 
 
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def atomic_write(path: Path, write: Any) -> None:
-    """Write through a temp file in the same folder, fsync, rename over `path`, fsync the folder.
-
-    A crash at any point leaves either the old file or the new one, never half of one.
-    """
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    fsync_dir(path.parent)
-
-
 def save_checkpoint(state: dict[str, Any], path: Path) -> None:
     state = {"format": FORMAT, "version": VERSION, **state}
-    atomic_write(path, lambda f: torch.save(state, f))
+    try:
+        atomic_write(path, lambda f: torch.save(state, f))
+    except RuntimeError as err:  # torch's zip writer can report a failed write this way
+        raise OSError(errno.EIO, f"write failed: {str(err).splitlines()[0][:100]}") from None
 
 
 def link_latest(source: Path, latest: Path) -> None:

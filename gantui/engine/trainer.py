@@ -2,7 +2,8 @@
 
 `Trainer.run()` is meant for one background thread. Other threads steer it only through
 the control methods (pause, resume, save, resample, stop), which touch nothing but a
-`threading.Event` and a `queue.Queue`; the loop applies them between steps.
+`threading.Event` and a `queue.Queue`; the loop applies them between steps. Previews are
+generated only when a `PreviewSource` (the run's hub) says a consumer wants them.
 """
 from __future__ import annotations
 
@@ -17,21 +18,21 @@ import traceback
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch import nn
 
+from gantui import events as ev
+from gantui.common import HISTORY, rare_digits
 from gantui.config import Config, default_eval_every
-from gantui.engine import events as ev
 from gantui.engine.checkpoint import link_latest, load_checkpoint, save_checkpoint
 from gantui.engine.data import load_dataset, normalise, to_uint8
 from gantui.engine.device import configure_backend, resolve_device, use_bf16
 from gantui.engine.models import Discriminator, Generator, init_weights
-from gantui.engine.rundir import RunDir, default_run_dir
+from gantui.rundir import RunDir, default_run_dir
 
 METRIC_KEYS = ("loss_d", "loss_g", "d_real", "d_fake", "acc_real", "acc_fake")
-HISTORY = 2000  # metric rows kept in memory and in checkpoints, for the dashboard's curves
 MAX_ROLLBACKS = 3  # then the run stops as "diverged"
 D_WON_INTERVALS = 5  # logging intervals of D loss ~0 and D(G(z)) ~0 that count as collapse
 GRAD_NORM_LIMIT = 1e4
@@ -46,6 +47,13 @@ COLLAPSE_EVALS = 2
 COLLAPSE_ARMED_EPOCHS = 2
 
 
+class PreviewSource(Protocol):
+    """Who decides when previews are generated and how many (service.hub.RunHub)."""
+
+    def previews_due(self) -> int: ...  # 0: none now
+    def preview_cost(self, seconds: float) -> None: ...
+
+
 class Trainer:
     def __init__(
         self,
@@ -53,14 +61,12 @@ class Trainer:
         emit: Callable[[ev.Event], Any] = lambda event: None,
         *,
         resume_state: dict[str, Any] | None = None,
-        preview_interval: float | None = None,
+        previews: PreviewSource | None = None,
     ) -> None:
-        """`preview_interval`: seconds between live previews, None for no previews (headless)."""
+        """`previews`: None generates none (a headless run that nobody serves)."""
         self.config = config
         self.emit = emit
-        self.preview_interval = preview_interval
-        self.preview_seconds = 0.0  # time spent generating previews: the dashboard paces them by it
-        self.preview_visible = config.preview_count  # how many previews a consumer shows
+        self.previews = previews
         self.device = resolve_device(config.device)
         self.bf16 = use_bf16(config.precision, self.device)
         self.run_dir = RunDir(config.out or default_run_dir())
@@ -141,6 +147,8 @@ class Trainer:
         # Separate generators: shuffling and preview noise never disturb the training RNG.
         self.data_gen = torch.Generator().manual_seed(cfg.seed)
         self.preview_gen = torch.Generator().manual_seed(cfg.seed + 1)
+        # The fixed noise drives the sample grids (comparable over the run); the live preview starts
+        # from it and `r` replaces only the preview's copy.
         self.fixed_noise = torch.randn(cfg.preview_count, cfg.z_dim, generator=self.preview_gen)
         self.perm = torch.randperm(len(self.data), generator=self.data_gen)
         self.pos = 0
@@ -155,8 +163,10 @@ class Trainer:
         else:
             self._fixed_noise_dev = self.fixed_noise.to(self.device)
             self._perm_dev = self.perm.to(self.device)
+        self._preview_noise_dev = self._fixed_noise_dev
 
         self.run_dir.create()
+        self.run_dir.write_status("training", step=self.step, total_steps=self.total_steps)
         self.run_dir.write_config({**cfg.to_dict(), "out": str(self.run_dir.path), "resolved_device": str(self.device)})
         if resumed:
             self._event({"event": "resume", "step": self.step, "from": cfg.resume})
@@ -217,13 +227,17 @@ class Trainer:
             run_dir=str(self.run_dir.path), device=str(self.device), step=self.step,
             total_steps=self.total_steps, steps_per_epoch=self.steps_per_epoch,
             config=self.config.to_dict(), history=list(self.history), quality=list(self.quality),
+            epoch=self.epoch, images_per_s=self.images_per_s,
         ))
         try:
             self._loop()
             if self._interval_steps and not self.diverged:
                 self._log()
         except Exception as err:
-            (self.run_dir.path / "error.log").write_text(traceback.format_exc())
+            try:
+                (self.run_dir.path / "error.log").write_text(traceback.format_exc())
+            except OSError:  # a full disk: the one-line message below still goes out
+                pass
             message = f"{type(err).__name__}: {err}"
             if isinstance(err, torch.OutOfMemoryError):
                 message = (f"out of {self.device.type.upper()} memory at batch size {self.config.batch_size}; "
@@ -241,6 +255,11 @@ class Trainer:
         return self._finish(ev.Finished(reason, self.step, checkpoint=str(self.run_dir.last)))
 
     def _finish(self, finished: ev.Finished) -> ev.Finished:
+        try:
+            self.run_dir.write_status(finished.reason, step=finished.step, total_steps=getattr(self, "total_steps", 0),
+                                      error=finished.error)
+        except OSError:
+            pass
         self.emit(finished)
         return finished
 
@@ -248,7 +267,6 @@ class Trainer:
         cfg = self.config
         self._interval_steps = 0
         self._interval_start = time.perf_counter()
-        next_preview = 0.0
         if not self.run_dir.last.exists():
             self._save("start")  # a rollback target from the first step on
         if self.config.compile:
@@ -269,32 +287,33 @@ class Trainer:
                 if self._check_health():
                     continue
             if self.step % cfg.sample_every == 0:
-                self._save_grid()
+                self._save_grid(report=True)
             if self.eval_every and self.step % self.eval_every == 0:
                 self._evaluate()
             if self.step % cfg.save_every == 0:
                 self._save("periodic")
-            if self.preview_interval is not None and time.perf_counter() >= next_preview:
-                cost = self._preview()
-                # At most one preview per interval, and never more than ~5% of the time.
-                next_preview = time.perf_counter() + max(self.preview_interval, 20 * cost)
+            if self.previews is not None and (count := self.previews.previews_due()):
+                self._preview(count)
 
     def _apply_commands(self) -> None:
+        """The commands queued since the last step, each kind once (a flood of saves is one save)."""
+        pending: set[str] = set()
         while True:
             try:
-                command = self._commands.get_nowait()
+                pending.add(self._commands.get_nowait())
             except queue.Empty:
-                return
-            if command == "save":
-                self._save("manual")
-            elif command == "resample":
-                self.fixed_noise = torch.randn(self.config.preview_count, self.config.z_dim, generator=self.preview_gen)
-                self._fixed_noise_dev = self.fixed_noise.to(self.device)
-                self.emit(ev.Notice("preview noise resampled"))
-                if self.preview_interval is not None:
-                    self._preview()
+                break
+        if "resample" in pending:
+            noise = torch.randn(self.config.preview_count, self.config.z_dim, generator=self.preview_gen)
+            self._preview_noise_dev = noise.to(self.device)
+            self.emit(ev.Notice("preview noise resampled"))
+            if self.previews is not None:
+                self._preview(self.config.preview_count)
+        if "save" in pending:
+            self._save("manual")
 
     def _wait_while_paused(self) -> None:
+        self._write_status("paused")
         self.emit(ev.Paused(True, self.step))
         if self._interval_steps:
             self._log()  # so the numbers on screen are current while paused
@@ -302,7 +321,14 @@ class Trainer:
             self._apply_commands()
         self._apply_commands()
         self._interval_start = time.perf_counter()  # paused time is not training time
+        self._write_status("training")
         self.emit(ev.Paused(False, self.step))
+
+    def _write_status(self, state: str) -> None:
+        try:
+            self.run_dir.write_status(state, step=self.step, total_steps=self.total_steps)
+        except OSError as err:
+            self.emit(ev.Notice(f"status.json not written: {err.strerror or err}", "error"))
 
     # -- outputs -----------------------------------------------------------------------
     def _log(self) -> None:
@@ -348,16 +374,17 @@ class Trainer:
 
     def _rollback(self, problem: str) -> None:
         bad_step = self.step
+        rates = [[group["lr"] for group in opt.param_groups] for opt in (self.opt_g, self.opt_d)]
         self._load_state(load_checkpoint(self.run_dir.last), history=False)
         self.rollbacks += 1
         self._d_won = 0
         self._sums.zero_()
         self._interval_steps = 0
         self._interval_start = time.perf_counter()
-        lr = self.config.lr * 0.5 ** self.rollbacks
-        for opt in (self.opt_g, self.opt_d):
-            for group in opt.param_groups:
-                group["lr"] = lr
+        for opt, before in zip((self.opt_g, self.opt_d), rates):  # half of what they were, never more
+            for group, lr in zip(opt.param_groups, before):
+                group["lr"] = lr * 0.5
+        lr = self.opt_g.param_groups[0]["lr"]
         self._event({"event": "rollback", "step": bad_step, "to_step": self.step, "reason": problem, "lr": lr})
         self.emit(ev.Notice(f"{problem} at step {bad_step}: rolled back to step {self.step}, "
                             f"learning rate halved to {lr:.3g} ({self.rollbacks}/{MAX_ROLLBACKS})", "warning"))
@@ -372,13 +399,15 @@ class Trainer:
     def _evaluate(self) -> None:
         """Score images from the fixed evaluation latents; a row in metrics.jsonl and a Quality event."""
         from gantui.evaluation.classifier import EvaluatorError
-        from gantui.evaluation.metrics import evaluate, rare_digits  # late: the classifier loads on first use
+        from gantui.evaluation.metrics import evaluate  # late: the classifier loads on first use
 
         start = time.perf_counter()
-        # The eager model: torch.compile would recompile for the evaluation's batch size.
-        images = torch.cat([self._generate(z, self.G).float() for z in self.eval_noise.split(EVAL_BATCH)])
+        images = torch.cat([self._generate(z).float() for z in self.eval_noise.split(EVAL_BATCH)])
         try:
-            figures = evaluate(images, str(self.device), bf16=self.bf16)
+            # Building the classifier (at the first evaluation) draws from torch's global RNG:
+            # training's stream must not see it, or a resumed run would differ from a straight one.
+            with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+                figures = evaluate(images, str(self.device), bf16=self.bf16)
         except EvaluatorError as err:
             self.eval_every = 0
             self.emit(ev.Notice(f"quality evaluation turned off: {err}", "error"))
@@ -397,27 +426,35 @@ class Trainer:
             self.emit(ev.Notice(f"possible mode collapse at step {self.step}: {rare}KL {figures['kl']:.3f} "
                                 f"from MNIST's classes, {COLLAPSE_EVALS} evaluations in a row", "warning"))
 
-    def _generate(self, noise: torch.Tensor, model: nn.Module | None = None) -> torch.Tensor:
-        """G's images for `noise`, in eval mode and without grad; `model` defaults to G_fwd."""
+    def _generate(self, noise: torch.Tensor) -> torch.Tensor:
+        """G's images for `noise`, in eval mode and without grad. Always the eager G: a compiled one
+        would recompile for each new batch size and for eval mode."""
         self.G.eval()
         with torch.no_grad(), self._autocast():
-            images = (model or self.G_fwd)(noise)
+            images = self.G(noise)
         self.G.train()
         return images
 
-    def _preview(self) -> float:
+    def _preview(self, count: int) -> None:
         start = time.perf_counter()
-        count = max(1, min(self.preview_visible, self.config.preview_count))
-        self.emit(ev.Preview(self.step, to_uint8(self._generate(self._fixed_noise_dev[:count]))))
-        cost = time.perf_counter() - start
-        self.preview_seconds += cost
-        return cost
+        count = max(1, min(count, self.config.preview_count))
+        self.emit(ev.Preview(self.step, to_uint8(self._generate(self._preview_noise_dev[:count]))))
+        self.previews.preview_cost(time.perf_counter() - start)
 
-    def _save_grid(self) -> Path:
+    def _save_grid(self, report: bool = False) -> Path | None:
+        """The fixed noise's grid in samples/; with `report`, a failure (a full disk) is a notice."""
         from torchvision.utils import save_image  # imported late: it costs a second at start-up
 
         path = self.run_dir.sample_path(self.step)
-        save_image(self._generate(self._fixed_noise_dev).float(), path, nrow=8, normalize=True, value_range=(-1, 1))
+        try:
+            save_image(self._generate(self._fixed_noise_dev).float(), path, nrow=8, normalize=True,
+                       value_range=(-1, 1))
+        except OSError as err:
+            if not report:
+                raise
+            path.unlink(missing_ok=True)
+            self.emit(ev.Notice(f"sample grid at step {self.step} not written ({err.strerror or err})", "error"))
+            return None
         return path
 
     def _save(self, reason: str) -> Path | None:
@@ -434,7 +471,7 @@ class Trainer:
             save_checkpoint(self.state_dict(), path)
             link_latest(path, self.run_dir.last)
             self.run_dir.prune_checkpoints(self.config.keep)
-            grid = self._save_grid() if reason == "manual" else None
+            grid = self._save_grid(report=True) if reason == "manual" else None
         except OSError as err:
             self.emit(ev.Notice(f"checkpoint at step {self.step} not saved ({err.strerror or err}); "
                                 "the previous one is intact", "error"))
@@ -457,7 +494,7 @@ class Trainer:
             "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
             "fixed_noise": self.fixed_noise.clone(), "rng": rng, "history": list(self.history),
             "quality": list(self.quality), "collapsed": self._collapsed,
-            "collapse_armed": self._collapse_armed,
+            "collapse_armed": self._collapse_armed, "rollbacks": self.rollbacks, "d_won": self._d_won,
         }
 
     def _load_state(self, state: dict[str, Any], history: bool = True) -> None:
@@ -482,5 +519,7 @@ class Trainer:
             self.quality.extend(state.get("quality", []))
             self._collapsed = state.get("collapsed", 0)
             self._collapse_armed = state.get("collapse_armed", False)
+            self.rollbacks = state.get("rollbacks", 0)  # the guard's limit holds across a resume
+            self._d_won = state.get("d_won", 0)
             rates = [row["images_per_s"] for row in self.history if "images_per_s" in row]
             self.images_per_s = rates[-1] if rates else 0.0  # an estimate until the first interval

@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from gantui.common import RARE_SHARE
 from gantui.evaluation.classifier import load_classifier, real_stats
 
-RARE_SHARE = 0.01  # a digit under this share of the images counts as missing
 RIDGE = 1e-6  # added to both covariances' diagonals: about half the ReLU features are dead (zero variance)
 
 
@@ -54,11 +54,6 @@ def classify(images: torch.Tensor, device: str = "cpu", batch: int = 500,
         feats.append(f.double().cpu())
         probs.append(torch.softmax(model.head(f).double(), 1).cpu())
     return torch.cat(feats).numpy(), torch.cat(probs).numpy()
-
-
-def rare_digits(hist: list[float]) -> list[int]:
-    """The digits that hold under RARE_SHARE of the images."""
-    return [digit for digit, share in enumerate(hist) if share < RARE_SHARE]
 
 
 def density_coverage(real: np.ndarray, fake: np.ndarray, k: int = 5, chunk: int = 2048) -> tuple[float, float]:

@@ -1,26 +1,30 @@
-"""The dashboard: panes fed by trainer events, keys that steer the trainer."""
+"""The dashboard: a client of a run. Events in (panes), commands out (keys); nothing of the trainer.
+
+The same app draws a run in this process (`gantui`), in another process (`gantui watch`, over
+its socket or an SSH relay) and a run nobody serves any more (a replay, read-only).
+"""
 from __future__ import annotations
 
 import asyncio
 import os
-import sys
+import signal
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
-from textual import events, on, work
+from textual import events, on
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.reactive import reactive
 from textual.widgets import Footer, Static
 
-from gantui.config import Config
-from gantui.engine import events as ev
-from gantui.engine.trainer import Trainer
-from gantui.headless import EXIT_CODES, STOP_SIGNALS
+from gantui import events as ev
+from gantui.common import EXIT_CODES, STOP_SIGNALS
+from gantui.service.client import ConnectionLost, LocalLink, ReplayLink, StreamLink
 from gantui.ui.messages import EngineEvent, message_for
+from gantui.ui.widgets.confirm_screen import ConfirmScreen
 from gantui.ui.widgets.help_screen import HelpScreen
 from gantui.ui.widgets.metric_pane import HealthPane, LossPane
 from gantui.ui.widgets.preview_pane import PreviewPane
@@ -28,40 +32,17 @@ from gantui.ui.widgets.quality_pane import QualityPane
 from gantui.ui.widgets.status_line import StatusLine
 
 MIN_SIZE = (80, 24)
-PREVIEW_INTERVAL = 1.0  # seconds between previews at most
 # Seconds between repaints of the metric panes at most: on a GPU a metrics row comes every few
-# milliseconds, and a repaint costs the UI thread (and so the trainer) ~10-20 ms.
+# milliseconds, and a repaint costs the UI thread (and so, in one process, the trainer) ~10-20 ms.
 METRICS_INTERVAL = 1.0
-# The dashboard's share of the trainer's time that previews may push it to: the UI thread's CPU
-# time (the trainer waits for the GIL, and on a busy CPU for a core, meanwhile) plus the trainer's
-# own time generating previews. Previews are spaced out until the two together stay under it.
-UI_BUDGET = 0.02
-MAX_PREVIEW_INTERVAL = 8.0
+COST_INTERVAL = 2.0  # seconds between reports of the UI thread's CPU time to the preview pacer
 # After a stop signal the run is saved before the app exits; if the exit then hangs (Textual's
-# writer blocks on a terminal that is gone, as after an SSH drop), the process leaves anyway,
-# so that it does not linger holding the run directory's lock.
+# writer blocks on a terminal that is gone), the process leaves anyway, so that it does not
+# linger holding the run directory's lock.
 EXIT_GRACE_S = 3.0
 
-
-class Engine(Protocol):
-    """What the dashboard needs of a trainer; tests pass a scripted one."""
-
-    step: int
-    epoch: int
-    images_per_s: float
-    preview_visible: int  # digits the pane shows: the trainer generates no more
-    preview_interval: float | None  # seconds between previews: the UI widens it when it is busy
-    preview_seconds: float  # time spent generating previews so far
-
-    def run(self) -> ev.Finished: ...
-    def pause(self) -> None: ...
-    def resume(self) -> None: ...
-    def save(self) -> None: ...
-    def resample(self) -> None: ...
-    def stop(self) -> None: ...
-
-
-EngineFactory = Callable[[Callable[[ev.Event], Any]], Engine]
+Link = LocalLink | StreamLink | ReplayLink
+STEERING = ("pause", "resume", "toggle_pause", "save", "resample", "stop_run")
 
 
 class GanApp(App[int]):
@@ -74,29 +55,30 @@ class GanApp(App[int]):
         Binding("p", "toggle_pause", "Pause", show=False),
         Binding("s", "save", "Save"),
         Binding("r", "resample", "Resample"),
+        Binding("x", "stop_run", "Stop run"),
         Binding("q", "quit_run", "Quit"),
         Binding("ctrl+c", "quit_run", "Quit", show=False, priority=True),
         Binding("question_mark", "help", "Help", key_display="?"),
     ]
     paused: reactive[bool] = reactive(False, bindings=True)
 
-    def __init__(self, make_engine: EngineFactory, batch_size: int,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, link: Link, *, on_hangup: str = "detach", clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__()
-        self.clock = clock
-        self.engine = make_engine(lambda event: self.post_message(message_for(event)))
-        self.batch_size = batch_size
+        self.link, self.on_hangup, self.clock = link, on_hangup, clock
         self.started: ev.Started | None = None
         self.finished: ev.Finished | None = None
+        self.lost: str | None = None  # why the link to a live run went
+        self.step = self.epoch = 0
+        self.images_per_s = 0.0
         self.signal_received: int | None = None
+        self.detached = False  # the terminal hung up: the dashboard went, the run goes on
         self.abandon_trainer = False  # a second signal: exit without waiting for the trainer thread
         self.started_at = clock()
         self.quitting = False
         self.status_painted = 0.0
         self.pending_rows: list[dict[str, Any]] = []  # metrics rows not yet on screen
         self.metrics_painted = 0.0
-        self.cpu_mark: tuple[float, float] | None = None
-        self.preview_floor = self.engine.preview_interval or PREVIEW_INTERVAL
+        self.cpu_mark = time.thread_time()
         self.loss_pane = LossPane()
         self.health_pane = HealthPane()
         self.quality_pane = QualityPane()
@@ -120,68 +102,112 @@ class GanApp(App[int]):
         for signum in STOP_SIGNALS:
             loop.add_signal_handler(signum, self.on_stop_signal, signum)
         self.set_interval(0.5, self.tick_status)
-        self.set_interval(2.0, self.pace_previews)
         self.set_interval(METRICS_INTERVAL, self.paint_metrics)
-        self.train()
+        self.set_interval(COST_INTERVAL, self.report_cost)
+        post = self.post_event
+        if isinstance(self.link, StreamLink):
+            self.run_worker(self.link.run(post), exit_on_error=False)
+        else:
+            self.link.start(post)
+
+    def post_event(self, event: Any) -> None:
+        """From any thread (the trainer's, for a run in this process): never blocks."""
+        self.post_message(message_for(event))
 
     def on_unmount(self) -> None:
-        self.engine.stop()  # the app cannot exit while the trainer thread runs
+        self.link.close()
         loop = asyncio.get_running_loop()
         for signum in STOP_SIGNALS:
             loop.remove_signal_handler(signum)
-
-    @work(thread=True, exclusive=True, exit_on_error=False)
-    def train(self) -> None:
-        self.engine.run()  # reports through events; Finished always comes last
+        if self.detached:  # a second hang-up (the shell passes its own on) must not end the run
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
     # -- keys ----------------------------------------------------------------------------
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action in ("pause", "resume", "toggle_pause", "save", "resample") and self.finished is not None:
-            return None  # greyed out once training has ended
+        if action in STEERING and not self.steerable():
+            return None  # greyed out once the run has ended, or for a replay
+        if action == "stop_run":
+            return not self.link.owner  # in this process q stops the run
         if action == "pause":
             return not self.paused  # False hides it: the footer shows Pause or Resume
         if action == "resume":
             return self.paused
         return True
 
+    def steerable(self) -> bool:
+        live = self.link.live and (self.started is None or self.started.live)
+        return live and self.finished is None and not self.lost
+
+    def send(self, cmd: str, **fields: Any) -> None:
+        try:
+            self.link.send({"cmd": cmd, **fields})
+        except RuntimeError as err:  # the run has just ended, or the link has gone
+            self.notify(str(err), severity="warning")
+
     def action_pause(self) -> None:
-        self.engine.pause()
+        self.send("pause")
         self.paused = True
 
     def action_resume(self) -> None:
-        self.engine.resume()
+        self.send("resume")
         self.paused = False
 
     def action_toggle_pause(self) -> None:
         self.action_resume() if self.paused else self.action_pause()
 
     def action_save(self) -> None:
-        self.engine.save()
+        self.send("save")
         self.notify("saving a checkpoint and a sample grid...")
 
     def action_resample(self) -> None:
-        self.engine.resample()
+        self.send("resample")
+
+    def action_stop_run(self) -> None:
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.send("stop")
+                self.notify("stopping the run: it saves a checkpoint first...")
+
+        self.push_screen(ConfirmScreen("Stop the run? It saves a checkpoint, then ends."), answered)
 
     def action_quit_run(self) -> None:
-        if self.finished is not None:
-            self.leave(self.exit_code())
+        if self.finished is not None or self.lost or not self.link.owner:
+            self.leave(self.exit_code())  # a watcher leaves; the run goes on
             return
         if not self.quitting:
             self.quitting = True
             self.notify("saving a checkpoint, then quitting...")
-        self.engine.stop()
+        self.send("stop")
 
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen())
 
     def on_stop_signal(self, signum: int) -> None:
+        if self.detached:
+            return  # going already; a hang-up comes twice (from the kernel, then from the shell)
+        if not self.link.owner:
+            self.leave(0)  # a watcher's terminal went: only the watcher goes
+            return
+        if signum == getattr(signal, "SIGHUP", None) and self.on_hangup == "detach":
+            self.detach()
+            return
         if self.signal_received is not None:  # a second signal: leave now, terminal restored
             self.abandon_trainer = True
             self.leave(128 + signum)
             return
         self.signal_received = signum
         self.action_quit_run()
+
+    def detach(self) -> None:
+        """The terminal is gone: point stdin/stdout/stderr away from it (writes to a hung-up
+        terminal fail or block), then leave; the run goes on in this process, unwatched."""
+        self.detached = True
+        devnull = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(devnull, fd)
+        os.close(devnull)
+        self.exit(0, return_code=0)
 
     def leave(self, code: int) -> None:
         """Exit with `code` as both the app's result and its return code."""
@@ -192,11 +218,15 @@ class GanApp(App[int]):
         self.exit(code, return_code=code)
 
     def exit_code(self) -> int:
+        if self.started is None and self.lost:
+            return 2  # never reached the run
+        if not self.link.owner:
+            return 0
         if self.finished is not None and self.finished.reason in EXIT_CODES:
             return EXIT_CODES[self.finished.reason]
         return 128 + self.signal_received if self.signal_received else 0
 
-    # -- events from the trainer ---------------------------------------------------------
+    # -- events from the run -------------------------------------------------------------
     @on(EngineEvent)
     def on_engine_event(self, message: EngineEvent) -> None:
         event = message.event
@@ -210,18 +240,11 @@ class GanApp(App[int]):
         elif isinstance(event, ev.Preview):
             self.preview_pane.show(event.images, event.step)
         elif isinstance(event, ev.Started):
-            self.started = event
-            self.started_at = self.clock()
-            if event.history:  # a resumed run: its past curves
-                self.loss_pane.add(event.history)
-                self.health_pane.add(event.history)
-            self.quality_pane.add(event.quality)
-            if event.config.get("eval_every") == 0:
-                self.quality_pane.off()
-            self.notify(f"run directory: {event.run_dir}", timeout=6)
-            self.engine.preview_visible = self.preview_pane.capacity()
+            self.on_started(event)
         elif isinstance(event, ev.Paused):
-            self.paused = event.paused
+            self.paused, self.step = event.paused, event.step
+            if event.by is not None and event.by != self.link.name:
+                self.notify(f"{'paused' if event.paused else 'resumed'} from another terminal")
         elif isinstance(event, ev.Saved):
             if event.reason in ("manual", "periodic"):
                 self.notify(f"saved {event.checkpoint}" + (f"\nand {event.grid}" if event.grid else ""))
@@ -230,7 +253,32 @@ class GanApp(App[int]):
         elif isinstance(event, ev.Finished):
             self.paint_metrics()
             self.on_finished(event)
+        elif isinstance(event, ConnectionLost):
+            self.on_lost(event.reason)
         self.refresh_status()
+
+    def on_started(self, event: ev.Started) -> None:
+        """The run as it stands (a fresh run, a resumed one, or a snapshot for a late joiner)."""
+        self.started = event
+        self.started_at = self.clock()
+        rate = event.images_per_s or (event.history[-1].get("images_per_s") or 0.0 if event.history else 0.0)
+        self.step, self.epoch, self.images_per_s = event.step, event.epoch, rate
+        self.paused = event.state == "paused"
+        if event.history:  # a resumed run's past curves, or a late joiner's
+            self.loss_pane.add(event.history)
+            self.health_pane.add(event.history)
+        self.quality_pane.add(event.quality)
+        if event.config.get("eval_every") == 0:
+            self.quality_pane.off()
+        if event.preview is not None:
+            self.preview_pane.show(event.preview.images, event.preview.step)
+        where = "replay (read-only) of" if not event.live else "run directory:" if self.link.owner else "watching"
+        self.notify(f"{where} {event.run_dir}", timeout=6)
+        self.sub_title = "" if event.live else "replay, read-only"
+        self.ask_for_previews(self.preview_pane.capacity())
+        if event.finished is not None:
+            self.finished = event.finished
+            self.refresh_bindings()
 
     def paint_metrics(self) -> None:
         """The rows that arrived since the last repaint, into the panes in one go."""
@@ -239,11 +287,14 @@ class GanApp(App[int]):
         rows, self.pending_rows = self.pending_rows, []
         self.loss_pane.add(rows)
         self.health_pane.add(rows)
+        last = rows[-1]
+        self.step, self.epoch, self.images_per_s = last["step"], last["epoch"] - 1, last.get("images_per_s") or 0.0
         self.metrics_painted = time.monotonic()
         self.refresh_status()
 
     def on_finished(self, event: ev.Finished) -> None:
         self.finished = event
+        self.step = event.step
         self.paused = False
         self.refresh_bindings()
         if event.error:
@@ -252,9 +303,18 @@ class GanApp(App[int]):
         elif self.quitting or self.signal_received:
             self.leave(self.exit_code())
         else:
-            self.notify(f"training done at step {event.step}; q quits", timeout=3600)
+            self.notify(f"training {event.reason} at step {event.step}; q quits", timeout=3600)
 
-    # -- layout and status ---------------------------------------------------------------
+    def on_lost(self, reason: str) -> None:
+        self.lost = reason
+        self.refresh_bindings()
+        if self.started is None:  # never reached the run: nothing to show
+            self.exit(2, return_code=2)
+            return
+        if self.finished is None:
+            self.notify(f"{reason}; q quits", severity="error", timeout=3600)
+
+    # -- layout, previews and status -----------------------------------------------------
     def on_resize(self, event: events.Resize) -> None:
         width, height = event.size
         self.screen.set_class(width < MIN_SIZE[0] or height < MIN_SIZE[1], "too-small")
@@ -264,20 +324,18 @@ class GanApp(App[int]):
 
     @on(PreviewPane.CapacityChanged)
     def on_preview_capacity(self, message: PreviewPane.CapacityChanged) -> None:
-        self.engine.preview_visible = message.capacity
+        self.ask_for_previews(message.capacity)
 
-    def pace_previews(self) -> None:
-        """Space previews out while the dashboard costs more than its budget, and back in when it does not."""
-        # This (the UI) thread's CPU time, and the trainer's time spent on previews.
-        now, spent = time.monotonic(), time.thread_time() + self.engine.preview_seconds
-        interval = self.engine.preview_interval
-        if self.cpu_mark is not None and interval is not None:
-            share = (spent - self.cpu_mark[1]) / max(now - self.cpu_mark[0], 1e-6)
-            if share > UI_BUDGET:
-                self.engine.preview_interval = min(interval * 1.5, MAX_PREVIEW_INTERVAL)
-            elif share < UI_BUDGET / 2:
-                self.engine.preview_interval = max(interval / 1.5, self.preview_floor)
-        self.cpu_mark = (now, spent)
+    def ask_for_previews(self, count: int) -> None:
+        """Previews are a request: the run generates as many as the largest consumer shows."""
+        if self.started is not None and self.steerable():
+            self.send("preview", count=count)
+
+    def report_cost(self) -> None:
+        """This thread's CPU time to the run's one preview pacer (counted only in its own process)."""
+        now = time.thread_time()
+        self.link.report_cost(now - self.cpu_mark)
+        self.cpu_mark = now
 
     def tick_status(self) -> None:
         """The clock: a repaint only when no event has refreshed the status line this second."""
@@ -288,32 +346,18 @@ class GanApp(App[int]):
         if self.started is None:
             return
         self.status_painted = time.monotonic()
-        finished = self.finished
-        compiling = self.started.config.get("compile") and self.engine.step == self.started.step
-        state = finished.reason.upper() if finished else (
+        finished, started = self.finished, self.started
+        compiling = started.config.get("compile") and self.step == started.step and finished is None
+        state = finished.reason.upper() if finished else "DISCONNECTED" if self.lost else (
             "QUITTING" if self.quitting else "PAUSED" if self.paused else "COMPILING" if compiling else "TRAINING")
+        if not started.live:
+            state += " (replay)"
         self.status_line.show(
-            device=self.started.device, state=state, epoch=self.engine.epoch + 1, step=self.engine.step,
-            total=self.started.total_steps, images_per_s=self.engine.images_per_s, batch_size=self.batch_size,
-            elapsed=self.clock() - self.started_at, run_dir=self.started.run_dir,
+            device=started.device, state=state, epoch=self.epoch + 1, step=self.step, total=started.total_steps,
+            images_per_s=self.images_per_s if finished is None else 0.0,
+            batch_size=started.config.get("batch_size", 64), elapsed=self.clock() - self.started_at,
+            run_dir=started.run_dir,
         )
 
     def watch_paused(self, paused: bool) -> None:
         self.refresh_bindings()
-
-
-def run_dashboard(config: Config, resume_state: dict[str, Any] | None = None) -> int:
-    def make_engine(emit: Callable[[ev.Event], Any]) -> Trainer:
-        return Trainer(config, emit, resume_state=resume_state, preview_interval=PREVIEW_INTERVAL)
-
-    app = GanApp(make_engine, config.batch_size)
-    # Our own loop: asyncio.run() would wait for the trainer thread before returning.
-    loop = asyncio.new_event_loop()
-    code = app.run(loop=loop)
-    code = code if code is not None else app.exit_code()
-    if app.abandon_trainer:  # the terminal is restored; the trainer may be stuck mid-save
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
-    loop.close()
-    return code

@@ -15,8 +15,11 @@ HELP = """\
 | `space` / `p` | pause or resume training (at the next step boundary) |
 | `s` | save a checkpoint and a PNG grid of the samples now |
 | `r` | resample the preview noise (training is not disturbed) |
-| `q` / `ctrl+c` | save a checkpoint, then quit |
+| `q` / `ctrl+c` | save a checkpoint, then quit (in `gantui watch`: leave; the run goes on) |
+| `x` | in `gantui watch`: save, then stop the run (asks first) |
 | `?` | this help; `escape` closes it |
+
+Closing the terminal keeps the run going (`gantui watch` attaches again); `q` or `gantui stop` ends it.
 
 **Losses**: generator and discriminator loss (BCE on logits), averaged per logging
 interval. D loss near 1.39 (2 ln 2) means D cannot tell real from fake; near 0 means

@@ -11,7 +11,7 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Static
 
-from gantui.engine.trainer import HISTORY
+from gantui.common import HISTORY
 from gantui.ui.widgets.sparkline import FastSparkline
 
 

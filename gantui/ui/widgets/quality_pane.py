@@ -14,9 +14,8 @@ from textual.reactive import reactive
 from textual.widget import Widget
 from textual.widgets import Static
 
-from gantui.engine.trainer import HISTORY
+from gantui.common import HISTORY, RARE_SHARE, rare_digits
 from gantui.ui.widgets.sparkline import FastSparkline
-from gantui.evaluation.metrics import RARE_SHARE, rare_digits
 
 BARS = " ▁▂▃▄▅▆▇█"
 FULL_SHARE = 0.2  # a digit holding this share of the samples (twice MNIST's ~10%) draws a full bar

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from textual.widgets import Static
 
-from gantui.headless import eta_seconds, format_duration
+from gantui.common import eta_seconds, format_duration
 
 
 class StatusLine(Static):

@@ -1,6 +1,8 @@
-"""What the trainer tells its consumers: small frozen dataclasses holding plain data.
+"""What a run tells its consumers: small frozen dataclasses holding plain data.
 
-No live tensors cross the thread boundary: floats, strings and CPU uint8 arrays only.
+No live tensors cross the thread boundary: floats, strings and CPU uint8 arrays only. Torch-free:
+the dashboard, the socket service and the trainer share these; `service.protocol` puts them on
+the wire.
 """
 from __future__ import annotations
 
@@ -12,14 +14,22 @@ import numpy as np
 
 @dataclass(frozen=True)
 class Started:
+    """The run as it stands: sent when it starts, and as a snapshot to a consumer that joins later."""
+
     run_dir: str
     device: str
     step: int
     total_steps: int
     steps_per_epoch: int
     config: dict[str, Any]
-    history: list[dict[str, Any]] = field(default_factory=list)  # rows from before a resume
-    quality: list[dict[str, Any]] = field(default_factory=list)  # evaluations from before a resume
+    history: list[dict[str, Any]] = field(default_factory=list)  # metric rows so far (from before a resume)
+    quality: list[dict[str, Any]] = field(default_factory=list)  # evaluations so far
+    state: str = "training"  # one of common.STATES
+    epoch: int = 0  # completed epochs
+    images_per_s: float = 0.0
+    preview: Preview | None = None  # the newest preview, for a late joiner
+    finished: Finished | None = None  # set once the run has ended
+    live: bool = True  # False: replayed from the run directory, read-only
 
 
 @dataclass(frozen=True)
@@ -46,6 +56,7 @@ class Preview:
 class Paused:
     paused: bool
     step: int
+    by: str | None = None  # the consumer that asked, when one did
 
 
 @dataclass(frozen=True)
@@ -66,7 +77,7 @@ class Notice:
 
 @dataclass(frozen=True)
 class Finished:
-    reason: str  # "done", "stopped", "error"
+    reason: str  # "done", "stopped", "diverged", "error"
     step: int
     checkpoint: str | None = None
     error: str | None = None

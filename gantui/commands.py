@@ -1,0 +1,186 @@
+"""`gantui watch`, `runs`, `stop` and `relay`: clients of runs, torch-free (they start in well
+under a second; importing torch alone takes seconds)."""
+from __future__ import annotations
+
+import json
+import os
+import select
+import socket
+import sys
+import time
+from pathlib import Path
+
+from gantui.cli import Parser, fail
+from gantui.rundir import RunDir
+from gantui.runs import RunNotFound, all_runs, resolve_run, run_state, summary, table
+
+STOP_TIMEOUT = 300.0  # seconds `gantui stop` waits for the run's save and exit
+
+
+def root_arg(p: Parser) -> None:
+    p.add_argument("--root", type=Path, help="the runs directory (default: the user data dir's gantui/runs)")
+
+
+def find(spec: str | None, root: Path | None) -> RunDir:
+    try:
+        return resolve_run(spec, root)
+    except RunNotFound as err:
+        fail(str(err))
+
+
+def connect(run_dir: RunDir) -> socket.socket | None:
+    """A connection to the process serving the run, or None when nobody answers."""
+    path = run_dir.find_socket()
+    if path is None:
+        return None
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.connect(os.fspath(path))
+    except OSError:
+        sock.close()
+        return None
+    return sock
+
+
+def is_remote(spec: str | None) -> bool:
+    return bool(spec) and ":" in spec and not Path(spec).expanduser().exists()
+
+
+def watch(argv: list[str]) -> int:
+    p = Parser(prog="gantui watch", description="Watch and steer a run: live, replayed, or on another host.")
+    p.add_argument("run", nargs="?", help="a run directory, a run's name, or HOST:RUN (over ssh); "
+                                          "default: the newest running run, else the newest run")
+    root_arg(p)
+    args = p.parse_args(argv)
+    if not sys.stdout.isatty() or os.environ.get("TERM") == "dumb":
+        fail("gantui watch draws a dashboard: it needs a terminal (for logs: tail RUN_DIR/metrics.jsonl)")
+    from gantui.service.client import ReplayLink, relay_link, socket_link
+
+    if is_remote(args.run):
+        host, run = args.run.split(":", 1)
+        link = relay_link(host, run)
+    else:
+        run_dir = find(args.run, args.root)
+        path = run_dir.find_socket()
+        from gantui.service.server import socket_answers
+
+        link = socket_link(path) if path is not None and socket_answers(path) else ReplayLink(run_dir)
+    from gantui.ui.app import GanApp
+
+    app = GanApp(link)
+    code = app.run()
+    if app.lost and app.started is None:
+        fail(app.lost)
+    return code if code is not None else app.exit_code()
+
+
+def runs(argv: list[str]) -> int:
+    p = Parser(prog="gantui runs", description="The runs under the runs directory, oldest first.")
+    root_arg(p)
+    p.add_argument("--json", action="store_true", help="one JSON object per run, a line each")
+    args = p.parse_args(argv)
+    rows = [summary(r) for r in all_runs(args.root)]
+    if args.json:
+        for row in rows:
+            print(json.dumps(row))
+    elif rows:
+        print(table(rows))
+    else:
+        print("no runs yet", file=sys.stderr)
+    return 0
+
+
+def read_messages(sock: socket.socket, deadline: float):
+    """Messages from the run until it closes the connection or the deadline passes."""
+    buffer = b""
+    while time.monotonic() < deadline:
+        sock.settimeout(max(deadline - time.monotonic(), 0.01))
+        try:
+            chunk = sock.recv(1 << 20)
+        except TimeoutError:
+            return
+        if not chunk:
+            return
+        buffer += chunk
+        *lines, buffer = buffer.split(b"\n")
+        for line in lines:
+            if line.strip():
+                yield json.loads(line)
+
+
+def stop(argv: list[str]) -> int:
+    p = Parser(prog="gantui stop", description="Save, then stop a running run; returns once it has stopped.")
+    p.add_argument("run", nargs="?", help="a run directory or a run's name (default: the newest running run)")
+    root_arg(p)
+    args = p.parse_args(argv)
+    run_dir = find(args.run, args.root)
+    sock = connect(run_dir)
+    if sock is None:
+        fail(f"{run_dir.path} is not running ({run_state(run_dir)})")
+    deadline = time.monotonic() + STOP_TIMEOUT
+    finished = None
+    with sock:
+        sock.sendall(b'{"cmd": "stop"}\n')
+        for msg in read_messages(sock, deadline):
+            if msg.get("type") == "error":
+                fail(f"the run says: {msg.get('error')}")
+            if msg.get("type") == "finished" or (msg.get("type") == "snapshot" and msg.get("finished")):
+                finished = msg if msg.get("type") == "finished" else msg["finished"]
+                break
+    while run_dir.is_locked() and time.monotonic() < deadline:  # the process saves, then exits
+        time.sleep(0.1)
+    if finished is None or run_dir.is_locked():
+        fail(f"{run_dir.path} did not stop within {STOP_TIMEOUT:.0f} s", code=1)
+    print(f"stopped {run_dir.path.name} at step {finished['step']}; checkpoint {finished.get('checkpoint')}")
+    return 0
+
+
+def relay(argv: list[str]) -> int:
+    """stdin/stdout <-> the run's socket: what `gantui watch HOST:RUN` runs on HOST over ssh."""
+    p = Parser(prog="gantui relay", description="Bridge stdin/stdout to a run's socket (for gantui watch HOST:RUN).")
+    p.add_argument("run", nargs="?", help="a run directory or a run's name (default: the newest running run)")
+    root_arg(p)
+    args = p.parse_args(argv)
+    run_dir = find(args.run, args.root)
+    sock = connect(run_dir)
+    if sock is None:
+        return replay_to_stdout(run_dir)
+    with sock:
+        bridge(sock)
+    return 0
+
+
+def bridge(sock: socket.socket) -> None:
+    stdin, stdout = sys.stdin.fileno(), sys.stdout.fileno()
+    open_ends = {stdin, sock.fileno()}
+    while open_ends:
+        for fd in select.select(list(open_ends), [], [])[0]:
+            data = os.read(fd, 1 << 16) if fd == stdin else sock.recv(1 << 16)
+            if fd == stdin:
+                if not data:
+                    sock.shutdown(socket.SHUT_WR)
+                    open_ends.discard(stdin)
+                    continue
+                sock.sendall(data)
+            else:
+                if not data:
+                    return  # the run closed the connection
+                view = memoryview(data)
+                try:
+                    while view:
+                        view = view[os.write(stdout, view):]
+                except BrokenPipeError:
+                    return  # the watcher's side has gone
+
+
+def replay_to_stdout(run_dir: RunDir) -> int:
+    """A run nobody serves: a hello and its replayed snapshot, then wait until the watcher leaves."""
+    from gantui.service import protocol
+    from gantui.service.replay import replay_snapshot
+
+    out = sys.stdout.buffer
+    out.write(protocol.dumps({"type": "hello", "protocol": protocol.PROTOCOL, "client": None, "replay": True}))
+    out.write(protocol.dumps(protocol.encode(replay_snapshot(run_dir))))
+    out.flush()
+    sys.stdin.buffer.read()
+    return 0

@@ -1,0 +1,161 @@
+"""The dashboard's ways to a run, torch-free: in this process (the hub), over a socket or a relay
+(`gantui watch`), or replayed from its directory. Each posts events and takes commands."""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shlex
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from gantui import events as ev
+from gantui.rundir import RunDir
+from gantui.service import protocol
+
+Post = Callable[[Any], Any]
+READ_LIMIT = 256 * 2**20  # a snapshot with the whole history is one line of a few MB
+TRANSPORT_ENV = "GANTUI_SSH"  # the command `watch HOST:RUN` runs instead of ssh (tests, jump hosts)
+
+
+@dataclass(frozen=True)
+class ConnectionLost:
+    """The link to a live run is gone (the run ended, or the network or the relay did)."""
+
+    reason: str
+
+
+class LocalLink:
+    """A run in this process: the hub delivers on the trainer's thread; `post` must not block."""
+
+    live, owner = True, True
+
+    def __init__(self, hub: Any) -> None:
+        self.hub = hub
+        self.name: str | None = None
+
+    def start(self, post: Post) -> None:
+        self.name = self.hub.subscribe(post)
+
+    def send(self, cmd: dict[str, Any]) -> None:
+        self.hub.command(self.name, cmd)
+
+    def report_cost(self, seconds: float) -> None:
+        """The dashboard's CPU time: it shares this process's GIL with the trainer."""
+        self.hub.pacer.spent(seconds)
+
+    def close(self) -> None:
+        if self.name is not None:
+            self.hub.unsubscribe(self.name)
+
+
+Opener = Callable[[], Awaitable[tuple[asyncio.StreamReader, asyncio.StreamWriter]]]
+
+
+class StreamLink:
+    """A run in another process, over newline-delimited JSON (a Unix socket, or a relay's pipes)."""
+
+    live, owner = True, False
+
+    def __init__(self, opener: Opener, where: str) -> None:
+        self.opener, self.where = opener, where
+        self.name: str | None = None
+        self.writer: asyncio.StreamWriter | None = None
+        self.stderr: Callable[[], Awaitable[bytes]] | None = None  # a relay's error output
+
+    async def run(self, post: Post) -> None:
+        """Read until the run or the link goes away; every message becomes events for `post`."""
+        try:
+            reader, self.writer = await self.opener()
+            hello = json.loads(await reader.readline() or b"null")
+        except (OSError, ValueError) as err:
+            post(ConnectionLost(f"cannot reach the run at {self.where}: {err}"))
+            return
+        if not isinstance(hello, dict) or hello.get("type") != "hello":
+            post(ConnectionLost(await self._why(hello)))
+            return
+        if hello.get("protocol") != protocol.PROTOCOL:
+            post(ConnectionLost(f"the run speaks protocol {hello.get('protocol')}, this gantui {protocol.PROTOCOL}"))
+            return
+        self.name = hello.get("client")
+        while True:
+            try:
+                line = await reader.readline()
+            except (OSError, ValueError) as err:
+                post(ConnectionLost(f"connection lost: {err}"))
+                return
+            if not line:
+                post(ConnectionLost("the run closed the connection"))
+                return
+            msg = json.loads(line)
+            if msg.get("type") == "error":
+                post(ev.Notice(f"the run says: {msg.get('error')}", "error"))
+                continue
+            decoded = protocol.decode(msg)
+            for event in decoded if isinstance(decoded, list) else [decoded]:
+                if event is not None:
+                    post(event)
+
+    async def _why(self, first: Any) -> str:
+        if isinstance(first, dict) and first.get("type") == "error":
+            return f"refused: {first.get('error')}"
+        text = (await self.stderr()).decode(errors="replace").strip() if self.stderr else ""
+        return text.splitlines()[-1] if text else f"no gantui run answered at {self.where}"
+
+    def send(self, cmd: dict[str, Any]) -> None:
+        if self.writer is None or self.writer.is_closing():
+            raise RuntimeError("not connected to the run")
+        self.writer.write(protocol.dumps(cmd))
+
+    def report_cost(self, seconds: float) -> None:
+        pass  # another process: it does not hold the trainer's GIL
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def socket_link(path: os.PathLike[str] | str) -> StreamLink:
+    return StreamLink(lambda: asyncio.open_unix_connection(os.fspath(path), limit=READ_LIMIT), str(path))
+
+
+def relay_link(host: str, run: str) -> StreamLink:
+    """`ssh HOST gantui relay RUN`: only the run's events cross the network."""
+    command = [*shlex.split(os.environ.get(TRANSPORT_ENV, "ssh")), host, "gantui", "relay", shlex.quote(run)]
+    link: StreamLink
+
+    async def opener() -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        proc = await asyncio.create_subprocess_exec(*command, stdin=asyncio.subprocess.PIPE,
+                                                    stdout=asyncio.subprocess.PIPE,
+                                                    stderr=asyncio.subprocess.PIPE, limit=READ_LIMIT)
+        link.stderr = proc.stderr.read
+        return proc.stdout, proc.stdin
+
+    link = StreamLink(opener, f"{host}:{run}")
+    return link
+
+
+class ReplayLink:
+    """A run nobody serves: what its directory holds, read-only."""
+
+    live, owner = False, False
+
+    def __init__(self, run_dir: RunDir) -> None:
+        self.run_dir = run_dir
+        self.name = None
+
+    def start(self, post: Post) -> None:
+        from gantui.service.replay import replay_snapshot
+
+        post(replay_snapshot(self.run_dir))
+
+    def send(self, cmd: dict[str, Any]) -> None:
+        if cmd["cmd"] != "preview":
+            raise RuntimeError("a replay is read-only")
+
+    def report_cost(self, seconds: float) -> None:
+        pass
+
+    def close(self) -> None:
+        pass

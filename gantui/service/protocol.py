@@ -1,0 +1,111 @@
+"""The wire protocol: newline-delimited JSON objects, torch-free.
+
+The server's first message is `hello` with the protocol version, then a `snapshot` of the run;
+then events as they happen. A client sends commands (`{"cmd": "pause"}`); each gets an `ok` or
+an `error` reply. Previews travel as base64 uint8 bytes with their shape.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import math
+from dataclasses import asdict
+from typing import Any
+
+import numpy as np
+
+from gantui import events as ev
+
+PROTOCOL = 1
+MAX_LINE = 64 * 1024  # bytes in one client line, newline included
+COMMANDS = ("pause", "resume", "save", "resample", "stop", "preview")
+MAX_PREVIEWS = 1024
+
+
+class ProtocolError(ValueError):
+    """A bad line from a peer; the message is the reply's text."""
+
+
+def finite(value: Any) -> Any:
+    """Strict JSON: non-finite floats become null (metrics.jsonl does the same)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite(v) for v in value]
+    return value
+
+
+def encode_preview(preview: ev.Preview) -> dict[str, Any]:
+    images = np.ascontiguousarray(preview.images, dtype=np.uint8)
+    return {"step": preview.step, "shape": list(images.shape), "data": base64.b64encode(images).decode()}
+
+
+def decode_preview(msg: dict[str, Any]) -> ev.Preview:
+    shape = tuple(int(n) for n in msg["shape"])
+    images = np.frombuffer(base64.b64decode(msg["data"]), dtype=np.uint8).reshape(shape)
+    return ev.Preview(int(msg["step"]), images)
+
+
+def encode(event: ev.Event, **extra: Any) -> dict[str, Any]:
+    """An event as a JSON-ready dict with a `type`."""
+    if isinstance(event, ev.Preview):
+        return {"type": "preview", **encode_preview(event)}
+    if isinstance(event, ev.Started):
+        body = {f: getattr(event, f) for f in event.__dataclass_fields__ if f not in ("preview", "finished")}
+        body["preview"] = encode_preview(event.preview) if event.preview is not None else None
+        body["finished"] = asdict(event.finished) if event.finished is not None else None
+        return {"type": "snapshot", **finite(body)}
+    if isinstance(event, ev.Metrics):
+        return {"type": "metrics", "rows": finite([event.row])}
+    kind = type(event).__name__.lower()
+    return {"type": kind, **finite(asdict(event)), **extra}
+
+
+def decode(msg: dict[str, Any]) -> ev.Event | list[ev.Event] | None:
+    """A server message as events (metrics rows come in batches); None for replies (ok, hello...)."""
+    kind = msg.get("type")
+    if kind == "snapshot":
+        body = {k: v for k, v in msg.items() if k != "type"}
+        body["preview"] = decode_preview(body["preview"]) if body.get("preview") else None
+        body["finished"] = ev.Finished(**body["finished"]) if body.get("finished") else None
+        known = ev.Started.__dataclass_fields__
+        return ev.Started(**{k: v for k, v in body.items() if k in known})
+    if kind == "metrics":
+        return [ev.Metrics(row) for row in msg["rows"]]
+    if kind == "preview":
+        return decode_preview(msg)
+    classes = {"quality": ev.Quality, "paused": ev.Paused, "saved": ev.Saved, "notice": ev.Notice,
+               "finished": ev.Finished}
+    if kind in classes:
+        cls = classes[kind]
+        return cls(**{k: v for k, v in msg.items() if k in cls.__dataclass_fields__})
+    if kind == "bye":
+        return ev.Notice(f"disconnected by the run: {msg.get('reason', '')}", "error")
+    return None
+
+
+def dumps(msg: dict[str, Any]) -> bytes:
+    return json.dumps(msg, allow_nan=False, separators=(",", ":")).encode() + b"\n"
+
+
+def parse_command(line: bytes) -> dict[str, Any]:
+    """A client line as a checked command; ProtocolError says what is wrong with it."""
+    try:
+        msg = json.loads(line)
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ProtocolError(f"not JSON: {err}") from None
+    if not isinstance(msg, dict):
+        raise ProtocolError("a command is a JSON object, e.g. {\"cmd\": \"pause\"}")
+    cmd = msg.get("cmd")
+    if not isinstance(cmd, str):
+        raise ProtocolError("missing \"cmd\" (a string)")
+    if cmd not in COMMANDS:
+        raise ProtocolError(f"unknown command {cmd!r} (known: {', '.join(COMMANDS)})")
+    if cmd == "preview":
+        count = msg.get("count")
+        if not isinstance(count, int) or isinstance(count, bool) or not 0 <= count <= MAX_PREVIEWS:
+            raise ProtocolError(f"preview: \"count\" must be an integer from 0 to {MAX_PREVIEWS}, got {count!r}")
+        return {"cmd": cmd, "count": count}
+    return {"cmd": cmd}

@@ -1,0 +1,50 @@
+"""A run that nobody serves, read back from its directory: curves, quality, the newest grid."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from gantui import events as ev
+from gantui.common import HISTORY
+from gantui.rundir import RunDir
+from gantui.runs import run_state
+
+GRID_PADDING = 2  # torchvision's make_grid default, which the trainer's sample grids use
+
+
+def grid_tiles(path: Path, tile: int = 28) -> np.ndarray:
+    """The tiles of a saved sample grid as uint8 (N, tile, tile)."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        pixels = np.asarray(image.convert("L"))
+    step = tile + GRID_PADDING
+    cols, rows = (pixels.shape[1] - GRID_PADDING) // step, (pixels.shape[0] - GRID_PADDING) // step
+    return np.stack([pixels[GRID_PADDING + r * step:][:tile, GRID_PADDING + c * step:][:, :tile]
+                     for r in range(rows) for c in range(cols)])
+
+
+def replay_snapshot(run_dir: RunDir) -> ev.Started:
+    config, status = run_dir.read_config(), run_dir.read_status()
+    rows = run_dir.read_metrics()
+    history = [r for r in rows if "loss_d" in r and "event" not in r][-HISTORY:]
+    quality = [r for r in rows if r.get("event") == "quality"][-HISTORY:]
+    step = max([r["step"] for r in history] + [status.get("step", 0)])
+    grids = sorted(run_dir.samples.glob("step-*.png"))
+    preview = None
+    for grid in reversed(grids):  # the newest readable one
+        try:
+            preview = ev.Preview(int(grid.stem.split("-")[1]), grid_tiles(grid))
+            break
+        except (OSError, ValueError):
+            continue
+    state = run_state(run_dir)
+    finished = ev.Finished(state, step, checkpoint=str(run_dir.last) if run_dir.last.exists() else None,
+                           error=status.get("error"))
+    return ev.Started(
+        run_dir=str(run_dir.path), device=config.get("resolved_device", "?"), step=step,
+        total_steps=status.get("total_steps") or step, steps_per_epoch=0, config=config, history=history,
+        quality=quality, state=state, epoch=(history[-1]["epoch"] - 1) if history else 0,
+        images_per_s=history[-1].get("images_per_s") or 0.0 if history else 0.0, preview=preview,
+        finished=finished, live=False)
