@@ -1,6 +1,7 @@
 """Save an SVG screenshot of the real dashboard training (optionally resumed from a run).
 
     python scripts/screenshot.py screenshots/dashboard.svg --resume RUN_DIR --seconds 20 --flags "--epochs 30"
+    python scripts/screenshot.py screenshots/watch.svg --watch RUN_DIR --seconds 5   # gantui watch on a live run
 """
 from __future__ import annotations
 
@@ -8,16 +9,22 @@ import argparse
 import asyncio
 import tempfile
 
-from gantui.cli import build_config, train_parser
-from gantui.engine.trainer import Trainer
-from gantui.ui.app import PREVIEW_INTERVAL, GanApp
+from gantui.rundir import RunDir
+from gantui.service.client import LocalLink, socket_link
+from gantui.ui.app import GanApp
 
 
 async def shoot(args: argparse.Namespace) -> None:
-    flags = ["--out", tempfile.mkdtemp()] + (["--resume", args.resume] if args.resume else []) + args.flags.split()
-    config, state = build_config(train_parser().parse_args(flags))
-    app = GanApp(lambda emit: Trainer(config, emit, resume_state=state, preview_interval=PREVIEW_INTERVAL),
-                 config.batch_size)
+    if args.watch:
+        app = GanApp(socket_link(RunDir(args.watch).find_socket()))
+    else:
+        from gantui.cli import build_config, train_parser
+        from gantui.session import Session
+
+        flags = ["--out", tempfile.mkdtemp()] + (["--resume", args.resume] if args.resume else []) + args.flags.split()
+        session = Session(*build_config(train_parser().parse_args(flags)), serve=False)
+        session.start()
+        app = GanApp(LocalLink(session.hub))
     async with app.run_test(size=(args.width, args.height)) as pilot:
         await pilot.pause(args.seconds)
         app.clear_notifications()
@@ -30,6 +37,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out")
     parser.add_argument("--resume")
+    parser.add_argument("--watch", help="a live run's directory: shoot `gantui watch` on it")
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--flags", default="", help="more gantui flags, e.g. '--epochs 30 --eval-every 40'")
     parser.add_argument("--width", type=int, default=120)

@@ -1,10 +1,10 @@
 """Helpers shared by the test modules."""
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
+from gantui.rundir import RunDir
 from gantui.service.client import LocalLink
 from gantui.session import Session
 from gantui.ui.app import GanApp
@@ -17,8 +17,7 @@ def wait_for_step(out: Path, step: int, timeout: float = 120) -> None:
     metrics = out / "metrics.jsonl"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if metrics.exists() and any(json.loads(line).get("step", 0) >= step
-                                    for line in metrics.read_text().splitlines() if line.strip()):
+        if metrics.exists() and any(row.get("step", 0) >= step for row in RunDir(out).read_metrics()):
             return
         time.sleep(0.05)
     raise AssertionError(f"training did not reach step {step}")

@@ -1,6 +1,7 @@
 """Failures inside the run: an exception in the training thread, out of memory, a second signal."""
 from __future__ import annotations
 
+import contextlib
 import os
 import pty
 import select
@@ -11,10 +12,12 @@ import textwrap
 import time
 from pathlib import Path
 
+import pytest
 import torch
 
 from gantui.config import Config
 from gantui.engine.checkpoint import load_checkpoint
+from gantui.rundir import RunDir
 from gantui.engine.trainer import Trainer
 from gantui.headless import run_headless
 from helpers import FAST, make_app, wait_for, wait_for_step
@@ -159,3 +162,35 @@ async def test_resume_after_q_is_bit_exact(tiny_config, tmp_path):
     for key in ("generator", "discriminator"):
         a, b = straight.state_dict()[key], resumed.state_dict()[key]
         assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="mounting a size-limited tmpfs needs root")
+def test_a_really_full_disk_is_reported_and_training_goes_on(tmp_path):
+    """A real full filesystem (a 128 MB tmpfs filled up) while grids and metrics are written."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=128m", "tmpfs", str(disk)]).returncode != 0:
+        pytest.skip("no tmpfs can be mounted here")
+    try:
+        out = disk / "run"
+        proc = subprocess.Popen([sys.executable, "-m", "gantui", "--no-ui", "--out", str(out), *FAST, "--steps",
+                                 "1000000", "--sample-every", "4", "--save-every", "1000000", "--eval-every", "0"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        wait_for_step(out, 4)
+        with contextlib.suppress(OSError), open(disk / "filler", "wb") as filler:
+            while True:
+                filler.write(b"\0" * (1 << 20))
+                filler.flush()
+        time.sleep(4)  # grids and metrics lines fail meanwhile
+        assert proc.poll() is None
+        (disk / "filler").unlink()
+        step = max(r["step"] for r in RunDir(out).read_metrics() if "loss_d" in r)
+        wait_for_step(out, step + 6)  # training went on, and writes again
+        proc.send_signal(signal.SIGTERM)
+        printed, err = proc.communicate(timeout=60)
+        assert proc.returncode == 128 + signal.SIGTERM, err
+        assert "not written (No space left on device)" in printed
+        assert "Traceback" not in err
+        assert load_checkpoint(out)["step"] > step
+    finally:
+        subprocess.run(["umount", "-l", str(disk)])

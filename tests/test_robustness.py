@@ -238,3 +238,19 @@ def test_dashboard_whose_terminal_is_gone_saves_and_exits(tmp_path):
     resumed = subprocess.run([sys.executable, "-m", "gantui", "--no-ui", "--resume", str(out), "--steps", str(saved + 1)],
                              capture_output=True, text=True, timeout=120)
     assert resumed.returncode == 0, resumed.stderr  # the lock went with the process
+
+
+def test_the_guard_counts_carry_over_a_resume(tiny_config, monkeypatch):
+    """The rollback count is in the checkpoint: after a resume the limit does not start over, and
+    each rollback halves the learning rate the optimisers have, never raising it."""
+    import gantui.engine.trainer as trainer_module
+
+    lr = tiny_config().lr
+    Trainer(tiny_config(steps=12, save_every=4, fault_nan_step=6)).run()
+    state = load_checkpoint(tiny_config().out)
+    assert state["rollbacks"] == 1 and state["opt_g"]["param_groups"][0]["lr"] == pytest.approx(lr / 2)
+    monkeypatch.setattr(trainer_module, "GRAD_NORM_LIMIT", 0.0)  # from now on every interval looks explosive
+    resumed = Trainer(tiny_config(steps=40, save_every=4), resume_state=state)
+    assert resumed.run().reason == "diverged"
+    rollbacks = [r for r in resumed.run_dir.read_metrics() if r.get("event") == "rollback"]
+    assert [r["lr"] for r in rollbacks] == pytest.approx([lr / 2, lr / 4, lr / 8])  # 3 in all, then diverged

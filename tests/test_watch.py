@@ -323,3 +323,46 @@ def torch_equal(x, y) -> bool:
     import torch
 
     return torch.equal(x, y)
+
+
+def test_a_run_directory_too_long_for_a_socket_address_is_served_from_the_runtime_dir(tmp_path):
+    out = tmp_path / ("r" * 60) / ("u" * 60)  # past the 107 bytes of a socket address
+    proc = start(out, "--steps", "1000000")
+    try:
+        wait_for_step(out, 2)
+        from gantui.rundir import RunDir
+
+        path = RunDir(out).find_socket()
+        assert path is not None and path.parent != out and (out / "gantui.sock.path").exists()
+        assert path.stat().st_mode & 0o777 == 0o600
+        listing = gantui("runs", "--root", str(out.parent), "--json")
+        assert json.loads(listing.stdout)["status"] == "training"
+        assert gantui("stop", str(out)).returncode == 0
+        assert proc.wait(timeout=30) == 0
+        assert not path.exists() and not (out / "gantui.sock.path").exists()  # cleaned up on the way out
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate(timeout=30)
+
+
+def test_which_run_a_name_means(tmp_path):
+    from gantui.rundir import RunDir
+    from gantui.runs import RunNotFound, resolve_run
+
+    root = tmp_path / "runs"
+    with pytest.raises(RunNotFound, match="no runs under"):
+        resolve_run(None, root)
+    for name in ("a", "b", "c"):
+        (root / name).mkdir(parents=True)
+        (root / name / "config.json").write_text("{}")
+        time.sleep(0.02)
+    assert resolve_run(None, root).path.name == "c"  # none running: the newest
+    fd = RunDir(root / "a").lock()  # a running one wins over newer finished ones
+    try:
+        assert resolve_run(None, root).path.name == "a"
+    finally:
+        os.close(fd)
+    assert resolve_run("b", root).path.name == "b" and resolve_run(str(root / "c"), root).path.name == "c"
+    with pytest.raises(RunNotFound, match="gantui runs"):
+        resolve_run("zzz", root)
