@@ -19,6 +19,7 @@ Images/s is the steady state: the images between the first and last metrics rows
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import os
 import platform
@@ -26,9 +27,11 @@ import pty
 import select
 import signal
 import statistics
+import struct
 import subprocess
 import sys
 import tempfile
+import termios
 import threading
 import time
 from pathlib import Path
@@ -150,27 +153,61 @@ def pin_all_threads(pid: int, core: int) -> None:
 
 
 class CoreSwapper(threading.Thread):
-    """Every `period` seconds, swap the cores of two processes: neither keeps the faster core."""
+    """Every `period` seconds, swap the cores of two processes: neither keeps the faster core.
+    `companions` (a watcher) move with the first process."""
 
     def __init__(self, pids: tuple[int, int], cores: list[int], period: float) -> None:
         super().__init__(daemon=True)
         self.pids, self.cores, self.period, self.done = pids, cores, period, threading.Event()
+        self.companions: list[int] = []
 
     def run(self) -> None:
         turn = 0
         while not self.done.wait(self.period):
             turn += 1
-            for pid, core in zip(self.pids, self.cores if turn % 2 == 0 else self.cores[::-1]):
+            cores = self.cores if turn % 2 == 0 else self.cores[::-1]
+            for pid, core in zip(self.pids, cores):
                 pin_all_threads(pid, core)
+            for pid in self.companions:
+                pin_all_threads(pid, cores[0])
 
 
-def side_by_side(args: argparse.Namespace, tmp: Path, i: int, extra: list[str], ui: bool = True) -> dict[str, Any]:
+def attach_watcher(args: argparse.Namespace, run_dir: Path, swapper: CoreSwapper, stop: threading.Event) -> None:
+    """`gantui watch RUN` in a pty of --size, once the run serves its socket; its output is read and
+    dropped, and it shares the watched run's core (a watcher on the same machine: the worst case)."""
+    while not (run_dir / "gantui.sock").exists() and not stop.is_set():
+        time.sleep(0.1)
+    cols, rows = args.size
+    main_fd, child_fd = pty.openpty()
+    fcntl.ioctl(child_fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+    proc = subprocess.Popen([sys.executable, "-m", "gantui", "watch", str(run_dir)], stdin=child_fd, stdout=child_fd,
+                            stderr=child_fd, env=terminal_env(args), start_new_session=True)
+    os.close(child_fd)
+    swapper.companions.append(proc.pid)
+    while proc.poll() is None and not stop.is_set():
+        if select.select([main_fd], [], [], 0.2)[0]:
+            try:
+                os.read(main_fd, 1 << 20)
+            except OSError:
+                break
+    os.write(main_fd, b"q")
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    os.close(main_fd)
+
+
+def side_by_side(args: argparse.Namespace, tmp: Path, i: int, extra: list[str], ui: bool = True,
+                 watched: bool = False) -> dict[str, Any]:
     """Two runs at the same time, one core each (so torch runs one thread in each), their cores swapped
     every --swap-every seconds: whatever slows the machine or one core slows both alike. `ui` False
-    runs headless against headless: the method's own noise (the ratio should be 1). The ratio is of
-    their rates over the wall-clock window in which both were past warm-up."""
+    runs headless against headless: the method's own noise (the ratio should be 1); `watched` a
+    headless run with `gantui watch` attached against one without. The ratio is of their rates over
+    the wall-clock window in which both were past warm-up."""
     cores = sorted(os.sched_getaffinity(0))[:2]
-    kind = "dashboard" if ui else "aa"
+    ui = ui and not watched
+    kind = "watched" if watched else "dashboard" if ui else "aa"
     head_out, dash_out = tmp / f"sbs-{kind}-headless-{i}", tmp / f"sbs-{kind}-{i}"
     # Headless gets steps to spare, so it runs for as long as the dashboard does; it is stopped after.
     head_argv = gantui_argv(args, head_out, extra) + ["--no-ui", "--steps", str(args.warmup + 3 * args.steps)]
@@ -178,13 +215,17 @@ def side_by_side(args: argparse.Namespace, tmp: Path, i: int, extra: list[str], 
                                 preexec_fn=pinned(cores[1]))
     dash_argv = gantui_argv(args, dash_out, extra) + ([] if ui else ["--no-ui"])
     swapper: CoreSwapper | None = None
+    stop_watcher = threading.Event()
 
     def started(pid: int) -> None:
         nonlocal swapper
         swapper = CoreSwapper((pid, headless.pid), cores, args.swap_every)
         swapper.start()
+        if watched:
+            threading.Thread(target=attach_watcher, args=(args, dash_out, swapper, stop_watcher), daemon=True).start()
 
     run_process(dash_argv, env=terminal_env(args), tty=ui, core=cores[0], on_start=started)
+    stop_watcher.set()
     swapper.done.set()
     headless.send_signal(signal.SIGTERM)  # saves and exits 128 + 15
     if headless.wait() not in (0, 128 + signal.SIGTERM):
@@ -193,10 +234,10 @@ def side_by_side(args: argparse.Namespace, tmp: Path, i: int, extra: list[str], 
     start = max(dash_rows[0]["time"], head_rows[0]["time"])
     end = min(dash_rows[-1]["time"], head_rows[-1]["time"])
     dash, head = rate_between(dash_rows, args.batch_size, start, end), rate_between(head_rows, args.batch_size, start, end)
-    name = "dashboard" if ui else "headless (A/A)"
+    name = {"watched": "headless + watcher", "dashboard": "dashboard", "aa": "headless (A/A)"}[kind]
     print(f"  side by side #{i + 1}: {name} {dash:,.0f}, headless {head:,.0f} img/s, ratio {dash / head:.3f},"
           f" {end - start:.0f} s in common", file=sys.stderr, flush=True)
-    return {"dashboard" if ui else "aa": dash, "headless": head, "ratio": dash / head, "window_s": end - start}
+    return {kind: dash, "headless": head, "ratio": dash / head, "window_s": end - start}
 
 
 def alternate(repeats: int, **runs: Any) -> dict[str, list[dict[str, Any]]]:
@@ -251,6 +292,9 @@ def main() -> None:
     p.add_argument("--aa", type=int, default=None, metavar="N",
                    help="also run headless against headless side by side, N times: the ratio the method gives "
                         "when there is no difference to find (default: as many as --side-by-side)")
+    p.add_argument("--watched", type=int, default=0, metavar="N",
+                   help="also N side-by-side pairs of a headless run with `gantui watch` attached (at --size) "
+                        "against one without (default 0)")
     p.add_argument("--json", type=Path, help="also write the results here")
     args = p.parse_args()
     extra = args.gantui_args.split()
@@ -268,10 +312,13 @@ def main() -> None:
         aa_pairs = pairs if args.aa is None else args.aa
         if len(os.sched_getaffinity(0)) < 2:
             pairs = aa_pairs = 0
-        together, aa = [], []
-        for i in range(max(pairs, aa_pairs)):  # the A/A runs interleaved with the real ones
+        watched_pairs = args.watched if len(os.sched_getaffinity(0)) >= 2 else 0
+        together, aa, watched = [], [], []
+        for i in range(max(pairs, aa_pairs, watched_pairs)):  # the A/A runs interleaved with the real ones
             if i < pairs:
                 together.append(side_by_side(args, tmp, i, extra))
+            if i < watched_pairs:
+                watched.append(side_by_side(args, tmp, i, extra, watched=True))
             if i < aa_pairs:
                 aa.append(side_by_side(args, tmp, i, extra, ui=False))
 
@@ -285,6 +332,8 @@ def main() -> None:
         "dashboard_vs_headless": pair_ratio(results["dashboard"], results["headless"]),
         "dashboard_vs_headless_side_by_side": statistics.median(r["ratio"] for r in together) if together else None,
         "side_by_side": together,
+        "watched_vs_headless_side_by_side": statistics.median(r["ratio"] for r in watched) if watched else None,
+        "watched_runs": watched,
         "aa_side_by_side": statistics.median(r["ratio"] for r in aa) if aa else None,
         "aa_runs": aa,
         "first_preview_s": median(results["dashboard"], "first_preview_s"),
@@ -318,6 +367,9 @@ def table(s: dict[str, Any]) -> str:
     if s["dashboard_vs_headless_side_by_side"] is not None:
         lines.append(f"  the same, side by side, 1 core each: {s['dashboard_vs_headless_side_by_side']:.3f}"
                      f"  (runs: {ratios(s['side_by_side'])})")
+    if s.get("watched_vs_headless_side_by_side") is not None:
+        lines.append(f"  headless + gantui watch / headless:  {s['watched_vs_headless_side_by_side']:.3f}"
+                     f"  (runs: {ratios(s['watched_runs'])}; the watcher on the watched run's core)")
     if s.get("aa_side_by_side") is not None:
         lines.append(f"  headless / headless, the same way:   {s['aa_side_by_side']:.3f}"
                      f"  (runs: {ratios(s['aa_runs'])}; the method's noise)")

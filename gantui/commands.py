@@ -28,6 +28,15 @@ def find(spec: str | None, root: Path | None) -> RunDir:
         fail(str(err))
 
 
+def parse_run(prog: str, description: str, argv: list[str]) -> RunDir:
+    """The one-run commands' arguments (RUN, --root), as the run directory they name."""
+    p = Parser(prog=prog, description=description)
+    p.add_argument("run", nargs="?", help="a run directory or a run's name (default: the newest running run)")
+    root_arg(p)
+    args = p.parse_args(argv)
+    return find(args.run, args.root)
+
+
 def connect(run_dir: RunDir) -> socket.socket | None:
     """A connection to the process serving the run, or None when nobody answers."""
     path = run_dir.find_socket()
@@ -109,11 +118,7 @@ def read_messages(sock: socket.socket, deadline: float):
 
 
 def stop(argv: list[str]) -> int:
-    p = Parser(prog="gantui stop", description="Save, then stop a running run; returns once it has stopped.")
-    p.add_argument("run", nargs="?", help="a run directory or a run's name (default: the newest running run)")
-    root_arg(p)
-    args = p.parse_args(argv)
-    run_dir = find(args.run, args.root)
+    run_dir = parse_run("gantui stop", "Save, then stop a running run; returns once it has stopped.", argv)
     sock = connect(run_dir)
     if sock is None:
         fail(f"{run_dir.path} is not running ({run_state(run_dir)})")
@@ -124,8 +129,12 @@ def stop(argv: list[str]) -> int:
         for msg in read_messages(sock, deadline):
             if msg.get("type") == "error":
                 fail(f"the run says: {msg.get('error')}")
-            if msg.get("type") == "finished" or (msg.get("type") == "snapshot" and msg.get("finished")):
-                finished = msg if msg.get("type") == "finished" else msg["finished"]
+            if msg.get("type") == "snapshot" and msg.get("finished"):  # ended already; a dashboard still shows it
+                ended = msg["finished"]
+                print(f"{run_dir.path.name} had already ended ({ended['reason']} at step {ended['step']})")
+                return 0
+            if msg.get("type") == "finished":
+                finished = msg
                 break
     while run_dir.is_locked() and time.monotonic() < deadline:  # the process saves, then exits
         time.sleep(0.1)
@@ -137,11 +146,7 @@ def stop(argv: list[str]) -> int:
 
 def relay(argv: list[str]) -> int:
     """stdin/stdout <-> the run's socket: what `gantui watch HOST:RUN` runs on HOST over ssh."""
-    p = Parser(prog="gantui relay", description="Bridge stdin/stdout to a run's socket (for gantui watch HOST:RUN).")
-    p.add_argument("run", nargs="?", help="a run directory or a run's name (default: the newest running run)")
-    root_arg(p)
-    args = p.parse_args(argv)
-    run_dir = find(args.run, args.root)
+    run_dir = parse_run("gantui relay", "Bridge stdin/stdout to a run's socket (for gantui watch HOST:RUN).", argv)
     sock = connect(run_dir)
     if sock is None:
         return replay_to_stdout(run_dir)

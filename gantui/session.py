@@ -52,8 +52,9 @@ class Session:
         assert self.finished is not None
         return self.finished
 
-    def run_headless(self, printer: Any) -> int:
-        """Print events until the run ends; a stop signal finishes the step, saves, exits 128+signal."""
+    def run_headless(self, printer: Any, *, detached: bool = False) -> int:
+        """Print events until the run ends; a stop signal finishes the step, saves, exits 128+signal.
+        `detached`: the trainer runs already (a dashboard has gone)."""
         received: list[int] = []
 
         def on_signal(signum: int, frame: Any) -> None:
@@ -66,7 +67,7 @@ class Session:
         previous = {s: signal.signal(s, on_signal) for s in STOP_SIGNALS if s not in self._ignored()}
         name = self.hub.subscribe(printer)
         try:
-            if not self.thread.is_alive() and self.finished is None:
+            if not detached:
                 self.start()
             finished = self.wait()
         finally:
@@ -113,7 +114,7 @@ class Session:
         sys.stdout = os.fdopen(1, "w", buffering=1, closefd=False)
         sys.stderr = os.fdopen(2, "w", buffering=1, closefd=False)
         print("gantui: the terminal hung up; training goes on, detached (gantui watch attaches)", flush=True)
-        return self.run_headless(HeadlessPrinter(sys.stdout, self.trainer.config.batch_size))
+        return self.run_headless(HeadlessPrinter(sys.stdout, self.trainer.config.batch_size), detached=True)
 
 
 def run_headless(config: Config, resume_state: dict[str, Any] | None = None, out: TextIO | None = None) -> int:

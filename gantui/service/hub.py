@@ -134,11 +134,12 @@ class RunHub:
     # -- preview demand (the trainer asks between steps) -------------------------------
     def previews_due(self) -> int:
         """How many previews to generate now: the most any consumer shows, when the pacer allows."""
-        wanted = max((c.previews for c in self._consumers.values()), default=0)
+        wanted = self.previews_wanted()
         return wanted if wanted and self.pacer.due() else 0
 
     def previews_wanted(self) -> int:
-        return max((c.previews for c in self._consumers.values()), default=0)
+        with self._lock:  # consumers come and go on other threads
+            return max((c.previews for c in self._consumers.values()), default=0)
 
     def preview_cost(self, seconds: float) -> None:
         """The trainer's time for one preview; the pacer sets the next one by it."""

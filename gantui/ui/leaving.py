@@ -1,0 +1,68 @@
+"""How the dashboard goes: stop signals, a terminal that hangs up, exit codes (a mixin of GanApp)."""
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from typing import Any
+
+from gantui.common import EXIT_CODES
+
+# After a stop signal the run is saved before the app exits; if the exit then hangs (Textual's
+# writer blocks on a terminal that is gone), the process leaves anyway, so that it does not
+# linger holding the run directory's lock.
+EXIT_GRACE_S = 3.0
+
+
+class Leaving:
+    link: Any
+    on_hangup: str
+    signal_received: int | None
+    detached: bool
+    abandon_trainer: bool
+    finished: Any
+    started: Any
+    lost: str | None
+
+    def on_stop_signal(self, signum: int) -> None:
+        if self.detached:
+            return  # going already; a hang-up comes twice (from the kernel, then from the shell)
+        if not self.link.owner:
+            self.leave(0)  # a watcher's terminal went: only the watcher goes
+            return
+        if signum == getattr(signal, "SIGHUP", None) and self.on_hangup == "detach":
+            self.detach()
+            return
+        if self.signal_received is not None:  # a second signal: leave now, terminal restored
+            self.abandon_trainer = True
+            self.leave(128 + signum)
+            return
+        self.signal_received = signum
+        self.action_quit_run()
+
+    def detach(self) -> None:
+        """The terminal is gone: point stdin/stdout/stderr away from it (writes to a hung-up
+        terminal fail or block), then leave; the run goes on in this process, unwatched."""
+        self.detached = True
+        devnull = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(devnull, fd)
+        os.close(devnull)
+        self.exit(0, return_code=0)
+
+    def leave(self, code: int) -> None:
+        """Exit with `code` as both the app's result and its return code."""
+        if self.signal_received is not None:  # the terminal may be gone: do not wait on it for ever
+            watchdog = threading.Timer(EXIT_GRACE_S, os._exit, (code,))
+            watchdog.daemon = True  # a prompt exit does not wait for it
+            watchdog.start()
+        self.exit(code, return_code=code)
+
+    def exit_code(self) -> int:
+        if self.started is None and self.lost:
+            return 2  # never reached the run
+        if not self.link.owner:
+            return 0
+        if self.finished is not None and self.finished.reason in EXIT_CODES:
+            return EXIT_CODES[self.finished.reason]
+        return 128 + self.signal_received if self.signal_received else 0
