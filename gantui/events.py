@@ -30,6 +30,7 @@ class Started:
     preview: Preview | None = None  # the newest preview, for a late joiner
     finished: Finished | None = None  # set once the run has ended
     live: bool = True  # False: replayed from the run directory, read-only
+    elapsed: float = 0.0  # seconds this process has trained the run, as of this event
 
 
 @dataclass(frozen=True)

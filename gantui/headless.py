@@ -32,6 +32,9 @@ class HeadlessPrinter:
             self.print(format_metrics(event.row, self.total_steps, self.batch_size))
         elif isinstance(event, ev.Quality):
             self.print(format_quality(event.row))
+        elif isinstance(event, ev.Paused):
+            by = " from a watcher" if event.by else ""
+            self.print(f"{'paused' if event.paused else 'resumed'}{by} at step {event.step}")
         elif isinstance(event, ev.Saved) and event.reason in ("manual", "periodic"):
             self.print(f"saved {event.checkpoint}")
         elif isinstance(event, ev.Notice):

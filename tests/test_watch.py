@@ -80,7 +80,7 @@ def live_run(tmp_path):
     if proc.poll() is None:
         proc.terminate()
     _, err = proc.communicate(timeout=60)
-    assert "Traceback" not in err, err
+    assert "Traceback" not in err and "Task was destroyed" not in err, err  # the server ends its clients cleanly
 
 
 def test_the_dashboard_and_the_clients_import_no_torch():

@@ -81,6 +81,7 @@ class RunHub:
         self._consumers: dict[str, Consumer] = {}
         self._ids = itertools.count(1)
         self.started: ev.Started | None = None
+        self._started_at = 0.0
         self.history: deque[dict[str, Any]] = deque(maxlen=HISTORY)
         self.quality: deque[dict[str, Any]] = deque(maxlen=HISTORY)
         self.preview: ev.Preview | None = None
@@ -102,7 +103,7 @@ class RunHub:
 
     def _record(self, event: ev.Event) -> ev.Event:
         if isinstance(event, ev.Started):
-            self.started = event
+            self.started, self._started_at = event, time.monotonic()
             self.history.extend(event.history)
             self.quality.extend(event.quality)
             self.step, self.epoch, self.state = event.step, event.epoch, event.state
@@ -128,6 +129,7 @@ class RunHub:
             if self.started is None:
                 return None
             return replace(self.started, step=self.step, epoch=self.epoch, images_per_s=self.images_per_s,
+                           elapsed=time.monotonic() - self._started_at,
                            history=list(self.history), quality=list(self.quality), state=self.state,
                            preview=self.preview, finished=self.finished)
 

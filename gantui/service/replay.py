@@ -47,4 +47,4 @@ def replay_snapshot(run_dir: RunDir) -> ev.Started:
         total_steps=status.get("total_steps") or step, steps_per_epoch=0, config=config, history=history,
         quality=quality, state=state, epoch=(history[-1]["epoch"] - 1) if history else 0,
         images_per_s=history[-1].get("images_per_s") or 0.0 if history else 0.0, preview=preview,
-        finished=finished, live=False)
+        finished=finished, live=False, elapsed=max((status.get("updated") or 0) - (status.get("started") or 0), 0))

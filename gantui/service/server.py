@@ -172,6 +172,7 @@ class RunServer:
         self._thread: threading.Thread | None = None
         self._stopped: asyncio.Event | None = None
         self.clients: set[Client] = set()
+        self.handlers: set[asyncio.Task] = set()
 
     def start(self) -> Path:
         """Bind (mode 0600, replacing a socket a killed process left) and serve in a daemon thread."""
@@ -203,13 +204,19 @@ class RunServer:
     async def _main(self, sock: socket.socket) -> None:
         self._stopped = asyncio.Event()
         server = await asyncio.start_unix_server(self._handle, sock=sock, limit=protocol.MAX_LINE)
-        async with server:
-            await self._stopped.wait()
-        for client in list(self.clients):
-            client.writer.close()
+        await self._stopped.wait()
+        server.close()
+        for client in list(self.clients):  # each handler then ends by itself: its reader sees the end
+            client.closing = True
+            client._wake.set()
+            client.writer.transport.abort()
+        handlers = [task for task in self.handlers if not task.done()]
+        if handlers:
+            await asyncio.wait(handlers, timeout=2.0)
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         client = Client(self, writer)
+        self.handlers.add(asyncio.current_task())
         try:
             if peer_uid(writer.get_extra_info("socket")) != os.getuid():
                 writer.write(protocol.dumps({"type": "error", "error": "refused: this run belongs to another user"}))
@@ -240,6 +247,7 @@ class RunServer:
         except Exception:  # a client's failure is the client's alone: never the trainer's
             pass
         finally:
+            self.handlers.discard(asyncio.current_task())
             if client.name:
                 self.hub.unsubscribe(client.name)
             self.clients.discard(client)

@@ -69,6 +69,7 @@ class GanApp(Leaving, App[int]):
         self.detached = False  # the terminal hung up: the dashboard went, the run goes on
         self.abandon_trainer = False  # a second signal: exit without waiting for the trainer thread
         self.started_at = clock()
+        self.ended_at: float | None = None
         self.quitting = False
         self.status_painted = 0.0
         self.pending_rows: list[dict[str, Any]] = []  # metrics rows not yet on screen
@@ -212,7 +213,7 @@ class GanApp(Leaving, App[int]):
     def on_started(self, event: ev.Started) -> None:
         """The run as it stands (a fresh run, a resumed one, or a snapshot for a late joiner)."""
         self.started = event
-        self.started_at = self.clock()
+        self.started_at = self.clock() - event.elapsed  # a late joiner counts from the run's start
         rate = event.images_per_s or (event.history[-1].get("images_per_s") or 0.0 if event.history else 0.0)
         self.step, self.epoch, self.images_per_s = event.step, event.epoch, rate
         self.paused = event.state == "paused"
@@ -304,12 +305,20 @@ class GanApp(Leaving, App[int]):
             "QUITTING" if self.quitting else "PAUSED" if self.paused else "COMPILING" if compiling else "TRAINING")
         if not started.live:
             state += " (replay)"
+        elapsed = self.clock() - self.started_at if started.live and finished is None else self.ended_after()
         self.status_line.show(
             device=started.device, state=state, epoch=self.epoch + 1, step=self.step, total=started.total_steps,
             images_per_s=self.images_per_s if finished is None else 0.0,
-            batch_size=started.config.get("batch_size", 64), elapsed=self.clock() - self.started_at,
+            batch_size=started.config.get("batch_size", 64), elapsed=elapsed,
             run_dir=started.run_dir,
         )
+
+    def ended_after(self) -> float:
+        """The elapsed time of a run that has ended: frozen at its end."""
+        if self.ended_at is None:
+            self.ended_at = self.clock() - self.started_at if self.started and self.started.live else \
+                self.started.elapsed
+        return self.ended_at
 
     def watch_paused(self, paused: bool) -> None:
         self.refresh_bindings()
