@@ -26,7 +26,7 @@ async def test_space_pauses_and_resumes(tiny_config):
         await pilot.press("space")
         await wait_for(pilot, lambda: app.trainer.step >= stopped_at + 3)
         await pilot.press("p")
-        await wait_for(pilot, lambda: app.paused)
+        await wait_for(pilot, lambda: app.link.hub.state == "paused")
         await pilot.press("q")
     assert app.return_code == 0
 
@@ -162,3 +162,24 @@ def test_a_headless_run_nobody_watches_generates_no_previews(tiny_config):
     session.start()
     assert session.wait().reason == "done"
     assert previews == []
+
+
+async def test_what_another_terminal_does_this_one_is_told():
+    from test_snapshot import ScriptedEngine, scripted_app
+
+    from gantui import events as ev
+
+    class Pausable(ScriptedEngine):
+        def pause(self) -> None:
+            self.emit(ev.Paused(True, self.step))
+
+    app = scripted_app(Pausable, clock=time.monotonic)
+    hub = app.link.hub
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: app.started is not None)
+        other = hub.subscribe(lambda event: None)  # a watcher elsewhere
+        hub.command(other, {"cmd": "pause"})
+        await wait_for(pilot, lambda: app.paused)
+        assert any("paused from another terminal" in n.message for n in app._notifications)
+        assert "PAUSED" in str(app.status_line.render())
+        await pilot.press("q")

@@ -148,8 +148,7 @@ async def test_resume_after_q_is_bit_exact(tiny_config, tmp_path):
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_for(pilot, lambda: app.trainer.step >= 6)
         await pilot.press("space")
-        await wait_for(pilot, lambda: app.paused)
-        await pilot.pause(0.3)
+        await wait_for(pilot, lambda: app.link.hub.state == "paused")  # the trainer's Paused event
         pressed = time.monotonic()
         await pilot.press("q")
         await wait_for(pilot, lambda: app.finished is not None)

@@ -27,8 +27,9 @@ class Leaving:
     def on_stop_signal(self, signum: int) -> None:
         if self.detached:
             return  # going already; a hang-up comes twice (from the kernel, then from the shell)
-        if not self.link.owner:
-            self.leave(0)  # a watcher's terminal went: only the watcher goes
+        if not self.link.owner:  # a watcher's terminal went, or it was told to go: only the watcher goes
+            self.signal_received = signum  # so that a hung terminal cannot keep it from leaving
+            self.leave(0)
             return
         if signum == getattr(signal, "SIGHUP", None) and self.on_hangup == "detach":
             self.detach()
