@@ -1,0 +1,69 @@
+"""Two gantui source trees, headless, side by side: did a change slow the trainer?
+
+    python benchmarks/ab.py OLD_TREE NEW_TREE --pairs 3
+
+Each pair runs `python -m gantui --no-ui` from each tree at once, one core each, the cores swapped
+every 2 s (bench.py's method); the ratio NEW/OLD is over the window both were past warm-up. An
+A/A pair (OLD against OLD) beside each shows the method's noise.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from bench import CoreSwapper, metric_rows, pinned, rate_between  # noqa: E402
+
+
+def pair(a: Path, b: Path, tmp: Path, name: str, args: argparse.Namespace) -> float:
+    cores = sorted(os.sched_getaffinity(0))[:2]
+    outs = [tmp / f"{name}-a", tmp / f"{name}-b"]
+    procs = [subprocess.Popen([sys.executable, "-m", "gantui", "--no-ui", "--out", str(out), "--device", args.device,
+                               "--steps", str(args.warmup + args.steps)], cwd=tree, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, preexec_fn=pinned(core))
+             for tree, out, core in zip((a, b), outs, cores)]
+    swapper = CoreSwapper((procs[0].pid, procs[1].pid), cores, 2.0)
+    swapper.start()
+    for proc in procs:
+        if proc.wait() != 0:
+            raise SystemExit(f"ab: a run exited {proc.returncode}")
+    swapper.done.set()
+    rows = [metric_rows(out, args.warmup) for out in outs]
+    start, end = max(r[0]["time"] for r in rows), min(r[-1]["time"] for r in rows)
+    rate_a, rate_b = (rate_between(r, 64, start, end) for r in rows)
+    print(f"  {name}: {rate_b:,.0f} / {rate_a:,.0f} img/s = {rate_b / rate_a:.3f} ({end - start:.0f} s in common)",
+          file=sys.stderr, flush=True)
+    return rate_b / rate_a
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("old", type=Path)
+    p.add_argument("new", type=Path)
+    p.add_argument("--pairs", type=int, default=3)
+    p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--warmup", type=int, default=20)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--json", type=Path)
+    args = p.parse_args()
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        ab, aa = [], []
+        for i in range(args.pairs):
+            ab.append(pair(args.old, args.new, tmp, f"new/old #{i + 1}", args))
+            aa.append(pair(args.old, args.old, tmp, f"old/old (A/A) #{i + 1}", args))
+    result = {"new_vs_old": statistics.median(ab), "pairs": ab, "aa": statistics.median(aa), "aa_pairs": aa}
+    print(f"new / old, side by side: {result['new_vs_old']:.3f} ({', '.join(f'{r:.3f}' for r in ab)}); "
+          f"A/A {result['aa']:.3f} ({', '.join(f'{r:.3f}' for r in aa)})")
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
