@@ -38,16 +38,27 @@ class Terminal:
                 except OSError:
                     return
 
-    def wait_for(self, text: bytes, timeout: float = 60) -> float:
+    def wait_for(self, text: bytes, timeout: float = 60, since: int = 0) -> float:
+        """Until `text` is drawn (after byte `since` of the output); the seconds it took."""
         start_time = time.monotonic()
-        while text not in self.screen:
+        while text not in self.screen[since:]:
             assert time.monotonic() - start_time < timeout, f"{text!r} never appeared"
             assert self.proc.poll() is None, self.screen[-2000:]
             self.read(0.1)
         return time.monotonic() - start_time
 
-    def press(self, keys: bytes) -> None:
+    def press(self, keys: bytes) -> int:
+        """Type `keys`; returns where the output stood, for `wait_for(..., since=)`."""
         os.write(self.main, keys)
+        return len(self.screen)
+
+    def exit_code(self, timeout: float = 30) -> int:
+        """Its exit status, reading what it draws meanwhile (a full terminal would block its exit)."""
+        deadline = time.monotonic() + timeout
+        while self.proc.poll() is None:
+            assert time.monotonic() < deadline, "it did not exit"
+            self.read(0.1)
+        return self.proc.returncode
 
     def close(self) -> None:
         if self.proc.poll() is None:
@@ -122,29 +133,27 @@ def test_watch_attaches_steers_detaches_and_replays(tmp_path):
             assert time.monotonic() < deadline, "the watcher's space did not pause the run"
             time.sleep(0.1)
         watcher.wait_for(b"PAUSED")
-        watcher.press(b" ")
-        watcher.wait_for(b"TRAINING")
+        watcher.wait_for(b"TRAINING", since=watcher.press(b" "))
         watcher.press(b"q")  # detach: the watcher goes, the run goes on
-        assert watcher.proc.wait(timeout=30) == 0
+        assert watcher.exit_code() == 0
         step = last_step(out)
         wait_for_step(out, step + 4)
         assert run.poll() is None
         watcher.close()
         watcher = Terminal("watch", str(out))  # again, then stop the run from it (x, then y)
         watcher.wait_for(b"TRAINING")
-        watcher.press(b"x")
-        watcher.wait_for(b"Stop the run?")
+        watcher.wait_for(b"Stop the run?", since=watcher.press(b"x"))
         watcher.press(b"y")
-        assert run.wait(timeout=60) == 0
         watcher.wait_for(b"STOPPED")
+        assert run.wait(timeout=60) == 0
         watcher.press(b"q")
-        assert watcher.proc.wait(timeout=30) == 0
+        assert watcher.exit_code() == 0
         watcher.close()
         watcher = Terminal("watch", str(out))  # a run nobody serves: replayed, read-only
         watcher.wait_for(b"STOPPED (replay)")
         watcher.wait_for(b"replay (read-only)")
         watcher.press(b"q")
-        assert watcher.proc.wait(timeout=30) == 0
+        assert watcher.exit_code() == 0
         print(f"first frame with a preview after {first:.2f} s")
     finally:
         if watcher is not None:
@@ -176,7 +185,7 @@ def test_watch_host_run_goes_through_the_transport(tmp_path):
             assert time.monotonic() < deadline, "s over the relay saved nothing"
             time.sleep(0.1)
         watcher.press(b"q")
-        assert watcher.proc.wait(timeout=30) == 0
+        assert watcher.exit_code() == 0
         assert run.poll() is None
         missing = subprocess.run([sys.executable, "-m", "gantui", "watch", f"somehost:{tmp_path / 'nowhere'}"],
                                  env={**os.environ, **env}, capture_output=True, text=True, timeout=60,
