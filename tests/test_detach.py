@@ -78,8 +78,10 @@ def test_a_hang_up_detaches_the_run_which_trains_on_and_can_be_watched_and_stopp
         step = last_step(out)
         wait_for_step(out, step + 10, timeout=60)  # steps keep coming after the hang-up
         assert proc.poll() is None
-        log = (out / "gantui.log").read_text()
-        assert "detached" in log and "step " in log
+        log, deadline = out / "gantui.log", time.monotonic() + 30  # once the dashboard has gone
+        while not (log.exists() and "detached" in log.read_text() and "step " in log.read_text()):
+            assert time.monotonic() < deadline, "no detached log lines"
+            time.sleep(0.1)
         peer = Peer(out)
         peer.read()
         snapshot = peer.read()

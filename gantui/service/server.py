@@ -96,7 +96,7 @@ class Client:
             self._woken = True
             self.server.loop.call_soon_threadsafe(self._wake.set)
 
-    def _take(self) -> tuple[list[dict[str, Any]], ev.Preview | None, bool]:
+    def take(self) -> tuple[list[dict[str, Any]], ev.Preview | None, bool]:
         with self._lock:
             queued, self._queue, self._rows = list(self._queue), deque(), None
             preview, self._preview = self._preview, None
@@ -104,13 +104,19 @@ class Client:
             self._wake.clear()
             return queued, preview, self._overflow
 
+    def stop_writing(self) -> None:
+        """End the write loop at its next wake-up (cancelling it is not enough: Python 3.11's
+        wait_for can swallow a cancellation that arrives as a drain completes)."""
+        self.closing = True
+        self._wake.set()
+
     async def write_loop(self) -> str:
         """Write what is queued until the client goes; returns why it went."""
         while True:
             await self._wake.wait()
             if self.closing:
                 return "closing"
-            queued, preview, overflow = self._take()
+            queued, preview, overflow = self.take()
             if overflow:
                 return "too far behind: dropped (it read too slowly)"
             messages = [*queued, *([protocol.encode(preview)] if preview is not None else [])]
@@ -207,8 +213,7 @@ class RunServer:
         await self._stopped.wait()
         server.close()
         for client in list(self.clients):  # each handler then ends by itself: its reader sees the end
-            client.closing = True
-            client._wake.set()
+            client.stop_writing()
             client.writer.transport.abort()
         handlers = [task for task in self.handlers if not task.done()]
         if handlers:
@@ -229,8 +234,7 @@ class RunServer:
             self.hub.subscribe(client.push, name=client.name)  # the snapshot comes next
             tasks = [asyncio.ensure_future(client.read_loop(reader)), asyncio.ensure_future(client.write_loop())]
             done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-            client.closing = True  # the writer may be cancelled in a drain that swallows it (Python 3.11's wait_for)
-            client._wake.set()
+            client.stop_writing()
             for task in pending:
                 task.cancel()
             await asyncio.wait(pending, timeout=2.0)
@@ -240,7 +244,7 @@ class RunServer:
                 self.hub.unsubscribe(client.name)
                 self.hub.publish(ev.Notice(f"a watcher ({client.name}) was dropped: {reason}", "warning"))
                 with contextlib.suppress(Exception):
-                    queued, _, _ = client._take()
+                    queued, _, _ = client.take()
                     writer.write(b"".join(protocol.dumps(m) for m in queued if m.get("type") != "metrics"))
                     writer.write(protocol.dumps({"type": "bye", "reason": reason}))
                     await asyncio.wait_for(writer.drain(), 1.0)

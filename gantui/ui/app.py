@@ -97,6 +97,7 @@ class GanApp(Leaving, App[int]):
         loop = asyncio.get_running_loop()
         for signum in STOP_SIGNALS:
             loop.add_signal_handler(signum, self.on_stop_signal, signum)
+        self.guard_sigcont()
         self.set_interval(0.5, self.tick_status)
         self.set_interval(METRICS_INTERVAL, self.paint_metrics)
         self.set_interval(COST_INTERVAL, self.report_cost)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import signal
+import termios
 import threading
 from typing import Any
 
@@ -12,6 +13,15 @@ from gantui.common import EXIT_CODES
 # writer blocks on a terminal that is gone), the process leaves anyway, so that it does not
 # linger holding the run directory's lock.
 EXIT_GRACE_S = 3.0
+
+
+def terminal_alive(fd: int = 0) -> bool:
+    """A hung-up terminal answers EIO (and a detached dashboard's stdin is /dev/null)."""
+    try:
+        termios.tcgetattr(fd)
+    except (termios.error, OSError):
+        return False
+    return True
 
 
 class Leaving:
@@ -67,3 +77,17 @@ class Leaving:
         if self.finished is not None and self.finished.reason in EXIT_CODES:
             return EXIT_CODES[self.finished.reason]
         return 128 + self.signal_received if self.signal_received else 0
+
+    def guard_sigcont(self) -> None:
+        """A hang-up comes with SIGCONT, on which Textual's driver restarts its output on the dead
+        terminal while the app is leaving: its shutdown then waited for ever on the old writer
+        (seen 1 hang-up in 7). A SIGCONT counts only while the terminal is alive."""
+        textual_handler = signal.getsignal(signal.SIGCONT)
+        if not callable(textual_handler):
+            return
+
+        def on_sigcont(signum: int, frame: Any) -> None:
+            if not self.detached and terminal_alive():
+                textual_handler(signum, frame)
+
+        signal.signal(signal.SIGCONT, on_sigcont)
