@@ -172,14 +172,29 @@ class CoreSwapper(threading.Thread):
                 pin_all_threads(pid, cores[0])
 
 
+def sized_pty(cols: int, rows: int) -> tuple[int, int]:
+    """A pseudo-terminal (main, child) of that size."""
+    main_fd, child_fd = pty.openpty()
+    fcntl.ioctl(child_fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+    return main_fd, child_fd
+
+
+def quit_in_pty(proc: subprocess.Popen, main_fd: int) -> None:
+    """Press q, give it 10 s to go, then close the terminal."""
+    os.write(main_fd, b"q")
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    os.close(main_fd)
+
+
 def attach_watcher(args: argparse.Namespace, run_dir: Path, swapper: CoreSwapper, stop: threading.Event) -> None:
     """`gantui watch RUN` in a pty of --size, once the run serves its socket; its output is read and
     dropped, and it shares the watched run's core (a watcher on the same machine: the worst case)."""
     while not (run_dir / "gantui.sock").exists() and not stop.is_set():
         time.sleep(0.1)
-    cols, rows = args.size
-    main_fd, child_fd = pty.openpty()
-    fcntl.ioctl(child_fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+    main_fd, child_fd = sized_pty(*args.size)
     proc = subprocess.Popen([sys.executable, "-m", "gantui", "watch", str(run_dir)], stdin=child_fd, stdout=child_fd,
                             stderr=child_fd, env=terminal_env(args), start_new_session=True)
     os.close(child_fd)
@@ -190,12 +205,7 @@ def attach_watcher(args: argparse.Namespace, run_dir: Path, swapper: CoreSwapper
                 os.read(main_fd, 1 << 20)
             except OSError:
                 break
-    os.write(main_fd, b"q")
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    os.close(main_fd)
+    quit_in_pty(proc, main_fd)
 
 
 def side_by_side(args: argparse.Namespace, tmp: Path, i: int, extra: list[str], ui: bool = True,

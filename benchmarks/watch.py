@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import pty
 import select
 import statistics
 import subprocess
@@ -22,7 +21,11 @@ import tempfile
 import time
 from pathlib import Path
 
-TILE_HALF_BLOCKS = 14 * 4  # a 28x28 tile is 14 rows of half blocks; a few tiles make "a preview drawn"
+sys.path.insert(0, str(Path(__file__).parent))
+# TILE_HALF_BLOCKS: one full digit tile, as bench.py times the dashboard's first preview (the sparklines
+# draw a few dozen half blocks of their own first)
+from bench import TILE_HALF_BLOCKS, quit_in_pty, sized_pty  # noqa: E402
+
 ENV = {**os.environ, "TERM": "xterm-256color", "COLORTERM": "truecolor"}
 COUNTER = """#!/bin/sh
 # a stand-in for ssh: runs the remote command here and counts the bytes it sends back
@@ -33,13 +36,7 @@ sh -c "$*" | tee -a "$GANTUI_BENCH_COUNT"
 
 def in_pty(argv: list[str], seconds: float, size: tuple[int, int], env: dict[str, str]) -> tuple[float | None, int]:
     """Run argv in a pty of `size` for `seconds`; (seconds to the first preview, bytes drawn)."""
-    cols, rows = size
-    main, child = pty.openpty()
-    import fcntl
-    import struct
-    import termios
-
-    fcntl.ioctl(child, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+    main, child = sized_pty(*size)
     start = time.monotonic()
     proc = subprocess.Popen(argv, stdin=child, stdout=child, stderr=child, env=env, start_new_session=True)
     os.close(child)
@@ -56,12 +53,7 @@ def in_pty(argv: list[str], seconds: float, size: tuple[int, int], env: dict[str
                 first = time.monotonic() - start
                 if seconds == float("inf"):
                     break
-    os.write(main, b"q")
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    os.close(main)
+    quit_in_pty(proc, main)
     return first, total
 
 

@@ -306,20 +306,17 @@ class GanApp(Leaving, App[int]):
             "QUITTING" if self.quitting else "PAUSED" if self.paused else "COMPILING" if compiling else "TRAINING")
         if not started.live:
             state += " (replay)"
-        elapsed = self.clock() - self.started_at if started.live and finished is None else self.ended_after()
+        if started.live and finished is None:
+            elapsed = self.clock() - self.started_at
+        else:  # frozen once the run has ended (a replay: at once)
+            self.ended_at = self.clock() - self.started_at if self.ended_at is None else self.ended_at
+            elapsed = self.ended_at
         self.status_line.show(
             device=started.device, state=state, epoch=self.epoch + 1, step=self.step, total=started.total_steps,
             images_per_s=self.images_per_s if finished is None else 0.0,
             batch_size=started.config.get("batch_size", 64), elapsed=elapsed,
             run_dir=started.run_dir,
         )
-
-    def ended_after(self) -> float:
-        """The elapsed time of a run that has ended: frozen at its end."""
-        if self.ended_at is None:
-            self.ended_at = self.clock() - self.started_at if self.started and self.started.live else \
-                self.started.elapsed
-        return self.ended_at
 
     def watch_paused(self, paused: bool) -> None:
         self.refresh_bindings()
