@@ -321,6 +321,8 @@ class Trainer:
             self._apply_commands()
         self._apply_commands()
         self._interval_start = time.perf_counter()  # paused time is not training time
+        if self._stop.is_set():
+            return  # woken to stop, not resumed: Finished comes next (the log said "resumed" before it)
         self._write_status("training")
         self.emit(ev.Paused(False, self.step))
 
