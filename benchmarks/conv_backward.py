@@ -92,7 +92,7 @@ def steps(rounds: int, dtype: str) -> None:
             trainer = Trainer(Config(out=f"{tmp}/{len(trainers)}", device="cpu", precision=dtype, eval_every=0))
             trainer._setup()
             if name != "gantui":
-                plain_torch(trainer.G)
+                plain_torch(trainer.gan.G)
             trainers[name] = trainer
         times: dict[str, list[float]] = {name: [] for name in trainers}
         for i in range(rounds + 1):
@@ -100,7 +100,7 @@ def steps(rounds: int, dtype: str) -> None:
                 start = time.perf_counter()
                 for _ in range(10):
                     trainer._train_step()
-                trainer._sums.tolist()
+                trainer.meter.sums.tolist()
                 if i:  # the first round warms up
                     times[name].append((time.perf_counter() - start) / 10)
     ours, theirs = times["gantui"], times["torch's layer"]

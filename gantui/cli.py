@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any, NoReturn
 
-from gantui.config import Config, ConfigError
+from gantui.config import AUGMENTS, LOSSES, NOISES, Config, ConfigError
 
 USAGE_ERROR = 2
 
@@ -32,7 +32,22 @@ def train_parser() -> Parser:
     add("--steps", type=int, help="stop after N steps in all; overrides --epochs")
     add("--batch-size", type=int, help=f"images per step (default {d.batch_size})")
     add("--lr", type=float, help=f"Adam learning rate for G and D (default {d.lr})")
+    add("--lr-g", type=float, help="G's learning rate (two time-scale updates; default --lr)")
+    add("--lr-d", type=float, help="D's learning rate (default --lr)")
     add("--beta1", type=float, help=f"Adam beta1 (default {d.beta1})")
+    recipe = p.add_argument_group("recipe (the default is the reference DCGAN)")
+    radd = recipe.add_argument
+    radd("--loss", help=f"objective: {', '.join(LOSSES)} (default {d.loss}: non-saturating BCE)")
+    radd("--gp", type=float, help="WGAN-GP gradient penalty weight (default 10 with wgan-gp, else 0)")
+    radd("--r1", type=float, help="R1 penalty weight gamma on real images, lazily every 16 D steps (default 0)")
+    radd("--spectral-norm", action="store_true", default=None, help="spectral normalisation on D's layers")
+    radd("--ema", type=float, help="decay of an EMA of G for previews, grids, evaluation and sample (e.g. 0.999)")
+    radd("--d-steps", type=int, help="D (critic) steps per G step, each on a new batch (default 1)")
+    radd("--noise", help=f"latent distribution: {', '.join(NOISES)} (default {d.noise})")
+    radd("--diffaug", metavar="POLICIES", help=f"differentiable augmentation for D: a comma list of {', '.join(AUGMENTS)}")
+    radd("--conditional", action="store_true", default=None,
+         help="class-conditional G and D (projection discriminator); previews one row per digit")
+    radd("--on-collapse", help="when the mode-collapse warning fires: warn (default) or pause the run")
     add("--z-dim", type=int, help=f"latent size (default {d.z_dim})")
     add("--seed", type=int, help=f"random seed (default {d.seed})")
     add("--device", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps (default auto)")
@@ -61,6 +76,7 @@ def sample_parser() -> Parser:
     p.add_argument("--out", required=True, help="output file: .png writes a grid, .npy a uint8 (N, 28, 28) array")
     p.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
     p.add_argument("--device", default="cpu", help="device to generate on (default cpu)")
+    p.add_argument("--digit", type=int, help="a conditional run's digit to draw (default: 0-9 in turn)")
     return p
 
 
@@ -100,6 +116,9 @@ def build_config(args: argparse.Namespace) -> tuple[Config, dict[str, Any] | Non
     from gantui.rundir import default_run_dir, run_dir_of
 
     overrides = {k: v for k, v in vars(args).items() if v is not None and k not in ("no_ui", "on_hangup")}
+    if args.lr is not None:  # --lr sets both rates unless each is given
+        overrides.setdefault("lr_g", args.lr)
+        overrides.setdefault("lr_d", args.lr)
     base: dict[str, Any] = {}
     state = None
     if args.resume:
@@ -109,10 +128,15 @@ def build_config(args: argparse.Namespace) -> tuple[Config, dict[str, Any] | Non
         base["resume"] = args.resume
     config = Config.from_dict({**base, **overrides}).validate()
     if state is not None:
+        saved = Config.from_dict(state["config"])  # an older run's config lacks the newer keys: defaults
+
+        def shown(value: Any) -> str:
+            return ("on" if value else "off") if isinstance(value, bool) else str(value)
+
         for key in Config.SHAPE_KEYS:
-            if state["config"].get(key) != getattr(config, key):
-                raise ConfigError(f"--{key.replace('_', '-')} {getattr(config, key)} does not match the "
-                                  f"checkpoint's {state['config'].get(key)}")
+            if getattr(saved, key) != getattr(config, key):
+                raise ConfigError(f"--{key.replace('_', '-')} {shown(getattr(config, key))} does not match the "
+                                  f"checkpoint's {shown(getattr(saved, key))}")
     config.out = str(Path(config.out).expanduser().resolve()) if config.out else str(default_run_dir())
     check_writable(Path(config.out))
     return config, state
@@ -151,6 +175,8 @@ def sample(argv: list[str]) -> int:
     args = sample_parser().parse_args(argv)
     if args.n <= 0:
         fail(f"--n must be a positive integer, got {args.n}")
+    if args.digit is not None and not 0 <= args.digit <= 9:
+        fail(f"--digit must be from 0 to 9, got {args.digit}")
     out = Path(args.out)
     if out.suffix not in (".png", ".npy"):
         fail(f"--out {out}: use a .png or .npy file name")
@@ -159,7 +185,7 @@ def sample(argv: list[str]) -> int:
     from gantui.engine.sample import generate, write_samples
 
     try:
-        images = generate(args.checkpoint, args.n, seed=args.seed, device=args.device)
+        images, _ = generate(args.checkpoint, args.n, seed=args.seed, device=args.device, digit=args.digit)
         write_samples(images, out)
     except (CheckpointError, DeviceError) as err:
         fail(str(err))
@@ -204,10 +230,11 @@ def evaluate_command(argv: list[str]) -> int:
             test = load_mnist_arrays("test")[0]
             if args.n > len(test):
                 fail(f"--n {args.n}: the MNIST test set has {len(test)} images")
-            images = test[np.random.default_rng(args.seed).permutation(len(test))[:args.n]]
+            images, labels = test[np.random.default_rng(args.seed).permutation(len(test))[:args.n]], None
         else:
-            images = generate(args.checkpoint, args.n, seed=args.seed, device=device)
-        figures = evaluate(normalise(torch.from_numpy(images).unsqueeze(1)), device, neighbours=True)
+            images, labels = generate(args.checkpoint, args.n, seed=args.seed, device=device)
+        figures = evaluate(normalise(torch.from_numpy(images).unsqueeze(1)), device, neighbours=True,
+                           labels=torch.from_numpy(labels) if labels is not None else None)
     except (CheckpointError, DeviceError, EvaluatorError) as err:
         fail(str(err))
     source = "real MNIST test images" if args.real else args.checkpoint
@@ -219,6 +246,8 @@ def evaluate_command(argv: list[str]) -> int:
     print(f"  classes >= 1%     {figures['classes']}/10   KL from MNIST {figures['kl']:.4f}")
     print(f"  confidence        {figures['confidence']:.3f}   score {figures['score']:.2f} (of 10)")
     print(f"  density           {figures['density']:.3f}   coverage {figures['coverage']:.3f}")
+    if "cond_acc" in figures:
+        print(f"  conditioning      {figures['cond_acc']:.1%} of samples read as the digit asked for")
     print("  class shares      " + " ".join(f"{d}:{share:.0%}" for d, share in enumerate(figures["hist"])))
     return 0
 

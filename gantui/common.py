@@ -23,20 +23,38 @@ def format_duration(seconds: float) -> str:
     return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
 
 
-def eta_seconds(step: int, total_steps: int, batch_size: int, images_per_s: float) -> float | None:
-    return max(total_steps - step, 0) * batch_size / images_per_s if images_per_s > 0 else None
+# The panes of a run that does not announce its figures (a first-release run): the default recipe's.
+DEFAULT_SCHEMA: list[dict[str, Any]] = [
+    {"title": "Losses", "lines": [["loss_g", "G loss", ".3f"], ["loss_d", "D loss", ".3f"]]},
+    {"title": "Discriminator", "lines": [["d_real", "D(x)", ".3f"], ["d_fake", "D(G(z))", ".3f"],
+                                         ["acc_real", "acc real", ".2f"], ["acc_fake", "acc fake", ".2f"]]},
+]
 
 
-def format_metrics(row: dict[str, Any], total_steps: int, batch_size: int) -> str:
-    def num(key: str, fmt: str = ".3f") -> str:
+def steps_per_s(row: dict[str, Any], batch_size: int) -> float:
+    """A metrics row's training rate in steps (a step may take several D batches: --d-steps)."""
+    if row.get("steps_per_s"):
+        return row["steps_per_s"]
+    return (row.get("images_per_s") or 0.0) / batch_size  # a first-release row
+
+
+def eta_seconds(step: int, total_steps: int, rate: float) -> float | None:
+    return max(total_steps - step, 0) / rate if rate > 0 else None
+
+
+def format_metrics(row: dict[str, Any], total_steps: int, batch_size: int,
+                   schema: list[dict[str, Any]] | None = None) -> str:
+    """A headless line: the figures the run announced, pane by pane."""
+    def num(key: str, fmt: str) -> str:
         value = row.get(key)
         return "nan" if value is None else format(value, fmt)
 
+    figures = " | ".join(" ".join(f"{label} {num(key, fmt)}" for key, label, fmt in pane["lines"])
+                         for pane in schema or DEFAULT_SCHEMA)
     rate = row.get("images_per_s") or 0.0
-    eta = eta_seconds(row["step"], total_steps, batch_size, rate)
-    return (f"step {row['step']}/{total_steps} epoch {row['epoch']} | loss_d {num('loss_d')} loss_g {num('loss_g')}"
-            f" | D(x) {num('d_real')} D(G(z)) {num('d_fake')} | acc real {num('acc_real', '.2f')}"
-            f" fake {num('acc_fake', '.2f')} | {rate:,.0f} img/s | ETA {'?' if eta is None else format_duration(eta)}")
+    eta = eta_seconds(row["step"], total_steps, steps_per_s(row, batch_size))
+    return (f"step {row['step']}/{total_steps} epoch {row['epoch']} | {figures}"
+            f" | {rate:,.0f} img/s | ETA {'?' if eta is None else format_duration(eta)}")
 
 
 def format_quality(row: dict[str, Any]) -> str:

@@ -7,6 +7,15 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 DATASETS = ("mnist",)
+LOSSES = ("ns", "minimax", "hinge", "wgan-gp", "lsgan")
+NOISES = ("normal", "uniform")
+AUGMENTS = ("color", "translation", "cutout")
+COLLAPSE_ACTIONS = ("warn", "pause")
+DEFAULT_GP = 10.0  # the WGAN-GP penalty weight of Gulrajani et al. 2017
+# What can change while a run trains (the dashboard's form, `set` on the socket), each checked
+# by the same rule as its flag.
+LIVE = {"lr_g": "G learning rate", "lr_d": "D learning rate", "d_steps": "D steps per G step",
+        "gp": "gradient penalty weight", "r1": "R1 weight", "ema": "EMA decay (0 off)"}
 PRECISIONS = ("auto", "bf16", "fp32")
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
@@ -28,11 +37,23 @@ class Config:
     epochs: int = 30
     steps: int | None = None  # stop after this many steps; overrides epochs
     batch_size: int = 64
-    lr: float = 2e-4
+    lr: float = 2e-4  # sets lr_g and lr_d unless they are given
+    lr_g: float | None = None
+    lr_d: float | None = None
     beta1: float = 0.5
     beta2: float = 0.999
     z_dim: int = 100
     seed: int = 0
+    loss: str = "ns"  # the objective: non-saturating BCE, minimax, hinge, wgan-gp or lsgan
+    gp: float | None = None  # gradient penalty weight on interpolates; None: 10 with wgan-gp, else 0
+    r1: float = 0.0  # R1 penalty weight (gamma) on real images, applied every R1_EVERY steps
+    spectral_norm: bool = False  # on D's layers
+    ema: float = 0.0  # decay of an EMA of G that drives previews, grids and evaluation; 0: off
+    d_steps: int = 1  # D (critic) steps per G step, each on a new real batch
+    noise: str = "normal"  # the latent distribution: normal or uniform on [-1, 1]
+    diffaug: str = ""  # differentiable augmentations for D, comma-separated (color,translation,cutout)
+    on_collapse: str = "warn"  # or "pause" the run when the mode-collapse warning fires
+    conditional: bool = False  # class-conditional G and D (a projection discriminator)
     device: str = "auto"
     precision: str = "auto"  # auto: bf16 autocast on CUDA and on CPUs with AMX, else fp32
     compile: bool = False  # torch.compile G and D: slower start, faster steady state
@@ -48,7 +69,11 @@ class Config:
     fault_nan_step: int | None = None  # test hook: the metrics go NaN at this step (hidden flag)
 
     def validate(self) -> Config:
-        """Raise ConfigError naming the first bad field; return self when all are good."""
+        """Raise ConfigError naming the first bad field; return self when all are good. Fills in
+        lr_g, lr_d (from lr) and gp (from the loss)."""
+        self.lr_g = self.lr if self.lr_g is None else self.lr_g
+        self.lr_d = self.lr if self.lr_d is None else self.lr_d
+        self.gp = (DEFAULT_GP if self.loss == "wgan-gp" else 0.0) if self.gp is None else self.gp
         positive = ("epochs", "batch_size", "z_dim", "log_every", "sample_every", "save_every", "keep", "preview_count")
         for name in positive:
             value = getattr(self, name)
@@ -62,10 +87,19 @@ class Config:
             raise ConfigError(f"--steps must be a positive integer, got {self.steps!r}")
         if not (isinstance(self.lr, float | int) and 0 < self.lr < 1):
             raise ConfigError(f"--lr must be between 0 and 1, got {self.lr!r}")
+        for name in LIVE:
+            setattr(self, name, check_live(name, getattr(self, name)))
         for name in ("beta1", "beta2"):
             value = getattr(self, name)
             if not (isinstance(value, float | int) and 0 <= value < 1):
                 raise ConfigError(f"--{name} must be in [0, 1), got {value!r}")
+        choices = {"loss": LOSSES, "noise": NOISES, "on_collapse": COLLAPSE_ACTIONS}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"--{flag(name)}: unknown {getattr(self, name)!r} (choose from: {', '.join(allowed)})")
+        unknown = [a for a in self.augments() if a not in AUGMENTS]
+        if unknown:
+            raise ConfigError(f"--diffaug: unknown {unknown[0]!r} (choose from: {', '.join(AUGMENTS)})")
         if self.dataset not in DATASETS:
             raise ConfigError(f"unknown dataset {self.dataset!r} (choose from: {', '.join(DATASETS)})")
         if not DEVICE_PATTERN.match(self.device):
@@ -76,6 +110,9 @@ class Config:
             raise ConfigError(f"--seed must be zero or positive, got {self.seed}")
         return self
 
+    def augments(self) -> list[str]:
+        return [a.strip() for a in self.diffaug.split(",") if a.strip()]
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
@@ -85,4 +122,37 @@ class Config:
         return cls(**{k: v for k, v in data.items() if k in known})
 
     # Settings that must match for a checkpoint to load into a run.
-    SHAPE_KEYS = ("dataset", "z_dim")
+    SHAPE_KEYS = ("dataset", "z_dim", "conditional", "spectral_norm")
+
+
+def flag(name: str) -> str:
+    return name.replace("_", "-")
+
+
+def check_live(name: str, value: Any) -> Any:
+    """One live setting checked as its flag is (the same message); returns the value as stored."""
+    number = isinstance(value, float | int) and not isinstance(value, bool)
+    if name in ("lr_g", "lr_d"):
+        if not (number and 0 < value < 1):
+            raise ConfigError(f"--{flag(name)} must be between 0 and 1, got {value!r}")
+        return float(value)
+    if name == "d_steps":
+        if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 100:
+            raise ConfigError(f"--d-steps must be an integer from 1 to 100, got {value!r}")
+        return value
+    if name in ("gp", "r1"):
+        if not (number and 0 <= value <= 1e4):
+            raise ConfigError(f"--{name} must be from 0 (off) to 10000, got {value!r}")
+        return float(value)
+    if name == "ema":
+        if not (number and (value == 0 or 0.5 <= value < 1)):
+            raise ConfigError(f"--ema must be 0 (off) or a decay in [0.5, 1), e.g. 0.999, got {value!r}")
+        return float(value)
+    raise ConfigError(f"{name!r} cannot be changed while training (live: {', '.join(LIVE)})")
+
+
+def check_live_values(values: Any) -> dict[str, Any]:
+    """A `set` command's values, each checked; ConfigError for the first bad one."""
+    if not isinstance(values, dict) or not values:
+        raise ConfigError("set: \"values\" must be an object of settings, e.g. {\"lr_g\": 0.0001}")
+    return {name: check_live(name, value) for name, value in values.items()}

@@ -31,6 +31,9 @@ class Started:
     finished: Finished | None = None  # set once the run has ended
     live: bool = True  # False: replayed from the run directory, read-only
     elapsed: float = 0.0  # seconds this process has trained the run, as of this event
+    # The panes its figures fill: [{"title": ..., "lines": [[key, label, format], ...]}, ...] (GAN.schema)
+    schema: list[dict[str, Any]] = field(default_factory=list)
+    sets: list[dict[str, Any]] = field(default_factory=list)  # live changes so far: {"step", "values"}
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,8 @@ class Quality:
 class Preview:
     step: int
     images: np.ndarray  # uint8 (N, 28, 28), generated from the fixed noise
+    source: str = "G"  # which generator: "G" or "EMA G"
+    row: int = 0  # a conditional run's tiles per digit (one row each); 0: unconditional
 
 
 @dataclass(frozen=True)
@@ -69,6 +74,14 @@ class Saved:
 
 
 @dataclass(frozen=True)
+class Settings:
+    """Live settings changed at a step boundary (a `set` row of metrics.jsonl)."""
+
+    step: int
+    values: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class Notice:
     """Something the user should read: a resample, a failed save, a rollback."""
 
@@ -84,4 +97,4 @@ class Finished:
     error: str | None = None
 
 
-Event = Started | Metrics | Quality | Preview | Paused | Saved | Notice | Finished
+Event = Started | Metrics | Quality | Preview | Paused | Saved | Settings | Notice | Finished

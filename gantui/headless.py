@@ -19,22 +19,26 @@ class HeadlessPrinter:
         self.batch_size = batch_size
         self.total_steps = 0
         self.run_dir: str | None = None
+        self.schema: list[dict] | None = None
         self.started = time.monotonic()
 
     def __call__(self, event: ev.Event) -> None:
         if isinstance(event, ev.Started):
             self.total_steps = event.total_steps
             self.run_dir = event.run_dir
+            self.schema = event.schema or None
             self.started = time.monotonic()
             resumed = f", from step {event.step}" if event.step else ""
             self.print(f"gantui: training on {event.device}, {event.total_steps} steps{resumed}; run directory {event.run_dir}")
         elif isinstance(event, ev.Metrics):
-            self.print(format_metrics(event.row, self.total_steps, self.batch_size))
+            self.print(format_metrics(event.row, self.total_steps, self.batch_size, self.schema))
         elif isinstance(event, ev.Quality):
             self.print(format_quality(event.row))
         elif isinstance(event, ev.Paused):
             by = " from a watcher" if event.by else ""
             self.print(f"{'paused' if event.paused else 'resumed'}{by} at step {event.step}")
+        elif isinstance(event, ev.Settings):
+            self.print(f"set at step {event.step}: " + ", ".join(f"{k} {v:g}" for k, v in event.values.items()))
         elif isinstance(event, ev.Saved) and event.reason in ("manual", "periodic"):
             self.print(f"saved {event.checkpoint}")
         elif isinstance(event, ev.Notice):

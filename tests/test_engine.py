@@ -10,13 +10,16 @@ import torch
 from gantui import events as ev
 from gantui.engine.checkpoint import load_checkpoint
 from gantui.engine.data import load_dataset, normalise
-from gantui.engine.trainer import METRIC_KEYS, Trainer
+from gantui.engine.trainer import Trainer
+
+METRIC_KEYS = ("loss_d", "loss_g", "d_real", "d_fake", "acc_real", "acc_fake", "grad_g", "grad_d")
 from helpers import AlwaysPreview
 
 
 def test_bundled_mnist_is_the_training_split():
-    data = load_dataset("mnist", torch.device("cpu"))
+    data, labels = load_dataset("mnist", torch.device("cpu"))
     assert data.shape == (60000, 1, 28, 28) and data.dtype == torch.uint8
+    assert labels.shape == (60000,) and set(labels.unique().tolist()) == set(range(10))
     batch = normalise(data[:64])
     assert batch.min() == -1.0 and batch.max() == 1.0
 
@@ -103,7 +106,7 @@ def test_resample_leaves_training_untouched(tiny_config, tmp_path):
     resampled.resample()
     resampled.resample()
     resampled.run()
-    for p, q in zip(plain.G.parameters(), resampled.G.parameters()):
+    for p, q in zip(plain.gan.G.parameters(), resampled.gan.G.parameters()):
         assert torch.equal(p, q)
 
 
@@ -117,9 +120,9 @@ def test_resume_is_bit_exact_on_cpu(tiny_config, tmp_path):
     second = Trainer(tiny_config(out=str(tmp_path / "split"), steps=12), resume_state=state)
     second.run()
     assert second.step == 12
-    for a, b in zip(straight.state_dict()["generator"].values(), second.state_dict()["generator"].values()):
+    for a, b in zip(straight.state_dict()["gan"]["generator"].values(), second.state_dict()["gan"]["generator"].values()):
         assert torch.equal(a, b)
-    for a, b in zip(straight.D.parameters(), second.D.parameters()):
+    for a, b in zip(straight.gan.D.parameters(), second.gan.D.parameters()):
         assert torch.equal(a, b)
     assert torch.equal(straight.fixed_noise, second.fixed_noise)
     assert [r["loss_g"] for r in straight.history] == [r["loss_g"] for r in second.history]

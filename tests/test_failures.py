@@ -74,13 +74,13 @@ def test_out_of_memory_names_the_batch_size(tiny_config, monkeypatch):
 # A gantui whose checkpoint saves after the first hang: the first signal's save never ends.
 SLOW_SAVE = textwrap.dedent("""
     import sys, time
-    import gantui.engine.trainer as trainer
-    real_save = trainer.save_checkpoint
+    import gantui.engine.artifacts as artifacts
+    real_save = artifacts.save_checkpoint
     def slow_save(state, path):
         if state["step"] > 0:
             time.sleep(120)
         real_save(state, path)
-    trainer.save_checkpoint = slow_save
+    artifacts.save_checkpoint = slow_save
     from gantui.cli import main
     sys.exit(main(sys.argv[1:]))
 """)
@@ -159,7 +159,7 @@ async def test_resume_after_q_is_bit_exact(tiny_config, tmp_path):
     resumed = Trainer(Config.from_dict({**state["config"], "resume": config.out}), resume_state=state)
     assert resumed.run().reason == "done"
     for key in ("generator", "discriminator"):
-        a, b = straight.state_dict()[key], resumed.state_dict()[key]
+        a, b = straight.state_dict()["gan"][key], resumed.state_dict()["gan"][key]
         assert all(torch.equal(a[k], b[k]) for k in a)
 
 

@@ -41,7 +41,7 @@ def test_the_training_step_never_reads_from_the_device(tiny_config):
             trainer._train_step()
     assert reads.calls == []
     with HostReads() as reads:  # the metrics read, once per --log-every, is the one that does
-        trainer._interval_steps, trainer._interval_start = 4, 0.0
+        trainer._interval_start, trainer._interval_images = 0.0, 64
         trainer._log()
     assert reads.calls == ["tolist"]
 

@@ -4,13 +4,16 @@ from __future__ import annotations
 import io
 import json
 import math
+import threading
+import time
 
 import pytest
 import torch
 
 from gantui import events as ev
 from gantui.engine.checkpoint import load_checkpoint
-from gantui.engine.trainer import COLLAPSE_EVALS, QUALITY_KEYS, Trainer
+from gantui.engine.monitor import COLLAPSE_EVALS, QUALITY_KEYS
+from gantui.engine.trainer import Trainer
 from gantui.evaluation import metrics
 from gantui.evaluation.classifier import EvaluatorError
 from gantui.headless import run_headless
@@ -45,7 +48,7 @@ def test_evaluation_leaves_training_untouched(tiny_config, tmp_path):
         trainer.run()
         runs.append(trainer)
     assert len(runs[0].quality) == 4 and not runs[1].quality
-    for a, b in zip(runs[0].state_dict()["generator"].values(), runs[1].state_dict()["generator"].values()):
+    for a, b in zip(runs[0].state_dict()["gan"]["generator"].values(), runs[1].state_dict()["gan"]["generator"].values()):
         assert torch.equal(a, b)  # BatchNorm running statistics included
 
 
@@ -53,7 +56,7 @@ def scripted_figures(monkeypatch, hists: list[list[float]]) -> None:
     """`evaluate` returns these class histograms in turn (the rest of the figures plain)."""
     queue = list(hists)
 
-    def fake(images, device="cpu", neighbours=False, bf16=False):
+    def fake(images, device="cpu", neighbours=False, bf16=False, labels=None):
         hist = queue.pop(0)
         kl = sum(h * math.log(h / 0.1) for h in hist if h > 0)
         return {"fid": 10.0, "fid_n": len(images), "classes": sum(h >= 0.01 for h in hist), "kl": kl,
@@ -93,7 +96,7 @@ def test_collapse_state_and_curve_survive_a_resume(tiny_config, tmp_path, monkey
     scripted_figures(monkeypatch, [HEALTHY, NO_THREE, NO_THREE, HEALTHY])
     Trainer(tiny_config(steps=2, eval_every=1)).run()
     state = load_checkpoint(tmp_path / "run")
-    assert [r["step"] for r in state["quality"]] == [1, 2] and state["collapsed"] == 1
+    assert [r["step"] for r in state["quality"]] == [1, 2] and state["monitor"]["collapsed"] == 1
     events: list = []
     Trainer(tiny_config(steps=3, eval_every=1), events.append, resume_state=state).run()
     started = next(e for e in events if isinstance(e, ev.Started))
@@ -142,3 +145,20 @@ async def test_quality_pane_shows_live_evaluations(tiny_config):
 def test_default_interval_follows_the_device(tiny_config):
     assert Trainer(tiny_config()).eval_every == 500  # the CPU; 2000 on CUDA (default_eval_every)
     assert Trainer(tiny_config(eval_every=7)).eval_every == 7
+
+
+def test_on_collapse_pause_pauses_the_run(tiny_config, monkeypatch):
+    """--on-collapse pause: the warning pauses training, so the user can change something first."""
+    scripted_figures(monkeypatch, [HEALTHY, NO_THREE, NO_THREE] + [HEALTHY] * 9)
+    events: list = []
+    trainer = Trainer(tiny_config(steps=12, eval_every=1, on_collapse="pause"), events.append)
+    thread = threading.Thread(target=trainer.run)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not any(isinstance(e, ev.Paused) and e.paused for e in events) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    paused = [e for e in events if isinstance(e, ev.Paused)]
+    assert paused and paused[0].step == 3  # at the evaluation that fired the warning
+    assert any("pausing (--on-collapse pause)" in e.text for e in events if isinstance(e, ev.Notice))
+    trainer.stop()
+    thread.join(30)

@@ -18,6 +18,7 @@ import torch
 
 from gantui import events as ev
 from gantui.engine.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from gantui.config import Config
 from gantui.engine.trainer import Trainer
 from helpers import FAST, wait_for_step
 
@@ -70,7 +71,7 @@ def test_resume_after_sigterm_is_bit_exact(tmp_path):
     a, b = load_checkpoint(straight), load_checkpoint(split)
     assert a["step"] == b["step"] == 20
     for key in ("generator", "discriminator"):
-        assert all(torch.equal(a[key][k], b[key][k]) for k in a[key])
+        assert all(torch.equal(a["gan"][key][k], b["gan"][key][k]) for k in a["gan"][key])
     events = [json.loads(line) for line in (split / "metrics.jsonl").read_text().splitlines()]
     assert any(e.get("event") == "resume" and e["step"] == stopped_at for e in events)
 
@@ -118,18 +119,18 @@ def test_killed_mid_save_leaves_the_previous_checkpoint(tmp_path, monkeypatch):
 
 
 def test_full_disk_is_reported_and_training_goes_on(tiny_config, monkeypatch):
-    import gantui.engine.trainer as trainer_module
+    import gantui.engine.artifacts as artifacts_module
 
     events: list = []
     trainer = Trainer(tiny_config(steps=12, save_every=4), events.append)
-    real_save = trainer_module.save_checkpoint
+    real_save = artifacts_module.save_checkpoint
 
     def full_disk(state, path):
         if state["step"] == 8:
             raise OSError(28, "No space left on device")
         real_save(state, path)
 
-    monkeypatch.setattr(trainer_module, "save_checkpoint", full_disk)
+    monkeypatch.setattr(artifacts_module, "save_checkpoint", full_disk)
     finished = trainer.run()
     assert finished.reason == "done" and finished.step == 12
     notices = [e.text for e in events if isinstance(e, ev.Notice)]
@@ -145,7 +146,7 @@ def test_divergence_rolls_back_with_halved_lr_then_stops(tiny_config):
     rollback = [r for r in rows if r.get("event") == "rollback"]
     assert rollback and rollback[0]["step"] == 6 and rollback[0]["to_step"] == 4
     assert rollback[0]["lr"] == pytest.approx(tiny_config().lr / 2)
-    assert trainer.opt_g.param_groups[0]["lr"] == pytest.approx(tiny_config().lr / 2)
+    assert trainer.gan.opt_g.param_groups[0]["lr"] == pytest.approx(tiny_config().lr / 2)
     nan_rows = [r for r in rows if r.get("nonfinite")]
     assert nan_rows and nan_rows[0]["loss_d"] is None  # strict JSON: null plus a flag
     assert any(isinstance(e, ev.Notice) and "rolled back" in e.text for e in events)
@@ -153,9 +154,9 @@ def test_divergence_rolls_back_with_halved_lr_then_stops(tiny_config):
 
 
 def test_repeated_divergence_stops_as_diverged(tmp_path, tiny_config, monkeypatch):
-    import gantui.engine.trainer as trainer_module
+    import gantui.engine.guard as guard_module
 
-    monkeypatch.setattr(trainer_module, "GRAD_NORM_LIMIT", 0.0)  # every interval looks explosive
+    monkeypatch.setattr(guard_module, "GRAD_NORM_LIMIT", 0.0)  # every interval looks explosive
     result = Trainer(tiny_config(steps=40)).run()
     assert result.reason == "diverged" and "gradient norm" in result.error
     rows = Trainer(tiny_config(steps=1)).run_dir.read_metrics()
@@ -243,14 +244,16 @@ def test_dashboard_whose_terminal_is_gone_saves_and_exits(tmp_path):
 def test_the_guard_counts_carry_over_a_resume(tiny_config, monkeypatch):
     """The rollback count is in the checkpoint: after a resume the limit does not start over, and
     each rollback halves the learning rate the optimisers have, never raising it."""
-    import gantui.engine.trainer as trainer_module
+    import gantui.engine.guard as guard_module
 
     lr = tiny_config().lr
     Trainer(tiny_config(steps=12, save_every=4, fault_nan_step=6)).run()
     state = load_checkpoint(tiny_config().out)
-    assert state["rollbacks"] == 1 and state["opt_g"]["param_groups"][0]["lr"] == pytest.approx(lr / 2)
-    monkeypatch.setattr(trainer_module, "GRAD_NORM_LIMIT", 0.0)  # from now on every interval looks explosive
-    resumed = Trainer(tiny_config(steps=40, save_every=4), resume_state=state)
+    assert state["guard"]["rollbacks"] == 1 and state["gan"]["opt_g"]["param_groups"][0]["lr"] == pytest.approx(lr / 2)
+    assert state["config"]["lr_g"] == state["config"]["lr_d"] == pytest.approx(lr / 2)  # what a resume starts from
+    monkeypatch.setattr(guard_module, "GRAD_NORM_LIMIT", 0.0)  # from now on every interval looks explosive
+    config = Config.from_dict({**state["config"], "steps": 40}).validate()  # as `--resume` builds it
+    resumed = Trainer(config, resume_state=state)
     assert resumed.run().reason == "diverged"
     rollbacks = [r for r in resumed.run_dir.read_metrics() if r.get("event") == "rollback"]
     assert [r["lr"] for r in rollbacks] == pytest.approx([lr / 2, lr / 4, lr / 8])  # 3 in all, then diverged

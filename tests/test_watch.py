@@ -316,7 +316,7 @@ def test_a_fresh_process_resume_is_bit_exact_with_evaluation_on(tmp_path):
     a, b = load_checkpoint(straight), load_checkpoint(split)
     assert a["step"] == b["step"] == 30
     for key in ("generator", "discriminator"):
-        assert all(torch_equal(a[key][k], b[key][k]) for k in a[key]), key
+        assert all(torch_equal(a["gan"][key][k], b["gan"][key][k]) for k in a["gan"][key]), key
 
 
 def torch_equal(x, y) -> bool:

@@ -12,7 +12,7 @@ import torch
 from gantui.rundir import atomic_write, fsync_dir
 
 FORMAT = "gantui-checkpoint"
-VERSION = 1
+VERSION = 2  # 2: the state of each engine part under its own key; 1: one flat dict (the first release)
 
 
 class CheckpointError(Exception):
@@ -68,6 +68,26 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"{path}: truncated or not a PyTorch file ({type(err).__name__})") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a gantui checkpoint")
-    if state.get("version") != VERSION:
-        raise CheckpointError(f"{path}: checkpoint version {state.get('version')} (this gantui reads {VERSION})")
+    version = state.get("version")
+    if version == 1:
+        return migrate_v1(state)
+    if version != VERSION:
+        raise CheckpointError(f"{path}: checkpoint version {version} (this gantui reads 1 to {VERSION})")
     return state
+
+
+def migrate_v1(state: dict[str, Any]) -> dict[str, Any]:
+    """A first-release checkpoint in today's layout: the same run, resumed exactly."""
+    rng = dict(state["rng"])
+    data_rng = rng.pop("data")
+    # Version 1 kept a rollback's halved rates only in the optimisers; now the config holds them.
+    rates = {name: state[opt]["param_groups"][0]["lr"] for name, opt in (("lr_g", "opt_g"), ("lr_d", "opt_d"))}
+    return {
+        "format": FORMAT, "version": VERSION, "config": {**state["config"], **rates}, "step": state["step"],
+        "history": state.get("history", []), "quality": state.get("quality", []), "sets": [],
+        "gan": {key: state[key] for key in ("generator", "discriminator", "opt_g", "opt_d")},
+        "batches": {"epoch": state["epoch"], "pos": state["pos"], "perm": state["perm"], "rng": data_rng},
+        "guard": {"rollbacks": state.get("rollbacks", 0), "d_won": state.get("d_won", 0)},
+        "monitor": {"collapsed": state.get("collapsed", 0), "collapse_armed": state.get("collapse_armed", False)},
+        "fixed_noise": state["fixed_noise"], "rng": rng,
+    }

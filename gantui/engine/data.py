@@ -18,12 +18,12 @@ def load_mnist_arrays(split: str = "train") -> tuple[np.ndarray, np.ndarray]:
             return archive[f"{split}_images"], archive[f"{split}_labels"]
 
 
-def load_dataset(name: str, device: torch.device) -> torch.Tensor:
-    """The training images as a (N, 1, 28, 28) uint8 tensor resident on `device`."""
+def load_dataset(name: str, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The training images as a (N, 1, 28, 28) uint8 tensor and their (N,) int64 labels, on `device`."""
     if name != "mnist":
         raise ValueError(f"unknown dataset {name!r}")
-    images, _ = load_mnist_arrays("train")
-    return torch.from_numpy(images).unsqueeze(1).to(device)
+    images, labels = load_mnist_arrays("train")
+    return torch.from_numpy(images).unsqueeze(1).to(device), torch.from_numpy(labels).long().to(device)
 
 
 def normalise(batch: torch.Tensor) -> torch.Tensor:

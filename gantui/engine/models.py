@@ -1,4 +1,9 @@
-"""The DCGAN of the reference design: 28x28 grey images, a 100-d latent, logits out of D."""
+"""The DCGAN of the reference design: 28x28 grey images, a 100-d latent, logits out of D.
+
+With `classes`, both are class-conditional: G gets a label embedding beside its latent, and D is
+a projection discriminator (Miyato & Koyama 2018): its score plus the inner product of a label
+embedding with its features.
+"""
 from __future__ import annotations
 
 import torch
@@ -52,11 +57,16 @@ class ConvTranspose2d(nn.ConvTranspose2d):
         return _Stride1ConvTranspose.apply(x.to(dtype), self.weight.to(dtype), bias, self.padding)
 
 
+LABEL_DIM = 50  # G's label embedding, concatenated to the latent
+
+
 class Generator(nn.Module):
-    def __init__(self, z_dim: int = 100) -> None:
+    def __init__(self, z_dim: int = 100, classes: int = 0) -> None:
         super().__init__()
+        self.z_dim, self.classes = z_dim, classes
+        self.embed = nn.Embedding(classes, LABEL_DIM) if classes else None
         self.project = nn.Sequential(
-            nn.Linear(z_dim, 7 * 7 * 256, bias=False),
+            nn.Linear(z_dim + (LABEL_DIM if classes else 0), 7 * 7 * 256, bias=False),
             nn.BatchNorm1d(7 * 7 * 256),
             nn.LeakyReLU(0.2, inplace=True),
         )
@@ -71,7 +81,9 @@ class Generator(nn.Module):
             nn.Tanh(),
         )
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        if self.embed is not None:
+            z = torch.cat((z, self.embed(labels).to(z.dtype)), dim=1)
         return self.deconv(self.project(z).view(-1, 256, 7, 7))
 
 
@@ -97,8 +109,11 @@ class Dropout(nn.Dropout):
 
 
 class Discriminator(nn.Module):
-    def __init__(self) -> None:
+    def __init__(self, classes: int = 0) -> None:
         super().__init__()
+        self.embed = nn.Embedding(classes, 128 * 7 * 7) if classes else None
+        if self.embed is not None:  # small, like the layers: the projection starts as a nudge
+            nn.init.normal_(self.embed.weight, 0.0, 0.02)
         self.net = nn.Sequential(
             nn.Conv2d(1, 64, 5, stride=2, padding=2),
             nn.LeakyReLU(0.2, inplace=True),
@@ -110,8 +125,23 @@ class Discriminator(nn.Module):
             nn.Linear(128 * 7 * 7, 1),
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x).squeeze(1)
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        if self.embed is None:
+            return self.net(x).squeeze(1)
+        features = self.net[:-1](x)
+        projection = (self.embed(labels).to(features.dtype) * features).sum(dim=1)
+        return self.net[-1](features).squeeze(1) + projection
+
+
+def add_spectral_norm(D: nn.Module) -> nn.Module:
+    """Spectral normalisation (Miyato et al. 2018) on every convolution and linear layer of D,
+    after initialisation (it reparametrises the weights it finds)."""
+    from torch.nn.utils.parametrizations import spectral_norm
+
+    for module in D.modules():
+        if isinstance(module, nn.Conv2d | nn.Linear | nn.Embedding):
+            spectral_norm(module)
+    return D
 
 
 def init_weights(module: nn.Module) -> None:

@@ -1,4 +1,4 @@
-"""`gantui sample`: images from a checkpoint's generator."""
+"""`gantui sample` and `gantui eval`: images from a checkpoint's generator (its EMA when it has one)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -12,23 +12,40 @@ from gantui.engine.device import resolve_device
 from gantui.engine.models import Generator
 
 
-def load_generator(checkpoint: str | Path, device: torch.device) -> Generator:
+def load_generator(checkpoint: str | Path, device: torch.device) -> tuple[Generator, dict]:
+    """The generator that the run's previews and grids showed, in eval mode, and the run's config."""
     state = load_checkpoint(checkpoint)
-    G = Generator(state["config"]["z_dim"])
+    config = state["config"]
+    G = Generator(config["z_dim"], 10 if config.get("conditional") else 0)
+    weights = state["gan"].get("ema") or state["gan"]["generator"]
     try:
-        G.load_state_dict(state["generator"])
+        G.load_state_dict(weights)
     except (RuntimeError, KeyError) as err:
         raise CheckpointError(f"{checkpoint}: generator weights do not fit the model ({type(err).__name__})") from None
-    return G.to(device).eval()
+    return G.to(device).eval(), config
 
 
-def generate(checkpoint: str | Path, n: int, seed: int = 0, device: str = "cpu", batch: int = 1024) -> np.ndarray:
-    """n images as uint8 (n, 28, 28); the same seed gives the same images."""
+def generate(checkpoint: str | Path, n: int, seed: int = 0, device: str = "cpu", batch: int = 1024,
+             digit: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """n images as uint8 (n, 28, 28), and the digits asked for when the G is conditional (`digit`,
+    or 0-9 in turn); the same seed gives the same images."""
     dev = resolve_device(device)
-    G = load_generator(checkpoint, dev)
-    noise = torch.randn(n, G.project[0].in_features, generator=torch.Generator().manual_seed(seed))
+    G, config = load_generator(checkpoint, dev)
+    if digit is not None and not G.classes:
+        raise CheckpointError(f"{checkpoint}: --digit needs a conditional run (trained with --conditional)")
+    gen = torch.Generator().manual_seed(seed)
+    if config.get("noise") == "uniform":
+        noise = torch.rand(n, G.z_dim, generator=gen) * 2 - 1
+    else:
+        noise = torch.randn(n, G.z_dim, generator=gen)
+    labels = None
+    if G.classes:
+        labels = torch.full((n,), digit) if digit is not None else torch.arange(n) % G.classes
+    chunks = labels.split(batch) if labels is not None else [None] * len(noise.split(batch))
     with torch.no_grad():
-        return np.concatenate([to_uint8(G(chunk.to(dev))) for chunk in noise.split(batch)])
+        images = np.concatenate([to_uint8(G(z.to(dev)) if y is None else G(z.to(dev), y.to(dev)))
+                                 for z, y in zip(noise.split(batch), chunks)])
+    return images, (labels.numpy() if labels is not None else None)
 
 
 def write_samples(images: np.ndarray, out: Path) -> None:

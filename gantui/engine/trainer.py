@@ -1,50 +1,36 @@
-"""The training loop, its controls and its events.
+"""The training loop: set-up, a loop that calls the parts, finish.
 
-`Trainer.run()` is meant for one background thread. Other threads steer it only through
-the control methods (pause, resume, save, resample, stop), which touch nothing but a
-`threading.Event` and a `queue.Queue`; the loop applies them between steps. Previews are
-generated only when a `PreviewSource` (the run's hub) says a consumer wants them.
+`Trainer.run()` is meant for one background thread. Other threads steer it only through the
+control methods (pause, resume, save, resample, set, stop), which touch nothing but a
+`threading.Event` and a `queue.Queue`; the loop applies them between steps. The parts: the GAN
+(`gan.py`: networks, optimisers, objective, one step), the batch stream, the meter, the guard,
+the monitor (quality, collapse), the artifacts (checkpoints, grids).
 """
 from __future__ import annotations
 
-import errno
-import math
 import queue
 import random
-import shutil
 import threading
 import time
 import traceback
 from collections import deque
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, Protocol
 
 import torch
-from torch import nn
 
 from gantui import events as ev
-from gantui.common import HISTORY, rare_digits
+from gantui.common import HISTORY
 from gantui.config import Config, default_eval_every
-from gantui.engine.checkpoint import link_latest, load_checkpoint, save_checkpoint
-from gantui.engine.data import load_dataset, normalise, to_uint8
+from gantui.engine.artifacts import Artifacts
+from gantui.engine.batches import BatchStream
+from gantui.engine.checkpoint import load_checkpoint
+from gantui.engine.data import load_dataset, to_uint8
 from gantui.engine.device import configure_backend, resolve_device, use_bf16
-from gantui.engine.models import Discriminator, Generator, init_weights
+from gantui.engine.gan import GAN
+from gantui.engine.guard import MAX_ROLLBACKS, Guard
+from gantui.engine.monitor import EvaluationOff, Monitor
 from gantui.rundir import RunDir, default_run_dir
-
-METRIC_KEYS = ("loss_d", "loss_g", "d_real", "d_fake", "acc_real", "acc_fake")
-MAX_ROLLBACKS = 3  # then the run stops as "diverged"
-D_WON_INTERVALS = 5  # logging intervals of D loss ~0 and D(G(z)) ~0 that count as collapse
-GRAD_NORM_LIMIT = 1e4
-QUALITY_KEYS = ("fid", "fid_n", "classes", "kl", "confidence", "score")
-EVAL_BATCH = 500  # latents per generator pass in an evaluation
-# A mode-collapse warning: a digit under 1% of the samples, or the class histogram this far (KL)
-# from MNIST's (one digit missing altogether is about 0.1), at this many evaluations in a row. It is
-# armed by the first healthy evaluation, or after this many epochs: early samples are still blobs,
-# and a classifier sorts blobs unevenly (36% "3" and KL 0.33 at step 1000 of a healthy run).
-COLLAPSE_KL = 0.1
-COLLAPSE_EVALS = 2
-COLLAPSE_ARMED_EPOCHS = 2
 
 
 class PreviewSource(Protocol):
@@ -55,38 +41,25 @@ class PreviewSource(Protocol):
 
 
 class Trainer:
-    def __init__(
-        self,
-        config: Config,
-        emit: Callable[[ev.Event], Any] = lambda event: None,
-        *,
-        resume_state: dict[str, Any] | None = None,
-        previews: PreviewSource | None = None,
-    ) -> None:
+    def __init__(self, config: Config, emit: Callable[[ev.Event], Any] = lambda event: None, *,
+                 resume_state: dict[str, Any] | None = None, previews: PreviewSource | None = None) -> None:
         """`previews`: None generates none (a headless run that nobody serves)."""
-        self.config = config
-        self.emit = emit
-        self.previews = previews
+        self.config, self.emit, self.previews = config, emit, previews
         self.device = resolve_device(config.device)
         self.bf16 = use_bf16(config.precision, self.device)
         self.run_dir = RunDir(config.out or default_run_dir())
+        self.artifacts = Artifacts(self.run_dir, config.keep, emit)
         self._resume_state = resume_state
-        self._commands: queue.Queue[str] = queue.Queue()
+        self._commands: queue.Queue[tuple[str, Any]] = queue.Queue()
         self._running = threading.Event()
         self._running.set()
         self._stop = threading.Event()
         self.step = 0
-        self.epoch = 0  # completed epochs
         self.images_per_s = 0.0
-        self._interval_steps = 0
         self._saved_step = -1
-        self.rollbacks = 0
-        self.diverged: str | None = None
-        self._d_won = 0
         self.history: deque[dict[str, Any]] = deque(maxlen=HISTORY)
         self.quality: deque[dict[str, Any]] = deque(maxlen=HISTORY)  # evaluations, for the Quality pane
-        self._collapsed = 0  # evaluations in a row that looked like mode collapse
-        self._collapse_armed = False
+        self.sets: list[dict[str, Any]] = []  # live changes of settings, for the curves' markers
         # 0: off (also when the classifier files are damaged)
         self.eval_every = default_eval_every(self.device.type) if config.eval_every is None else config.eval_every
 
@@ -105,117 +78,65 @@ class Trainer:
         self.resume() if self.paused else self.pause()
 
     def save(self) -> None:
-        self._commands.put("save")
+        self._commands.put(("save", None))
 
     def resample(self) -> None:
-        self._commands.put("resample")
+        self._commands.put(("resample", None))
+
+    def set(self, values: dict[str, Any]) -> None:
+        """Live settings, checked by config.check_live_values; applied at the next step boundary."""
+        self._commands.put(("set", dict(values)))
 
     def stop(self) -> None:
         self._stop.set()
         self._running.set()  # wake a paused loop so it can finish
+
+    @property
+    def epoch(self) -> int:  # completed epochs
+        return self.batches.epoch if hasattr(self, "batches") else 0
 
     # -- set-up ------------------------------------------------------------------------
     def _setup(self) -> None:
         cfg = self.config
         torch.manual_seed(cfg.seed)
         random.seed(cfg.seed)
-        self.data = load_dataset(cfg.dataset, self.device)
-        self.steps_per_epoch = len(self.data) // cfg.batch_size
+        images, labels = load_dataset(cfg.dataset, self.device)
+        self.batches = BatchStream(images, labels if cfg.conditional else None, cfg.batch_size, cfg.seed)
+        self.steps_per_epoch = len(images) // (cfg.batch_size * cfg.d_steps)
         if self.steps_per_epoch == 0:
-            raise ValueError(f"batch size {cfg.batch_size} is larger than the dataset ({len(self.data)} images)")
+            raise ValueError(f"batch size {cfg.batch_size} x {cfg.d_steps} D steps is more than the dataset "
+                             f"({len(images)} images)")
         self.total_steps = cfg.steps or cfg.epochs * self.steps_per_epoch
-
         configure_backend(self.device)
-        self.G = Generator(cfg.z_dim)
-        self.D = Discriminator()
-        self.G.apply(init_weights)
-        self.D.apply(init_weights)
-        self.G.to(self.device)
-        self.D.to(self.device)
-        self.G_fwd, self.D_fwd = (torch.compile(self.G), torch.compile(self.D)) if cfg.compile else (self.G, self.D)
-        # One kernel for the whole update, not one per op; None leaves torch's default elsewhere.
-        fused = self.device.type in ("cuda", "cpu") or None
-        betas = (cfg.beta1, cfg.beta2)
-        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=cfg.lr, betas=betas, fused=fused)
-        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=cfg.lr, betas=betas, fused=fused)
-        self.loss = nn.BCEWithLogitsLoss()
-        bs = cfg.batch_size
-        self.ones = torch.ones(bs, device=self.device)
-        self.labels_d = torch.cat((self.ones, torch.zeros(bs, device=self.device)))  # real, then fake
-        self._sums = torch.zeros(len(METRIC_KEYS), device=self.device)
-
-        # Separate generators: shuffling and preview noise never disturb the training RNG.
-        self.data_gen = torch.Generator().manual_seed(cfg.seed)
+        self.gan = GAN(cfg, self.device, self.bf16, classes=10)
+        self.guard = Guard(self.gan.objective)
+        # Separate generators: preview and evaluation noise never disturb the training RNG. The fixed
+        # noise drives the sample grids (comparable over the run); `r` replaces only the preview's copy.
         self.preview_gen = torch.Generator().manual_seed(cfg.seed + 1)
-        # The fixed noise drives the sample grids (comparable over the run); the live preview starts
-        # from it and `r` replaces only the preview's copy.
-        self.fixed_noise = torch.randn(cfg.preview_count, cfg.z_dim, generator=self.preview_gen)
-        self.perm = torch.randperm(len(self.data), generator=self.data_gen)
-        self.pos = 0
-        # The evaluation's latents: fixed by the seed, so evaluations compare across a run and a resume.
+        self.fixed_noise = self.gan.noise(cfg.preview_count, self.preview_gen, torch.device("cpu"))
+        self.fixed_labels = self._grid_labels(cfg.preview_count)
         eval_gen = torch.Generator().manual_seed(cfg.seed + 2)
-        self.eval_noise = torch.randn(cfg.eval_n, cfg.z_dim, generator=eval_gen).to(self.device)
-
+        eval_labels = torch.arange(cfg.eval_n, device=self.device) % 10 if cfg.conditional else None
+        self.monitor = Monitor(self.gan.noise(cfg.eval_n, eval_gen, torch.device("cpu")).to(self.device),
+                               eval_labels, self.device, self.bf16)
         resumed = self._resume_state is not None
         if resumed:
             self._load_state(self._resume_state)
             self._resume_state = None
-        else:
-            self._fixed_noise_dev = self.fixed_noise.to(self.device)
-            self._perm_dev = self.perm.to(self.device)
+        self._fixed_noise_dev = self.fixed_noise.to(self.device)
         self._preview_noise_dev = self._fixed_noise_dev
-
         self.run_dir.create()
         self.run_dir.write_status("training", step=self.step, total_steps=self.total_steps)
-        self.run_dir.write_config({**cfg.to_dict(), "out": str(self.run_dir.path), "resolved_device": str(self.device)})
+        self.run_dir.write_config({**cfg.to_dict(), "out": str(self.run_dir.path),
+                                   "resolved_device": str(self.device), "schema": self.gan.schema()})
         if resumed:
             self._event({"event": "resume", "step": self.step, "from": cfg.resume})
 
-    # -- the step ----------------------------------------------------------------------
-    def _next_batch(self) -> torch.Tensor:
-        bs = self.config.batch_size
-        if self.pos + bs > len(self.perm):  # a new epoch; the ragged tail is dropped
-            self.epoch += 1
-            self.perm = torch.randperm(len(self.data), generator=self.data_gen)
-            self._perm_dev = self.perm.to(self.device)
-            self.pos = 0
-        idx = self._perm_dev[self.pos : self.pos + bs]
-        self.pos += bs
-        return normalise(self.data[idx])
-
-    def _autocast(self) -> torch.autocast:
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
-
-    def _train_step(self) -> None:
-        bs = self.config.batch_size
-        real = self._next_batch()
-        z = torch.randn(bs, self.config.z_dim, device=self.device)
-        with self._autocast():
-            fake = self.G_fwd(z)
-            # Discriminator step, real -> 1 and fake -> 0 in one batch: D has no batch norm, so this
-            # is the two usual passes in one; the mean over both halves is half their sum.
-            logits = self.D_fwd(torch.cat((real.to(fake.dtype), fake.detach()))).float()
-            loss_d = 2 * self.loss(logits, self.labels_d)
-        self.opt_d.zero_grad(set_to_none=True)
-        loss_d.backward()
-        self.opt_d.step()
-
-        # Generator step (non-saturating): D is frozen, so it gets no gradients and no update.
-        self.D.requires_grad_(False)
-        with self._autocast():
-            loss_g = self.loss(self.D_fwd(fake).float(), self.ones)
-        self.opt_g.zero_grad(set_to_none=True)
-        loss_g.backward()
-        self.opt_g.step()
-        self.D.requires_grad_(True)
-
-        with torch.no_grad():  # accumulate on the device; read every log_every steps
-            logit_real, logit_fake = logits[:bs], logits[bs:]
-            self._sums += torch.stack((
-                loss_d, loss_g,
-                torch.sigmoid(logit_real).mean(), torch.sigmoid(logit_fake).mean(),
-                (logit_real > 0).float().mean(), (logit_fake < 0).float().mean(),
-            )).float()
+    def _grid_labels(self, n: int) -> torch.Tensor | None:
+        """A conditional run's grids: one row per digit."""
+        if not self.config.conditional:
+            return None
+        return torch.arange(10, device=self.device).repeat_interleave(max(n // 10, 1))
 
     # -- the loop ----------------------------------------------------------------------
     def run(self) -> ev.Finished:
@@ -225,34 +146,206 @@ class Trainer:
             return self._finish(ev.Finished("error", self.step, error=f"{type(err).__name__}: {err}"))
         self.emit(ev.Started(
             run_dir=str(self.run_dir.path), device=str(self.device), step=self.step,
-            total_steps=self.total_steps, steps_per_epoch=self.steps_per_epoch,
-            config=self.config.to_dict(), history=list(self.history), quality=list(self.quality),
-            epoch=self.epoch, images_per_s=self.images_per_s,
-        ))
+            total_steps=self.total_steps, steps_per_epoch=self.steps_per_epoch, config=self.config.to_dict(),
+            history=list(self.history), quality=list(self.quality), epoch=self.epoch,
+            images_per_s=self.images_per_s, schema=self.gan.schema(), sets=list(self.sets)))
         try:
             self._loop()
-            if self._interval_steps and not self.diverged:
+            if self.gan.meter.steps and not self.guard.diverged:
                 self._log()
         except Exception as err:
-            try:
-                (self.run_dir.path / "error.log").write_text(traceback.format_exc())
-            except OSError:  # a full disk: the one-line message below still goes out
-                pass
-            message = f"{type(err).__name__}: {err}"
-            if isinstance(err, torch.OutOfMemoryError):
-                message = (f"out of {self.device.type.upper()} memory at batch size {self.config.batch_size}; "
-                           f"try --batch-size {max(self.config.batch_size // 2, 1)}")
-            last = self.run_dir.last if self.run_dir.last.exists() else None
-            return self._finish(ev.Finished("error", self.step, checkpoint=str(last) if last else None, error=message))
-        if self.diverged:
+            return self._failed(err)
+        if self.guard.diverged:
             return self._finish(ev.Finished("diverged", self.step, checkpoint=str(self.run_dir.last),
-                                            error=f"diverged {MAX_ROLLBACKS + 1} times: {self.diverged}"))
+                                            error=f"diverged {MAX_ROLLBACKS + 1} times: {self.guard.diverged}"))
         reason = "stopped" if self._stop.is_set() else "done"
         if reason == "done" and self.eval_every and (not self.quality or self.quality[-1]["step"] != self.step):
             self._evaluate()  # the figures for the finished run
         if self._saved_step != self.step:
             self._save("final")
         return self._finish(ev.Finished(reason, self.step, checkpoint=str(self.run_dir.last)))
+
+    def _loop(self) -> None:
+        cfg = self.config
+        self._interval_start, self._interval_images = time.perf_counter(), 0
+        if not self.run_dir.last.exists():
+            self._save("start")  # a rollback target from the first step on
+        if cfg.compile:
+            self.emit(ev.Notice("compiling G and D (torch.compile): the first steps take a while"))
+        while self.step < self.total_steps and not self.guard.diverged:
+            self._apply_commands()
+            if not self._running.is_set():
+                self._wait_while_paused()
+            if self._stop.is_set():
+                break
+            self._train_step()
+            self.step += 1
+            self._interval_images += cfg.batch_size * cfg.d_steps
+            if self.step == cfg.fault_nan_step and not self.guard.rollbacks:  # test hook: a loss goes NaN
+                self.gan.meter.sums.fill_(float("nan"))
+            if self.step % cfg.log_every == 0:
+                self._log()
+                if self._check_health():
+                    continue
+            if self.step % cfg.sample_every == 0:
+                self._save_grid()
+            if self.eval_every and self.step % self.eval_every == 0:
+                self._evaluate()
+            if self.step % cfg.save_every == 0:
+                self._save("periodic")
+            if self.previews is not None and (count := self.previews.previews_due()):
+                self._preview(count)
+
+    def _train_step(self) -> None:
+        self.gan.step(self.batches)
+
+    def _apply_commands(self) -> None:
+        """The commands queued since the last step, each kind once (a flood of saves is one save;
+        settings merge, the newest value of each winning)."""
+        pending: dict[str, Any] = {}
+        while True:
+            try:
+                kind, value = self._commands.get_nowait()
+            except queue.Empty:
+                break
+            pending[kind] = {**pending.get(kind, {}), **value} if kind == "set" else value
+        if "set" in pending:
+            self._set(pending["set"])
+        if "resample" in pending:
+            noise = self.gan.noise(self.config.preview_count, self.preview_gen, torch.device("cpu"))
+            self._preview_noise_dev = noise.to(self.device)
+            self.emit(ev.Notice("preview noise resampled"))
+            if self.previews is not None:
+                self._preview(self.config.preview_count)
+        if "save" in pending:
+            self._save("manual")
+
+    def _set(self, values: dict[str, Any]) -> None:
+        for key in [k for k in ("gp", "r1") if values.get(k) and k not in self.gan.penalties]:
+            self.emit(ev.Notice(f"--{key} was off when this run started, so it cannot be turned on live: "
+                                f"resume with --resume RUN --{key} {values.pop(key):g}", "error"))
+        changed = {k: v for k, v in values.items() if getattr(self.config, k) != v}
+        if not changed:
+            return
+        self.gan.apply(changed)
+        row = {"event": "set", "step": self.step, "values": changed}
+        self.sets.append(row)
+        self._event(row)
+        self.emit(ev.Settings(self.step, changed))
+
+    def _wait_while_paused(self) -> None:
+        self._write_status("paused")
+        self.emit(ev.Paused(True, self.step))
+        if self.gan.meter.steps:
+            self._log()  # so the numbers on screen are current while paused
+        while not self._running.wait(0.05):  # a timeout, so commands still work while paused
+            self._apply_commands()
+        self._apply_commands()
+        self._interval_start, self._interval_images = time.perf_counter(), 0  # paused time is not training time
+        if self._stop.is_set():
+            return  # woken to stop, not resumed: Finished comes next
+        self._write_status("training")
+        self.emit(ev.Paused(False, self.step))
+
+    # -- the parts' outputs ------------------------------------------------------------
+    def _log(self) -> None:
+        steps = self.gan.meter.steps
+        row: dict[str, Any] = {"step": self.step, "epoch": self.epoch + 1, **self.gan.read()}
+        elapsed = max(time.perf_counter() - self._interval_start, 1e-9)
+        self.images_per_s = self._interval_images / elapsed
+        row.update(images_per_s=self.images_per_s, steps_per_s=steps / elapsed, time=time.time())
+        if self.device.type == "cuda":  # a host-side counter: no sync
+            row["gpu_mem_mb"] = torch.cuda.max_memory_allocated(self.device) / 2**20
+        self._interval_start, self._interval_images = time.perf_counter(), 0
+        self.history.append(row)
+        self._event(row)
+        self.emit(ev.Metrics(row))
+
+    def _check_health(self) -> bool:
+        """The divergence guard, at each metrics read: True when it rolled back or gave up."""
+        keys = [key for key in self.gan.meter.keys if key in self.history[-1]]
+        problem = self.guard.problem(self.history[-1], keys)
+        if problem is None:
+            return False
+        if self.guard.diverged:
+            self._event({"event": "diverged", "step": self.step, "reason": problem})
+            self.emit(ev.Notice(f"diverged at step {self.step} ({problem}); stopping", "error"))
+            return True
+        bad_step = self.step
+        self._load_state(load_checkpoint(self.run_dir.last), history=False)
+        self.guard.rolled_back()
+        self.gan.halve_lr()  # of the current rates, never more
+        self.gan.meter.reset()
+        self._interval_start, self._interval_images = time.perf_counter(), 0
+        lr = self.config.lr_g
+        self._event({"event": "rollback", "step": bad_step, "to_step": self.step, "reason": problem, "lr": lr})
+        self.emit(ev.Notice(f"{problem} at step {bad_step}: rolled back to step {self.step}, "
+                            f"learning rate halved to {lr:.3g} ({self.guard.rollbacks}/{MAX_ROLLBACKS})", "warning"))
+        return True
+
+    def _event(self, row: dict[str, Any]) -> None:
+        """A line of metrics.jsonl: metrics, or an event (a resume, a rollback, a set, a divergence)."""
+        try:
+            self.run_dir.append_metrics({"time": time.time(), **row})
+        except OSError as err:
+            self.emit(ev.Notice(f"metrics.jsonl not written: {err.strerror or err}", "error"))
+
+    def _evaluate(self) -> None:
+        try:
+            row = self.monitor.evaluate(self.gan.generate, self.step, self.epoch)
+        except EvaluationOff as err:
+            self.eval_every = 0
+            self.emit(ev.Notice(f"quality evaluation turned off: {err}", "error"))
+            return
+        self.quality.append(row)
+        self._event(row)
+        self.emit(ev.Quality(row))
+        if warning := self.monitor.warning(row):
+            pausing = self.config.on_collapse == "pause"
+            self.emit(ev.Notice(warning + ("; pausing (--on-collapse pause)" if pausing else ""), "warning"))
+            if pausing:
+                self.pause()
+
+    def _preview(self, count: int) -> None:
+        start = time.perf_counter()
+        count = max(1, min(count, self.config.preview_count))
+        labels = self.fixed_labels
+        if labels is not None:  # every digit's row, however few tiles show
+            count = len(labels)
+        noise = self._preview_noise_dev[:count]
+        images = to_uint8(self.gan.generate(noise, labels))
+        self.emit(ev.Preview(self.step, images, source="EMA G" if self.gan.ema is not None else "G",
+                             row=len(self.fixed_labels) // 10 if self.fixed_labels is not None else 0))
+        self.previews.preview_cost(time.perf_counter() - start)
+
+    def _save_grid(self):
+        images = self.gan.generate(self._fixed_noise_dev, self.fixed_labels)
+        nrow = len(self.fixed_labels) // 10 if self.fixed_labels is not None else 8
+        return self.artifacts.save_grid(images, self.step, nrow)
+
+    def _save(self, reason: str) -> None:
+        """A checkpoint (and with `s` a grid); a failure is reported and training goes on."""
+        if not self.gan.finite():
+            self.emit(ev.Notice(f"checkpoint at step {self.step} skipped: non-finite weights", "error"))
+            return
+        path = self.artifacts.save_checkpoint(self.state_dict(), self.step)
+        if path is None:
+            return
+        grid = self._save_grid() if reason == "manual" else None
+        self._saved_step = self.step
+        self.emit(ev.Saved(self.step, str(path), str(grid) if grid else None, reason))
+
+    def _failed(self, err: Exception) -> ev.Finished:
+        try:
+            (self.run_dir.path / "error.log").write_text(traceback.format_exc())
+        except OSError:  # a full disk: the one-line message still goes out
+            pass
+        message = f"{type(err).__name__}: {err}"
+        if isinstance(err, torch.OutOfMemoryError):
+            message = (f"out of {self.device.type.upper()} memory at batch size {self.config.batch_size}; "
+                       f"try --batch-size {max(self.config.batch_size // 2, 1)}")
+        last = self.run_dir.last if self.run_dir.last.exists() else None
+        return self._finish(ev.Finished("error", self.step, checkpoint=str(last) if last else None, error=message))
 
     def _finish(self, finished: ev.Finished) -> ev.Finished:
         try:
@@ -263,265 +356,43 @@ class Trainer:
         self.emit(finished)
         return finished
 
-    def _loop(self) -> None:
-        cfg = self.config
-        self._interval_steps = 0
-        self._interval_start = time.perf_counter()
-        if not self.run_dir.last.exists():
-            self._save("start")  # a rollback target from the first step on
-        if self.config.compile:
-            self.emit(ev.Notice("compiling G and D (torch.compile): the first steps take a while"))
-        while self.step < self.total_steps and not self.diverged:
-            self._apply_commands()
-            if not self._running.is_set():
-                self._wait_while_paused()
-            if self._stop.is_set():
-                break
-            self._train_step()
-            self.step += 1
-            self._interval_steps += 1
-            if self.step == cfg.fault_nan_step and not self.rollbacks:  # test hook: a loss goes NaN
-                self._sums.fill_(float("nan"))
-            if self.step % cfg.log_every == 0:
-                self._log()
-                if self._check_health():
-                    continue
-            if self.step % cfg.sample_every == 0:
-                self._save_grid(report=True)
-            if self.eval_every and self.step % self.eval_every == 0:
-                self._evaluate()
-            if self.step % cfg.save_every == 0:
-                self._save("periodic")
-            if self.previews is not None and (count := self.previews.previews_due()):
-                self._preview(count)
-
-    def _apply_commands(self) -> None:
-        """The commands queued since the last step, each kind once (a flood of saves is one save)."""
-        pending: set[str] = set()
-        while True:
-            try:
-                pending.add(self._commands.get_nowait())
-            except queue.Empty:
-                break
-        if "resample" in pending:
-            noise = torch.randn(self.config.preview_count, self.config.z_dim, generator=self.preview_gen)
-            self._preview_noise_dev = noise.to(self.device)
-            self.emit(ev.Notice("preview noise resampled"))
-            if self.previews is not None:
-                self._preview(self.config.preview_count)
-        if "save" in pending:
-            self._save("manual")
-
-    def _wait_while_paused(self) -> None:
-        self._write_status("paused")
-        self.emit(ev.Paused(True, self.step))
-        if self._interval_steps:
-            self._log()  # so the numbers on screen are current while paused
-        while not self._running.wait(0.05):  # a timeout, so commands still work while paused
-            self._apply_commands()
-        self._apply_commands()
-        self._interval_start = time.perf_counter()  # paused time is not training time
-        if self._stop.is_set():
-            return  # woken to stop, not resumed: Finished comes next (the log said "resumed" before it)
-        self._write_status("training")
-        self.emit(ev.Paused(False, self.step))
-
     def _write_status(self, state: str) -> None:
         try:
             self.run_dir.write_status(state, step=self.step, total_steps=self.total_steps)
         except OSError as err:
             self.emit(ev.Notice(f"status.json not written: {err.strerror or err}", "error"))
 
-    # -- outputs -----------------------------------------------------------------------
-    def _log(self) -> None:
-        grads = [p.grad for p in (*self.G.parameters(), *self.D.parameters()) if p.grad is not None]
-        grad_norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])) if grads \
-            else torch.zeros((), device=self.device)
-        *sums, self.grad_norm = torch.cat((self._sums / self._interval_steps, grad_norm.reshape(1))).tolist()
-        self._sums.zero_()  # the tolist above is the one host-device sync of the interval
-        elapsed = time.perf_counter() - self._interval_start
-        self.images_per_s = self._interval_steps * self.config.batch_size / max(elapsed, 1e-9)
-        row = {"step": self.step, "epoch": self.epoch + 1, **dict(zip(METRIC_KEYS, sums)),
-               "images_per_s": self.images_per_s, "time": time.time()}
-        if self.device.type == "cuda":  # a host-side counter: no sync
-            row["gpu_mem_mb"] = torch.cuda.max_memory_allocated(self.device) / 2**20
-        self._interval_steps = 0
-        self._interval_start = time.perf_counter()
-        self.history.append(row)
-        self._event(row)
-        self.emit(ev.Metrics(row))
-
-    def _check_health(self) -> bool:
-        """The divergence guard, at each metrics read: True when it rolled the run back."""
-        row = self.history[-1]
-        problem = None
-        if not all(math.isfinite(row[k]) for k in METRIC_KEYS) or not math.isfinite(self.grad_norm):
-            problem = "non-finite loss or gradient"
-        elif self.grad_norm > GRAD_NORM_LIMIT:
-            problem = f"gradient norm {self.grad_norm:.3g} above {GRAD_NORM_LIMIT:g}"
-        else:
-            won = row["loss_d"] < 0.01 and row["d_fake"] < 0.01
-            self._d_won = self._d_won + 1 if won else 0
-            if self._d_won >= D_WON_INTERVALS:
-                problem = f"discriminator won outright for {D_WON_INTERVALS} intervals"
-        if problem is None:
-            return False
-        if self.rollbacks >= MAX_ROLLBACKS:
-            self.diverged = problem
-            self._event({"event": "diverged", "step": self.step, "reason": problem})
-            self.emit(ev.Notice(f"diverged at step {self.step} ({problem}); stopping", "error"))
-            return True
-        self._rollback(problem)
-        return True
-
-    def _rollback(self, problem: str) -> None:
-        bad_step = self.step
-        rates = [[group["lr"] for group in opt.param_groups] for opt in (self.opt_g, self.opt_d)]
-        self._load_state(load_checkpoint(self.run_dir.last), history=False)
-        self.rollbacks += 1
-        self._d_won = 0
-        self._sums.zero_()
-        self._interval_steps = 0
-        self._interval_start = time.perf_counter()
-        for opt, before in zip((self.opt_g, self.opt_d), rates):  # half of what they were, never more
-            for group, lr in zip(opt.param_groups, before):
-                group["lr"] = lr * 0.5
-        lr = self.opt_g.param_groups[0]["lr"]
-        self._event({"event": "rollback", "step": bad_step, "to_step": self.step, "reason": problem, "lr": lr})
-        self.emit(ev.Notice(f"{problem} at step {bad_step}: rolled back to step {self.step}, "
-                            f"learning rate halved to {lr:.3g} ({self.rollbacks}/{MAX_ROLLBACKS})", "warning"))
-
-    def _event(self, row: dict[str, Any]) -> None:
-        """A line of metrics.jsonl: metrics, or an event (a resume, a rollback, a divergence)."""
-        try:
-            self.run_dir.append_metrics({"time": time.time(), **row})
-        except OSError as err:
-            self.emit(ev.Notice(f"metrics.jsonl not written: {err.strerror or err}", "error"))
-
-    def _evaluate(self) -> None:
-        """Score images from the fixed evaluation latents; a row in metrics.jsonl and a Quality event."""
-        from gantui.evaluation.classifier import EvaluatorError
-        from gantui.evaluation.metrics import evaluate  # late: the classifier loads on first use
-
-        start = time.perf_counter()
-        images = torch.cat([self._generate(z).float() for z in self.eval_noise.split(EVAL_BATCH)])
-        try:
-            # Building the classifier (at the first evaluation) draws from torch's global RNG:
-            # training's stream must not see it, or a resumed run would differ from a straight one.
-            with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
-                figures = evaluate(images, str(self.device), bf16=self.bf16)
-        except EvaluatorError as err:
-            self.eval_every = 0
-            self.emit(ev.Notice(f"quality evaluation turned off: {err}", "error"))
-            return
-        missing = rare_digits(figures["hist"])
-        looks_collapsed = bool(missing) or figures["kl"] > COLLAPSE_KL
-        self._collapse_armed |= not looks_collapsed or self.epoch >= COLLAPSE_ARMED_EPOCHS
-        self._collapsed = self._collapsed + 1 if looks_collapsed and self._collapse_armed else 0
-        row = {"event": "quality", "step": self.step, "epoch": self.epoch + 1, **figures,
-               "collapse": self._collapsed >= COLLAPSE_EVALS, "eval_s": time.perf_counter() - start}
-        self.quality.append(row)
-        self._event(row)
-        self.emit(ev.Quality(row))
-        if self._collapsed == COLLAPSE_EVALS:
-            rare = f"digits {', '.join(map(str, missing))} under 1% of samples, " if missing else ""
-            self.emit(ev.Notice(f"possible mode collapse at step {self.step}: {rare}KL {figures['kl']:.3f} "
-                                f"from MNIST's classes, {COLLAPSE_EVALS} evaluations in a row", "warning"))
-
-    def _generate(self, noise: torch.Tensor) -> torch.Tensor:
-        """G's images for `noise`, in eval mode and without grad. Always the eager G: a compiled one
-        would recompile for each new batch size and for eval mode."""
-        self.G.eval()
-        with torch.no_grad(), self._autocast():
-            images = self.G(noise)
-        self.G.train()
-        return images
-
-    def _preview(self, count: int) -> None:
-        start = time.perf_counter()
-        count = max(1, min(count, self.config.preview_count))
-        self.emit(ev.Preview(self.step, to_uint8(self._generate(self._preview_noise_dev[:count]))))
-        self.previews.preview_cost(time.perf_counter() - start)
-
-    def _save_grid(self, report: bool = False) -> Path | None:
-        """The fixed noise's grid in samples/; with `report`, a failure (a full disk) is a notice."""
-        from torchvision.utils import save_image  # imported late: it costs a second at start-up
-
-        path = self.run_dir.sample_path(self.step)
-        try:
-            save_image(self._generate(self._fixed_noise_dev).float(), path, nrow=8, normalize=True,
-                       value_range=(-1, 1))
-        except OSError as err:
-            if not report:
-                raise
-            path.unlink(missing_ok=True)
-            self.emit(ev.Notice(f"sample grid at step {self.step} not written ({err.strerror or err})", "error"))
-            return None
-        return path
-
-    def _save(self, reason: str) -> Path | None:
-        """Save a checkpoint; a failure (a full disk, bad weights) is reported and training goes on."""
-        path = self.run_dir.checkpoint_path(self.step)
-        params = (*self.G.parameters(), *self.D.parameters())
-        if not bool(torch.stack([p.isfinite().all() for p in params]).all()):  # one sync, not one per tensor
-            self.emit(ev.Notice(f"checkpoint at step {self.step} skipped: non-finite weights", "error"))
-            return None
-        try:
-            free = shutil.disk_usage(self.run_dir.checkpoints).free
-            if self.run_dir.last.exists() and free < 2 * self.run_dir.last.stat().st_size:
-                raise OSError(errno.ENOSPC, f"only {free / 1e6:.0f} MB free")
-            save_checkpoint(self.state_dict(), path)
-            link_latest(path, self.run_dir.last)
-            self.run_dir.prune_checkpoints(self.config.keep)
-            grid = self._save_grid(report=True) if reason == "manual" else None
-        except OSError as err:
-            self.emit(ev.Notice(f"checkpoint at step {self.step} not saved ({err.strerror or err}); "
-                                "the previous one is intact", "error"))
-            return None
-        self._saved_step = self.step
-        self.emit(ev.Saved(self.step, str(path), str(grid) if grid else None, reason))
-        return path
-
     # -- state -------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         """Everything an exact resume needs, as plain tensors and data (weights_only-safe)."""
         rng: dict[str, Any] = {"torch": torch.get_rng_state(), "python": list(random.getstate()[1]),
-                               "data": self.data_gen.get_state(), "preview": self.preview_gen.get_state()}
+                               "preview": self.preview_gen.get_state()}
         if self.device.type == "cuda":
             rng["cuda"] = torch.cuda.get_rng_state(self.device)
-        return {
-            "config": self.config.to_dict(),
-            "step": self.step, "epoch": self.epoch, "pos": self.pos, "perm": self.perm.clone(),
-            "generator": self.G.state_dict(), "discriminator": self.D.state_dict(),
-            "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
-            "fixed_noise": self.fixed_noise.clone(), "rng": rng, "history": list(self.history),
-            "quality": list(self.quality), "collapsed": self._collapsed,
-            "collapse_armed": self._collapse_armed, "rollbacks": self.rollbacks, "d_won": self._d_won,
-        }
+        return {"config": self.config.to_dict(), "step": self.step, "history": list(self.history),
+                "quality": list(self.quality), "sets": list(self.sets), "gan": self.gan.state_dict(),
+                "batches": self.batches.state_dict(), "guard": self.guard.state_dict(),
+                "monitor": self.monitor.state_dict(), "fixed_noise": self.fixed_noise.clone(), "rng": rng}
 
     def _load_state(self, state: dict[str, Any], history: bool = True) -> None:
-        self.G.load_state_dict(state["generator"])
-        self.D.load_state_dict(state["discriminator"])
-        self.opt_g.load_state_dict(state["opt_g"])
-        self.opt_d.load_state_dict(state["opt_d"])
-        self.step, self.epoch, self.pos = state["step"], state["epoch"], state["pos"]
-        self.perm = state["perm"]
+        """A checkpoint (checkpoint.load_checkpoint's layout); `history`: also the run's past, and the
+        guard's and monitor's state (a rollback keeps its own)."""
+        self.gan.load_state_dict(state["gan"])
+        self.batches.load_state_dict(state["batches"])
+        self.step = state["step"]
         self.fixed_noise = state["fixed_noise"]
         self._fixed_noise_dev = self.fixed_noise.to(self.device)
-        self._perm_dev = self.perm.to(self.device)
         rng = state["rng"]
         torch.set_rng_state(rng["torch"])
         random.setstate((3, tuple(rng["python"]), None))
-        self.data_gen.set_state(rng["data"])
         self.preview_gen.set_state(rng["preview"])
         if self.device.type == "cuda" and "cuda" in rng:
             torch.cuda.set_rng_state(rng["cuda"], self.device)
         if history:
             self.history.extend(state.get("history", []))
             self.quality.extend(state.get("quality", []))
-            self._collapsed = state.get("collapsed", 0)
-            self._collapse_armed = state.get("collapse_armed", False)
-            self.rollbacks = state.get("rollbacks", 0)  # the guard's limit holds across a resume
-            self._d_won = state.get("d_won", 0)
+            self.sets.extend(state.get("sets", []))
+            self.guard.load_state_dict(state["guard"])  # the guard's limit holds across a resume
+            self.monitor.load_state_dict(state["monitor"])
             rates = [row["images_per_s"] for row in self.history if "images_per_s" in row]
             self.images_per_s = rates[-1] if rates else 0.0  # an estimate until the first interval

@@ -71,8 +71,9 @@ def density_coverage(real: np.ndarray, fake: np.ndarray, k: int = 5, chunk: int 
 
 
 def evaluate(images: torch.Tensor, device: str = "cpu", neighbours: bool = False,
-             bf16: bool = False) -> dict[str, Any]:
-    """All the figures for `images` (N, 1, 28, 28) in [-1, 1]; density and coverage when asked."""
+             bf16: bool = False, labels: torch.Tensor | None = None) -> dict[str, Any]:
+    """All the figures for `images` (N, 1, 28, 28) in [-1, 1]; density and coverage when asked;
+    with the digits they were asked for (`labels`, a conditional G), the share read as asked."""
     stats = real_stats()
     feats, probs = classify(images, device, bf16=bf16)
     n = len(feats)
@@ -88,6 +89,8 @@ def evaluate(images: torch.Tensor, device: str = "cpu", neighbours: bool = False
         "classes": int((hist >= RARE_SHARE).sum()), "kl": kl, "confidence": float(probs.max(1).mean()),
         "score": score, "hist": hist.round(4).tolist(),
     }
+    if labels is not None:
+        result["cond_acc"] = float((probs.argmax(1) == labels.cpu().numpy()).mean())
     if neighbours:
         result["density"], result["coverage"] = density_coverage(stats["features"].astype(np.float64), feats)
     return result

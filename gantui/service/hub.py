@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 from gantui import events as ev
 from gantui.common import HISTORY
+from gantui.config import check_live_values
 
 Deliver = Callable[[ev.Event], Any]
 
@@ -29,6 +30,7 @@ class Controls(Protocol):
     def resume(self) -> None: ...
     def save(self) -> None: ...
     def resample(self) -> None: ...
+    def set(self, values: dict[str, Any]) -> None: ...
     def stop(self) -> None: ...
 
 
@@ -84,6 +86,7 @@ class RunHub:
         self._started_at = 0.0
         self.history: deque[dict[str, Any]] = deque(maxlen=HISTORY)
         self.quality: deque[dict[str, Any]] = deque(maxlen=HISTORY)
+        self.sets: list[dict[str, Any]] = []
         self.preview: ev.Preview | None = None
         self.finished: ev.Finished | None = None
         self.state = "starting"
@@ -106,6 +109,7 @@ class RunHub:
             self.started, self._started_at = event, time.monotonic()
             self.history.extend(event.history)
             self.quality.extend(event.quality)
+            self.sets.extend(event.sets)
             self.step, self.epoch, self.state = event.step, event.epoch, event.state
             self.images_per_s = event.images_per_s
         elif isinstance(event, ev.Metrics):
@@ -116,6 +120,9 @@ class RunHub:
             self.quality.append(event.row)
         elif isinstance(event, ev.Preview):
             self.preview = event
+        elif isinstance(event, ev.Settings):
+            self.sets.append({"step": event.step, "values": event.values})
+            self.started = replace(self.started, config={**self.started.config, **event.values})
         elif isinstance(event, ev.Paused):
             self.state, self.step = ("paused" if event.paused else "training"), event.step
             event = replace(event, by=self._asked.pop("pause" if event.paused else "resume", None))
@@ -130,7 +137,7 @@ class RunHub:
                 return None
             return replace(self.started, step=self.step, epoch=self.epoch, images_per_s=self.images_per_s,
                            elapsed=time.monotonic() - self._started_at,
-                           history=list(self.history), quality=list(self.quality), state=self.state,
+                           history=list(self.history), quality=list(self.quality), sets=list(self.sets), state=self.state,
                            preview=self.preview, finished=self.finished)
 
     # -- preview demand (the trainer asks between steps) -------------------------------
@@ -178,4 +185,7 @@ class RunHub:
             raise RuntimeError("the run is not training")
         if action in ("pause", "resume"):
             self._asked[action] = name
+        if action == "set":
+            self.controls.set(check_live_values(cmd["values"]))  # ConfigError: a bad value
+            return
         getattr(self.controls, action)()

@@ -15,10 +15,11 @@ from typing import Any
 import numpy as np
 
 from gantui import events as ev
+from gantui.config import ConfigError, check_live_values
 
 PROTOCOL = 1
 MAX_LINE = 64 * 1024  # bytes in one client line, newline included
-COMMANDS = ("pause", "resume", "save", "resample", "stop", "preview")
+COMMANDS = ("pause", "resume", "save", "resample", "stop", "preview", "set")
 MAX_PREVIEWS = 1024
 
 
@@ -39,13 +40,14 @@ def finite(value: Any) -> Any:
 
 def encode_preview(preview: ev.Preview) -> dict[str, Any]:
     images = np.ascontiguousarray(preview.images, dtype=np.uint8)
-    return {"step": preview.step, "shape": list(images.shape), "data": base64.b64encode(images).decode()}
+    return {"step": preview.step, "shape": list(images.shape), "data": base64.b64encode(images).decode(),
+            "source": preview.source, "row": preview.row}
 
 
 def decode_preview(msg: dict[str, Any]) -> ev.Preview:
     shape = tuple(int(n) for n in msg["shape"])
     images = np.frombuffer(base64.b64decode(msg["data"]), dtype=np.uint8).reshape(shape)
-    return ev.Preview(int(msg["step"]), images)
+    return ev.Preview(int(msg["step"]), images, str(msg.get("source", "G")), int(msg.get("row", 0)))
 
 
 def encode(event: ev.Event, **extra: Any) -> dict[str, Any]:
@@ -77,10 +79,12 @@ def decode(msg: dict[str, Any]) -> ev.Event | list[ev.Event] | None:
     if kind == "preview":
         return decode_preview(msg)
     classes = {"quality": ev.Quality, "paused": ev.Paused, "saved": ev.Saved, "notice": ev.Notice,
-               "finished": ev.Finished}
+               "finished": ev.Finished, "settings": ev.Settings}
     if kind in classes:
         cls = classes[kind]
         return cls(**{k: v for k, v in msg.items() if k in cls.__dataclass_fields__})
+    if kind == "error":  # a command of ours was refused
+        return ev.Notice(f"the run refused: {msg.get('error', '')}", "error")
     if kind == "bye":
         return ev.Notice(f"disconnected by the run: {msg.get('reason', '')}", "error")
     return None
@@ -108,4 +112,9 @@ def parse_command(line: bytes) -> dict[str, Any]:
         if not isinstance(count, int) or isinstance(count, bool) or not 0 <= count <= MAX_PREVIEWS:
             raise ProtocolError(f"preview: \"count\" must be an integer from 0 to {MAX_PREVIEWS}, got {count!r}")
         return {"cmd": cmd, "count": count}
+    if cmd == "set":
+        try:
+            return {"cmd": cmd, "values": check_live_values(msg.get("values"))}
+        except ConfigError as err:
+            raise ProtocolError(str(err)) from None
     return {"cmd": cmd}

@@ -30,6 +30,7 @@ def replay_snapshot(run_dir: RunDir) -> ev.Started:
     rows = run_dir.read_metrics()
     history = [r for r in rows if "loss_d" in r and "event" not in r][-HISTORY:]
     quality = [r for r in rows if r.get("event") == "quality"][-HISTORY:]
+    sets = [r for r in rows if r.get("event") == "set"]
     step = max([r["step"] for r in history] + [status.get("step", 0)])
     grids = sorted(run_dir.samples.glob("step-*.png"))
     preview = None
@@ -47,4 +48,4 @@ def replay_snapshot(run_dir: RunDir) -> ev.Started:
         total_steps=status.get("total_steps") or step, steps_per_epoch=0, config=config, history=history,
         quality=quality, state=state, epoch=(history[-1]["epoch"] - 1) if history else 0,
         images_per_s=history[-1].get("images_per_s") or 0.0 if history else 0.0, preview=preview,
-        finished=finished, live=False, elapsed=max((status.get("updated") or 0) - (status.get("started") or 0), 0))
+        finished=finished, live=False, schema=config.get("schema") or [], sets=sets, elapsed=max((status.get("updated") or 0) - (status.get("started") or 0), 0))

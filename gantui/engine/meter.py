@@ -1,0 +1,41 @@
+"""The meter: metric sums kept on the device, read back once per logging interval."""
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import torch
+from torch import nn
+
+
+def grad_norm(modules: Iterable[nn.Module], device: torch.device) -> torch.Tensor:
+    """The L2 norm of all the gradients the modules hold (0 when none), on the device."""
+    grads = [p.grad for m in modules for p in m.parameters() if p.grad is not None]
+    if not grads:
+        return torch.zeros((), device=device)
+    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+
+
+class Meter:
+    """Sums of `keys` over the steps of an interval; `read` is the interval's one host read
+    (nanoGPT marks its .item() the same way: a CPU-GPU sync point)."""
+
+    def __init__(self, keys: Sequence[str], device: torch.device) -> None:
+        self.keys = tuple(keys)
+        self.sums = torch.zeros(len(self.keys), device=device)
+        self.steps = 0
+
+    def add(self, values: Sequence[torch.Tensor]) -> None:
+        with torch.no_grad():
+            self.sums += torch.stack(values).float()  # two ops: each op is a GIL round trip
+        self.steps += 1
+
+    def read(self, extra: dict[str, torch.Tensor]) -> dict[str, float]:
+        """The means since the last read, and the `extra` figures (read at the same time)."""
+        tail = torch.stack([v.float().reshape(()) for v in extra.values()]) if extra else self.sums[:0]
+        values = torch.cat((self.sums / max(self.steps, 1), tail)).tolist()
+        self.reset()
+        return dict(zip((*self.keys, *extra), values))
+
+    def reset(self) -> None:
+        self.sums.zero_()
+        self.steps = 0
