@@ -10,32 +10,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench import CoreSwapper, metric_rows, pinned, rate_between  # noqa: E402
+from bench import rate_between, two_at_once  # noqa: E402
 
 
 def pair(a: Path, b: Path, tmp: Path, name: str, args: argparse.Namespace) -> float:
-    cores = sorted(os.sched_getaffinity(0))[:2]
-    outs = [tmp / f"{name}-a", tmp / f"{name}-b"]
-    procs = [subprocess.Popen([sys.executable, "-m", "gantui", "--no-ui", "--out", str(out), "--device", args.device,
-                               "--steps", str(args.warmup + args.steps)], cwd=tree, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL, preexec_fn=pinned(core))
-             for tree, out, core in zip((a, b), outs, cores)]
-    swapper = CoreSwapper((procs[0].pid, procs[1].pid), cores, 2.0)
-    swapper.start()
-    for proc in procs:
-        if proc.wait() != 0:
-            raise SystemExit(f"ab: a run exited {proc.returncode}")
-    swapper.done.set()
-    rows = [metric_rows(out, args.warmup) for out in outs]
-    start, end = max(r[0]["time"] for r in rows), min(r[-1]["time"] for r in rows)
+    argv = [sys.executable, "-m", "gantui", "--no-ui", "--device", args.device, "--steps", str(args.warmup + args.steps)]
+    rows, start, end = two_at_once([argv, argv], [tmp / f"{name}-a", tmp / f"{name}-b"], args.warmup, cwds=(a, b))
     rate_a, rate_b = (rate_between(r, 64, start, end) for r in rows)
     print(f"  {name}: {rate_b:,.0f} / {rate_a:,.0f} img/s = {rate_b / rate_a:.3f} ({end - start:.0f} s in common)",
           file=sys.stderr, flush=True)

@@ -106,6 +106,24 @@ def rate_between(rows: list[dict[str, Any]], batch_size: int, start: float = 0, 
     return (last["step"] - first["step"]) * batch_size / (last["time"] - first["time"])
 
 
+def two_at_once(argvs: list[list[str]], outs: list[Path], warmup: int,
+                cwds: tuple[Path | None, Path | None] = (None, None)) -> tuple[list[list[dict[str, Any]]], float, float]:
+    """Two headless runs at once, one core each, the cores swapped every 2 s; their metrics rows past
+    `warmup`, and the window (start, end) in which both were running."""
+    cores = sorted(os.sched_getaffinity(0))[:2]
+    procs = [subprocess.Popen([*argv, "--out", str(out)], cwd=cwd, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, preexec_fn=pinned(core))
+             for argv, out, core, cwd in zip(argvs, outs, cores, cwds)]
+    swapper = CoreSwapper((procs[0].pid, procs[1].pid), cores, 2.0)
+    swapper.start()
+    for proc in procs:
+        if proc.wait() != 0:
+            raise SystemExit(f"bench: a run exited {proc.returncode}")
+    swapper.done.set()
+    rows = [metric_rows(out, warmup) for out in outs]
+    return rows, max(r[0]["time"] for r in rows), min(r[-1]["time"] for r in rows)
+
+
 def steady_rate(run_dir: Path, warmup: int, batch_size: int) -> tuple[float, dict[str, Any]]:
     rows = metric_rows(run_dir, warmup)
     return rate_between(rows, batch_size), rows[-1]

@@ -61,6 +61,36 @@ class CollapsingEngine(ScriptedEngine):
     collapse = True
 
 
+WGAN_SCHEMA = [
+    {"title": "Losses", "lines": [["loss_g", "G loss", ".3f"], ["loss_d", "critic loss", ".3f"],
+                                  ["gp", "penalty", ".3f"]]},
+    {"title": "Critic", "lines": [["wdist", "W estimate", ".3f"], ["grad_g", "|grad G|", ".3g"],
+                                  ["grad_d", "|grad D|", ".3g"]]},
+]
+
+
+class WassersteinEngine(ScriptedEngine):
+    """A WGAN-GP run: a critic's figures (no probabilities), EMA previews, and a live change of
+    the learning rates at step 800 (a marker on every curve)."""
+
+    def run(self) -> ev.Finished:
+        rows = [{"step": 10 * i, "epoch": 1, "loss_d": -2.0 + math.sin(i / 5), "loss_g": 1.5 + math.cos(i / 7),
+                 "wdist": 2.5 + 0.5 * math.sin(i / 3), "gp": 0.05 + 0.02 * math.cos(i / 4),
+                 "grad_g": 3.0 + math.sin(i / 6), "grad_d": 12.0 + 2 * math.cos(i / 5),
+                 "images_per_s": 1280.0, "steps_per_s": 4.0, "time": 0.0} for i in range(1, 121)]
+        config = {"loss": "wgan-gp", "gp": 10.0, "lr_g": 1e-4, "lr_d": 1e-4, "d_steps": 5, "ema": 0.999,
+                  "r1": 0.0, "batch_size": 64}
+        self.emit(ev.Started(run_dir="~/.local/share/gantui/runs/wgan", device="cpu", step=1200, total_steps=5620,
+                             steps_per_epoch=187, config=config, history=rows, epoch=6,
+                             quality=quality_rows(False), schema=WGAN_SCHEMA,
+                             sets=[{"step": 800, "values": {"lr_g": 1e-4, "lr_d": 1e-4}}]))
+        self.emit(ev.Preview(1200, load_mnist_arrays("test")[0][:64], source="EMA G"))
+        self._stop.wait(60)
+        finished = ev.Finished("stopped", self.step, checkpoint="last.pt")
+        self.emit(finished)
+        return finished
+
+
 def scripted_app(engine=ScriptedEngine, clock=lambda: 0.0) -> GanApp:
     """The dashboard on a scripted run in this process, through the same hub as a real one."""
     hub = RunHub()
@@ -92,3 +122,9 @@ def test_dashboard_200x60(snap_compare):
 
 def test_dashboard_mode_collapse(snap_compare):
     assert snap_compare(scripted_app(CollapsingEngine), terminal_size=(120, 40), run_before=settle)
+
+
+def test_dashboard_of_a_wgan_run_follows_its_metric_schema(snap_compare):
+    """The panes are the ones the run announced: critic loss, W estimate, penalty, gradient norms
+    (no D(x)), the Samples pane says it shows the EMA G, and the live change is a marker."""
+    assert snap_compare(scripted_app(WassersteinEngine), terminal_size=(120, 40), run_before=settle)

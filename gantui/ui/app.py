@@ -9,6 +9,7 @@ import asyncio
 import signal
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from textual import events, on
@@ -19,12 +20,12 @@ from textual.reactive import reactive
 from textual.widgets import Footer, Static
 
 from gantui import events as ev
-from gantui.common import STOP_SIGNALS
+from gantui.common import STOP_SIGNALS, steps_per_s
+from gantui.config import LIVE
 from gantui.service.client import ConnectionLost, LocalLink, ReplayLink, StreamLink
 from gantui.ui.leaving import Leaving
 from gantui.ui.messages import EngineEvent, message_for
-from gantui.ui.widgets.confirm_screen import ConfirmScreen
-from gantui.ui.widgets.help_screen import HelpScreen
+from gantui.ui.steering import Steering
 from gantui.ui.widgets.metric_pane import HealthPane, LossPane
 from gantui.ui.widgets.preview_pane import PreviewPane
 from gantui.ui.widgets.quality_pane import QualityPane
@@ -37,10 +38,9 @@ METRICS_INTERVAL = 1.0
 COST_INTERVAL = 2.0  # seconds between reports of the UI thread's CPU time to the preview pacer
 
 Link = LocalLink | StreamLink | ReplayLink
-STEERING = ("pause", "resume", "toggle_pause", "save", "resample", "stop_run")
 
 
-class GanApp(Leaving, App[int]):
+class GanApp(Steering, Leaving, App[int]):
     CSS_PATH = "gantui.tcss"
     TITLE = "gantui"
     ENABLE_COMMAND_PALETTE = False
@@ -50,6 +50,7 @@ class GanApp(Leaving, App[int]):
         Binding("p", "toggle_pause", "Pause", show=False),
         Binding("s", "save", "Save"),
         Binding("r", "resample", "Resample"),
+        Binding("t", "tune", "Tune"),
         Binding("x", "stop_run", "Stop run"),
         Binding("q", "quit_run", "Quit"),
         Binding("ctrl+c", "quit_run", "Quit", show=False, priority=True),
@@ -64,7 +65,7 @@ class GanApp(Leaving, App[int]):
         self.finished: ev.Finished | None = None
         self.lost: str | None = None  # why the link to a live run went
         self.step = self.epoch = 0
-        self.images_per_s = 0.0
+        self.images_per_s = self.steps_per_s = 0.0
         self.signal_received: int | None = None
         self.detached = False  # the terminal hung up: the dashboard went, the run goes on
         self.abandon_trainer = False  # a second signal: exit without waiting for the trainer thread
@@ -119,67 +120,6 @@ class GanApp(Leaving, App[int]):
         if self.detached:  # a second hang-up (the shell passes its own on) must not end the run
             signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
-    # -- keys ----------------------------------------------------------------------------
-    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action in STEERING and not self.steerable():
-            return None  # greyed out once the run has ended, or for a replay
-        if action == "stop_run":
-            return not self.link.owner  # in this process q stops the run
-        if action == "pause":
-            return not self.paused  # False hides it: the footer shows Pause or Resume
-        if action == "resume":
-            return self.paused
-        return True
-
-    def steerable(self) -> bool:
-        live = self.link.live and (self.started is None or self.started.live)
-        return live and self.finished is None and not self.lost
-
-    def send(self, cmd: str, **fields: Any) -> None:
-        try:
-            self.link.send({"cmd": cmd, **fields})
-        except RuntimeError as err:  # the run has just ended, or the link has gone
-            self.notify(str(err), severity="warning")
-
-    def action_pause(self) -> None:
-        self.send("pause")
-        self.paused = True
-
-    def action_resume(self) -> None:
-        self.send("resume")
-        self.paused = False
-
-    def action_toggle_pause(self) -> None:
-        self.action_resume() if self.paused else self.action_pause()
-
-    def action_save(self) -> None:
-        self.send("save")
-        self.notify("saving a checkpoint and a sample grid...")
-
-    def action_resample(self) -> None:
-        self.send("resample")
-
-    def action_stop_run(self) -> None:
-        def answered(yes: bool | None) -> None:
-            if yes:
-                self.send("stop")
-                self.notify("stopping the run: it saves a checkpoint first...")
-
-        self.push_screen(ConfirmScreen("Stop the run? It saves a checkpoint, then ends."), answered)
-
-    def action_quit_run(self) -> None:
-        if self.finished is not None or self.lost or not self.link.owner:
-            self.leave(self.exit_code())  # a watcher leaves; the run goes on
-            return
-        if not self.quitting:
-            self.quitting = True
-            self.notify("saving a checkpoint, then quitting...")
-        self.send("stop")
-
-    def action_help(self) -> None:
-        if not isinstance(self.screen, HelpScreen):
-            self.push_screen(HelpScreen())
-
     # -- events from the run -------------------------------------------------------------
     @on(EngineEvent)
     def on_engine_event(self, message: EngineEvent) -> None:
@@ -192,7 +132,9 @@ class GanApp(Leaving, App[int]):
         if isinstance(event, ev.Quality):
             self.quality_pane.add([event.row])
         elif isinstance(event, ev.Preview):
-            self.preview_pane.show(event.images, event.step)
+            self.preview_pane.show(event)
+        elif isinstance(event, ev.Settings):
+            self.on_settings(event)
         elif isinstance(event, ev.Started):
             self.on_started(event)
         elif isinstance(event, ev.Paused):
@@ -217,15 +159,21 @@ class GanApp(Leaving, App[int]):
         self.started_at = self.clock() - event.elapsed  # a late joiner counts from the run's start
         rate = event.images_per_s or (event.history[-1].get("images_per_s") or 0.0 if event.history else 0.0)
         self.step, self.epoch, self.images_per_s = event.step, event.epoch, rate
+        self.steps_per_s = steps_per_s(event.history[-1], event.config.get("batch_size", 64)) if event.history else 0.0
         self.paused = event.state == "paused"
+        self.loss_pane.configure(event.schema)
+        self.health_pane.configure(event.schema)
         if event.history:  # a resumed run's past curves, or a late joiner's
             self.loss_pane.add(event.history)
             self.health_pane.add(event.history)
+        for change in event.sets:
+            self.loss_pane.mark(change["step"])
+            self.health_pane.mark(change["step"])
         self.quality_pane.add(event.quality)
         if event.config.get("eval_every") == 0:
             self.quality_pane.off()
         if event.preview is not None:
-            self.preview_pane.show(event.preview.images, event.preview.step)
+            self.preview_pane.show(event.preview)
         where = "replay (read-only) of" if not event.live else "run directory:" if self.link.owner else "watching"
         self.notify(f"{where} {event.run_dir}", timeout=6)
         self.sub_title = "" if event.live else "replay, read-only"
@@ -233,6 +181,16 @@ class GanApp(Leaving, App[int]):
         if event.finished is not None:
             self.finished = event.finished
             self.refresh_bindings()
+
+    def on_settings(self, event: ev.Settings) -> None:
+        """Settings changed live (from any terminal): a marker on the curves, and a notice."""
+        self.paint_metrics()  # the rows before the change first, so the marker falls between
+        self.loss_pane.mark(event.step)
+        self.health_pane.mark(event.step)
+        if self.started is not None:
+            self.started = replace(self.started, config={**self.started.config, **event.values})
+        changes = ", ".join(f"{LIVE.get(k, k)} {v:g}" for k, v in event.values.items())
+        self.notify(f"set at step {event.step}: {changes}")
 
     def paint_metrics(self) -> None:
         """The rows that arrived since the last repaint, into the panes in one go."""
@@ -243,6 +201,7 @@ class GanApp(Leaving, App[int]):
         self.health_pane.add(rows)
         last = rows[-1]
         self.step, self.epoch, self.images_per_s = last["step"], last["epoch"] - 1, last.get("images_per_s") or 0.0
+        self.steps_per_s = steps_per_s(last, self.started.config.get("batch_size", 64) if self.started else 64)
         self.metrics_painted = time.monotonic()
         self.refresh_status()
 
@@ -314,7 +273,7 @@ class GanApp(Leaving, App[int]):
         self.status_line.show(
             device=started.device, state=state, epoch=self.epoch + 1, step=self.step, total=started.total_steps,
             images_per_s=self.images_per_s if finished is None else 0.0,
-            batch_size=started.config.get("batch_size", 64), elapsed=elapsed,
+            steps_per_s=self.steps_per_s if finished is None else 0.0, elapsed=elapsed,
             run_dir=started.run_dir,
         )
 

@@ -81,8 +81,19 @@ def layout_for(width: int, height: int, size: int = 28, min_tiles: int = 4) -> t
     raise AssertionError("unreachable")
 
 
-def preview_pixels(images: np.ndarray, width: int, height: int, levels: int = 16) -> Pixels | None:
+def by_digit(images: np.ndarray, per_digit: int, cols: int, rows: int) -> tuple[np.ndarray, int]:
+    """A conditional run's tiles (`per_digit` of each digit in turn) as one row per digit, as many
+    digits as there are rows and as many of each as there are columns."""
+    groups = len(images) // per_digit
+    cols = min(cols, per_digit)
+    picked = [images[d * per_digit:d * per_digit + cols] for d in range(min(rows, groups))]
+    return (np.concatenate(picked) if picked else images[:0]), cols
+
+
+def preview_pixels(images: np.ndarray, width: int, height: int, levels: int = 16, per_digit: int = 0) -> Pixels | None:
     cols, rows, scale = layout_for(width, height)
     if cols * rows == 0 or len(images) == 0:
         return None
+    if per_digit:
+        images, cols = by_digit(images, per_digit, cols, rows)
     return Pixels.from_segments(halfblock_segments(tile_images(images, cols, rows, scale), levels))

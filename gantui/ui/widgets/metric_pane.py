@@ -1,6 +1,8 @@
-"""Panes of labelled sparklines: the losses, and the discriminator's health."""
+"""Panes of labelled sparklines, their lines given by the run's metric schema (`Started.schema`):
+the losses, and what D (or a critic) reports. Live changes of settings show as markers."""
 from __future__ import annotations
 
+import bisect
 import math
 from collections import deque
 from collections.abc import Iterable, Sequence
@@ -11,8 +13,10 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Static
 
-from gantui.common import HISTORY
+from gantui.common import DEFAULT_SCHEMA, HISTORY
 from gantui.ui.widgets.sparkline import FastSparkline
+
+LABEL_WIDTH = 9  # labels padded to this, so the values line up
 
 
 class MetricLine(Vertical):
@@ -20,8 +24,10 @@ class MetricLine(Vertical):
 
     def __init__(self, key: str, label: str, fmt: str = ".3f", **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.key, self.label, self.fmt = key, label, fmt
+        self.key, self.label, self.fmt = key, label.ljust(LABEL_WIDTH - 1), fmt
         self.values: deque[float] = deque(maxlen=HISTORY)
+        self.steps: deque[int] = deque(maxlen=HISTORY)
+        self.marks: list[int] = []  # steps at which settings changed
         self.header = Static(self._header([]), classes="metric-header")
         self.spark = FastSparkline([], summary_function=fmean)
 
@@ -37,36 +43,66 @@ class MetricLine(Vertical):
 
     def add(self, rows: Iterable[dict[str, Any]]) -> None:
         """Append new metric rows (only the new ones: the history is kept here)."""
-        self.values.extend(v for row in rows if isinstance(v := row.get(self.key), float | int) and math.isfinite(v))
+        for row in rows:
+            value = row.get(self.key)
+            if isinstance(value, float | int) and math.isfinite(value):
+                self.values.append(value)
+                self.steps.append(row["step"])
         values = list(self.values)
         self.header.update(self._header(values), layout=False)  # height 1: no relayout
+        self._place_marks()
         self.spark.data = values
+
+    def mark(self, step: int) -> None:
+        self.marks.append(step)
+        self._place_marks()
+        self.spark.refresh()
+
+    def _place_marks(self) -> None:
+        steps = list(self.steps)
+        self.spark.marks = [bisect.bisect_left(steps, m) for m in self.marks if steps and steps[0] <= m <= steps[-1]]
 
 
 class MetricPane(Vertical):
-    """A bordered group of MetricLines fed with the same metric rows."""
+    """A bordered group of MetricLines fed with the same metric rows; `configure` sets its lines."""
 
-    LINES: tuple[tuple[str, str], ...] = ()
-    TITLE = ""
+    PANE = 0  # which pane of the schema it shows
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.border_title = self.TITLE
-        self.lines = [MetricLine(key, label) for key, label in self.LINES]
+        pane = DEFAULT_SCHEMA[self.PANE]
+        self.border_title = pane["title"]
+        self.lines = [MetricLine(*line) for line in pane["lines"]]
+        self.marks: list[int] = []
 
     def compose(self) -> ComposeResult:
         yield from self.lines
+
+    def configure(self, schema: list[dict[str, Any]]) -> None:
+        """The lines the run announced, when they are not the ones shown."""
+        if not schema or len(schema) <= self.PANE:
+            return
+        pane = schema[self.PANE]
+        self.border_title = pane["title"]
+        if [[line.key, line.label.strip(), line.fmt] for line in self.lines] == [list(x) for x in pane["lines"]]:
+            return
+        for line in self.lines:
+            line.remove()
+        self.lines = [MetricLine(*line) for line in pane["lines"]]
+        self.mount_all(self.lines)
 
     def add(self, rows: Sequence[dict[str, Any]]) -> None:
         for line in self.lines:
             line.add(rows)
 
+    def mark(self, step: int) -> None:
+        for line in self.lines:
+            line.mark(step)
+
 
 class LossPane(MetricPane):
-    TITLE = "Losses"
-    LINES = (("loss_g", "G loss"), ("loss_d", "D loss"))
+    PANE = 0
 
 
 class HealthPane(MetricPane):
-    TITLE = "Discriminator"
-    LINES = (("d_real", "D(x)    "), ("d_fake", "D(G(z)) "), ("acc_real", "acc real"), ("acc_fake", "acc fake"))
+    PANE = 1

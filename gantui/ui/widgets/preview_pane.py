@@ -11,6 +11,7 @@ from textual.message import Message
 from textual.reactive import Reactive
 from textual.widget import Widget
 
+from gantui.events import Preview
 from gantui.ui.render import layout_for, preview_pixels
 
 
@@ -30,6 +31,7 @@ class PreviewPane(Widget):
         self.border_title = "Samples"
         self.images: np.ndarray | None = None
         self.step = 0
+        self.row = 0  # a conditional run's tiles per digit
 
     def capacity(self) -> int:
         """How many tiles fit now: the trainer generates no more than this."""
@@ -39,14 +41,15 @@ class PreviewPane(Widget):
     def on_resize(self, event: events.Resize) -> None:
         self.post_message(self.CapacityChanged(self.capacity()))
 
-    def show(self, images: np.ndarray, step: int) -> None:
-        self.images, self.step = images, step
-        self.border_subtitle = f"step {step}"
+    def show(self, preview: Preview) -> None:
+        self.images, self.step, self.row = preview.images, preview.step, preview.row
+        self.border_title = "Samples" if preview.source == "G" else f"Samples ({preview.source})"
+        self.border_subtitle = f"step {preview.step}" + (", a row per digit" if preview.row else "")
         self.refresh()
 
     def render(self) -> RenderableType:
         width, height = self.content_size.width, self.content_size.height
         if self.images is None:
             return Text("waiting for the first samples...", style="dim")
-        pixels = preview_pixels(self.images, width, height)
+        pixels = preview_pixels(self.images, width, height, per_digit=self.row)
         return pixels if pixels is not None else Text("pane too small for a sample", style="dim")

@@ -35,9 +35,16 @@ def bar_heights(data: Sequence[float], width: int, summary: Callable[[Sequence[f
     return heights
 
 
+def mark_columns(marks: Sequence[int], n: int, width: int) -> set[int]:
+    """The columns that show the data indices `marks` (a live change of settings)."""
+    return {min(i * width // n, width - 1) for i in marks if 0 <= i < n} if n and width > 0 else set()
+
+
 def sparkline_rows(data: Sequence[float], width: int, height: int, summary: Callable[[Sequence[float]], float],
-                   palette: Sequence[Style], blank: Style) -> list[list[Segment]]:
-    """Rows of run-merged segments, top row first; a bar's colour follows its height."""
+                   palette: Sequence[Style], blank: Style, marks: Sequence[int] = (),
+                   mark_style: Style | None = None) -> list[list[Segment]]:
+    """Rows of run-merged segments, top row first; a bar's colour follows its height; the columns of
+    `marks` (data indices) are drawn in `mark_style`, a thin line where they have no bar."""
     if width <= 0 or height <= 0:
         return [[] for _ in range(max(height, 0))]
     if len(data) == 1:  # as Textual: one value is a full block
@@ -47,12 +54,15 @@ def sparkline_rows(data: Sequence[float], width: int, height: int, summary: Call
     heights = bar_heights(data, width, summary)
     levels = [int(h * (len(BARS) * height - 1)) for h in heights]  # eighths of a row
     colours = [palette[round(h * (len(palette) - 1))] for h in heights]
+    marked = mark_columns(marks, len(data), width) if mark_style is not None else set()
     rows = []
     for row in reversed(range(height)):
         floor = row * len(BARS)
         cells = [(" ", blank) if level < floor else
                  ("█" if level >= floor + len(BARS) else BARS[level - floor], colour)
                  for level, colour in zip(levels, colours)]
+        for col in marked:
+            cells[col] = ("│" if cells[col][0] == " " else cells[col][0], mark_style)
         segments: list[Segment] = []
         start = 0
         for i in range(1, width + 1):
@@ -71,6 +81,7 @@ class FastSparkline(Sparkline):
         super().__init__(*args, **kwargs)
         self._strips: list[Strip] = []
         self._drawn: tuple[Any, ...] | None = None  # holds the data drawn: `is` cannot match a new list
+        self.marks: list[int] = []  # data indices drawn as markers
 
     def _palette(self, base: Style) -> list[Style]:
         _, background = self.background_colors
@@ -87,9 +98,12 @@ class FastSparkline(Sparkline):
 
     def render_line(self, y: int) -> Strip:
         data, (width, height) = self.data or [], self.size
-        if self._drawn is None or self._drawn[0] is not data or self._drawn[1:] != (len(data), width, height):
+        key = (len(data), width, height, len(self.marks))
+        if self._drawn is None or self._drawn[0] is not data or self._drawn[1:] != key:
             base = self.rich_style
-            rows = sparkline_rows(list(data), width, height, self.summary_function, self._palette(base), base)
+            mark = base + Style(color=self.app.current_theme.warning or "yellow", bold=True) if self.marks else None
+            rows = sparkline_rows(list(data), width, height, self.summary_function, self._palette(base), base,
+                                  self.marks, mark)
             self._strips = [Strip(segments, width) for segments in rows]
-            self._drawn = (data, len(data), width, height)
+            self._drawn = (data, *key)
         return self._strips[y] if 0 <= y < len(self._strips) else Strip.blank(width)

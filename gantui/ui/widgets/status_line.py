@@ -8,8 +8,8 @@ from gantui.common import eta_seconds, format_duration
 
 class StatusLine(Static):
     def show(self, *, device: str, state: str, epoch: int, step: int, total: int, images_per_s: float,
-             batch_size: int, elapsed: float, run_dir: str) -> None:
-        eta = eta_seconds(step, total, batch_size, images_per_s)
+             steps_per_s: float, elapsed: float, run_dir: str) -> None:
+        eta = eta_seconds(step, total, steps_per_s)
         self.update(
             f"[b]{state}[/b] │ step {step}/{total} │ {images_per_s:,.0f} img/s"
             f" │ ETA {'?' if eta is None else format_duration(eta)} │ epoch {epoch} │ {format_duration(elapsed)} elapsed"

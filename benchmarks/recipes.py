@@ -1,0 +1,157 @@
+"""Every recipe: its cost per step against the default, side by side; and its quality after training.
+
+    python benchmarks/recipes.py cost [--pairs 2] [--steps 150]
+    python benchmarks/recipes.py quality [--epochs 5] [--only NAME ...]
+
+`cost`: each recipe runs headless beside the default recipe, one core each, the cores swapped
+every 2 s (bench.py's method), with an A/A pair (default beside default); the ratio is the
+default's steps/s over the recipe's in the window both were past warm-up (above 1: slower).
+`quality`: each recipe trains --epochs from its defaults, two at a time on a core each, then
+`gantui eval RUN --n 10000` scores the final G (its EMA when there is one); a Markdown table
+(FID, digits, KL, coverage, conditioning accuracy, images/s, rollbacks) and a JSON file.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from bench import pinned, two_at_once  # noqa: E402
+
+RECIPES = {  # in the order `quality` trains them
+    "default (ns)": [],
+    "hinge + spectral norm": ["--loss", "hinge", "--spectral-norm"],
+    "wgan-gp, 5 critic steps": ["--loss", "wgan-gp", "--d-steps", "5", "--lr", "1e-4", "--beta1", "0.0"],
+    "ema 0.999": ["--ema", "0.999"],
+    "conditional": ["--conditional"],
+    "lsgan": ["--loss", "lsgan"],
+    "r1 (gamma 1)": ["--r1", "1"],
+    "diffaug": ["--diffaug", "color,translation,cutout"],
+    "minimax": ["--loss", "minimax"],
+}
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+
+
+def steps_rate(rows: list[dict], start: float, end: float) -> float:
+    inside = [r for r in rows if start <= r["time"] <= end]
+    if len(inside) < 2:
+        raise SystemExit("recipes: too few metrics rows in the common window; raise --steps")
+    return (inside[-1]["step"] - inside[0]["step"]) / (inside[-1]["time"] - inside[0]["time"])
+
+
+def cost_pair(base: list[str], recipe: list[str], tmp: Path, name: str, args: argparse.Namespace) -> float:
+    """The default's steps/s over the recipe's, side by side."""
+    argv = [sys.executable, "-m", "gantui", "--no-ui", "--device", "cpu", "--eval-every", "0",
+            "--steps", str(args.warmup + args.steps)]
+    rows, start, end = two_at_once([argv + base, argv + recipe], [tmp / f"{name}-base", tmp / f"{name}-recipe"],
+                                   args.warmup)
+    base_rate, recipe_rate = (steps_rate(r, start, end) for r in rows)
+    return base_rate / recipe_rate
+
+
+def cost(args: argparse.Namespace) -> None:
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, recipe in {"A/A (default beside default)": [], **RECIPES}.items():
+            if name == "default (ns)":
+                continue
+            ratios = [cost_pair([], recipe, Path(tmp), f"{len(results)}-{i}", args) for i in range(args.pairs)]
+            results[name] = {"ratios": ratios, "median": statistics.median(ratios), "flags": recipe}
+            print(f"{name:32s} {statistics.median(ratios):.2f}x the default's time per step "
+                  f"({', '.join(f'{r:.2f}' for r in ratios)})", flush=True)
+    save("recipes-cost", {"pairs": args.pairs, "steps": args.steps, "results": results})
+
+
+def train_and_score(name: str, recipe: list[str], out: Path, core: int, args: argparse.Namespace) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "gantui", "--no-ui", "--out", str(out), "--device", "cpu", "--epochs",
+           str(args.epochs), *recipe]
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, preexec_fn=pinned(core))
+
+
+def score(name: str, recipe: list[str], out: Path, args: argparse.Namespace) -> dict:
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    metrics = [r for r in rows if "loss_d" in r]
+    done = subprocess.run([sys.executable, "-m", "gantui", "eval", str(out), "--n", "10000", "--json"],
+                          capture_output=True, text=True)
+    if done.returncode:
+        raise SystemExit(f"recipes: eval of {name} failed: {done.stderr}")
+    figures = json.loads(done.stdout)
+    rates = [r["images_per_s"] for r in metrics[len(metrics) // 10:]]
+    return {"recipe": name, "flags": recipe, "epochs": args.epochs, "steps": metrics[-1]["step"],
+            "status": json.loads((out / "status.json").read_text())["state"],
+            "rollbacks": sum(r.get("event") == "rollback" for r in rows),
+            "images_per_s": statistics.median(rates), **{k: figures.get(k) for k in
+                                                            ("fid", "classes", "kl", "coverage", "density", "cond_acc")},
+            "command": "gantui --no-ui --device cpu --epochs {} {}".format(args.epochs, " ".join(recipe)).strip()}
+
+
+def quality(args: argparse.Namespace) -> None:
+    names = args.only or list(RECIPES)
+    cores = sorted(os.sched_getaffinity(0))[:2]
+    root = Path(args.root or tempfile.mkdtemp(prefix="gantui-recipes-"))
+    results = []
+    queue = list(names)
+    running: dict[int, tuple[str, Path, subprocess.Popen]] = {}
+    while queue or running:
+        for core in cores:
+            if core not in running and queue:
+                name = queue.pop(0)
+                out = root / name.replace(" ", "_").replace(",", "").replace("+", "and")
+                running[core] = (name, out, train_and_score(name, RECIPES[name], out, core, args))
+                print(f"started {name} on core {core}: {out}", flush=True)
+        time.sleep(5)
+        for core, (name, out, proc) in list(running.items()):
+            if proc.poll() is None:
+                continue
+            del running[core]
+            if proc.returncode not in (0, 3):  # 3: diverged, which the table reports
+                print(f"{name}: exited {proc.returncode}: {proc.stderr.read()[-500:]}", flush=True)
+                continue
+            results.append(score(name, RECIPES[name], out, args))
+            print(json.dumps(results[-1]), flush=True)
+    save(f"recipes-quality-{args.epochs}ep", {"epochs": args.epochs, "results": results})
+    print(table(results))
+
+
+def table(results: list[dict]) -> str:
+    lines = ["| recipe | FID (classifier, N=10k) | digits | KL | coverage | cond. acc. | img/s | rollbacks | status |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        cond = f"{r['cond_acc']:.1%}" if r.get("cond_acc") is not None else ""
+        lines.append(f"| {r['recipe']} | {r['fid']:.1f} | {r['classes']} | {r['kl']:.3f} | {r['coverage']:.2f} | "
+                     f"{cond} | {r['images_per_s']:,.0f} | {r['rollbacks']} | {r['status']} |")
+    return "\n".join(lines)
+
+
+def save(stem: str, data: dict) -> None:
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"{stem}-{time.strftime('%Y-%m-%d')}.json"
+    path.write_text(json.dumps(data, indent=1))
+    print(f"wrote {path}")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="mode", required=True)
+    c = sub.add_parser("cost")
+    c.add_argument("--pairs", type=int, default=2)
+    c.add_argument("--steps", type=int, default=150)
+    c.add_argument("--warmup", type=int, default=20)
+    q = sub.add_parser("quality")
+    q.add_argument("--epochs", type=int, default=5)
+    q.add_argument("--only", nargs="*", choices=list(RECIPES))
+    q.add_argument("--root", help="where the runs go (default: a new temporary directory, kept)")
+    args = p.parse_args()
+    cost(args) if args.mode == "cost" else quality(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,83 @@
+"""The dashboard's keys: commands to the run through its link, the same from any terminal."""
+from __future__ import annotations
+
+from typing import Any
+
+from gantui.ui.widgets.confirm_screen import ConfirmScreen
+from gantui.ui.widgets.help_screen import HelpScreen
+from gantui.ui.widgets.settings_screen import SettingsScreen
+
+STEERING = ("pause", "resume", "toggle_pause", "save", "resample", "stop_run", "tune")
+
+
+class Steering:
+    """Mixed into GanApp: `link`, `started`, `finished`, `lost`, `paused` are the app's."""
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in STEERING and not self.steerable():
+            return None  # greyed out once the run has ended, or for a replay
+        if action == "stop_run":
+            return not self.link.owner  # in this process q stops the run
+        if action == "pause":
+            return not self.paused  # False hides it: the footer shows Pause or Resume
+        if action == "resume":
+            return self.paused
+        return True
+
+    def steerable(self) -> bool:
+        live = self.link.live and (self.started is None or self.started.live)
+        return live and self.finished is None and not self.lost
+
+    def send(self, cmd: str, **fields: Any) -> None:
+        try:
+            self.link.send({"cmd": cmd, **fields})
+        except (RuntimeError, ValueError) as err:  # ValueError: a setting the run refused  # the run has just ended, or the link has gone
+            self.notify(str(err), severity="warning")
+
+    def action_pause(self) -> None:
+        self.send("pause")
+        self.paused = True
+
+    def action_resume(self) -> None:
+        self.send("resume")
+        self.paused = False
+
+    def action_toggle_pause(self) -> None:
+        self.action_resume() if self.paused else self.action_pause()
+
+    def action_save(self) -> None:
+        self.send("save")
+        self.notify("saving a checkpoint and a sample grid...")
+
+    def action_resample(self) -> None:
+        self.send("resample")
+
+    def action_stop_run(self) -> None:
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.send("stop")
+                self.notify("stopping the run: it saves a checkpoint first...")
+
+        self.push_screen(ConfirmScreen("Stop the run? It saves a checkpoint, then ends."), answered)
+
+    def action_quit_run(self) -> None:
+        if self.finished is not None or self.lost or not self.link.owner:
+            self.leave(self.exit_code())  # a watcher leaves; the run goes on
+            return
+        if not self.quitting:
+            self.quitting = True
+            self.notify("saving a checkpoint, then quitting...")
+        self.send("stop")
+
+    def action_tune(self) -> None:
+        """The live settings form; a change goes to the run as one `set` command."""
+        def answered(values: dict[str, Any] | None) -> None:
+            if values:
+                self.send("set", values=values)
+
+        if not isinstance(self.screen, SettingsScreen):
+            self.push_screen(SettingsScreen(self.started.config if self.started else {}), answered)
+
+    def action_help(self) -> None:
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())

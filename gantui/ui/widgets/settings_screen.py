@@ -1,0 +1,62 @@
+"""The `t` form: the run's live settings, checked as their flags are, sent as one `set` command.
+
+Torch-free (config.py is): the same rules and messages as `--lr-g`, `--d-steps` ... The run
+applies the change at its next step boundary, whichever terminal sent it.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Grid, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Input, Label, Static
+
+from gantui.config import LIVE, ConfigError, check_live, flag
+
+
+def shown(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+class SettingsScreen(ModalScreen[dict[str, Any] | None]):
+    """Dismissed with the changed settings (checked), or None."""
+
+    BINDINGS = [Binding("escape", "dismiss(None)", "Cancel")]
+
+    def __init__(self, current: dict[str, Any]) -> None:
+        super().__init__()
+        self.current = {name: current.get(name) for name in LIVE}
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="settings"):
+            yield Static("[b]Live settings[/b]  applied at the next step; [b]enter[/b] applies, [b]escape[/b] cancels")
+            with Grid(id="settings-grid"):
+                for name, label in LIVE.items():
+                    yield Label(f"{label} [dim]--{flag(name)}[/dim]")
+                    value = self.current[name]
+                    yield Input(shown(value) if value is not None else "", id=name, type="text")
+            yield Static("", id="settings-error")
+
+    def values(self) -> dict[str, Any]:
+        """The changed fields, checked; ConfigError names the first bad one."""
+        changed = {}
+        for name in LIVE:
+            text = self.query_one(f"#{name}", Input).value.strip()
+            try:
+                value = int(text) if name == "d_steps" else float(text)
+            except ValueError:
+                value = text
+            value = check_live(name, value)
+            if value != self.current[name]:
+                changed[name] = value
+        return changed
+
+    @on(Input.Submitted)
+    def submitted(self) -> None:
+        try:
+            self.dismiss(self.values() or None)
+        except ConfigError as err:
+            self.query_one("#settings-error", Static).update(f"[b red]{err}[/b red]")
