@@ -183,3 +183,35 @@ async def test_what_another_terminal_does_this_one_is_told():
         assert any("paused from another terminal" in n.message for n in app._notifications)
         assert "PAUSED" in str(app.status_line.render())
         await pilot.press("q")
+
+
+async def test_t_opens_the_settings_form_which_checks_and_applies_at_a_step_boundary(tiny_config):
+    from gantui.ui.widgets.settings_screen import SettingsScreen
+    from textual.widgets import Input
+
+    app = make_app(long_run(tiny_config))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: app.started is not None and app.trainer.step >= 3)
+        await pilot.press("t")
+        await wait_for(pilot, lambda: isinstance(app.screen, SettingsScreen))
+        field = app.screen.query_one("#lr_g", Input)
+        assert field.value == "0.0002"  # the run's current value
+        field.value = "2"
+        await pilot.press("enter")
+        await pilot.pause(0.2)
+        assert isinstance(app.screen, SettingsScreen)  # refused, with the flag's own message
+        assert "--lr-g must be between 0 and 1, got 2.0" in str(app.screen.query_one("#settings-error").render())
+        field.value = "0.0001"
+        app.screen.query_one("#d_steps", Input).value = "2"
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: not isinstance(app.screen, SettingsScreen))
+        await wait_for(pilot, lambda: app.trainer.config.lr_g == 1e-4)
+        assert app.trainer.gan.opt_g.param_groups[0]["lr"] == 1e-4 and app.trainer.config.d_steps == 2
+        assert app.trainer.gan.opt_d.param_groups[0]["lr"] == 2e-4  # untouched
+        sets = [r for r in app.trainer.run_dir.read_metrics() if r.get("event") == "set"]
+        assert len(sets) == 1 and sets[0]["values"] == {"lr_g": 1e-4, "d_steps": 2}
+        await wait_for(pilot, lambda: app.loss_pane.lines[0].marks == [sets[0]["step"]])
+        await wait_for(pilot, lambda: app.loss_pane.lines[0].spark.marks != [])  # drawn once rows pass it
+        await pilot.press("q")
+    assert app.return_code == 0
+    assert load_checkpoint(app.trainer.run_dir.last)["config"]["lr_g"] == 1e-4

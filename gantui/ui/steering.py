@@ -75,8 +75,12 @@ class Steering:
             if values:
                 self.send("set", values=values)
 
-        if not isinstance(self.screen, SettingsScreen):
-            self.push_screen(SettingsScreen(self.started.config if self.started else {}), answered)
+        if isinstance(self.screen, SettingsScreen) or self.started is None:
+            return
+        reported = {key for pane in self.started.schema for key, _, _ in pane["lines"]}
+        config = self.started.config
+        locked = frozenset(k for k in ("gp", "r1") if k not in reported and not config.get(k))  # off since the start
+        self.push_screen(SettingsScreen(config, locked), answered)
 
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):

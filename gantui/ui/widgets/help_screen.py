@@ -15,6 +15,7 @@ HELP = """\
 | `space` / `p` | pause or resume training (at the next step boundary) |
 | `s` | save a checkpoint and a PNG grid of the samples now |
 | `r` | resample the preview noise (training is not disturbed) |
+| `t` | live settings: learning rates, D steps, penalty weights, EMA (applied at the next step) |
 | `q` / `ctrl+c` | save a checkpoint, then quit (in `gantui watch`: leave; the run goes on) |
 | `x` | in `gantui watch`: save, then stop the run (asks first) |
 | `?` | this help; `escape` closes it |
@@ -26,8 +27,10 @@ interval. D loss near 1.39 (2 ln 2) means D cannot tell real from fake; near 0 m
 D has won and G stops learning.
 
 **Discriminator**: D(x) and D(G(z)) are D's mean probability of "real" for real and for
-generated images; acc real / acc fake are the share of each it classifies right.
-Healthy training keeps them away from 0 and 1.
+generated images (its mean score under hinge and LSGAN); acc real / acc fake are the share of
+each it classifies right. Healthy training keeps them away from 0 and 1. A WGAN run shows a
+**Critic** pane: the Wasserstein estimate and the gradient norms. An orange column on a curve
+marks a live change of settings.
 
 **Quality**: every few hundred steps a shipped MNIST classifier scores 2000 samples from
 fixed noise. FID (on its features; lower is better, real digits score under 1) over time on a

@@ -26,9 +26,11 @@ class SettingsScreen(ModalScreen[dict[str, Any] | None]):
 
     BINDINGS = [Binding("escape", "dismiss(None)", "Cancel")]
 
-    def __init__(self, current: dict[str, Any]) -> None:
+    def __init__(self, current: dict[str, Any], locked: frozenset[str] = frozenset()) -> None:
+        """`locked`: settings shown but not editable (a penalty the run did not start with)."""
         super().__init__()
         self.current = {name: current.get(name) for name in LIVE}
+        self.locked = locked
 
     def compose(self) -> ComposeResult:
         with Vertical(id="settings"):
@@ -37,13 +39,16 @@ class SettingsScreen(ModalScreen[dict[str, Any] | None]):
                 for name, label in LIVE.items():
                     yield Label(f"{label} [dim]--{flag(name)}[/dim]")
                     value = self.current[name]
-                    yield Input(shown(value) if value is not None else "", id=name, type="text")
+                    field = Input(shown(value) if value is not None else "", id=name, disabled=name in self.locked)
+                    if name in self.locked:
+                        field.tooltip = f"off since the start: resume with --{flag(name)} W to use it"
+                    yield field
             yield Static("", id="settings-error")
 
     def values(self) -> dict[str, Any]:
         """The changed fields, checked; ConfigError names the first bad one."""
         changed = {}
-        for name in LIVE:
+        for name in (n for n in LIVE if n not in self.locked):
             text = self.query_one(f"#{name}", Input).value.strip()
             try:
                 value = int(text) if name == "d_steps" else float(text)
