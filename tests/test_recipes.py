@@ -123,13 +123,14 @@ def test_spectral_norm_keeps_ds_largest_singular_value_near_one():
 
 
 def test_the_ema_follows_its_formula():
-    gan = tiny_gan(ema=0.9)
+    gan = tiny_gan(ema=0.6)
     expected = [p.detach().clone() for p in gan.G.parameters()]  # the EMA starts as G
     real, _ = a_batch(gan)
-    stream = iter([(real, None)] * 20)
-    for _ in range(4):
+    stream = iter([(real, None)] * 30)
+    for n in range(30):  # the warm-up d = (1 + n) / (10 + n) until it reaches 0.6 at n = 13, then 0.6
         gan.step(type("Once", (), {"next": lambda self: next(stream)})())
-        expected = [0.9 * e + 0.1 * p.detach() for e, p in zip(expected, gan.G.parameters())]
+        d = min(0.6, (1 + n) / (10 + n))
+        expected = [d * e + (1 - d) * p.detach() for e, p in zip(expected, gan.G.parameters())]
     for e, p in zip(expected, gan.ema.model.parameters()):
         assert torch.allclose(e, p, atol=1e-6)
     assert gan.generator() is gan.ema.model  # previews, grids and evaluation use it

@@ -22,16 +22,24 @@ R1_EVERY = 16  # lazy R1 (Karras et al. 2020): every 16 D steps, weighted by 16
 
 
 class EMA:
-    """An exponential moving average of G's weights: ema <- decay * ema + (1 - decay) * w after
-    each G step; buffers (batch-norm statistics) copied."""
+    """An exponential moving average of G's weights: ema <- d * ema + (1 - d) * w after each G
+    step, with d = min(decay, (1 + n) / (10 + n)) at its n-th update (TensorFlow's num_updates
+    warm-up: at 0.999 from the start, the previews would show G's initial blur for thousands of
+    steps); buffers (batch-norm statistics) copied."""
 
     def __init__(self, G: nn.Module, decay: float) -> None:
         self.decay = decay
+        self.updates = 0
         self.model = copy.deepcopy(G).eval().requires_grad_(False)
+
+    def current_decay(self) -> float:
+        return min(self.decay, (1 + self.updates) / (10 + self.updates))
 
     @torch.no_grad()
     def update(self, G: nn.Module) -> None:
-        torch._foreach_lerp_(list(self.model.parameters()), [p.detach() for p in G.parameters()], 1 - self.decay)
+        weight = 1 - self.current_decay()
+        torch._foreach_lerp_(list(self.model.parameters()), [p.detach() for p in G.parameters()], weight)
+        self.updates += 1
         for mine, theirs in zip(self.model.buffers(), G.buffers()):
             mine.copy_(theirs)
 
@@ -209,7 +217,7 @@ class GAN:
         state = {"generator": self.G.state_dict(), "discriminator": self.D.state_dict(),
                  "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(), "d_updates": self.d_updates}
         if self.ema is not None:
-            state["ema"] = self.ema.model.state_dict()
+            state["ema"], state["ema_updates"] = self.ema.model.state_dict(), self.ema.updates
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -221,6 +229,7 @@ class GAN:
         if self.ema is not None:
             if "ema" in state:
                 self.ema.model.load_state_dict(state["ema"])
+                self.ema.updates = state.get("ema_updates", 0)
             else:  # EMA turned on at a resume: it starts from G
                 self.ema = EMA(self.G, self.cfg.ema)
         self.apply({})  # the config's rates are the run's (a rollback's halving, a live set, a flag)
