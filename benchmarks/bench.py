@@ -107,15 +107,20 @@ def rate_between(rows: list[dict[str, Any]], batch_size: int, start: float = 0, 
 
 
 def two_at_once(argvs: list[list[str]], outs: list[Path], warmup: int,
-                cwds: tuple[Path | None, Path | None] = (None, None)) -> tuple[list[list[dict[str, Any]]], float, float]:
+                cwds: tuple[Path | None, Path | None] = (None, None),
+                second_ends_both: bool = False) -> tuple[list[list[dict[str, Any]]], float, float]:
     """Two headless runs at once, one core each, the cores swapped every 2 s; their metrics rows past
-    `warmup`, and the window (start, end) in which both were running."""
+    `warmup`, and the window (start, end) in which both were running. With `second_ends_both` the
+    first runs until the second is done (then SIGTERM: it saves and stops)."""
     cores = sorted(os.sched_getaffinity(0))[:2]
     procs = [subprocess.Popen([*argv, "--out", str(out)], cwd=cwd, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL, preexec_fn=pinned(core))
              for argv, out, core, cwd in zip(argvs, outs, cores, cwds)]
     swapper = CoreSwapper((procs[0].pid, procs[1].pid), cores, 2.0)
     swapper.start()
+    if second_ends_both:
+        procs[1].wait()
+        procs[0].terminate()
     for proc in procs:
         if proc.wait() != 0:
             raise SystemExit(f"bench: a run exited {proc.returncode}")

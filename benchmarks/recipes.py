@@ -5,7 +5,9 @@
 
 `cost`: each recipe runs headless beside the default recipe, one core each, the cores swapped
 every 2 s (bench.py's method), with an A/A pair (default beside default); the ratio is the
-default's steps/s over the recipe's in the window both were past warm-up (above 1: slower).
+default's rate over the recipe's, per step and per real image (with --d-steps a step takes several
+batches), in the window both were past warm-up (above 1: slower); the default trains until the
+recipe has done its --steps.
 `quality`: each recipe trains --epochs from its defaults, two at a time on a core each, then
 `gantui eval RUN --n 10000` scores the final G (its EMA when there is one); a Markdown table
 (FID, digits, KL, coverage, conditioning accuracy, images/s, rollbacks) and a JSON file.
@@ -40,33 +42,41 @@ HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 
 
-def steps_rate(rows: list[dict], start: float, end: float) -> float:
+def cost_pair(recipe: list[str], tmp: Path, name: str, args: argparse.Namespace) -> tuple[float, float]:
+    """The recipe's time per step and per real image, over the default's, side by side: the
+    default trains until the recipe has done its steps."""
+    argv = [sys.executable, "-m", "gantui", "--no-ui", "--device", "cpu", "--eval-every", "0"]
+    rows, start, end = two_at_once([argv + ["--steps", "1000000"], argv + ["--steps", str(args.warmup + args.steps),
+                                                                         *recipe]],
+                                   [tmp / f"{name}-base", tmp / f"{name}-recipe"], args.warmup, second_ends_both=True)
+    (base_steps, base_images), (steps, images) = (rates(r, start, end) for r in rows)
+    return base_steps / steps, base_images / images
+
+
+def rates(rows: list[dict], start: float, end: float) -> tuple[float, float]:
+    """Steps/s and real images/s between the first and last rows inside [start, end]."""
     inside = [r for r in rows if start <= r["time"] <= end]
     if len(inside) < 2:
         raise SystemExit("recipes: too few metrics rows in the common window; raise --steps")
-    return (inside[-1]["step"] - inside[0]["step"]) / (inside[-1]["time"] - inside[0]["time"])
-
-
-def cost_pair(base: list[str], recipe: list[str], tmp: Path, name: str, args: argparse.Namespace) -> float:
-    """The default's steps/s over the recipe's, side by side."""
-    argv = [sys.executable, "-m", "gantui", "--no-ui", "--device", "cpu", "--eval-every", "0",
-            "--steps", str(args.warmup + args.steps)]
-    rows, start, end = two_at_once([argv + base, argv + recipe], [tmp / f"{name}-base", tmp / f"{name}-recipe"],
-                                   args.warmup)
-    base_rate, recipe_rate = (steps_rate(r, start, end) for r in rows)
-    return base_rate / recipe_rate
+    seconds = inside[-1]["time"] - inside[0]["time"]
+    first, last = inside[0], inside[-1]
+    steps = last["step"] - first["step"]
+    per_step = (last["images_per_s"] / last["steps_per_s"]) if last.get("steps_per_s") else 64
+    return steps / seconds, steps * per_step / seconds
 
 
 def cost(args: argparse.Namespace) -> None:
     results = {}
+    names = args.only or ["A/A (default beside default)", *[n for n in RECIPES if n != "default (ns)"]]
     with tempfile.TemporaryDirectory() as tmp:
-        for name, recipe in {"A/A (default beside default)": [], **RECIPES}.items():
-            if name == "default (ns)":
-                continue
-            ratios = [cost_pair([], recipe, Path(tmp), f"{len(results)}-{i}", args) for i in range(args.pairs)]
-            results[name] = {"ratios": ratios, "median": statistics.median(ratios), "flags": recipe}
-            print(f"{name:32s} {statistics.median(ratios):.2f}x the default's time per step "
-                  f"({', '.join(f'{r:.2f}' for r in ratios)})", flush=True)
+        for name in names:
+            recipe = RECIPES.get(name, [])
+            pairs = [cost_pair(recipe, Path(tmp), f"{len(results)}-{i}", args) for i in range(args.pairs)]
+            step, image = statistics.median(p[0] for p in pairs), statistics.median(p[1] for p in pairs)
+            results[name] = {"per_step": [p[0] for p in pairs], "per_image": [p[1] for p in pairs],
+                             "median_per_step": step, "median_per_image": image, "flags": recipe}
+            print(f"{name:32s} {step:.2f}x the default's time per step, {image:.2f}x per real image "
+                  f"({', '.join(f'{p[0]:.2f}' for p in pairs)})", flush=True)
     save("recipes-cost", {"pairs": args.pairs, "steps": args.steps, "results": results})
 
 
@@ -145,6 +155,7 @@ def main() -> None:
     c.add_argument("--pairs", type=int, default=2)
     c.add_argument("--steps", type=int, default=150)
     c.add_argument("--warmup", type=int, default=20)
+    c.add_argument("--only", nargs="*", choices=["A/A (default beside default)", *RECIPES])
     q = sub.add_parser("quality")
     q.add_argument("--epochs", type=int, default=5)
     q.add_argument("--only", nargs="*", choices=list(RECIPES))

@@ -299,3 +299,25 @@ def test_the_wgan_dashboard_snapshot_shows_the_schema_a_wgan_run_announces():
     from test_snapshot import WGAN_SCHEMA
 
     assert tiny_gan(loss="wgan-gp").schema() == WGAN_SCHEMA
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--loss", "nope"], "--loss: unknown 'nope' (choose from: ns, minimax, hinge, wgan-gp, lsgan)"),
+    (["--diffaug", "color,blur"], "--diffaug: unknown 'blur' (choose from: color, translation, cutout)"),
+    (["--d-steps", "0"], "--d-steps must be an integer from 1 to 100, got 0"),
+    (["--ema", "1.5"], "--ema must be 0 (off) or a decay in [0.5, 1), e.g. 0.999, got 1.5"),
+    (["--gp", "-1"], "--gp must be from 0 (off) to 10000, got -1.0"),
+    (["--on-collapse", "explode"], "--on-collapse: unknown 'explode' (choose from: warn, pause)"),
+])
+def test_a_bad_recipe_flag_is_one_line_and_exit_2(tmp_path, flags, message):
+    done = subprocess.run([sys.executable, "-m", "gantui", "--no-ui", "--out", str(tmp_path / "run"), *flags],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and done.stderr == f"gantui: error: {message}\n"
+
+
+def test_a_conditional_preview_shows_one_row_per_digit():
+    from gantui.ui.render import by_digit
+
+    tiles = np.arange(40).repeat(4).reshape(40, 2, 2).astype(np.uint8)  # 4 tiles of each digit, tile i = i
+    picked, cols = by_digit(tiles, per_digit=4, cols=3, rows=5)
+    assert cols == 3 and [int(t[0, 0]) for t in picked] == [d * 4 + k for d in range(5) for k in range(3)]
