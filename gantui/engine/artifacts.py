@@ -1,9 +1,10 @@
-"""What a run leaves on disk besides its logs: checkpoints and sample grids, written so that a
-failure (a full disk) is a notice and training goes on."""
+"""What a run leaves on disk: checkpoints, sample grids, metrics.jsonl rows, status.json, error.log;
+written so that a failure (a full disk) is a notice and training goes on."""
 from __future__ import annotations
 
 import errno
 import shutil
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -49,3 +50,23 @@ class Artifacts:
                                 "the previous one is intact", "error"))
             return None
         return path
+
+    def row(self, row: dict[str, Any]) -> None:
+        """A line of metrics.jsonl."""
+        try:
+            self.run_dir.append_metrics({"time": time.time(), **row})
+        except OSError as err:
+            self.emit(ev.Notice(f"metrics.jsonl not written: {err.strerror or err}", "error"))
+
+    def status(self, state: str, step: int, total_steps: int, error: str | None = None) -> None:
+        try:
+            self.run_dir.write_status(state, step=step, total_steps=total_steps, error=error)
+        except OSError as err:
+            if error is None:  # at the end of a failed run the one-line message says enough
+                self.emit(ev.Notice(f"status.json not written: {err.strerror or err}", "error"))
+
+    def error_log(self, text: str) -> None:
+        try:
+            (self.run_dir.path / "error.log").write_text(text)
+        except OSError:  # a full disk: the one-line message still goes out
+            pass

@@ -4,6 +4,7 @@ from __future__ import annotations
 import errno
 import os
 import pickle
+import random
 from pathlib import Path
 from typing import Any
 
@@ -91,3 +92,38 @@ def migrate_v1(state: dict[str, Any]) -> dict[str, Any]:
         "monitor": {"collapsed": state.get("collapsed", 0), "collapse_armed": state.get("collapse_armed", False)},
         "fixed_noise": state["fixed_noise"], "rng": rng,
     }
+
+
+def capture(trainer: Any) -> dict[str, Any]:
+    """A trainer's state in this version's layout: each part's own, the RNGs, the run's past."""
+    rng: dict[str, Any] = {"torch": torch.get_rng_state(), "python": list(random.getstate()[1]),
+                           "preview": trainer.preview_gen.get_state()}
+    if trainer.device.type == "cuda":
+        rng["cuda"] = torch.cuda.get_rng_state(trainer.device)
+    return {"config": trainer.config.to_dict(), "step": trainer.step, "history": list(trainer.history),
+            "quality": list(trainer.quality), "sets": list(trainer.sets), "gan": trainer.gan.state_dict(),
+            "batches": trainer.batches.state_dict(), "guard": trainer.guard.state_dict(),
+            "monitor": trainer.monitor.state_dict(), "fixed_noise": trainer.fixed_noise.clone(), "rng": rng}
+
+
+def restore(trainer: Any, state: dict[str, Any], history: bool = True) -> None:
+    """`capture`'s inverse; `history`: also the run's past and the guard's and monitor's state."""
+    trainer.gan.load_state_dict(state["gan"])
+    trainer.batches.load_state_dict(state["batches"])
+    trainer.step = state["step"]
+    trainer.fixed_noise = state["fixed_noise"]
+    trainer._fixed_noise_dev = trainer.fixed_noise.to(trainer.device)
+    rng = state["rng"]
+    torch.set_rng_state(rng["torch"])
+    random.setstate((3, tuple(rng["python"]), None))
+    trainer.preview_gen.set_state(rng["preview"])
+    if trainer.device.type == "cuda" and "cuda" in rng:
+        torch.cuda.set_rng_state(rng["cuda"], trainer.device)
+    if history:
+        trainer.history.extend(state.get("history", []))
+        trainer.quality.extend(state.get("quality", []))
+        trainer.sets.extend(state.get("sets", []))
+        trainer.guard.load_state_dict(state["guard"])  # the guard's limit holds across a resume
+        trainer.monitor.load_state_dict(state["monitor"])
+        rates = [row["images_per_s"] for row in trainer.history if "images_per_s" in row]
+        trainer.images_per_s = rates[-1] if rates else 0.0  # an estimate until the first interval

@@ -24,7 +24,7 @@ from gantui.common import HISTORY
 from gantui.config import Config, default_eval_every
 from gantui.engine.artifacts import Artifacts
 from gantui.engine.batches import BatchStream
-from gantui.engine.checkpoint import load_checkpoint
+from gantui.engine.checkpoint import capture, load_checkpoint, restore
 from gantui.engine.data import load_dataset, to_uint8
 from gantui.engine.device import configure_backend, resolve_device, use_bf16
 from gantui.engine.gan import GAN
@@ -285,10 +285,7 @@ class Trainer:
 
     def _event(self, row: dict[str, Any]) -> None:
         """A line of metrics.jsonl: metrics, or an event (a resume, a rollback, a set, a divergence)."""
-        try:
-            self.run_dir.append_metrics({"time": time.time(), **row})
-        except OSError as err:
-            self.emit(ev.Notice(f"metrics.jsonl not written: {err.strerror or err}", "error"))
+        self.artifacts.row(row)
 
     def _evaluate(self) -> None:
         try:
@@ -336,10 +333,7 @@ class Trainer:
         self.emit(ev.Saved(self.step, str(path), str(grid) if grid else None, reason))
 
     def _failed(self, err: Exception) -> ev.Finished:
-        try:
-            (self.run_dir.path / "error.log").write_text(traceback.format_exc())
-        except OSError:  # a full disk: the one-line message still goes out
-            pass
+        self.artifacts.error_log(traceback.format_exc())
         message = f"{type(err).__name__}: {err}"
         if isinstance(err, torch.OutOfMemoryError):
             message = (f"out of {self.device.type.upper()} memory at batch size {self.config.batch_size}; "
@@ -348,51 +342,19 @@ class Trainer:
         return self._finish(ev.Finished("error", self.step, checkpoint=str(last) if last else None, error=message))
 
     def _finish(self, finished: ev.Finished) -> ev.Finished:
-        try:
-            self.run_dir.write_status(finished.reason, step=finished.step, total_steps=getattr(self, "total_steps", 0),
-                                      error=finished.error)
-        except OSError:
-            pass
+        self.artifacts.status(finished.reason, finished.step, getattr(self, "total_steps", 0), finished.error)
         self.emit(finished)
         return finished
 
     def _write_status(self, state: str) -> None:
-        try:
-            self.run_dir.write_status(state, step=self.step, total_steps=self.total_steps)
-        except OSError as err:
-            self.emit(ev.Notice(f"status.json not written: {err.strerror or err}", "error"))
+        self.artifacts.status(state, self.step, self.total_steps)
 
-    # -- state -------------------------------------------------------------------------
+    # -- state (its layout: checkpoint.py) -------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         """Everything an exact resume needs, as plain tensors and data (weights_only-safe)."""
-        rng: dict[str, Any] = {"torch": torch.get_rng_state(), "python": list(random.getstate()[1]),
-                               "preview": self.preview_gen.get_state()}
-        if self.device.type == "cuda":
-            rng["cuda"] = torch.cuda.get_rng_state(self.device)
-        return {"config": self.config.to_dict(), "step": self.step, "history": list(self.history),
-                "quality": list(self.quality), "sets": list(self.sets), "gan": self.gan.state_dict(),
-                "batches": self.batches.state_dict(), "guard": self.guard.state_dict(),
-                "monitor": self.monitor.state_dict(), "fixed_noise": self.fixed_noise.clone(), "rng": rng}
+        return capture(self)
 
     def _load_state(self, state: dict[str, Any], history: bool = True) -> None:
-        """A checkpoint (checkpoint.load_checkpoint's layout); `history`: also the run's past, and the
-        guard's and monitor's state (a rollback keeps its own)."""
-        self.gan.load_state_dict(state["gan"])
-        self.batches.load_state_dict(state["batches"])
-        self.step = state["step"]
-        self.fixed_noise = state["fixed_noise"]
-        self._fixed_noise_dev = self.fixed_noise.to(self.device)
-        rng = state["rng"]
-        torch.set_rng_state(rng["torch"])
-        random.setstate((3, tuple(rng["python"]), None))
-        self.preview_gen.set_state(rng["preview"])
-        if self.device.type == "cuda" and "cuda" in rng:
-            torch.cuda.set_rng_state(rng["cuda"], self.device)
-        if history:
-            self.history.extend(state.get("history", []))
-            self.quality.extend(state.get("quality", []))
-            self.sets.extend(state.get("sets", []))
-            self.guard.load_state_dict(state["guard"])  # the guard's limit holds across a resume
-            self.monitor.load_state_dict(state["monitor"])
-            rates = [row["images_per_s"] for row in self.history if "images_per_s" in row]
-            self.images_per_s = rates[-1] if rates else 0.0  # an estimate until the first interval
+        """A checkpoint; `history`: also the run's past and the guard's and monitor's state (a
+        rollback keeps its own)."""
+        restore(self, state, history)
