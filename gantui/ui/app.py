@@ -100,7 +100,7 @@ class GanApp(Steering, Leaving, App[int]):
             loop.add_signal_handler(signum, self.on_stop_signal, signum)
         self.guard_sigcont()
         self.set_interval(0.5, self.tick_status)
-        self.set_interval(METRICS_INTERVAL, self.paint_metrics)
+        self.set_interval(METRICS_INTERVAL / 4, self.paint_metrics_due)
         self.set_interval(COST_INTERVAL, self.report_cost)
         post = self.post_event
         if isinstance(self.link, StreamLink):
@@ -191,6 +191,12 @@ class GanApp(Steering, Leaving, App[int]):
             self.started = replace(self.started, config={**self.started.config, **event.values})
         changes = ", ".join(f"{LIVE.get(k, k)} {v:g}" for k, v in event.values.items())
         self.notify(f"set at step {event.step}: {changes}")
+
+    def paint_metrics_due(self) -> None:
+        """The rows still waiting once the interval has passed (no newer row came to paint them):
+        the timer's own phase would otherwise add a repaint between the rows' own."""
+        if time.monotonic() - self.metrics_painted >= METRICS_INTERVAL:
+            self.paint_metrics()
 
     def paint_metrics(self) -> None:
         """The rows that arrived since the last repaint, into the panes in one go."""
