@@ -15,7 +15,7 @@ from gantui.engine.checkpoint import FORMAT, load_checkpoint
 from gantui.engine.gan import GAN
 from gantui.engine.objectives import gradient_penalty, r1_penalty
 from gantui.engine.trainer import Trainer
-from helpers import FAST
+from helpers import FAST, AlwaysPreview
 
 BEFORE_SPLIT = Path(__file__).parent / "data" / "default_recipe_before_split.json"
 
@@ -187,6 +187,16 @@ def test_a_conditional_g_draws_the_digits_asked_for(tiny_config, tmp_path):
     trainer = Trainer(tiny_config(conditional=True, steps=3, preview_count=40))
     trainer.run()
     assert trainer.fixed_labels.tolist() == [d for d in range(10) for _ in range(4)]
+    # 64 noise vectors, 60 tiles (6 a digit): the grid, the preview and a manual save all fit (a 5-epoch run
+    # once failed at its first grid here)
+    odd = Trainer(tiny_config(conditional=True, steps=4, sample_every=2, preview_count=64, out=str(tmp_path / "odd")),
+                  previews=AlwaysPreview(64))
+    odd.save()
+    assert odd.run().reason == "done"
+    from PIL import Image
+
+    with Image.open(odd.run_dir.sample_path(2)) as grid:
+        assert grid.size == (2 + 6 * 30, 2 + 10 * 30)  # 6 columns, a row per digit
     G = trainer.gan.G.eval()
     z = torch.randn(5, 100)
     with torch.no_grad():

@@ -316,7 +316,9 @@ class Trainer:
         self.previews.preview_cost(time.perf_counter() - start)
 
     def _save_grid(self):
-        images = self.gan.generate(self._fixed_noise_dev, self.fixed_labels)
+        labels = self.fixed_labels  # a conditional grid: whole rows of digits, so perhaps fewer than the noise
+        noise = self._fixed_noise_dev if labels is None else self._fixed_noise_dev[:len(labels)]
+        images = self.gan.generate(noise, labels)
         nrow = len(self.fixed_labels) // 10 if self.fixed_labels is not None else 8
         return self.artifacts.save_grid(images, self.step, nrow)
 
