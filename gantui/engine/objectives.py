@@ -14,6 +14,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from gantui.common import DEFAULT_SCHEMA
+
 Line = tuple[str, str, str]  # metric key, label, format
 
 
@@ -121,8 +123,8 @@ class LeastSquares(Objective):
         return row["loss_d"] < 0.005 and row["d_fake"] < 0.05
 
 
-_PROBABILITIES = (("d_real", "D(x)", ".3f"), ("d_fake", "D(G(z))", ".3f"),
-                  ("acc_real", "acc real", ".2f"), ("acc_fake", "acc fake", ".2f"))
+# The default recipe's figures are the panes a first-release run (which announced none) is drawn with.
+_PROBABILITIES = tuple(tuple(line) for line in DEFAULT_SCHEMA[1]["lines"])
 OBJECTIVES: dict[str, Objective] = {
     "ns": NonSaturating("ns", "Discriminator", _PROBABILITIES),
     "minimax": Minimax("minimax", "Discriminator", _PROBABILITIES),
