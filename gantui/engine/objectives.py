@@ -8,6 +8,7 @@ batch's outputs, and says when D has won outright (the guard's collapse check). 
 """
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,7 +21,7 @@ Line = tuple[str, str, str]  # metric key, label, format
 
 
 @dataclass(frozen=True)
-class Objective:
+class Objective(ABC):
     name: str
     title: str  # the second pane's title: what D is under this loss
     figures: tuple[Line, ...]  # what `stats` returns, in order, beside the losses
@@ -37,14 +38,14 @@ class Objective:
             self._targets[key] = t
         return self._targets[key]
 
-    def d_loss(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+    @abstractmethod
+    def d_loss(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor: ...
 
-    def g_loss(self, fake: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+    @abstractmethod
+    def g_loss(self, fake: torch.Tensor) -> torch.Tensor: ...
 
-    def stats(self, real: torch.Tensor, fake: torch.Tensor) -> list[torch.Tensor]:
-        raise NotImplementedError
+    @abstractmethod
+    def stats(self, real: torch.Tensor, fake: torch.Tensor) -> list[torch.Tensor]: ...
 
     def won(self, row: dict[str, Any]) -> bool:
         """D has won outright in this logging interval (G gets no useful signal)."""

@@ -8,9 +8,7 @@ the monitor (quality, collapse), the artifacts (checkpoints, grids).
 """
 from __future__ import annotations
 
-import queue
 import random
-import threading
 import time
 import traceback
 from collections import deque
@@ -25,6 +23,7 @@ from gantui.config import Config, default_eval_every
 from gantui.engine.artifacts import Artifacts
 from gantui.engine.batches import BatchStream
 from gantui.engine.checkpoint import capture, load_checkpoint, restore
+from gantui.engine.controls import Controls
 from gantui.engine.data import load_dataset, to_uint8
 from gantui.engine.device import configure_backend, resolve_device, use_bf16
 from gantui.engine.gan import GAN
@@ -40,7 +39,7 @@ class PreviewSource(Protocol):
     def preview_cost(self, seconds: float) -> None: ...
 
 
-class Trainer:
+class Trainer(Controls):
     def __init__(self, config: Config, emit: Callable[[ev.Event], Any] = lambda event: None, *,
                  resume_state: dict[str, Any] | None = None, previews: PreviewSource | None = None) -> None:
         """`previews`: None generates none (a headless run that nobody serves)."""
@@ -50,10 +49,7 @@ class Trainer:
         self.run_dir = RunDir(config.out or default_run_dir())
         self.artifacts = Artifacts(self.run_dir, config.keep, emit)
         self._resume_state = resume_state
-        self._commands: queue.Queue[tuple[str, Any]] = queue.Queue()
-        self._running = threading.Event()
-        self._running.set()
-        self._stop = threading.Event()
+        Controls.__init__(self)
         self.step = 0
         self.images_per_s = 0.0
         self._saved_step = -1
@@ -62,34 +58,6 @@ class Trainer:
         self.sets: list[dict[str, Any]] = []  # live changes of settings, for the curves' markers
         # 0: off (also when the classifier files are damaged)
         self.eval_every = default_eval_every(self.device.type) if config.eval_every is None else config.eval_every
-
-    # -- controls: safe from any thread ------------------------------------------------
-    @property
-    def paused(self) -> bool:
-        return not self._running.is_set()
-
-    def pause(self) -> None:
-        self._running.clear()
-
-    def resume(self) -> None:
-        self._running.set()
-
-    def toggle_pause(self) -> None:
-        self.resume() if self.paused else self.pause()
-
-    def save(self) -> None:
-        self._commands.put(("save", None))
-
-    def resample(self) -> None:
-        self._commands.put(("resample", None))
-
-    def set(self, values: dict[str, Any]) -> None:
-        """Live settings, checked by config.check_live_values; applied at the next step boundary."""
-        self._commands.put(("set", dict(values)))
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._running.set()  # wake a paused loop so it can finish
 
     @property
     def epoch(self) -> int:  # completed epochs
@@ -200,15 +168,8 @@ class Trainer:
         self.gan.step(self.batches)
 
     def _apply_commands(self) -> None:
-        """The commands queued since the last step, each kind once (a flood of saves is one save;
-        settings merge, the newest value of each winning)."""
-        pending: dict[str, Any] = {}
-        while True:
-            try:
-                kind, value = self._commands.get_nowait()
-            except queue.Empty:
-                break
-            pending[kind] = {**pending.get(kind, {}), **value} if kind == "set" else value
+        """What `_pending` drained since the last step: settings, then a resample, then a save."""
+        pending = self._pending()
         if "set" in pending:
             self._set(pending["set"])
         if "resample" in pending:
