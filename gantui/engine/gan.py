@@ -151,9 +151,10 @@ class GAN:
         if "r1" in self.penalties:
             if self.cfg.r1 and self.d_updates % R1_EVERY == 0:  # lazy: the last value stands in between
                 with self.autocast():
-                    self._r1 = r1_penalty(self.D, real, real_labels)
-                loss = loss + self.cfg.r1 / 2 * R1_EVERY * self._r1
-            penalties.append(self._r1.detach())
+                    r1 = r1_penalty(self.D, real, real_labels)
+                loss = loss + self.cfg.r1 / 2 * R1_EVERY * r1
+                self._r1 = r1.detach()  # not its graph, for the 15 steps it stands in
+            penalties.append(self._r1)
         self.opt_d.zero_grad(set_to_none=True)
         loss.backward()
         self.opt_d.step()
