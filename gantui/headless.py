@@ -1,8 +1,19 @@
-"""`gantui --no-ui`: a consumer of the run's events that prints plain lines."""
+"""`gantui --no-ui`: a consumer of the run's events that prints plain lines.
+
+The hub calls the printer from the trainer's thread, so it only queues lines; the main thread,
+idle while the trainer trains, writes them (`write_pending`). A reader that stops reading (a
+paused pager, a stalled SSH session, a pipe nobody empties) then blocks only that write, never
+the trainer or the run's watchers. Output that goes away (`| head`, a closed pipe) does not end
+the run either: the lines go on in RUN_DIR/gantui.log, as after a dashboard's hang-up.
+"""
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
+import threading
 import time
+from collections import deque
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -11,11 +22,17 @@ from gantui.common import format_duration, format_metrics, format_quality
 from gantui.config import Config
 
 
+MAX_QUEUED = 10_000  # lines held while the output is not read; past that the oldest are dropped
+
+
 class HeadlessPrinter:
     """Turns trainer events into lines on `out`."""
 
     def __init__(self, out: TextIO, batch_size: int) -> None:
-        self.out = out
+        self.out, self.err = out, sys.stderr
+        self._lines: deque[tuple[str, bool]] = deque(maxlen=MAX_QUEUED)
+        self._dropped = 0
+        self._ready = threading.Condition()
         self.batch_size = batch_size
         self.total_steps = 0
         self.run_dir: str | None = None
@@ -54,7 +71,51 @@ class HeadlessPrinter:
                 self.print(f"gantui: {event.reason} at step {event.step} after {took}; checkpoint {event.checkpoint}")
 
     def print(self, line: str, err: bool = False) -> None:
-        print(line, file=sys.stderr if err else self.out, flush=True)
+        """Queue a line (any thread; never blocks)."""
+        with self._ready:
+            self._dropped += len(self._lines) == MAX_QUEUED
+            self._lines.append((line, err))
+            self._ready.notify()
+
+    def write_pending(self, timeout: float = 0.0) -> None:
+        """Write the queued lines, waiting up to `timeout` for one (the main thread)."""
+        with self._ready:
+            self._ready.wait_for(lambda: self._lines, timeout)
+            lines, dropped = list(self._lines), self._dropped
+            self._lines.clear()
+            self._dropped = 0
+        if dropped:
+            lines.insert(0, (f"gantui: {dropped} lines not printed: the output was not being read "
+                             "(metrics.jsonl has every row)", True))
+        for line, err in lines:
+            self._write(line, err)
+
+    def _write(self, line: str, err: bool) -> None:
+        try:
+            print(line, file=self.err if err else self.out, flush=True)
+        except OSError as error:  # the reader went away (EPIPE) or the terminal did (EIO)
+            self._output_gone(err, error)
+            with contextlib.suppress(OSError):
+                print(line, file=self.err if err else self.out, flush=True)
+
+    def _output_gone(self, err: bool, error: OSError) -> None:
+        """Send what follows for that stream to RUN_DIR/gantui.log; the run goes on."""
+        stream = self.err if err else self.out
+        with contextlib.suppress(OSError, ValueError):  # ValueError: no descriptor (a StringIO)
+            devnull = os.open(os.devnull, os.O_WRONLY)  # what it still buffers must not fail again at exit
+            os.dup2(devnull, stream.fileno())
+            os.close(devnull)
+        try:
+            replacement = open(Path(self.run_dir) / "gantui.log" if self.run_dir else os.devnull, "a", buffering=1)
+        except OSError:
+            replacement = open(os.devnull, "w")
+        with contextlib.suppress(OSError):
+            print(f"gantui: the output went away ({error.strerror or error}); training goes on, logging here",
+                  file=replacement, flush=True)
+        if err:
+            self.err = replacement
+        else:
+            self.out = replacement
 
 
 def run_headless(config: Config, resume_state: dict[str, Any] | None = None, out: TextIO | None = None) -> int:

@@ -16,6 +16,7 @@ from gantui import events as ev
 from gantui.common import EXIT_CODES, STOP_SIGNALS
 from gantui.config import Config
 from gantui.engine.trainer import Trainer
+from gantui.headless import HeadlessPrinter
 from gantui.service.hub import RunHub
 from gantui.service.server import RunServer
 
@@ -52,7 +53,7 @@ class Session:
         assert self.finished is not None
         return self.finished
 
-    def run_headless(self, printer: Any, *, detached: bool = False) -> int:
+    def run_headless(self, printer: HeadlessPrinter, *, detached: bool = False) -> int:
         """Print events until the run ends; a stop signal finishes the step, saves, exits 128+signal.
         `detached`: the trainer runs already (a dashboard has gone)."""
         received: list[int] = []
@@ -69,7 +70,10 @@ class Session:
         try:
             if not detached:
                 self.start()
+            while self.thread.is_alive():  # the main thread writes the lines: see headless.py
+                printer.write_pending(0.2)
             finished = self.wait()
+            printer.write_pending()
         finally:
             self.hub.unsubscribe(name)
             for s, handler in previous.items():
@@ -105,8 +109,6 @@ class Session:
 
     def carry_on_detached(self) -> int:
         """After a hang-up: log lines to RUN_DIR/gantui.log, serve the run, train on until the end."""
-        from gantui.headless import HeadlessPrinter
-
         log = os.open(self.run_dir.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         for fd in (1, 2):
             os.dup2(log, fd)
@@ -118,8 +120,6 @@ class Session:
 
 
 def run_headless(config: Config, resume_state: dict[str, Any] | None = None, out: TextIO | None = None) -> int:
-    from gantui.headless import HeadlessPrinter
-
     session = Session(config, resume_state)
     return session.run_headless(HeadlessPrinter(out or sys.stdout, config.batch_size))
 

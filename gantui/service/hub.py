@@ -2,8 +2,8 @@
 
 The trainer calls `publish` from its thread; the hub keeps a snapshot of the run (so a consumer
 that joins late starts from the whole picture) and hands each event to every consumer's
-`deliver`, which must never block (a Textual `post_message`, a bounded per-client queue, a
-printer). Consumers steer the run through `command`, which touches only the trainer's
+`deliver`, which must never block (a Textual `post_message`, a bounded per-client queue, the
+headless printer's queue). Consumers steer the run through `command`, which touches only the trainer's
 thread-safe controls. Torch-free.
 """
 from __future__ import annotations
