@@ -10,6 +10,7 @@ import copy
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from gantui.config import Config
@@ -75,11 +76,13 @@ class GAN:
 
     # -- what it reports ---------------------------------------------------------------
     def lines(self) -> list[Line]:
-        """The per-step figures, in the meter's order: losses, the objective's own, penalties."""
+        """The per-step figures, in the meter's order: losses, the objective's own, penalties, and a
+        conditional D's class loss on real digits."""
         lines = [("loss_g", "G loss", ".3f"), ("loss_d", "critic loss" if self.objective.title == "Critic"
                                                 else "D loss", ".3f"), *self.objective.figures]
         penalties = {"gp": ("gp", "penalty", ".3f"), "r1": ("r1", "R1", ".3f")}
-        return lines + [penalties[key] for key in self.penalties]
+        classes = [("class_loss", "D class loss", ".3f")] if self.classes else []
+        return lines + [penalties[key] for key in self.penalties] + classes
 
     def schema(self) -> list[dict[str, Any]]:
         """The panes this run's figures fill (`Started.schema`): the losses and the penalties that are
@@ -115,9 +118,13 @@ class GAN:
     def fake_labels(self, n: int) -> torch.Tensor | None:
         return torch.randint(0, self.classes, (n,), device=self.device) if self.classes else None
 
-    def _D(self, x: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+    def _D(self, x: torch.Tensor, labels: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """D's scores, and its class logits when conditional (models.Discriminator)."""
         x = augment(x, self.augments) if self.augments else x
-        return (self.D_fwd(x) if labels is None else self.D_fwd(x, labels)).float()
+        if labels is None:
+            return self.D_fwd(x).float(), None
+        score, logits = self.D_fwd(x, labels, classify=True)
+        return score.float(), logits.float()
 
     def step(self, batches) -> None:
         """`d_steps` D updates, each on a new real batch, then one G update on the last fake batch."""
@@ -137,10 +144,13 @@ class GAN:
         with self.autocast():
             # Real and fake in one batch: D has no batch norm, so this is the two usual passes in one.
             both_labels = None if real_labels is None else torch.cat((real_labels, fake_labels))
-            out = self._D(torch.cat((real.to(fake.dtype), fake)), both_labels)
+            out, logits = self._D(torch.cat((real.to(fake.dtype), fake)), both_labels)
         real_out, fake_out = out[:bs], out[bs:]
         loss = self.objective.d_loss(real_out, fake_out)
         penalties = []
+        if logits is not None:  # the class head learns real digits only
+            class_loss = F.cross_entropy(logits[:bs], real_labels)
+            loss = loss + class_loss
         if "gp" in self.penalties:  # eager D: a compiled graph does not take a double backward
             gp = self._zero
             if self.cfg.gp:  # a live set may have weighted it 0 for now
@@ -155,6 +165,8 @@ class GAN:
                 loss = loss + self.cfg.r1 / 2 * R1_EVERY * r1
                 self._r1 = r1.detach()  # not its graph, for the 15 steps it stands in
             penalties.append(self._r1)
+        if logits is not None:
+            penalties.append(class_loss)
         self.opt_d.zero_grad(set_to_none=True)
         loss.backward()
         self.opt_d.step()
@@ -166,7 +178,10 @@ class GAN:
         """One G update through a frozen D: D gets no gradients and no update."""
         self.D.requires_grad_(False)
         with self.autocast():
-            loss = self.objective.g_loss(self._D(fake, labels))
+            out, logits = self._D(fake, labels)
+            loss = self.objective.g_loss(out)
+            if logits is not None:  # and be read as the digit asked for
+                loss = loss + F.cross_entropy(logits, labels)
         self.opt_g.zero_grad(set_to_none=True)
         loss.backward()
         self.opt_g.step()
