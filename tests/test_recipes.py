@@ -74,6 +74,27 @@ def test_each_loss_sends_gradients_only_where_they_belong(loss):
     assert all(g is not None for g in grads(gan.G)) and torch.isfinite(loss_g)
 
 
+def test_a_conditional_d_learns_real_digits_classes_and_g_is_scored_by_them():
+    gan = tiny_gan(conditional=True)
+    gan.D.eval()  # no dropout: the same D outputs here as inside the steps
+    real = torch.rand(8, 1, 28, 28) * 2 - 1
+    real_labels, fake_labels = torch.arange(8) % 10, (torch.arange(8) + 3) % 10
+    fake = gan.G(gan.noise(8), fake_labels)
+    with torch.no_grad():
+        score, logits = gan.D(torch.cat((real, fake)), torch.cat((real_labels, fake_labels)), classify=True)
+    class_loss = torch.nn.functional.cross_entropy(logits[:8], real_labels)  # real digits only
+    stats = gan.d_step(real, fake.detach(), real_labels, fake_labels)
+    assert stats[0].item() == pytest.approx((gan.objective.d_loss(score[:8], score[8:]) + class_loss).item(), rel=1e-5)
+    assert stats[-1].item() == pytest.approx(class_loss.item(), rel=1e-5)
+    assert [key for key, _, _ in gan.lines()][-1] == "class_loss"
+    with torch.no_grad():
+        score, logits = gan.D(fake, fake_labels, classify=True)  # D as the G step sees it, after its update
+    expected = gan.objective.g_loss(score) + torch.nn.functional.cross_entropy(logits, fake_labels)
+    assert gan.g_step(fake, fake_labels).item() == pytest.approx(expected.item(), rel=1e-5)
+    assert not GAN(Config(device="cpu").validate(), torch.device("cpu"), bf16=False, classes=10).lines()[-1][0] == \
+        "class_loss"  # an unconditional D has no class head
+
+
 class Linear(torch.nn.Module):
     """D(x) = w . x + b: its gradient is w everywhere."""
 
