@@ -60,4 +60,5 @@ def format_metrics(row: dict[str, Any], total_steps: int, batch_size: int,
 def format_quality(row: dict[str, Any]) -> str:
     return (f"quality at step {row['step']} | FID {row['fid']:.2f} (N={row['fid_n']}) | {row['classes']}/10 classes"
             f" KL {row['kl']:.3f} | confidence {row['confidence']:.3f} score {row['score']:.2f}"
-            f" | took {row['eval_s']:.1f} s")
+            + (f" | {row['cond_acc']:.1%} drawn as asked" if row.get("cond_acc") is not None else "")
+            + f" | took {row['eval_s']:.1f} s")

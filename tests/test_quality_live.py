@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from gantui import events as ev
+from gantui.common import format_quality
 from gantui.engine.checkpoint import load_checkpoint
 from gantui.engine.monitor import COLLAPSE_EVALS, QUALITY_KEYS
 from gantui.engine.trainer import Trainer
@@ -140,6 +141,19 @@ async def test_quality_pane_shows_live_evaluations(tiny_config):
         assert "digits" in str(app.quality_pane.verdict.render()) or "COLLAPSE" in str(app.quality_pane.verdict.render())
         await pilot.press("q")
     assert app.return_code == 0
+
+
+async def test_a_conditional_runs_quality_says_how_many_samples_are_the_digit_asked_for(tiny_config):
+    app = make_app(tiny_config(steps=1_000_000, save_every=1_000_000, sample_every=1_000_000, eval_every=2,
+                               conditional=True))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: len(app.quality_pane.fids) >= 1)
+        verdict = str(app.quality_pane.verdict.render())
+        assert "as asked" in verdict and "%" in verdict and "conf" not in verdict, verdict
+        await pilot.press("q")
+    line = format_quality({"step": 2, "fid": 50.0, "fid_n": 100, "classes": 10, "kl": 0.01, "confidence": 0.9,
+                           "score": 8.0, "eval_s": 0.5, "cond_acc": 0.975})
+    assert "97.5% drawn as asked" in line
 
 
 def test_default_interval_follows_the_device(tiny_config):

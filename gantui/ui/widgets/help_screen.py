@@ -35,7 +35,8 @@ marks a live change of settings.
 **Quality**: every few hundred steps a shipped MNIST classifier scores 2000 samples from
 fixed noise. FID (on its features; lower is better, real digits score under 1) over time on a
 log scale; a bar per digit for its share of the samples (about 10% each is healthy; red under
-1%); digits present, KL from MNIST's mix (under 0.02 is healthy), mean confidence, score.
+1%); digits present, KL from MNIST's mix (under 0.02 is healthy), mean confidence (a
+conditional run: the share drawn as the digit asked for), score.
 MODE COLLAPSE? in red: a digit under 1% or KL above 0.1 at two evaluations in a row.
 
 **Samples**: the generator's output for a fixed batch of noise, so frames are comparable

@@ -111,7 +111,9 @@ class QualityPane(Vertical):
             verdict = "[b red]MODE COLLAPSE?[/b red] " + (f"digits {rare} under 1%, " if rare else "") + \
                 f"KL {last['kl']:.3f}"
         else:
-            verdict = (f"{last['classes']} digits [dim]KL[/dim] {last['kl']:.3f} "
-                       f"[dim]conf[/dim] {last['confidence']:.2f} [dim]score[/dim] {last['score']:.1f}")
+            # A conditional run's figure that matters most takes the confidence's place.
+            third = (f"[dim]as asked[/dim] {last['cond_acc']:.1%}" if last.get("cond_acc") is not None
+                     else f"[dim]conf[/dim] {last['confidence']:.2f}")
+            verdict = f"{last['classes']} digits [dim]KL[/dim] {last['kl']:.3f} {third} [dim]score[/dim] {last['score']:.1f}"
         self.verdict.update(verdict, layout=False)
         self.set_class(bool(last.get("collapse")), "collapse")
