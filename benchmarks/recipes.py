@@ -2,6 +2,7 @@
 
     python benchmarks/recipes.py cost [--pairs 2] [--steps 150]
     python benchmarks/recipes.py quality [--epochs 5] [--only NAME ...]
+    python benchmarks/recipes.py score NAME RUN_DIR [--epochs 30]
 
 `cost`: each recipe runs headless beside the default recipe, one core each, the cores swapped
 every 2 s (bench.py's method), with an A/A pair (default beside default); the ratio is the
@@ -10,7 +11,10 @@ batches), in the window both were past warm-up (above 1: slower); the default tr
 recipe has done its --steps.
 `quality`: each recipe trains --epochs from its defaults, two at a time on a core each, then
 `gantui eval RUN --n 10000` scores the final G (its EMA when there is one); a Markdown table
-(FID, digits, KL, coverage, conditioning accuracy, images/s, rollbacks) and a JSON file.
+(FID, digits, KL, coverage, conditioning accuracy, images/s, rollbacks) and a JSON file, whose rows
+for other recipes from earlier the same day are kept.
+`score`: the same row for a run trained by hand with the recipe's command (a 30-epoch run takes
+~90 minutes a core here: start it in tmux, score it when it is done).
 """
 from __future__ import annotations
 
@@ -37,6 +41,7 @@ RECIPES = {  # in the order `quality` trains them
     "r1 (gamma 1)": ["--r1", "1"],
     "diffaug": ["--diffaug", "color,translation,cutout"],
     "minimax": ["--loss", "minimax"],
+    "lsgan + ema 0.999": ["--loss", "lsgan", "--ema", "0.999"],
 }
 # Costed, not trained for the table: the gradient penalty's double backward on its own.
 COST_ONLY = {"gradient penalty (ns + --gp 10)": ["--gp", "10"], "wgan-gp, 1 critic step": ["--loss", "wgan-gp"]}
@@ -129,8 +134,26 @@ def quality(args: argparse.Namespace) -> None:
                 continue
             results.append(score(name, RECIPES[name], out, args))
             print(json.dumps(results[-1]), flush=True)
-    save(f"recipes-quality-{args.epochs}ep", {"epochs": args.epochs, "results": results})
-    print(table(results))
+    print(table(merge(args.epochs, results)))
+
+
+def score_run(args: argparse.Namespace) -> None:
+    out = Path(args.run)
+    config = json.loads((out / "config.json").read_text())
+    if config["epochs"] != args.epochs or config.get("steps"):
+        raise SystemExit(f"recipes: {out} trained {config['epochs']} epochs (steps {config.get('steps')}), not "
+                         f"{args.epochs}")
+    print(table(merge(args.epochs, [score(args.name, RECIPES[args.name], out, args)])))
+
+
+def merge(epochs: int, results: list[dict]) -> list[dict]:
+    """Today's table at `epochs`, these rows replacing any of the same recipe."""
+    path = RESULTS / f"recipes-quality-{epochs}ep-{time.strftime('%Y-%m-%d')}.json"
+    mine = {r["recipe"] for r in results}
+    kept = [r for r in json.loads(path.read_text())["results"] if r["recipe"] not in mine] if path.exists() else []
+    merged = kept + results
+    save(f"recipes-quality-{epochs}ep", {"epochs": epochs, "results": merged})
+    return merged
 
 
 def table(results: list[dict]) -> str:
@@ -162,8 +185,12 @@ def main() -> None:
     q.add_argument("--epochs", type=int, default=5)
     q.add_argument("--only", nargs="*", choices=list(RECIPES))
     q.add_argument("--root", help="where the runs go (default: a new temporary directory, kept)")
+    s = sub.add_parser("score")
+    s.add_argument("name", choices=list(RECIPES))
+    s.add_argument("run", help="the run directory")
+    s.add_argument("--epochs", type=int, default=30)
     args = p.parse_args()
-    cost(args) if args.mode == "cost" else quality(args)
+    {"cost": cost, "quality": quality, "score": score_run}[args.mode](args)
 
 
 if __name__ == "__main__":
