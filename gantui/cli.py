@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from gantui.config import AUGMENTS, LOSSES, NOISES, Config, ConfigError
+from gantui.datasets import DATASETS, evaluation_off_reason
 
 USAGE_ERROR = 2
 
@@ -27,7 +28,10 @@ def train_parser() -> Parser:
     d = Config()
     add = p.add_argument
     # Defaults are None so that a resumed run keeps its own settings unless a flag is given.
-    add("--dataset", help=f"training data (default {d.dataset})")
+    add("--dataset", help=f"training data: {', '.join(DATASETS)} (default {d.dataset}; the others are "
+                          "downloaded on first use)")
+    add("--data-root", metavar="DIR", help="where the datasets' files are, or go when downloaded (default: the user "
+                                           "cache dir)")
     add("--epochs", type=int, help=f"epochs to train (default {d.epochs})")
     add("--steps", type=int, help="stop after N steps in all; overrides --epochs")
     add("--batch-size", type=int, help=f"images per step (default {d.batch_size})")
@@ -153,6 +157,7 @@ def wants_ui(args: argparse.Namespace) -> bool:
 
 def train(argv: list[str]) -> int:
     from gantui.engine.checkpoint import CheckpointError
+    from gantui.engine.data import DatasetError, fetch
     from gantui.engine.device import DeviceError, resolve_device
     from gantui.rundir import RunDir, RunDirBusy
 
@@ -162,7 +167,8 @@ def train(argv: list[str]) -> int:
         resolve_device(config.device)
         lock = RunDir(config.out).lock()  # noqa: F841 (held until the process exits)
         check_not_another_run(config, args)
-    except (ConfigError, DeviceError, CheckpointError, RunDirBusy) as err:
+        fetch(config.dataset, config.data_root)
+    except (ConfigError, DeviceError, CheckpointError, RunDirBusy, DatasetError) as err:
         fail(str(err))
     from gantui.session import run_dashboard, run_headless
 
@@ -217,7 +223,7 @@ def evaluate_command(argv: list[str]) -> int:
     import numpy as np
     import torch
 
-    from gantui.engine.checkpoint import CheckpointError
+    from gantui.engine.checkpoint import CheckpointError, load_checkpoint
     from gantui.engine.data import load_mnist_arrays, normalise
     from gantui.engine.device import DeviceError, resolve_device
     from gantui.engine.sample import generate
@@ -232,6 +238,9 @@ def evaluate_command(argv: list[str]) -> int:
                 fail(f"--n {args.n}: the MNIST test set has {len(test)} images")
             images, labels = test[np.random.default_rng(args.seed).permutation(len(test))[:args.n]], None
         else:
+            dataset = load_checkpoint(args.checkpoint)["config"].get("dataset", "mnist")
+            if off := evaluation_off_reason(dataset):
+                fail(f"{args.checkpoint}: cannot score it: {off}")
             images, labels = generate(args.checkpoint, args.n, seed=args.seed, device=device)
         figures = evaluate(normalise(torch.from_numpy(images).unsqueeze(1)), device, neighbours=True,
                            labels=torch.from_numpy(labels) if labels is not None else None)

@@ -6,7 +6,8 @@ import re
 from dataclasses import dataclass, fields
 from typing import Any
 
-DATASETS = ("mnist",)
+from gantui.datasets import DATASETS
+
 LOSSES = ("ns", "minimax", "hinge", "wgan-gp", "lsgan")
 NOISES = ("normal", "uniform")
 AUGMENTS = ("color", "translation", "cutout")
@@ -33,7 +34,8 @@ class ConfigError(ValueError):
 
 @dataclass
 class Config:
-    dataset: str = "mnist"
+    dataset: str = "mnist"  # gantui.datasets.DATASETS
+    data_root: str | None = None  # where torchvision datasets' files are; None: the user cache dir
     epochs: int = 30
     steps: int | None = None  # stop after this many steps; overrides epochs
     batch_size: int = 64

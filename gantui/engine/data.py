@@ -1,13 +1,59 @@
 """Datasets as one uint8 tensor on the training device, normalised per batch."""
 from __future__ import annotations
 
+import contextlib
+import socket
 from functools import lru_cache
 from importlib import resources
+from pathlib import Path
 
 import numpy as np
 import torch
 
+from gantui.datasets import DATASETS, Dataset
+
 BUNDLED_MNIST = "mnist.npz"
+DOWNLOAD_TIMEOUT = 10.0  # seconds a stalled server may leave a read unanswered (urllib has no timeout of its own)
+
+
+class DatasetError(Exception):
+    """A dataset that cannot be had: one line, naming the files and where they go."""
+
+
+def default_root() -> Path:
+    from platformdirs import user_cache_path
+
+    return user_cache_path("gantui") / "datasets"
+
+
+@contextlib.contextmanager
+def _socket_timeout(seconds: float):
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(seconds)
+    try:
+        yield
+    finally:
+        socket.setdefaulttimeout(previous)
+
+
+def fetch(name: str, root: str | Path | None = None) -> None:
+    """Make sure a torchvision dataset's files are under `root` (the user cache by default),
+    downloading them when they are not; DatasetError when that fails. The bundled MNIST needs nothing."""
+    data = DATASETS[name]
+    if data.torchvision is None:
+        return
+    import torchvision.datasets
+
+    root = Path(root) if root else default_root()
+    where = root / data.torchvision / "raw"
+    try:
+        with _socket_timeout(DOWNLOAD_TIMEOUT):
+            getattr(torchvision.datasets, data.torchvision)(str(root), train=True, download=True)
+    except Exception as err:  # URLError, a timeout, a bad checksum, a full disk: all end the same way
+        reason = str(err).strip().splitlines()
+        raise DatasetError(f"{name}: not found and not downloaded ({reason[-1] if reason else type(err).__name__}); "
+                           f"put {', '.join(data.files)} (or their .gz) in {where}, or point --data-root at a "
+                           f"directory holding {data.torchvision}/raw/") from None
 
 
 @lru_cache(maxsize=2)
@@ -18,12 +64,18 @@ def load_mnist_arrays(split: str = "train") -> tuple[np.ndarray, np.ndarray]:
             return archive[f"{split}_images"], archive[f"{split}_labels"]
 
 
-def load_dataset(name: str, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """The training images as a (N, 1, 28, 28) uint8 tensor and their (N,) int64 labels, on `device`."""
-    if name != "mnist":
-        raise ValueError(f"unknown dataset {name!r}")
-    images, labels = load_mnist_arrays("train")
-    return torch.from_numpy(images).unsqueeze(1).to(device), torch.from_numpy(labels).long().to(device)
+def load_dataset(name: str, device: torch.device, root: str | Path | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The training images as a (N, C, H, W) uint8 tensor and their (N,) int64 labels, on `device`
+    (a torchvision dataset's files must be there already: `fetch`)."""
+    data: Dataset = DATASETS[name]
+    if data.torchvision is None:
+        images, labels = (torch.from_numpy(a) for a in load_mnist_arrays("train"))
+    else:
+        import torchvision.datasets
+
+        found = getattr(torchvision.datasets, data.torchvision)(str(Path(root) if root else default_root()), train=True)
+        images, labels = found.data, found.targets
+    return images.view(-1, *data.shape).to(device), labels.long().to(device)
 
 
 def normalise(batch: torch.Tensor) -> torch.Tensor:

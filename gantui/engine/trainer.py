@@ -20,6 +20,7 @@ import torch
 from gantui import events as ev
 from gantui.common import HISTORY
 from gantui.config import Config, default_eval_every
+from gantui.datasets import DATASETS, evaluation_off_reason
 from gantui.engine.artifacts import Artifacts
 from gantui.engine.batches import BatchStream
 from gantui.engine.checkpoint import capture, load_checkpoint, restore
@@ -56,8 +57,11 @@ class Trainer(Controls):
         self.history: deque[dict[str, Any]] = deque(maxlen=HISTORY)
         self.quality: deque[dict[str, Any]] = deque(maxlen=HISTORY)  # evaluations, for the Quality pane
         self.sets: list[dict[str, Any]] = []  # live changes of settings, for the curves' markers
-        # 0: off (also when the classifier files are damaged)
+        # 0: off (also when the classifier files are damaged, or the dataset has no evaluator)
         self.eval_every = default_eval_every(self.device.type) if config.eval_every is None else config.eval_every
+        if evaluation_off_reason(config.dataset):
+            self.eval_every = 0
+        self.classes = len(DATASETS[config.dataset].classes or ())
 
     @property
     def epoch(self) -> int:  # completed epochs
@@ -68,7 +72,7 @@ class Trainer(Controls):
         cfg = self.config
         torch.manual_seed(cfg.seed)
         random.seed(cfg.seed)
-        images, labels = load_dataset(cfg.dataset, self.device)
+        images, labels = load_dataset(cfg.dataset, self.device, cfg.data_root)
         self.batches = BatchStream(images, labels if cfg.conditional else None, cfg.batch_size, cfg.seed)
         self.steps_per_epoch = len(images) // (cfg.batch_size * cfg.d_steps)
         if self.steps_per_epoch == 0:
@@ -76,7 +80,7 @@ class Trainer(Controls):
                              f"({len(images)} images)")
         self.total_steps = cfg.steps or cfg.epochs * self.steps_per_epoch
         configure_backend(self.device)
-        self.gan = GAN(cfg, self.device, self.bf16, classes=10)
+        self.gan = GAN(cfg, self.device, self.bf16, classes=self.classes)
         self.guard = Guard(self.gan.objective)
         # Separate generators: preview and evaluation noise never disturb the training RNG. The fixed
         # noise drives the sample grids (comparable over the run); `r` replaces only the preview's copy.
@@ -84,7 +88,7 @@ class Trainer(Controls):
         self.fixed_noise = self.gan.noise(cfg.preview_count, self.preview_gen, torch.device("cpu"))
         self.fixed_labels = self._grid_labels(cfg.preview_count)
         eval_gen = torch.Generator().manual_seed(cfg.seed + 2)
-        eval_labels = torch.arange(cfg.eval_n, device=self.device) % 10 if cfg.conditional else None
+        eval_labels = torch.arange(cfg.eval_n, device=self.device) % self.classes if cfg.conditional else None
         self.monitor = Monitor(self.gan.noise(cfg.eval_n, eval_gen, torch.device("cpu")).to(self.device),
                                eval_labels, self.device, self.bf16)
         resumed = self._resume_state is not None
@@ -101,10 +105,10 @@ class Trainer(Controls):
             self._event({"event": "resume", "step": self.step, "from": cfg.resume})
 
     def _grid_labels(self, n: int) -> torch.Tensor | None:
-        """A conditional run's grids: one row per digit."""
+        """A conditional run's grids: one row per class."""
         if not self.config.conditional:
             return None
-        return torch.arange(10, device=self.device).repeat_interleave(max(n // 10, 1))
+        return torch.arange(self.classes, device=self.device).repeat_interleave(max(n // self.classes, 1))
 
     # -- the loop ----------------------------------------------------------------------
     def run(self) -> ev.Finished:
@@ -117,6 +121,8 @@ class Trainer(Controls):
             total_steps=self.total_steps, steps_per_epoch=self.steps_per_epoch, config=self.config.to_dict(),
             history=list(self.history), quality=list(self.quality), epoch=self.epoch,
             images_per_s=self.images_per_s, schema=self.gan.schema(), sets=list(self.sets)))
+        if off := evaluation_off_reason(self.config.dataset):
+            self.emit(ev.Notice(f"quality evaluation is off: {off}", "warning"))
         try:
             self._loop()
             if self.gan.meter.steps and not self.guard.diverged:

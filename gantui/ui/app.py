@@ -22,6 +22,7 @@ from textual.widgets import Footer, Static
 from gantui import events as ev
 from gantui.common import STOP_SIGNALS, steps_per_s
 from gantui.config import LIVE
+from gantui.datasets import evaluation_off_reason
 from gantui.service.client import ConnectionLost, LocalLink, ReplayLink, StreamLink
 from gantui.ui.leaving import Leaving
 from gantui.ui.messages import EngineEvent, message_for
@@ -170,7 +171,9 @@ class GanApp(Steering, Leaving, App[int]):
             self.loss_pane.mark(change["step"])
             self.health_pane.mark(change["step"])
         self.quality_pane.add(event.quality)
-        if event.config.get("eval_every") == 0:
+        if off := evaluation_off_reason(event.config.get("dataset", "mnist")):
+            self.quality_pane.off(off)
+        elif event.config.get("eval_every") == 0:
             self.quality_pane.off()
         if event.preview is not None:
             self.preview_pane.show(event.preview)

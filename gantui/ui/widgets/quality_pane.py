@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from rich.console import RenderableType
+from rich.markup import escape
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
@@ -88,8 +89,8 @@ class QualityPane(Vertical):
         yield self.bars
         yield self.verdict
 
-    def off(self) -> None:
-        self.header.update("[b]FID[/b]  [dim]evaluation off (--eval-every 0)[/dim]", layout=False)
+    def off(self, reason: str = "--eval-every 0") -> None:
+        self.header.update(f"[b]FID[/b]  [dim]evaluation off ({escape(reason)})[/dim]", layout=False)
 
     def add(self, rows: Iterable[dict[str, Any]]) -> None:
         """Append evaluation rows; the newest one sets the histogram and the verdict."""

@@ -1,0 +1,90 @@
+"""Datasets beyond the bundled MNIST: torchvision's files read from --data-root, a download that
+cannot happen (offline, a stalled server) refused in one line, a Quality pane that says why it is off."""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from gantui.datasets import DATASETS
+from helpers import make_app, wait_for
+
+
+def write_idx(raw: Path, n: int = 96, seed: int = 0) -> None:
+    """The four files of an MNIST-like torchvision dataset, in IDX format, with `n` random images."""
+    raw.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for split in ("train", "t10k"):
+        images = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
+        labels = (np.arange(n) % 10).astype(np.uint8)
+        (raw / f"{split}-images-idx3-ubyte").write_bytes(struct.pack(">IIII", 0x803, n, 28, 28) + images.tobytes())
+        (raw / f"{split}-labels-idx1-ubyte").write_bytes(struct.pack(">II", 0x801, n) + labels.tobytes())
+
+
+def gantui(*args: str, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "gantui", *args], capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})})
+
+
+def test_an_mnist_like_dataset_trains_from_its_files_without_quality(tmp_path):
+    write_idx(tmp_path / "data" / "FashionMNIST" / "raw")
+    out = tmp_path / "run"
+    done = gantui("--no-ui", "--dataset", "fashion-mnist", "--data-root", str(tmp_path / "data"), "--out", str(out),
+                  "--device", "cpu", "--batch-size", "16", "--steps", "6", "--log-every", "2", "--conditional")
+    assert done.returncode == 0, done.stderr
+    assert "quality evaluation is off: no evaluator for fashion-mnist" in done.stdout
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if "loss_d" in r] == [2, 4, 6]
+    assert not any(r.get("event") == "quality" for r in rows)
+    refused = gantui("eval", str(out))
+    assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1
+    assert "no evaluator for fashion-mnist" in refused.stderr and "Traceback" not in refused.stderr
+
+
+def test_offline_a_dataset_is_refused_in_one_line_naming_its_files(tmp_path):
+    """What happens on a machine without a network, made certain on one that has it: the proxy
+    refuses every connection."""
+    start = time.monotonic()
+    proxy = {"http_proxy": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9"}
+    done = gantui("--no-ui", "--dataset", "kmnist", "--data-root", str(tmp_path / "data"), "--out",
+                  str(tmp_path / "run"), "--steps", "5", env=proxy)
+    assert time.monotonic() - start < 30
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    line = done.stderr.strip()
+    assert "kmnist: not found and not downloaded" in line and "Traceback" not in line
+    assert all(name in line for name in DATASETS["kmnist"].files)
+    assert str(tmp_path / "data" / "KMNIST" / "raw") in line and "--data-root" in line
+    assert not (tmp_path / "run" / "metrics.jsonl").exists()
+
+
+def test_a_stalled_download_gives_up_within_30_s(tmp_path):
+    stalled = socket.socket()  # accepts connections (the kernel's backlog) and never answers
+    stalled.bind(("127.0.0.1", 0))
+    stalled.listen(8)
+    proxy = f"http://127.0.0.1:{stalled.getsockname()[1]}"
+    start = time.monotonic()
+    try:
+        done = gantui("--no-ui", "--dataset", "fashion-mnist", "--data-root", str(tmp_path / "data"), "--out",
+                      str(tmp_path / "run"), env={"http_proxy": proxy, "https_proxy": proxy}, timeout=60)
+    finally:
+        stalled.close()
+    assert time.monotonic() - start < 30
+    assert done.returncode == 2 and "fashion-mnist: not found and not downloaded" in done.stderr
+    assert "timed out" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+async def test_the_quality_pane_says_why_it_is_off(tiny_config, tmp_path):
+    write_idx(tmp_path / "data" / "KMNIST" / "raw")
+    app = make_app(tiny_config(dataset="kmnist", data_root=str(tmp_path / "data"), steps=1_000_000))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: "evaluation off" in str(app.quality_pane.header.render()))
+        assert "no evaluator for kmnist" in str(app.quality_pane.header.render())
+        await pilot.press("q")
+    assert app.return_code == 0
