@@ -219,10 +219,17 @@ def test_a_conditional_g_draws_the_digits_asked_for(tiny_config, tmp_path):
     with Image.open(odd.run_dir.sample_path(2)) as grid:
         assert grid.size == (2 + 6 * 30, 2 + 10 * 30)  # 6 columns, a row per digit
     G = trainer.gan.G.eval()
+    # The label reaches G through its batch norms' gains and biases only: the latent is G's one input
+    from gantui.engine.models import ConditionalBatchNorm
+
+    assert G.project[0].in_features == 100
+    assert not any(isinstance(m, torch.nn.Embedding) for m in G.children())
+    assert sum(isinstance(m, ConditionalBatchNorm) for m in G.modules()) == 3
     z = torch.randn(5, 100)
     with torch.no_grad():
         sevens, ones = G(z, torch.full((5,), 7)), G(z, torch.full((5,), 1))
-    assert not torch.allclose(sevens, ones)
+        other_sevens = G(torch.randn(5, 100), torch.full((5,), 7))
+    assert not torch.allclose(sevens, ones) and not torch.allclose(sevens, other_sevens)
     from gantui.engine.sample import generate
 
     images, labels = generate(trainer.run_dir.last, 5, seed=3, digit=7)

@@ -1,11 +1,15 @@
 """The DCGAN of the reference design: 28x28 grey images, a 100-d latent, logits out of D.
 
-With `classes`, both are class-conditional: G gets a label embedding beside its latent, and D is
-a projection discriminator (Miyato & Koyama 2018): its score plus the inner product of a label
-embedding with its features. D also has a classifier head on the same features (AC-GAN, Odena et
-al. 2017), trained on real digits only: a projection alone let a digit's label be taken over by
-another digit early on and never won back (seed 0: every "0" drawn as a 2 or a 3, after 1 and after
-5 epochs), and the head's cross-entropy gives G a direct signal for the digit it was asked for.
+With `classes`, both are class-conditional. G's batch norms take their gain and bias from the
+label, its only input being the latent: with a label embedding beside the latent instead, G came
+to draw one image per digit whatever its z (seed 0, every column of a grid row the same by step
+6000), the label having taken the batch's variance that the batch norm scales. D is a projection
+discriminator (Miyato & Koyama 2018), its score plus the inner product of a label embedding with
+its features, with a classifier head on the same features (AC-GAN, Odena et al. 2017) trained on
+real images only, whose cross-entropy on G's images joins G's loss: with the projection alone a
+label could be taken over by another class early and not won back (seed 0: every "0" drawn as a 2
+or a 3 after 1 and after 5 epochs). Conditional G with batch-norm gains, no head: 33% of samples
+read as asked at step 500; with the head, 66% (and FID 56 against 219).
 """
 from __future__ import annotations
 
@@ -60,34 +64,57 @@ class ConvTranspose2d(nn.ConvTranspose2d):
         return _Stride1ConvTranspose.apply(x.to(dtype), self.weight.to(dtype), bias, self.padding)
 
 
-LABEL_DIM = 50  # G's label embedding, concatenated to the latent
+class ConditionalBatchNorm(nn.Module):
+    """Batch norm whose gain and bias are the class's own (de Vries et al. 2017, Dumoulin et al.
+    2017): the conditional G of Miyato & Koyama's projection discriminator."""
+
+    def __init__(self, features: int, classes: int, norm: type[nn.Module]) -> None:
+        super().__init__()
+        self.bn = norm(features, affine=False)
+        self.gain, self.bias = nn.Embedding(classes, features), nn.Embedding(classes, features)
+        nn.init.normal_(self.gain.weight, 1.0, 0.02)  # as init_weights starts a plain batch norm
+        nn.init.zeros_(self.bias.weight)
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        shape = (-1, x.shape[1]) + (1,) * (x.dim() - 2)
+        return self.bn(x) * self.gain(labels).to(x.dtype).view(shape) + self.bias(labels).to(x.dtype).view(shape)
 
 
 class Generator(nn.Module):
     def __init__(self, z_dim: int = 100, classes: int = 0) -> None:
         super().__init__()
         self.z_dim, self.classes = z_dim, classes
-        self.embed = nn.Embedding(classes, LABEL_DIM) if classes else None
+
+        def norm(features: int, kind: type[nn.Module]) -> nn.Module:
+            return ConditionalBatchNorm(features, classes, kind) if classes else kind(features)
+
         self.project = nn.Sequential(
-            nn.Linear(z_dim + (LABEL_DIM if classes else 0), 7 * 7 * 256, bias=False),
-            nn.BatchNorm1d(7 * 7 * 256),
+            nn.Linear(z_dim, 7 * 7 * 256, bias=False),
+            norm(7 * 7 * 256, nn.BatchNorm1d),
             nn.LeakyReLU(0.2, inplace=True),
         )
         self.deconv = nn.Sequential(
             ConvTranspose2d(256, 128, 5, stride=1, padding=2, bias=False),
-            nn.BatchNorm2d(128),
+            norm(128, nn.BatchNorm2d),
             nn.LeakyReLU(0.2, inplace=True),
             nn.ConvTranspose2d(128, 64, 5, stride=2, padding=2, output_padding=1, bias=False),
-            nn.BatchNorm2d(64),
+            norm(64, nn.BatchNorm2d),
             nn.LeakyReLU(0.2, inplace=True),
             nn.ConvTranspose2d(64, 1, 5, stride=2, padding=2, output_padding=1, bias=False),
             nn.Tanh(),
         )
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        if self.embed is not None:
-            z = torch.cat((z, self.embed(labels).to(z.dtype)), dim=1)
-        return self.deconv(self.project(z).view(-1, 256, 7, 7))
+        if not self.classes:
+            return self.deconv(self.project(z).view(-1, 256, 7, 7))
+        x = self._conditional(self.project, z, labels).view(-1, 256, 7, 7)
+        return self._conditional(self.deconv, x, labels)
+
+    @staticmethod
+    def _conditional(layers: nn.Sequential, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        for layer in layers:
+            x = layer(x, labels) if isinstance(layer, ConditionalBatchNorm) else layer(x)
+        return x
 
 
 class Dropout(nn.Dropout):
@@ -157,6 +184,6 @@ def init_weights(module: nn.Module) -> None:
         nn.init.normal_(module.weight, 0.0, 0.02)
         if module.bias is not None:
             nn.init.zeros_(module.bias)
-    elif isinstance(module, nn.BatchNorm1d | nn.BatchNorm2d):
+    elif isinstance(module, nn.BatchNorm1d | nn.BatchNorm2d) and module.affine:
         nn.init.normal_(module.weight, 1.0, 0.02)
         nn.init.zeros_(module.bias)
