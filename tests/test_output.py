@@ -10,10 +10,28 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from helpers import FAST, wait_for_step
 
 
-def start(out: Path) -> subprocess.Popen:
+@pytest.fixture
+def start():
+    """Start runs; whatever a failed test left running is killed."""
+    procs: list[subprocess.Popen] = []
+
+    def run(out: Path) -> subprocess.Popen:
+        procs.append(launch(out))
+        return procs[-1]
+
+    yield run
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def launch(out: Path) -> subprocess.Popen:
     proc = subprocess.Popen([sys.executable, "-m", "gantui", "--no-ui", "--out", str(out), *FAST, "--log-every", "1",
                              "--steps", "1000000", "--eval-every", "0"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -28,7 +46,7 @@ def hello(out: Path) -> dict:
         return json.loads(sock.makefile().readline())
 
 
-def test_output_nobody_reads_blocks_neither_the_trainer_nor_the_watchers(tmp_path):
+def test_output_nobody_reads_blocks_neither_the_trainer_nor_the_watchers(tmp_path, start):
     out = tmp_path / "run"
     proc = start(out)  # stdout is never read while it trains: a paused pager, a stalled SSH session
     wait_for_step(out, 150, timeout=300)  # a line a step: ~20 KB, five times what the pipe holds
@@ -42,7 +60,7 @@ def test_output_nobody_reads_blocks_neither_the_trainer_nor_the_watchers(tmp_pat
     assert "stopped at step" in printed.splitlines()[-1]
 
 
-def test_output_that_goes_away_does_not_end_the_run(tmp_path):
+def test_output_that_goes_away_does_not_end_the_run(tmp_path, start):
     out = tmp_path / "run"
     proc = start(out)  # `gantui --no-ui | head -3`
     first = [proc.stdout.readline() for _ in range(3)]
