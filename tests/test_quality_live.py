@@ -140,6 +140,7 @@ async def test_quality_pane_shows_live_evaluations(tiny_config):
         assert app.quality_pane.bars.hist is not None and len(app.quality_pane.bars.hist) == 10
         assert "digits" in str(app.quality_pane.verdict.render()) or "COLLAPSE" in str(app.quality_pane.verdict.render())
         await pilot.press("q")
+        await wait_for(pilot, lambda: not app.is_running)  # the save may wait for an evaluation in flight
     assert app.return_code == 0
 
 
