@@ -68,7 +68,7 @@ def test_controls_from_another_thread(tiny_config):
         time.sleep(0.5)
         assert trainer.step == paused_at  # no steps while paused
 
-        noise = trainer.fixed_noise.clone()
+        noise = trainer.samples.fixed_noise.clone()
         before = [e for e in events if isinstance(e, ev.Preview)][-1]
         trainer.resample()  # works while paused
         trainer.save()
@@ -77,7 +77,7 @@ def test_controls_from_another_thread(tiny_config):
             time.sleep(0.01)
         saved = [e for e in events if isinstance(e, ev.Saved) and e.reason == "manual"]
         assert saved and saved[0].step == paused_at and saved[0].grid
-        assert torch.equal(noise, trainer.fixed_noise)  # the grids' noise is untouched...
+        assert torch.equal(noise, trainer.samples.fixed_noise)  # the grids' noise is untouched...
         after = [e for e in events if isinstance(e, ev.Preview)][-1]
         assert after.step == before.step and not np.array_equal(after.images, before.images)  # ...the preview's not
         assert load_checkpoint(saved[0].checkpoint)["step"] == paused_at
@@ -124,5 +124,5 @@ def test_resume_is_bit_exact_on_cpu(tiny_config, tmp_path):
         assert torch.equal(a, b)
     for a, b in zip(straight.gan.D.parameters(), second.gan.D.parameters()):
         assert torch.equal(a, b)
-    assert torch.equal(straight.fixed_noise, second.fixed_noise)
+    assert torch.equal(straight.samples.fixed_noise, second.samples.fixed_noise)
     assert [r["loss_g"] for r in straight.history] == [r["loss_g"] for r in second.history]

@@ -207,7 +207,7 @@ def test_a_conditional_g_draws_the_digits_asked_for(tiny_config, tmp_path):
     images differ from those of any other digit for the same noise)."""
     trainer = Trainer(tiny_config(conditional=True, steps=3, preview_count=40))
     trainer.run()
-    assert trainer.fixed_labels.tolist() == [d for d in range(10) for _ in range(4)]
+    assert trainer.samples.labels.tolist() == [d for d in range(10) for _ in range(4)]
     # 64 noise vectors, 60 tiles (6 a digit): the grid, the preview and a manual save all fit (a 5-epoch run
     # once failed at its first grid here)
     odd = Trainer(tiny_config(conditional=True, steps=4, sample_every=2, preview_count=64, out=str(tmp_path / "odd")),

@@ -97,13 +97,13 @@ def migrate_v1(state: dict[str, Any]) -> dict[str, Any]:
 def capture(trainer: Any) -> dict[str, Any]:
     """A trainer's state in this version's layout: each part's own, the RNGs, the run's past."""
     rng: dict[str, Any] = {"torch": torch.get_rng_state(), "python": list(random.getstate()[1]),
-                           "preview": trainer.preview_gen.get_state()}
+                           "preview": trainer.samples.generator.get_state()}
     if trainer.device.type == "cuda":
         rng["cuda"] = torch.cuda.get_rng_state(trainer.device)
     return {"config": trainer.config.to_dict(), "step": trainer.step, "history": list(trainer.history),
             "quality": list(trainer.quality), "sets": list(trainer.sets), "gan": trainer.gan.state_dict(),
             "batches": trainer.batches.state_dict(), "guard": trainer.guard.state_dict(),
-            "monitor": trainer.monitor.state_dict(), "fixed_noise": trainer.fixed_noise.clone(), "rng": rng}
+            "monitor": trainer.monitor.state_dict(), "fixed_noise": trainer.samples.fixed_noise.clone(), "rng": rng}
 
 
 def restore(trainer: Any, state: dict[str, Any], history: bool = True) -> None:
@@ -111,12 +111,10 @@ def restore(trainer: Any, state: dict[str, Any], history: bool = True) -> None:
     trainer.gan.load_state_dict(state["gan"])
     trainer.batches.load_state_dict(state["batches"])
     trainer.step = state["step"]
-    trainer.fixed_noise = state["fixed_noise"]
-    trainer._fixed_noise_dev = trainer.fixed_noise.to(trainer.device)
     rng = state["rng"]
+    trainer.samples.load_state_dict({"fixed_noise": state["fixed_noise"], "generator": rng["preview"]})
     torch.set_rng_state(rng["torch"])
     random.setstate((3, tuple(rng["python"]), None))
-    trainer.preview_gen.set_state(rng["preview"])
     if trainer.device.type == "cuda" and "cuda" in rng:
         torch.cuda.set_rng_state(rng["cuda"], trainer.device)
     if history:

@@ -25,11 +25,12 @@ from gantui.engine.artifacts import Artifacts
 from gantui.engine.batches import BatchStream
 from gantui.engine.checkpoint import capture, load_checkpoint, restore
 from gantui.engine.controls import Controls
-from gantui.engine.data import load_dataset, to_uint8
+from gantui.engine.data import load_dataset
 from gantui.engine.device import configure_backend, resolve_device, use_bf16
 from gantui.engine.gan import GAN
 from gantui.engine.guard import MAX_ROLLBACKS, Guard
 from gantui.engine.monitor import EvaluationOff, Monitor
+from gantui.engine.samples import Samples
 from gantui.rundir import RunDir, default_run_dir
 
 
@@ -82,11 +83,7 @@ class Trainer(Controls):
         configure_backend(self.device)
         self.gan = GAN(cfg, self.device, self.bf16, classes=self.classes)
         self.guard = Guard(self.gan.objective)
-        # Separate generators: preview and evaluation noise never disturb the training RNG. The fixed
-        # noise drives the sample grids (comparable over the run); `r` replaces only the preview's copy.
-        self.preview_gen = torch.Generator().manual_seed(cfg.seed + 1)
-        self.fixed_noise = self.gan.noise(cfg.preview_count, self.preview_gen, torch.device("cpu"))
-        self.fixed_labels = self._grid_labels(cfg.preview_count)
+        self.samples = Samples(self.gan, cfg.preview_count, cfg.seed)
         eval_gen = torch.Generator().manual_seed(cfg.seed + 2)
         eval_labels = torch.arange(cfg.eval_n, device=self.device) % self.classes if cfg.conditional else None
         self.monitor = Monitor(self.gan.noise(cfg.eval_n, eval_gen, torch.device("cpu")).to(self.device),
@@ -95,20 +92,12 @@ class Trainer(Controls):
         if resumed:
             self._load_state(self._resume_state)
             self._resume_state = None
-        self._fixed_noise_dev = self.fixed_noise.to(self.device)
-        self._preview_noise_dev = self._fixed_noise_dev
         self.run_dir.create()
         self.run_dir.write_status("training", step=self.step, total_steps=self.total_steps)
         self.run_dir.write_config({**cfg.to_dict(), "out": str(self.run_dir.path),
                                    "resolved_device": str(self.device), "schema": self.gan.schema()})
         if resumed:
             self._event({"event": "resume", "step": self.step, "from": cfg.resume})
-
-    def _grid_labels(self, n: int) -> torch.Tensor | None:
-        """A conditional run's grids: one row per class."""
-        if not self.config.conditional:
-            return None
-        return torch.arange(self.classes, device=self.device).repeat_interleave(max(n // self.classes, 1))
 
     # -- the loop ----------------------------------------------------------------------
     def run(self) -> ev.Finished:
@@ -179,8 +168,7 @@ class Trainer(Controls):
         if "set" in pending:
             self._set(pending["set"])
         if "resample" in pending:
-            noise = self.gan.noise(self.config.preview_count, self.preview_gen, torch.device("cpu"))
-            self._preview_noise_dev = noise.to(self.device)
+            self.samples.resample()
             self.emit(ev.Notice("preview noise resampled"))
             if self.previews is not None:
                 self._preview(self.config.preview_count)
@@ -272,21 +260,12 @@ class Trainer(Controls):
 
     def _preview(self, count: int) -> None:
         start = time.perf_counter()
-        count = max(1, min(count, self.config.preview_count))
-        labels = self.fixed_labels
-        if labels is not None:  # every digit's row, however few tiles show
-            count = len(labels)
-        noise = self._preview_noise_dev[:count]
-        images = to_uint8(self.gan.generate(noise, labels))
-        self.emit(ev.Preview(self.step, images, source="EMA G" if self.gan.ema is not None else "G",
-                             row=len(self.fixed_labels) // 10 if self.fixed_labels is not None else 0))
+        images = self.samples.preview(count)
+        self.emit(ev.Preview(self.step, images, source=self.samples.source, row=self.samples.per_class))
         self.previews.preview_cost(time.perf_counter() - start)
 
     def _save_grid(self):
-        labels = self.fixed_labels  # a conditional grid: whole rows of digits, so perhaps fewer than the noise
-        noise = self._fixed_noise_dev if labels is None else self._fixed_noise_dev[:len(labels)]
-        images = self.gan.generate(noise, labels)
-        nrow = len(self.fixed_labels) // 10 if self.fixed_labels is not None else 8
+        images, nrow = self.samples.grid()
         return self.artifacts.save_grid(images, self.step, nrow)
 
     def _save(self, reason: str) -> None:
