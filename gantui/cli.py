@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from gantui.config import AUGMENTS, LOSSES, NOISES, Config, ConfigError
-from gantui.datasets import DATASETS, evaluation_off_reason
+from gantui.datasets import DATASETS, FOLDER, evaluation_off_reason
 
 USAGE_ERROR = 2
 
@@ -32,6 +32,9 @@ def train_parser() -> Parser:
                           "downloaded on first use)")
     add("--data-root", metavar="DIR", help="where the datasets' files are, or go when downloaded (default: the user "
                                            "cache dir)")
+    add("--data", metavar="DIR", help="train on a folder of images (png, jpg, jpeg, webp, bmp; found recursively)")
+    add("--image-size", type=int, help="a folder's images are centre-cropped and resized to 32, 64 or 128 (default 64)")
+    add("--channels", type=int, help="a folder's images as 1 (grey) or 3 (RGB) channels (default: grey only when all are)")
     add("--epochs", type=int, help=f"epochs to train (default {d.epochs})")
     add("--steps", type=int, help="stop after N steps in all; overrides --epochs")
     add("--batch-size", type=int, help=f"images per step (default {d.batch_size})")
@@ -120,6 +123,8 @@ def build_config(args: argparse.Namespace) -> tuple[Config, dict[str, Any] | Non
     from gantui.rundir import default_run_dir, run_dir_of
 
     overrides = {k: v for k, v in vars(args).items() if v is not None and k not in ("no_ui", "on_hangup")}
+    if args.data is not None and args.dataset is None:
+        overrides["dataset"] = FOLDER
     if args.lr is not None:  # --lr sets both rates unless each is given
         overrides.setdefault("lr_g", args.lr)
         overrides.setdefault("lr_d", args.lr)
@@ -142,6 +147,8 @@ def build_config(args: argparse.Namespace) -> tuple[Config, dict[str, Any] | Non
                 raise ConfigError(f"--{key.replace('_', '-')} {shown(getattr(config, key))} does not match the "
                                   f"checkpoint's {shown(getattr(saved, key))}")
     config.out = str(Path(config.out).expanduser().resolve()) if config.out else str(default_run_dir())
+    if config.data:  # a resume from elsewhere finds it
+        config.data = str(Path(config.data).expanduser().resolve())
     check_writable(Path(config.out))
     return config, state
 
@@ -157,17 +164,18 @@ def wants_ui(args: argparse.Namespace) -> bool:
 
 def train(argv: list[str]) -> int:
     from gantui.engine.checkpoint import CheckpointError
-    from gantui.engine.data import DatasetError, fetch
+    from gantui.engine.data import DatasetError
     from gantui.engine.device import DeviceError, resolve_device
+    from gantui.preparing import prepare_data
     from gantui.rundir import RunDir, RunDirBusy
 
     args = train_parser().parse_args(argv)
     try:
         config, state = build_config(args)
-        resolve_device(config.device)
+        device = resolve_device(config.device)
         lock = RunDir(config.out).lock()  # noqa: F841 (held until the process exits)
         check_not_another_run(config, args)
-        fetch(config.dataset, config.data_root)
+        prepare_data(config, device)
     except (ConfigError, DeviceError, CheckpointError, RunDirBusy, DatasetError) as err:
         fail(str(err))
     from gantui.session import run_dashboard, run_headless

@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass, fields
 from typing import Any
 
-from gantui.datasets import DATASETS
+from gantui.datasets import DATASETS, FOLDER, IMAGE_SIZES
 
 LOSSES = ("ns", "minimax", "hinge", "wgan-gp", "lsgan")
 NOISES = ("normal", "uniform")
@@ -34,8 +34,11 @@ class ConfigError(ValueError):
 
 @dataclass
 class Config:
-    dataset: str = "mnist"  # gantui.datasets.DATASETS
+    dataset: str = "mnist"  # gantui.datasets.DATASETS, or FOLDER for `data`
     data_root: str | None = None  # where torchvision datasets' files are; None: the user cache dir
+    data: str | None = None  # a folder of images (dataset FOLDER)
+    image_size: int | None = None  # a folder's images are resized to this (IMAGE_SIZES; None: 64)
+    channels: int | None = None  # a folder's: 1 (grey) or 3 (RGB); None: from the images
     epochs: int = 30
     steps: int | None = None  # stop after this many steps; overrides epochs
     batch_size: int = 64
@@ -102,8 +105,20 @@ class Config:
         unknown = [a for a in self.augments() if a not in AUGMENTS]
         if unknown:
             raise ConfigError(f"--diffaug: unknown {unknown[0]!r} (choose from: {', '.join(AUGMENTS)})")
-        if self.dataset not in DATASETS:
-            raise ConfigError(f"unknown dataset {self.dataset!r} (choose from: {', '.join(DATASETS)})")
+        if self.dataset not in DATASETS and self.dataset != FOLDER:
+            raise ConfigError(f"unknown dataset {self.dataset!r} (choose from: {', '.join(DATASETS)}; "
+                              "or --data DIR, a folder of images)")
+        if (self.dataset == FOLDER) != bool(self.data):
+            raise ConfigError("--data DIR trains on a folder of images; it cannot go with --dataset")
+        if self.conditional and self.dataset == FOLDER:
+            raise ConfigError("--conditional needs a dataset with labels; a folder of images has none")
+        for name, allowed in (("image_size", IMAGE_SIZES), ("channels", (1, 3))):
+            value = getattr(self, name)
+            if value is not None and self.dataset != FOLDER:
+                raise ConfigError(f"--{flag(name)} applies to a folder of images (--data DIR); "
+                                  f"{self.dataset} is {DATASETS[self.dataset].shape[1]}x{DATASETS[self.dataset].shape[2]}")
+            if value is not None and value not in allowed:
+                raise ConfigError(f"--{flag(name)} must be one of {', '.join(map(str, allowed))}, got {value!r}")
         if not DEVICE_PATTERN.match(self.device):
             raise ConfigError(f"unknown device {self.device!r} (use auto, cpu, cuda, cuda:N or mps)")
         if self.precision not in PRECISIONS:
@@ -124,7 +139,7 @@ class Config:
         return cls(**{k: v for k, v in data.items() if k in known})
 
     # Settings that must match for a checkpoint to load into a run.
-    SHAPE_KEYS = ("dataset", "z_dim", "conditional", "spectral_norm")
+    SHAPE_KEYS = ("dataset", "image_size", "channels", "z_dim", "conditional", "spectral_norm")
 
 
 def flag(name: str) -> str:

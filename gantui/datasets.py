@@ -1,9 +1,13 @@
 """What gantui knows of each dataset, torch-free (the dashboard reads it too): its shape, its
 class names, where its files come from, whether an evaluator scores it. Loading is the engine's
-(engine/data.py)."""
+(engine/data.py, engine/folder.py)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+FOLDER = "folder"  # `--data DIR`: a folder of images
+IMAGE_SIZES = (32, 64, 128)  # a folder's images are resized to one of these
+DEFAULT_IMAGE_SIZE = 64
 
 
 @dataclass(frozen=True)
@@ -11,35 +15,52 @@ class Dataset:
     name: str
     shape: tuple[int, int, int]  # C x H x W
     classes: tuple[str, ...] | None
-    torchvision: str | None  # the torchvision dataset class; None: ships with gantui
+    torchvision: str | None  # the torchvision dataset class; None: ships with gantui, or a folder
     evaluator: bool  # a classifier ships for it (FID, classes, KL, coverage in the Quality pane)
+    files: tuple[str, ...] = ()  # what torchvision reads, under DATA_ROOT/<where>
+    where: str = ""
+    packed: str = "or their .gz"  # how the files come
 
-    @property
-    def files(self) -> tuple[str, ...]:
-        """The files torchvision looks for, under DATA_ROOT/<class>/raw/ (MNIST's IDX layout; it
-        checks all four though gantui trains on the first two)."""
-        if self.torchvision is None:
-            return ()
-        return tuple(f"{split}-{kind}" for split in ("train", "t10k") for kind in ("images-idx3-ubyte", "labels-idx1-ubyte"))
+
+def _idx(name: str, torchvision: str, classes: tuple[str, ...]) -> Dataset:
+    """An MNIST-like set: four IDX files under ROOT/<Class>/raw/ (torchvision checks all four
+    though gantui trains on the first two)."""
+    files = tuple(f"{split}-{kind}" for split in ("train", "t10k") for kind in ("images-idx3-ubyte", "labels-idx1-ubyte"))
+    return Dataset(name, (1, 28, 28), classes, torchvision, evaluator=False, files=files, where=f"{torchvision}/raw")
 
 
 DIGITS = tuple(str(d) for d in range(10))
 DATASETS = {
     "mnist": Dataset("mnist", (1, 28, 28), DIGITS, None, evaluator=True),
-    "fashion-mnist": Dataset("fashion-mnist", (1, 28, 28), ("T-shirt", "trouser", "pullover", "dress", "coat",
-                                                             "sandal", "shirt", "sneaker", "bag", "boot"),
-                             "FashionMNIST", evaluator=False),
-    "kmnist": Dataset("kmnist", (1, 28, 28), ("o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo"),
-                      "KMNIST", evaluator=False),
+    "fashion-mnist": _idx("fashion-mnist", "FashionMNIST", ("T-shirt", "trouser", "pullover", "dress", "coat",
+                                                            "sandal", "shirt", "sneaker", "bag", "boot")),
+    "kmnist": _idx("kmnist", "KMNIST", ("o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo")),
+    # torchvision checks each batch file's MD5 and unpickles it (NHWC uint8 arrays, labels as lists)
+    "cifar10": Dataset("cifar10", (3, 32, 32), ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog",
+                                                "horse", "ship", "truck"), "CIFAR10", evaluator=False,
+                       files=("data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5",
+                              "test_batch", "batches.meta"), where="cifar-10-batches-py",
+                       packed="from cifar-10-python.tar.gz"),
 }
 
 
-def describe(name: str) -> Dataset:
+def describe(name: str, image_size: int | None = None, channels: int | None = None) -> Dataset:
+    """A named dataset, or a folder's (`name` FOLDER) at its size and channel count."""
+    if name == FOLDER:
+        size = image_size or DEFAULT_IMAGE_SIZE
+        return Dataset(FOLDER, (channels or 3, size, size), None, None, evaluator=False)
     return DATASETS[name]
+
+
+def describe_config(config: dict) -> Dataset:
+    """A run's dataset, from its config (a Config's fields, or config.json's)."""
+    return describe(config.get("dataset", "mnist"), config.get("image_size"), config.get("channels"))
 
 
 def evaluation_off_reason(name: str) -> str | None:
     """Why a run on `name` has no Quality figures, or None when it has them."""
+    if name == FOLDER:
+        return "a folder of images has no labels to score against"
     if DATASETS[name].evaluator:
         return None
     return f"no evaluator for {name}: the shipped classifier knows MNIST's digits only"

@@ -23,7 +23,8 @@ def test_headless_run_writes_the_run_directory(tmp_path):
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert sum(line.startswith("step ") for line in lines) == 3
-    assert "D(G(z))" in lines[1] and "img/s" in lines[1] and "ETA" in lines[1]
+    assert lines[1] == "information: mnist 1x28x28: G 2,305,472 parameters, D 212,865"
+    assert "D(G(z))" in lines[2] and "img/s" in lines[2] and "ETA" in lines[2]
     assert lines[-1].startswith("gantui: done at step 12")
 
     config = json.loads((out / "config.json").read_text())

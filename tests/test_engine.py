@@ -9,6 +9,7 @@ import torch
 
 from gantui import events as ev
 from gantui.engine.checkpoint import load_checkpoint
+from gantui.datasets import DATASETS
 from gantui.engine.data import load_dataset, normalise
 from gantui.engine.trainer import Trainer
 
@@ -17,7 +18,7 @@ from helpers import AlwaysPreview
 
 
 def test_bundled_mnist_is_the_training_split():
-    data, labels = load_dataset("mnist", torch.device("cpu"))
+    data, labels = load_dataset(DATASETS["mnist"], torch.device("cpu"))
     assert data.shape == (60000, 1, 28, 28) and data.dtype == torch.uint8
     assert labels.shape == (60000,) and set(labels.unique().tolist()) == set(range(10))
     batch = normalise(data[:64])

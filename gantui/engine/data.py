@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gantui.datasets import DATASETS, Dataset
+from gantui.datasets import DATASETS, FOLDER, Dataset
 
 BUNDLED_MNIST = "mnist.npz"
 DOWNLOAD_TIMEOUT = 10.0  # seconds a stalled server may leave a read unanswered (urllib has no timeout of its own)
@@ -39,21 +39,21 @@ def _socket_timeout(seconds: float):
 def fetch(name: str, root: str | Path | None = None) -> None:
     """Make sure a torchvision dataset's files are under `root` (the user cache by default),
     downloading them when they are not; DatasetError when that fails. The bundled MNIST needs nothing."""
-    data = DATASETS[name]
-    if data.torchvision is None:
+    data = DATASETS.get(name)
+    if data is None or data.torchvision is None:
         return
     import torchvision.datasets
 
     root = Path(root) if root else default_root()
-    where = root / data.torchvision / "raw"
+    where = root / data.where
     try:
         with _socket_timeout(DOWNLOAD_TIMEOUT):
             getattr(torchvision.datasets, data.torchvision)(str(root), train=True, download=True)
     except Exception as err:  # URLError, a timeout, a bad checksum, a full disk: all end the same way
         reason = str(err).strip().splitlines()
         raise DatasetError(f"{name}: not found and not downloaded ({reason[-1] if reason else type(err).__name__}); "
-                           f"put {', '.join(data.files)} (or their .gz) in {where}, or point --data-root at a "
-                           f"directory holding {data.torchvision}/raw/") from None
+                           f"put {', '.join(data.files)} ({data.packed}) in {where}, or point --data-root at a "
+                           f"directory holding {data.where}/") from None
 
 
 @lru_cache(maxsize=2)
@@ -64,18 +64,26 @@ def load_mnist_arrays(split: str = "train") -> tuple[np.ndarray, np.ndarray]:
             return archive[f"{split}_images"], archive[f"{split}_labels"]
 
 
-def load_dataset(name: str, device: torch.device, root: str | Path | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """The training images as a (N, C, H, W) uint8 tensor and their (N,) int64 labels, on `device`
-    (a torchvision dataset's files must be there already: `fetch`)."""
-    data: Dataset = DATASETS[name]
+def load_dataset(data: Dataset, device: torch.device, root: str | Path | None = None,
+                 folder: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The training images as a (N, C, H, W) uint8 tensor and their (N,) int64 labels (a folder's:
+    all 0), on `device` (a torchvision dataset's files must be there already: `fetch`; a folder's
+    images decoded before, or now)."""
+    if data.name == FOLDER:
+        from gantui.engine import folder as images_folder
+
+        images = torch.from_numpy(images_folder.load(folder, data.shape[1], data.shape[0]).images)
+        return images.to(device), torch.zeros(len(images), dtype=torch.long, device=device)
     if data.torchvision is None:
         images, labels = (torch.from_numpy(a) for a in load_mnist_arrays("train"))
     else:
         import torchvision.datasets
 
         found = getattr(torchvision.datasets, data.torchvision)(str(Path(root) if root else default_root()), train=True)
-        images, labels = found.data, found.targets
-    return images.view(-1, *data.shape).to(device), labels.long().to(device)
+        images, labels = torch.as_tensor(found.data), torch.as_tensor(found.targets)
+        if images.dim() == 4:  # CIFAR's arrays are N x H x W x C
+            images = images.permute(0, 3, 1, 2)
+    return images.reshape(-1, *data.shape).contiguous().to(device), labels.long().to(device)
 
 
 def normalise(batch: torch.Tensor) -> torch.Tensor:
@@ -84,6 +92,8 @@ def normalise(batch: torch.Tensor) -> torch.Tensor:
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
-    """Generator output in [-1, 1] -> CPU uint8 (N, H, W), the form that crosses to the UI."""
-    pixels = images.detach().float().add(1.0).mul(127.5).round().clamp_(0, 255)
-    return pixels.to(torch.uint8).squeeze(1).cpu().numpy()
+    """Generator output in [-1, 1] -> CPU uint8, the form that crosses to the UI: (N, H, W) grey,
+    (N, H, W, 3) colour."""
+    pixels = images.detach().float().add(1.0).mul(127.5).round().clamp_(0, 255).to(torch.uint8)
+    pixels = pixels.squeeze(1) if pixels.shape[1] == 1 else pixels.permute(0, 2, 3, 1)
+    return pixels.contiguous().cpu().numpy()

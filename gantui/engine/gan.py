@@ -16,7 +16,8 @@ from torch import nn
 from gantui.config import Config
 from gantui.engine.diffaug import augment
 from gantui.engine.meter import Meter, grad_norm
-from gantui.engine.models import Discriminator, Generator, add_spectral_norm, init_weights
+from gantui.engine.models import add_spectral_norm, init_weights
+from gantui.engine.networks import build_discriminator, build_generator
 from gantui.engine.objectives import OBJECTIVES, Line, gradient_penalty, r1_penalty
 
 R1_EVERY = 16  # lazy R1 (Karras et al. 2020): every 16 D steps, weighted by 16
@@ -46,11 +47,12 @@ class EMA:
 
 
 class GAN:
-    def __init__(self, cfg: Config, device: torch.device, bf16: bool, classes: int = 0) -> None:
+    def __init__(self, cfg: Config, device: torch.device, bf16: bool, classes: int = 0,
+                 shape: tuple[int, int, int] = (1, 28, 28)) -> None:
         self.cfg, self.device, self.bf16 = cfg, device, bf16
         self.classes = classes if cfg.conditional else 0
-        self.G = Generator(cfg.z_dim, self.classes)
-        self.D = Discriminator(self.classes)
+        self.G = build_generator(shape, cfg.z_dim, self.classes)
+        self.D = build_discriminator(shape, self.classes, batch_norm=not (cfg.gp or cfg.spectral_norm))
         self.G.apply(init_weights)
         self.D.apply(init_weights)
         if cfg.spectral_norm:

@@ -81,7 +81,7 @@ class ConditionalBatchNorm(nn.Module):
 
 
 class Generator(nn.Module):
-    def __init__(self, z_dim: int = 100, classes: int = 0) -> None:
+    def __init__(self, z_dim: int = 100, classes: int = 0, channels: int = 1) -> None:
         super().__init__()
         self.z_dim, self.classes = z_dim, classes
 
@@ -100,21 +100,22 @@ class Generator(nn.Module):
             nn.ConvTranspose2d(128, 64, 5, stride=2, padding=2, output_padding=1, bias=False),
             norm(64, nn.BatchNorm2d),
             nn.LeakyReLU(0.2, inplace=True),
-            nn.ConvTranspose2d(64, 1, 5, stride=2, padding=2, output_padding=1, bias=False),
+            nn.ConvTranspose2d(64, channels, 5, stride=2, padding=2, output_padding=1, bias=False),
             nn.Tanh(),
         )
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         if not self.classes:
             return self.deconv(self.project(z).view(-1, 256, 7, 7))
-        x = self._conditional(self.project, z, labels).view(-1, 256, 7, 7)
-        return self._conditional(self.deconv, x, labels)
+        x = conditional(self.project, z, labels).view(-1, 256, 7, 7)
+        return conditional(self.deconv, x, labels)
 
-    @staticmethod
-    def _conditional(layers: nn.Sequential, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        for layer in layers:
-            x = layer(x, labels) if isinstance(layer, ConditionalBatchNorm) else layer(x)
-        return x
+
+def conditional(layers: nn.Sequential, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """`layers` applied in turn, the label going to each conditional batch norm."""
+    for layer in layers:
+        x = layer(x, labels) if isinstance(layer, ConditionalBatchNorm) else layer(x)
+    return x
 
 
 class Dropout(nn.Dropout):
@@ -139,14 +140,18 @@ class Dropout(nn.Dropout):
 
 
 class Discriminator(nn.Module):
-    def __init__(self, classes: int = 0) -> None:
+    """The reference D for 28x28 images; with `net` (ending in its features' Linear to one score)
+    and their size `features`, any other body with the same heads."""
+
+    def __init__(self, classes: int = 0, channels: int = 1, net: nn.Sequential | None = None,
+                 features: int = 128 * 7 * 7) -> None:
         super().__init__()
-        self.embed = nn.Embedding(classes, 128 * 7 * 7) if classes else None
+        self.embed = nn.Embedding(classes, features) if classes else None
         if self.embed is not None:  # small, like the layers: the projection starts as a nudge
             nn.init.normal_(self.embed.weight, 0.0, 0.02)
-        self.classify = nn.Linear(128 * 7 * 7, classes) if classes else None
-        self.net = nn.Sequential(
-            nn.Conv2d(1, 64, 5, stride=2, padding=2),
+        self.classify = nn.Linear(features, classes) if classes else None
+        self.net = net or nn.Sequential(
+            nn.Conv2d(channels, 64, 5, stride=2, padding=2),
             nn.LeakyReLU(0.2, inplace=True),
             Dropout(0.3),
             nn.Conv2d(64, 128, 5, stride=2, padding=2),

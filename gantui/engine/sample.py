@@ -9,14 +9,16 @@ import torch
 from gantui.engine.checkpoint import CheckpointError, load_checkpoint
 from gantui.engine.data import to_uint8
 from gantui.engine.device import resolve_device
-from gantui.engine.models import Generator
+from gantui.datasets import describe_config
+from gantui.engine.networks import build_generator
 
 
-def load_generator(checkpoint: str | Path, device: torch.device) -> tuple[Generator, dict]:
+def load_generator(checkpoint: str | Path, device: torch.device) -> tuple[torch.nn.Module, dict]:
     """The generator that the run's previews and grids showed, in eval mode, and the run's config."""
     state = load_checkpoint(checkpoint)
     config = state["config"]
-    G = Generator(config["z_dim"], 10 if config.get("conditional") else 0)
+    data = describe_config(config)
+    G = build_generator(data.shape, config["z_dim"], len(data.classes or ()) if config.get("conditional") else 0)
     weights = state["gan"].get("ema") or state["gan"]["generator"]
     try:
         G.load_state_dict(weights)
@@ -27,7 +29,7 @@ def load_generator(checkpoint: str | Path, device: torch.device) -> tuple[Genera
 
 def generate(checkpoint: str | Path, n: int, seed: int = 0, device: str = "cpu", batch: int = 1024,
              digit: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
-    """n images as uint8 (n, 28, 28), and the digits asked for when the G is conditional (`digit`,
+    """n images as uint8 (n, H, W) or (n, H, W, 3), and the digits asked for when the G is conditional (`digit`,
     or 0-9 in turn); the same seed gives the same images."""
     dev = resolve_device(device)
     G, config = load_generator(checkpoint, dev)
@@ -55,5 +57,6 @@ def write_samples(images: np.ndarray, out: Path) -> None:
         return
     from torchvision.utils import save_image
 
-    tensor = torch.from_numpy(images).unsqueeze(1).float() / 255.0
+    tensor = torch.from_numpy(images).float() / 255.0
+    tensor = tensor.unsqueeze(1) if tensor.dim() == 3 else tensor.permute(0, 3, 1, 2)
     save_image(tensor, out, nrow=int(np.ceil(np.sqrt(len(images)))))

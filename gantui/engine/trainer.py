@@ -20,7 +20,7 @@ import torch
 from gantui import events as ev
 from gantui.common import HISTORY
 from gantui.config import Config, default_eval_every
-from gantui.datasets import DATASETS, evaluation_off_reason
+from gantui.datasets import describe, evaluation_off_reason
 from gantui.engine.artifacts import Artifacts
 from gantui.engine.batches import BatchStream
 from gantui.engine.checkpoint import capture, load_checkpoint, restore
@@ -30,6 +30,7 @@ from gantui.engine.device import configure_backend, resolve_device, use_bf16
 from gantui.engine.gan import GAN
 from gantui.engine.guard import MAX_ROLLBACKS, Guard
 from gantui.engine.monitor import EvaluationOff, Monitor
+from gantui.engine.networks import parameters
 from gantui.engine.samples import Samples
 from gantui.rundir import RunDir, default_run_dir
 
@@ -62,7 +63,8 @@ class Trainer(Controls):
         self.eval_every = default_eval_every(self.device.type) if config.eval_every is None else config.eval_every
         if evaluation_off_reason(config.dataset):
             self.eval_every = 0
-        self.classes = len(DATASETS[config.dataset].classes or ())
+        self.data = describe(config.dataset, config.image_size, config.channels)
+        self.classes = len(self.data.classes or ())
 
     @property
     def epoch(self) -> int:  # completed epochs
@@ -73,7 +75,7 @@ class Trainer(Controls):
         cfg = self.config
         torch.manual_seed(cfg.seed)
         random.seed(cfg.seed)
-        images, labels = load_dataset(cfg.dataset, self.device, cfg.data_root)
+        images, labels = load_dataset(self.data, self.device, cfg.data_root, cfg.data)
         self.batches = BatchStream(images, labels if cfg.conditional else None, cfg.batch_size, cfg.seed)
         self.steps_per_epoch = len(images) // (cfg.batch_size * cfg.d_steps)
         if self.steps_per_epoch == 0:
@@ -81,7 +83,7 @@ class Trainer(Controls):
                              f"({len(images)} images)")
         self.total_steps = cfg.steps or cfg.epochs * self.steps_per_epoch
         configure_backend(self.device)
-        self.gan = GAN(cfg, self.device, self.bf16, classes=self.classes)
+        self.gan = GAN(cfg, self.device, self.bf16, classes=self.classes, shape=self.data.shape)
         self.guard = Guard(self.gan.objective)
         self.samples = Samples(self.gan, cfg.preview_count, cfg.seed)
         eval_gen = torch.Generator().manual_seed(cfg.seed + 2)
@@ -110,6 +112,9 @@ class Trainer(Controls):
             total_steps=self.total_steps, steps_per_epoch=self.steps_per_epoch, config=self.config.to_dict(),
             history=list(self.history), quality=list(self.quality), epoch=self.epoch,
             images_per_s=self.images_per_s, schema=self.gan.schema(), sets=list(self.sets)))
+        c, h, w = self.data.shape
+        self.emit(ev.Notice(f"{self.config.dataset} {c}x{h}x{w}: G {parameters(self.gan.G):,} parameters, "
+                            f"D {parameters(self.gan.D):,}"))
         if off := evaluation_off_reason(self.config.dataset):
             self.emit(ev.Notice(f"quality evaluation is off: {off}", "warning"))
         try:

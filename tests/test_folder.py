@@ -1,0 +1,159 @@
+"""`--data DIR`: a folder of images decoded once and cached; bad files skipped and counted; an
+empty folder or one too big refused in one line. Fresh processes, default settings."""
+from __future__ import annotations
+
+import json
+import os
+import struct
+import subprocess
+import sys
+import time
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from gantui.engine import folder
+from gantui.engine.data import DatasetError
+
+
+def write_images(root: Path, n: int, size: tuple[int, int] = (80, 72), seed: int = 0, grey: bool = False) -> None:
+    """Coloured discs on dark ground, half PNG and half JPEG, in two subfolders."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size[1], :size[0]]
+    for i in range(n):
+        image = np.zeros((size[1], size[0], 3), np.uint8)
+        r, cx, cy = rng.integers(6, 20), rng.integers(15, size[0] - 15), rng.integers(15, size[1] - 15)
+        image[(yy - cy) ** 2 + (xx - cx) ** 2 < r * r] = rng.integers(60, 256, 3)
+        sub = root / ("a" if i % 2 else "b" / Path("deeper"))
+        sub.mkdir(parents=True, exist_ok=True)
+        picture = Image.fromarray(image).convert("L" if grey else "RGB")
+        picture.save(sub / (f"{i:05d}.png" if i % 2 else f"{i:05d}.jpg"))
+
+
+def png_header_only(path: Path, width: int, height: int) -> None:
+    """A PNG whose header claims width x height (1-bit) and that holds no pixels."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0))
+                     + chunk(b"IEND", b""))
+
+
+def add_bad_files(root: Path) -> None:
+    good = next(root.rglob("*.png")).read_bytes()
+    (root / "empty.png").write_bytes(b"")
+    (root / "notes.jpg").write_text("not an image")
+    (root / "truncated.png").write_bytes(good[:len(good) // 2])
+    png_header_only(root / "bomb.png", 20_000, 10_000)  # 200 Mpx: past Pillow's limit, a 60-byte file
+    os.symlink("loop_b.png", root / "loop_a.png")
+    os.symlink("loop_a.png", root / "loop_b.png")
+    os.symlink("..", root / "a" / "up")  # a folder loop, not followed
+    (root / "readme.txt").write_text("not an image, not looked at")
+
+
+def gantui(*args: str, cache: Path, timeout: int = 300) -> subprocess.CompletedProcess:
+    env = {**os.environ, "XDG_CACHE_HOME": str(cache)}
+    return subprocess.run([sys.executable, "-m", "gantui", *args], capture_output=True, text=True, timeout=timeout,
+                          env=env)
+
+
+def test_a_64x64_rgb_folder_trains_50_steps_with_bad_files_skipped_and_a_cached_second_start(tmp_path):
+    data = tmp_path / "images"
+    write_images(data, 300)
+    add_bad_files(data)
+    run = gantui("--no-ui", "--data", str(data), "--steps", "50", "--batch-size", "32", "--out", str(tmp_path / "run"),
+                 cache=tmp_path / "cache")
+    assert run.returncode == 0, run.stderr
+    assert "decoding 301/301 images" in run.stderr  # the truncated PNG is found corrupt only then
+    summary = next(line for line in run.stderr.splitlines() if line.startswith(str(data)))
+    assert "300 images, 64x64 RGB, decoded and cached; skipped 6" in summary
+    for reason in ("empty: 1", "not an image: 1", "corrupt: 1", "past the decompression-bomb limit: 1",
+                   "unreadable (a broken or looping link?): 2"):
+        assert reason in summary, summary
+    assert "Traceback" not in run.stderr
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    losses = [(r["loss_g"], r["loss_d"]) for r in rows if "loss_g" in r]
+    assert len(losses) == 5 and all(np.isfinite(losses).flat) and len(set(losses)) == 5
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert (config["dataset"], config["image_size"], config["channels"]) == ("folder", 64, 3)
+    sampled = gantui("sample", str(tmp_path / "run"), "--n", "4", "--out", str(tmp_path / "s.png"), cache=tmp_path)
+    assert sampled.returncode == 0, sampled.stderr
+    grid = Image.open(tmp_path / "s.png")
+    assert grid.mode == "RGB" and grid.size == (2 * 66 + 2, 2 * 66 + 2)
+
+    again = gantui("--no-ui", "--data", str(data), "--steps", "2", "--out", str(tmp_path / "run2"),
+                   cache=tmp_path / "cache")
+    assert again.returncode == 0, again.stderr
+    assert "from the cache" in again.stderr and "decoding" not in again.stderr
+    resumed = gantui("--no-ui", "--resume", str(tmp_path / "run"), "--steps", "52", cache=tmp_path / "cache")
+    assert resumed.returncode == 0 and "from the cache" in resumed.stderr, resumed.stderr
+
+
+def test_a_changed_folder_is_decoded_again_and_grey_images_give_one_channel(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    data = tmp_path / "grey"
+    write_images(data, 20, grey=True)
+    first = folder.load(data, 32)
+    assert first.images.shape == (20, 1, 32, 32) and not first.cached
+    assert folder.load(data, 32).cached
+    assert folder.load(data, 32, channels=3).images.shape == (20, 3, 32, 32)  # asked for RGB
+    write_images(data / "more", 2, seed=1)  # two colour images join
+    changed = folder.load(data, 32)
+    assert not changed.cached and changed.images.shape == (22, 3, 32, 32)
+
+
+def test_the_cached_start_of_2000_images_is_under_a_second(tmp_path):
+    data = tmp_path / "images"
+    write_images(data, 2000, size=(40, 40))
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    code = ("import sys, time; from gantui.engine.folder import load; t = time.perf_counter(); "
+            "f = load(sys.argv[1], 64); print(f.cached, f.images.shape[0], time.perf_counter() - t)")
+    times = []
+    for _ in range(2):
+        out = subprocess.run([sys.executable, "-c", code, str(data)], capture_output=True, text=True, env=env,
+                             check=True).stdout.split()
+        times.append((out[0], int(out[1]), float(out[2])))
+    assert times[0][:2] == ("False", 2000) and times[1][:2] == ("True", 2000)
+    assert times[1][2] < 1.0, times
+
+
+@pytest.mark.parametrize("setup, message", [
+    (lambda d: None, "no images found (.png, .jpg, .jpeg, .webp, .bmp, searched recursively)"),
+    (lambda d: (d / "x.png").write_bytes(b""), "no images found (.png, .jpg, .jpeg, .webp, .bmp, searched "
+                                               "recursively; 1 unreadable or empty)"),
+    (lambda d: (d / "x.png").write_text("text"), "none of its 1 image files could be decoded (1 not an image)"),
+])
+def test_a_folder_without_usable_images_is_one_line_and_exit_2(tmp_path, setup, message):
+    data = tmp_path / "images"
+    data.mkdir()
+    setup(data)
+    run = gantui("--no-ui", "--data", str(data), "--out", str(tmp_path / "run"), cache=tmp_path / "cache", timeout=60)
+    assert run.returncode == 2
+    assert run.stderr.strip().splitlines()[-1] == f"gantui: error: --data {data}: {message}"
+    assert "Traceback" not in run.stderr
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_a_folder_too_big_for_the_device_is_refused_with_its_size_and_a_suggestion(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    write_images(tmp_path / "images", 10)
+    with pytest.raises(DatasetError) as err:
+        folder.load(tmp_path / "images", 128, device_free=(10 * 3 * 128 * 128 - 1, "cuda:0"))
+    assert str(err.value) == (f"--data {tmp_path / 'images'}: 10 images at 128x128x3 take 0.0 GB, more than the "
+                              "0.0 GB free on cuda:0; try --image-size 64")
+    monkeypatch.setattr(folder, "available_memory", lambda: 1000)
+    with pytest.raises(DatasetError, match="more than the 0.0 GB free on this machine; try --image-size 32"):
+        folder.load(tmp_path / "images", 64)
+
+
+def test_first_decode_is_timed(tmp_path, monkeypatch):
+    """The progress callback sees every image, the last call at the total."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    write_images(tmp_path / "images", 600)
+    calls = []
+    start = time.perf_counter()
+    folder.load(tmp_path / "images", 32, progress=lambda done, total: calls.append((done, total)))
+    assert calls[-1] == (600, 600) and [c[0] for c in calls] == [256, 512, 600]
+    assert time.perf_counter() - start < 60
