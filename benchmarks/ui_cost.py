@@ -1,11 +1,12 @@
 """The UI thread's CPU time per dashboard update, by kind and terminal size.
 
-    python benchmarks/ui_cost.py
+    python benchmarks/ui_cost.py [--rgb]
 
 Each update the trainer sends (a metrics row, a preview, a status repaint) costs the UI thread
 CPU time while it holds the GIL the trainer needs; this prints that cost per update, after the
 time the same loop costs with nothing to draw. A scripted engine drives the real dashboard
-under Textual's test driver, so every layout is rendered as in a terminal.
+under Textual's test driver, so every layout is rendered as in a terminal. `--rgb`: a run of
+64x64 RGB images (16 per preview, truecolour) in place of MNIST's digits.
 """
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from test_snapshot import scripted_app  # noqa: E402 (the scripted engine of the snapshot tests)
+from helpers import disc_images  # noqa: E402
+from test_snapshot import FolderEngine, ScriptedEngine, scripted_app  # noqa: E402 (the snapshot tests' engines)
 
 from gantui import events as ev  # noqa: E402
 from gantui.engine.data import load_mnist_arrays  # noqa: E402
@@ -33,14 +35,14 @@ def metrics_row(i: int) -> dict[str, float]:
             "images_per_s": 5120.0, "time": 0.0}
 
 
-async def costs(size: tuple[int, int]) -> dict[str, float]:
+async def costs(size: tuple[int, int], rgb: bool) -> dict[str, float]:
     """Milliseconds of UI-thread CPU per update of each kind."""
-    app = scripted_app()
-    images = load_mnist_arrays("test")[0]
+    app = scripted_app(FolderEngine if rgb else ScriptedEngine)
+    images, per = (disc_images(16 * UPDATES, 64, seed=1), 16) if rgb else (load_mnist_arrays("test")[0], 64)
     kinds = {
         "idle": lambda i: None,
         "metrics": lambda i: app.post_message(message_for(ev.Metrics(metrics_row(200 + i)))),
-        "preview": lambda i: app.post_message(message_for(ev.Preview(1200 + i, images[64 * i:64 * (i + 1)]))),
+        "preview": lambda i: app.post_message(message_for(ev.Preview(1200 + i, images[per * i:per * (i + 1)]))),
         "status": lambda i: app.refresh_status(),
     }
     result = {}
@@ -59,9 +61,11 @@ async def costs(size: tuple[int, int]) -> dict[str, float]:
 
 
 def main() -> None:
+    rgb = "--rgb" in sys.argv[1:]
+    print(f"{'64x64 RGB' if rgb else 'MNIST'} previews")
     print("| terminal | metrics row | preview | status line |\n|---|---:|---:|---:|")
     for size in ((80, 24), (120, 40), (200, 60)):
-        c = asyncio.run(costs(size))
+        c = asyncio.run(costs(size, rgb))
         print(f"| {size[0]}x{size[1]} | {c['metrics']:.1f} ms | {c['preview']:.1f} ms | {c['status']:.1f} ms |")
 
 

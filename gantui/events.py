@@ -53,7 +53,7 @@ class Quality:
 @dataclass(frozen=True)
 class Preview:
     step: int
-    images: np.ndarray  # uint8 (N, 28, 28), generated from the fixed noise
+    images: np.ndarray  # uint8 (N, H, W) grey or (N, H, W, 3) RGB, generated from the fixed noise
     source: str = "G"  # which generator: "G" or "EMA G"
     row: int = 0  # a conditional run's tiles per digit (one row each); 0: unconditional
 

@@ -52,3 +52,17 @@ async def wait_for(pilot, condition, timeout: float = 60.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "timed out"
         await pilot.pause(0.05)
+
+
+def disc_images(n: int, size: int = 64, seed: int = 0):
+    """(n, size, size, 3) uint8: a coloured disc on a dark blue ground in each, deterministic."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size]
+    images = np.zeros((n, size, size, 3), np.uint8)
+    images[..., 2] = 40
+    for image in images:
+        r, (cx, cy) = rng.integers(size // 8, size // 3), rng.integers(size // 4, 3 * size // 4, 2)
+        image[(yy - cy) ** 2 + (xx - cx) ** 2 < r * r] = rng.integers(60, 256, 3)
+    return images

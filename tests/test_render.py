@@ -68,3 +68,54 @@ def test_previews_stay_readable_in_every_colour_mode(mode):
     stroke, background = shown[digit > 200], shown[digit < 30]
     assert stroke.min() > background.max() + 60
     assert np.corrcoef(shown.ravel(), digit.ravel())[0, 1] > 0.9
+
+
+def rgb_canvas() -> np.ndarray:
+    from helpers import disc_images
+
+    images = disc_images(6, size=32, seed=3)
+    images[0] = np.random.default_rng(0).integers(0, 256, (32, 32, 3))  # every colour, no runs
+    return tile_images(images, cols=3, rows=2)
+
+
+@pytest.mark.parametrize("mode", ["truecolor", "256", "16", "none"])
+def test_rgb_renderer_matches_rich_pixels_in_every_colour_mode(mode):
+    """The vectorised renderer draws what rich-pixels' per-pixel renderer draws of the same
+    image in the terminal's palette."""
+    from gantui.ui.render import to_palette
+
+    canvas = rgb_canvas()
+    reference = Pixels.from_image(Image.fromarray(to_palette(canvas, mode)))._segments.segments
+    assert halfblock_segments(canvas, 32, mode) == list(Segment.simplify(reference))
+
+
+def test_the_palettes_are_the_terminals_own():
+    """256: every channel a level of the xterm cube; 16: every colour one of rich's 16 standard
+    ones, so the terminal shows them unrounded; none: grey."""
+    from rich._palettes import STANDARD_PALETTE
+    from rich.color import Color
+    from rich.color_triplet import ColorTriplet
+
+    from gantui.ui.render import ANSI16, CUBE, to_palette
+
+    canvas = rgb_canvas()
+    assert set(np.unique(to_palette(canvas, "256"))) <= set(CUBE.tolist())
+    sixteen = {tuple(c) for c in to_palette(canvas, "16").reshape(-1, 3).tolist()}
+    standard = [tuple(c) for c in STANDARD_PALETTE._colors]
+    assert sixteen <= set(standard) and [tuple(c) for c in ANSI16.tolist()] == standard and len(sixteen) > 3
+    for colour in sixteen:  # rich downgrades each to the standard colour it is
+        number = Color.from_triplet(ColorTriplet(*colour)).downgrade(ColorSystem.STANDARD).number
+        assert standard[number] == colour
+    grey = to_palette(canvas, "none")
+    assert (grey[..., 0] == grey[..., 1]).all() and (grey[..., 1] == grey[..., 2]).all()
+
+
+def test_big_tiles_are_area_averaged_to_fit():
+    from gantui.ui.render import downscale
+
+    images = np.zeros((1, 64, 64, 3), np.uint8)
+    images[0, :, ::2] = 200  # stripes one pixel wide: averaged, not sampled
+    small = downscale(images, 4)
+    assert small.shape == (1, 16, 16, 3) and (small == 100).all()
+    assert layout_for(38, 10, 64) == (4, 2, 8)  # an 80x24 pane: 8-pixel tiles, 8 of them
+    assert layout_for(126, 56, 64)[2] == 2

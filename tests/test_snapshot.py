@@ -91,6 +91,25 @@ class WassersteinEngine(ScriptedEngine):
         return finished
 
 
+class FolderEngine(ScriptedEngine):
+    """A 64x64 RGB run on a folder of images: colour previews, the Quality pane off."""
+
+    def run(self) -> ev.Finished:
+        from helpers import disc_images
+
+        rows = [{"step": 10 * i, "epoch": 1, "loss_d": 1.2 + 0.2 * math.sin(i / 5), "loss_g": 0.9 + 0.3 * math.cos(i / 7),
+                 "d_real": 0.6, "d_fake": 0.4, "acc_real": 0.7, "acc_fake": 0.65, "images_per_s": 120.0,
+                 "time": 0.0} for i in range(1, 61)]
+        config = {"dataset": "folder", "data": "~/pictures", "image_size": 64, "channels": 3, "batch_size": 64}
+        self.emit(ev.Started(run_dir="~/.local/share/gantui/runs/pictures", device="cpu", step=600, total_steps=4000,
+                             steps_per_epoch=40, config=config, history=rows, epoch=15))
+        self.emit(ev.Preview(600, disc_images(16)))
+        self._stop.wait(60)
+        finished = ev.Finished("stopped", self.step, checkpoint="last.pt")
+        self.emit(finished)
+        return finished
+
+
 def scripted_app(engine=ScriptedEngine, clock=lambda: 0.0) -> GanApp:
     """The dashboard on a scripted run in this process, through the same hub as a real one."""
     hub = RunHub()
@@ -128,3 +147,23 @@ def test_dashboard_of_a_wgan_run_follows_its_metric_schema(snap_compare):
     """The panes are the ones the run announced: critic loss, W estimate, penalty, gradient norms
     (no D(x)), the Samples pane says it shows the EMA G, and the live change is a marker."""
     assert snap_compare(scripted_app(WassersteinEngine), terminal_size=(120, 40), run_before=settle)
+
+
+def test_dashboard_of_a_64x64_rgb_run_at_80x24_shows_colour_previews(snap_compare):
+    """At least four 64x64 samples, downsampled, in colour; the Quality pane says why it is off."""
+    assert snap_compare(scripted_app(FolderEngine), terminal_size=(80, 24), run_before=settle)
+
+
+async def test_at_80x24_at_least_4_samples_of_a_64x64_rgb_run_show():
+    from gantui.ui.render import layout_for
+
+    app = scripted_app(FolderEngine)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause(0.5)
+        pane = app.preview_pane
+        cols, rows, scale = layout_for(pane.content_size.width, pane.content_size.height, 64)
+        assert cols * rows >= 4 and scale > 1 and pane.images.shape == (16, 64, 64, 3)
+        rendered = pane.render()
+        styles = {s.style for s in rendered._segments.segments if s.style}
+        assert any(len({st.color.triplet.red, st.color.triplet.green, st.color.triplet.blue}) > 1 for st in styles)
+        app.trainer.stop()

@@ -7,18 +7,19 @@ import numpy as np
 
 from gantui import events as ev
 from gantui.common import HISTORY
+from gantui.datasets import describe_config
 from gantui.rundir import RunDir
 from gantui.runs import run_state
 
 GRID_PADDING = 2  # torchvision's make_grid default, which the trainer's sample grids use
 
 
-def grid_tiles(path: Path, tile: int = 28) -> np.ndarray:
-    """The tiles of a saved sample grid as uint8 (N, tile, tile)."""
+def grid_tiles(path: Path, tile: int = 28, channels: int = 1) -> np.ndarray:
+    """The tiles of a saved sample grid as uint8 (N, tile, tile), or (N, tile, tile, 3) in colour."""
     from PIL import Image
 
     with Image.open(path) as image:
-        pixels = np.asarray(image.convert("L"))
+        pixels = np.asarray(image.convert("L" if channels == 1 else "RGB"))
     step = tile + GRID_PADDING
     cols, rows = (pixels.shape[1] - GRID_PADDING) // step, (pixels.shape[0] - GRID_PADDING) // step
     return np.stack([pixels[GRID_PADDING + r * step:][:tile, GRID_PADDING + c * step:][:, :tile]
@@ -33,10 +34,11 @@ def replay_snapshot(run_dir: RunDir) -> ev.Started:
     sets = [r for r in rows if r.get("event") == "set"]
     step = max([r["step"] for r in history] + [status.get("step", 0)])
     grids = sorted(run_dir.samples.glob("step-*.png"))
+    shape = describe_config(config).shape
     preview = None
     for grid in reversed(grids):  # the newest readable one
         try:
-            preview = ev.Preview(int(grid.stem.split("-")[1]), grid_tiles(grid))
+            preview = ev.Preview(int(grid.stem.split("-")[1]), grid_tiles(grid, shape[1], shape[0]))
             break
         except (OSError, ValueError):
             continue

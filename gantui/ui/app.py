@@ -22,7 +22,7 @@ from textual.widgets import Footer, Static
 from gantui import events as ev
 from gantui.common import STOP_SIGNALS, steps_per_s
 from gantui.config import LIVE
-from gantui.datasets import evaluation_off_reason
+from gantui.datasets import describe_config, evaluation_off_reason
 from gantui.service.client import ConnectionLost, LocalLink, ReplayLink, StreamLink
 from gantui.ui.leaving import Leaving
 from gantui.ui.messages import EngineEvent, message_for
@@ -175,6 +175,7 @@ class GanApp(Steering, Leaving, App[int]):
             self.quality_pane.off(off)
         elif event.config.get("eval_every") == 0:
             self.quality_pane.off()
+        self.preview_pane.image_size = describe_config(event.config).shape[1]
         if event.preview is not None:
             self.preview_pane.show(event.preview)
         where = "replay (read-only) of" if not event.live else "run directory:" if self.link.owner else "watching"

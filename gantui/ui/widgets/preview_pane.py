@@ -1,4 +1,4 @@
-"""Generated digits from the fixed noise, as many as fit, drawn with half blocks."""
+"""Generated images from the fixed noise, as many as fit, drawn with half blocks, grey or in colour."""
 from __future__ import annotations
 
 from typing import Any
@@ -32,17 +32,26 @@ class PreviewPane(Widget):
         self.images: np.ndarray | None = None
         self.step = 0
         self.row = 0  # a conditional run's tiles per digit
+        self.image_size = 28  # the run's images' side (Started), so capacity is right before the first preview
 
     def capacity(self) -> int:
         """How many tiles fit now: the trainer generates no more than this."""
-        cols, rows, _ = layout_for(self.content_size.width, self.content_size.height)
+        cols, rows, _ = layout_for(self.content_size.width, self.content_size.height, self.image_size)
         return max(cols * rows, 1)
+
+    def color_mode(self) -> str:
+        """What the terminal shows (render.COLOR_MODES): SSH sessions are often 256-colour."""
+        if self.app.is_headless:  # no terminal to show it (tests, screenshots): every colour
+            return "truecolor"
+        system = None if self.app.no_color else self.app.console.color_system
+        return {"truecolor": "truecolor", "256": "256", "standard": "16", "windows": "16"}.get(system, "none")
 
     def on_resize(self, event: events.Resize) -> None:
         self.post_message(self.CapacityChanged(self.capacity()))
 
     def show(self, preview: Preview) -> None:
         self.images, self.step, self.row = preview.images, preview.step, preview.row
+        self.image_size = preview.images.shape[1]
         self.border_title = "Samples" if preview.source == "G" else f"Samples ({preview.source})"
         self.border_subtitle = f"step {preview.step}" + (", a row per digit" if preview.row else "")
         self.refresh()
@@ -51,5 +60,5 @@ class PreviewPane(Widget):
         width, height = self.content_size.width, self.content_size.height
         if self.images is None:
             return Text("waiting for the first samples...", style="dim")
-        pixels = preview_pixels(self.images, width, height, per_digit=self.row)
+        pixels = preview_pixels(self.images, width, height, per_digit=self.row, mode=self.color_mode())
         return pixels if pixels is not None else Text("pane too small for a sample", style="dim")
