@@ -24,7 +24,8 @@ def train_parser() -> Parser:
     p = Parser(prog="gantui", description="Train a DCGAN and watch it learn in the terminal.",
                epilog="Sub-commands: `gantui watch [RUN | HOST:RUN]`, `gantui runs`, `gantui stop RUN`, "
                       "`gantui sample CHECKPOINT --n N --out FILE`, `gantui eval CHECKPOINT [--n N] [--json]`, "
-                      "`gantui eval --real`, `gantui relay RUN`.")
+                      "`gantui eval --real`, `gantui relay RUN`, `gantui gif RUN --out progress.gif`, "
+                      "`gantui interpolate CHECKPOINT --out walk.gif`.")
     d = Config()
     add = p.add_argument
     # Defaults are None so that a resumed run keeps its own settings unless a flag is given.
@@ -271,10 +272,11 @@ def evaluate_command(argv: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     from gantui.commands import relay, runs, stop, watch
+    from gantui.film import gif, interpolate
 
     argv = sys.argv[1:] if argv is None else argv
     commands = {"sample": sample, "eval": evaluate_command, "watch": watch, "runs": runs, "stop": stop,
-                "relay": relay}
+                "relay": relay, "gif": gif, "interpolate": interpolate}
     if argv and argv[0] in commands:
         return commands[argv[0]](argv[1:])
     return train(argv)

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from gantui.engine.checkpoint import CheckpointError, load_checkpoint
 from gantui.engine.data import to_uint8
@@ -35,11 +36,7 @@ def generate(checkpoint: str | Path, n: int, seed: int = 0, device: str = "cpu",
     G, config = load_generator(checkpoint, dev)
     if digit is not None and not G.classes:
         raise CheckpointError(f"{checkpoint}: --digit needs a conditional run (trained with --conditional)")
-    gen = torch.Generator().manual_seed(seed)
-    if config.get("noise") == "uniform":
-        noise = torch.rand(n, G.z_dim, generator=gen) * 2 - 1
-    else:
-        noise = torch.randn(n, G.z_dim, generator=gen)
+    noise = latents(config, n, G.z_dim, torch.Generator().manual_seed(seed))
     labels = None
     if G.classes:
         labels = torch.full((n,), digit) if digit is not None else torch.arange(n) % G.classes
@@ -48,6 +45,45 @@ def generate(checkpoint: str | Path, n: int, seed: int = 0, device: str = "cpu",
         images = np.concatenate([to_uint8(G(z.to(dev)) if y is None else G(z.to(dev), y.to(dev)))
                                  for z, y in zip(noise.split(batch), chunks)])
     return images, (labels.numpy() if labels is not None else None)
+
+
+def latents(config: dict, n: int, z_dim: int, gen: torch.Generator) -> torch.Tensor:
+    """n latents from the run's own distribution (--noise)."""
+    if config.get("noise") == "uniform":
+        return torch.rand(n, z_dim, generator=gen) * 2 - 1
+    return torch.randn(n, z_dim, generator=gen)
+
+
+def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
+    """Spherical interpolation between rows of `a` and `b` (White 2016): a Gaussian latent's norm
+    stays typical on the way, where a straight line passes near the origin G never saw."""
+    cos = (F.normalize(a, dim=-1) * F.normalize(b, dim=-1)).sum(-1, keepdim=True).clamp(-1.0, 1.0)
+    omega = torch.acos(cos)
+    sin = torch.sin(omega)
+    if (sin.abs() < 1e-6).any():  # (anti)parallel rows: a straight line is as good
+        return torch.lerp(a, b, t)
+    return torch.sin((1 - t) * omega) / sin * a + torch.sin(t * omega) / sin * b
+
+
+def latent_walk(checkpoint: str | Path, n: int, points: int, frames: int, seed: int = 0,
+                device: str = "cpu") -> list[np.ndarray]:
+    """A looping walk of `n` tiles, each through `points` random latents and back to its first,
+    `frames` frames between two: the frames as uint8 (H, W, 3) grids."""
+    from torchvision.utils import make_grid
+
+    dev = resolve_device(device)
+    G, config = load_generator(checkpoint, dev)
+    anchors = latents(config, points * n, G.z_dim, torch.Generator().manual_seed(seed)).view(points, n, -1)
+    labels = (torch.arange(n) % G.classes).to(dev) if G.classes else None
+    grids = []
+    with torch.no_grad():
+        for p in range(points):
+            for f in range(frames):
+                z = slerp(anchors[p], anchors[(p + 1) % points], f / frames).to(dev)
+                images = G(z) if labels is None else G(z, labels)
+                grid = make_grid(images.float().cpu(), nrow=int(np.ceil(np.sqrt(n))), normalize=True, value_range=(-1, 1))
+                grids.append(grid.mul(255).round().to(torch.uint8).permute(1, 2, 0).numpy())
+    return grids
 
 
 def write_samples(images: np.ndarray, out: Path) -> None:

@@ -1,0 +1,127 @@
+"""The run as a film: `gantui gif RUN` makes an animated GIF (or WebP) of the fixed-noise sample
+grids, each frame labelled with its step; `gantui interpolate CHECKPOINT` a looping latent walk.
+
+Torch-free but for the walk's generation (engine/sample.py); frames are Pillow images.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from PIL import Image, ImageDraw, ImageFont
+
+from gantui.cli import Parser, fail
+
+FORMATS = {".gif": "GIF", ".webp": "WEBP"}
+LABEL_HEIGHT = 20
+LABEL_GROUND, LABEL_INK = (24, 24, 24), (235, 235, 235)
+
+
+def check_out(out: Path) -> None:
+    if out.suffix.lower() not in FORMATS:
+        fail(f"--out {out}: use a .gif or .webp file name")
+
+
+def labelled(grid: Image.Image, text: str) -> Image.Image:
+    """The grid under a strip holding `text`."""
+    frame = Image.new("RGB", (grid.width, grid.height + LABEL_HEIGHT), LABEL_GROUND)
+    frame.paste(grid.convert("RGB"), (0, LABEL_HEIGHT))
+    draw = ImageDraw.Draw(frame)
+    draw.text((6, LABEL_HEIGHT // 2), text, fill=LABEL_INK, anchor="lm", font=ImageFont.load_default(14))
+    return frame
+
+
+def save_animation(frames: list[Image.Image], out: Path, fps: float) -> None:
+    """An endlessly looping GIF or WebP (by `out`'s extension), written whole or not at all."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    frames[0].save(tmp, format=FORMATS[out.suffix.lower()], save_all=True, append_images=frames[1:],
+                   duration=round(1000 / fps), loop=0)
+    tmp.replace(out)
+
+
+def grid_steps(run: Path) -> list[tuple[int, Path]]:
+    """The run's sample grids, by step."""
+    found = []
+    for path in (run / "samples").glob("step-*.png"):
+        try:
+            found.append((int(path.stem.split("-")[1]), path))
+        except (IndexError, ValueError):
+            continue
+    return sorted(found)
+
+
+def gif(argv: list[str]) -> int:
+    p = Parser(prog="gantui gif", description="An animated GIF (or WebP) of a run's sample grids, one frame a grid.")
+    p.add_argument("run", help="a run directory or a run's name")
+    p.add_argument("--out", required=True, type=Path, help="progress.gif, or .webp")
+    p.add_argument("--fps", type=float, default=4.0, help="frames per second (default 4)")
+    p.add_argument("--every", type=int, default=1, help="every K-th grid (default 1: all; the last always)")
+    p.add_argument("--root", type=Path, help="the runs directory (default: the user data dir's gantui/runs)")
+    args = p.parse_args(argv)
+    check_out(args.out)
+    if not 0 < args.fps <= 50:
+        fail(f"--fps must be above 0 and at most 50, got {args.fps:g}")
+    if args.every < 1:
+        fail(f"--every must be a positive integer, got {args.every}")
+    from gantui.runs import RunNotFound, resolve_run
+
+    try:
+        run = resolve_run(args.run, args.root).path
+    except RunNotFound as err:
+        fail(str(err))
+    grids = grid_steps(run)
+    if not grids:
+        fail(f"{run}: no sample grids in samples/ yet (one is saved every --sample-every steps)")
+    chosen = grids[::args.every] + ([grids[-1]] if (len(grids) - 1) % args.every else [])
+    frames = []
+    for step, path in chosen:
+        try:
+            with Image.open(path) as grid:
+                grid.load()
+                if frames and grid.size != (frames[0].width, frames[0].height - LABEL_HEIGHT):
+                    grid = grid.resize((frames[0].width, frames[0].height - LABEL_HEIGHT))
+                frames.append(labelled(grid, f"step {step:,}"))
+        except OSError:  # a damaged grid (a full disk when it was written) is left out
+            continue
+    if not frames:
+        fail(f"{run}: none of its sample grids could be read")
+    try:
+        save_animation(frames, args.out, args.fps)
+    except OSError as err:
+        fail(f"{args.out}: {err.strerror or err}", code=1)
+    print(f"wrote {len(frames)} frames ({chosen[0][0]:,} to {chosen[-1][0]:,}) to {args.out}")
+    return 0
+
+
+def interpolate(argv: list[str]) -> int:
+    p = Parser(prog="gantui interpolate", description="A looping latent walk: spherical interpolation between "
+                                                      "random points, one walk per tile.")
+    p.add_argument("checkpoint", help="checkpoint file or run directory")
+    p.add_argument("--out", required=True, type=Path, help="walk.gif, or .webp")
+    p.add_argument("--n", type=int, default=16, help="walks side by side (default 16)")
+    p.add_argument("--points", type=int, default=4, help="random points each walk visits (default 4)")
+    p.add_argument("--frames", type=int, default=12, help="frames from one point to the next (default 12)")
+    p.add_argument("--fps", type=float, default=12.0, help="frames per second (default 12)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the points (default 0)")
+    p.add_argument("--device", default="cpu", help="device to generate on (default cpu)")
+    args = p.parse_args(argv)
+    check_out(args.out)
+    for name, low, high in (("n", 1, 256), ("points", 2, 64), ("frames", 1, 240)):
+        if not low <= getattr(args, name) <= high:
+            fail(f"--{name} must be from {low} to {high}, got {getattr(args, name)}")
+    if not 0 < args.fps <= 50:
+        fail(f"--fps must be above 0 and at most 50, got {args.fps:g}")
+    from gantui.engine.checkpoint import CheckpointError
+    from gantui.engine.device import DeviceError
+    from gantui.engine.sample import latent_walk
+
+    try:
+        grids = latent_walk(args.checkpoint, args.n, args.points, args.frames, seed=args.seed, device=args.device)
+    except (CheckpointError, DeviceError) as err:
+        fail(str(err))
+    try:
+        save_animation([Image.fromarray(grid) for grid in grids], args.out, args.fps)
+    except OSError as err:
+        fail(f"{args.out}: {err.strerror or err}", code=1)
+    print(f"wrote {len(grids)} frames ({args.points} points, {args.frames} frames between) to {args.out}")
+    return 0
