@@ -10,6 +10,7 @@ from pathlib import Path
 from PIL import Image, ImageDraw, ImageFont
 
 from gantui.cli import Parser, fail
+from gantui.rundir import RunDir
 
 FORMATS = {".gif": "GIF", ".webp": "WEBP"}
 LABEL_HEIGHT = 20
@@ -39,17 +40,6 @@ def save_animation(frames: list[Image.Image], out: Path, fps: float) -> None:
     tmp.replace(out)
 
 
-def grid_steps(run: Path) -> list[tuple[int, Path]]:
-    """The run's sample grids, by step."""
-    found = []
-    for path in (run / "samples").glob("step-*.png"):
-        try:
-            found.append((int(path.stem.split("-")[1]), path))
-        except (IndexError, ValueError):
-            continue
-    return sorted(found)
-
-
 def gif(argv: list[str]) -> int:
     p = Parser(prog="gantui gif", description="An animated GIF (or WebP) of a run's sample grids, one frame a grid.")
     p.add_argument("run", help="a run directory or a run's name")
@@ -69,7 +59,7 @@ def gif(argv: list[str]) -> int:
         run = resolve_run(args.run, args.root).path
     except RunNotFound as err:
         fail(str(err))
-    grids = grid_steps(run)
+    grids = RunDir(run).grids()
     if not grids:
         fail(f"{run}: no sample grids in samples/ yet (one is saved every --sample-every steps)")
     chosen = grids[::args.every] + ([grids[-1]] if (len(grids) - 1) % args.every else [])

@@ -171,6 +171,16 @@ class RunDir:
     def sample_path(self, step: int) -> Path:
         return self.samples / f"step-{step:08d}.png"
 
+    def grids(self) -> list[tuple[int, Path]]:
+        """The saved sample grids, by step."""
+        found = []
+        for path in self.samples.glob("step-*.png"):
+            try:
+                found.append((int(path.stem.split("-")[1]), path))
+            except (IndexError, ValueError):
+                continue
+        return sorted(found)
+
     def prune_checkpoints(self, keep: int) -> None:
         for old in sorted(self.checkpoints.glob("step-*.pt"))[:-keep]:
             old.unlink(missing_ok=True)

@@ -93,3 +93,44 @@ def test_slerp_goes_from_a_to_b_along_the_sphere():
     assert torch.allclose(slerp(a, b, 0.0), a) and torch.allclose(slerp(a, b, 1.0), b, atol=1e-6)
     half = slerp(a, b, 0.5)
     assert torch.allclose(half.norm(), torch.tensor(3.0)) and torch.allclose(half, torch.tensor([[2.1213, 2.1213]]), atol=1e-4)
+
+
+async def test_the_samples_pane_scrubs_through_a_finished_runs_grids(run):
+    """`gantui watch` of a finished run: left steps back through the saved grids, right forward
+    and past the newest to live, end to live; the pane's edge says which step it shows."""
+    from gantui.rundir import RunDir
+    from gantui.service.client import ReplayLink
+    from gantui.service.replay import grid_tiles
+    from gantui.ui.app import GanApp
+
+    app = GanApp(ReplayLink(RunDir(run)))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause(0.3)
+        pane = app.preview_pane
+        assert pane.step == 40 and pane.scrub is None
+        seen = []
+        for _ in range(5):
+            await pilot.press("left")
+            seen.append((pane.step, pane.border_subtitle))
+        assert [s for s, _ in seen] == [40, 30, 20, 10, 10]  # the oldest holds
+        assert seen[1][1] == "step 30 · saved grid 3/4, end: live"
+        assert np.array_equal(pane.images, grid_tiles(run / "samples" / "step-00000010.png"))
+        await pilot.press("right")
+        assert pane.step == 20
+        await pilot.press("end")
+        assert pane.scrub is None and pane.border_subtitle == "step 40"
+        await pilot.press("left", "right")
+        assert pane.scrub is None  # past the newest: live
+
+
+async def test_scrubbing_without_saved_grids_says_why():
+    from test_snapshot import scripted_app
+
+    app = scripted_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause(0.3)
+        await pilot.press("left")
+        await pilot.pause(0.1)
+        assert app.preview_pane.scrub is None and app.preview_pane.step == 1200
+        assert any("no saved grids on this machine" in n.message for n in app._notifications)
+        app.trainer.stop()

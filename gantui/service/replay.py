@@ -33,12 +33,11 @@ def replay_snapshot(run_dir: RunDir) -> ev.Started:
     quality = [r for r in rows if r.get("event") == "quality"][-HISTORY:]
     sets = [r for r in rows if r.get("event") == "set"]
     step = max([r["step"] for r in history] + [status.get("step", 0)])
-    grids = sorted(run_dir.samples.glob("step-*.png"))
     shape = describe_config(config).shape
     preview = None
-    for grid in reversed(grids):  # the newest readable one
+    for grid_step, grid in reversed(run_dir.grids()):  # the newest readable one
         try:
-            preview = ev.Preview(int(grid.stem.split("-")[1]), grid_tiles(grid, shape[1], shape[0]))
+            preview = ev.Preview(grid_step, grid_tiles(grid, shape[1], shape[0]))
             break
         except (OSError, ValueError):
             continue

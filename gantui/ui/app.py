@@ -23,6 +23,7 @@ from gantui import events as ev
 from gantui.common import STOP_SIGNALS, steps_per_s
 from gantui.config import LIVE
 from gantui.datasets import describe_config, evaluation_off_reason
+from gantui.rundir import RunDir
 from gantui.service.client import ConnectionLost, LocalLink, ReplayLink, StreamLink
 from gantui.ui.leaving import Leaving
 from gantui.ui.messages import EngineEvent, message_for
@@ -56,6 +57,9 @@ class GanApp(Steering, Leaving, App[int]):
         Binding("q", "quit_run", "Quit"),
         Binding("ctrl+c", "quit_run", "Quit", show=False, priority=True),
         Binding("question_mark", "help", "Help", key_display="?"),
+        Binding("left", "scrub(-1)", "Older grid", show=False),
+        Binding("right", "scrub(1)", "Newer grid", show=False),
+        Binding("end", "live_samples", "Live samples", show=False),
     ]
     paused: reactive[bool] = reactive(False, bindings=True)
 
@@ -175,7 +179,9 @@ class GanApp(Steering, Leaving, App[int]):
             self.quality_pane.off(off)
         elif event.config.get("eval_every") == 0:
             self.quality_pane.off()
-        self.preview_pane.image_size = describe_config(event.config).shape[1]
+        shape = describe_config(event.config).shape
+        self.preview_pane.channels, self.preview_pane.image_size = shape[0], shape[1]
+        self.preview_pane.run_dir = RunDir(event.run_dir)  # over ssh, a path this machine may not have
         if event.preview is not None:
             self.preview_pane.show(event.preview)
         where = "replay (read-only) of" if not event.live else "run directory:" if self.link.owner else "watching"

@@ -85,3 +85,11 @@ class Steering:
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen())
+
+    def action_scrub(self, by: int) -> None:
+        """left/right: the Samples pane steps through the run's saved grids."""
+        if (why := self.preview_pane.step_through(by)) is not None:
+            self.notify(why, severity="warning")
+
+    def action_live_samples(self) -> None:
+        self.preview_pane.back_to_live()

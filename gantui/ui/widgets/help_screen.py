@@ -18,6 +18,7 @@ HELP = """\
 | `t` | live settings: learning rates, D steps, penalty weights, EMA (applied at the next step) |
 | `q` / `ctrl+c` | save a checkpoint, then quit (in `gantui watch`: leave; the run goes on) |
 | `x` | in `gantui watch`: save, then stop the run (asks first) |
+| `left` / `right` | the Samples pane steps back and forth through the run's saved grids; `end`: live again |
 | `?` | this help; `escape` closes it |
 
 Closing the terminal keeps the run going (`gantui watch` attaches again); `q` or `gantui stop` ends it.
@@ -40,7 +41,9 @@ conditional run: the share drawn as the digit asked for), score.
 MODE COLLAPSE? in red: a digit under 1% or KL above 0.1 at two evaluations in a row.
 
 **Samples**: the generator's output for a fixed batch of noise, so frames are comparable
-over time. Grids are also written to the run directory's `samples/`.
+over time. Grids are also written to the run directory's `samples/`; `left` and `right` step
+through them (the pane's lower edge says which step it shows), `end` returns to the live view,
+and `gantui gif RUN --out progress.gif` makes a film of them.
 
 **Status line**: state, device, epoch, step, throughput, elapsed time, ETA, run directory.
 """

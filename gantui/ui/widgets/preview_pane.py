@@ -12,6 +12,8 @@ from textual.reactive import Reactive
 from textual.widget import Widget
 
 from gantui.events import Preview
+from gantui.rundir import RunDir
+from gantui.service.replay import grid_tiles
 from gantui.ui.render import layout_for, preview_pixels
 
 
@@ -33,6 +35,10 @@ class PreviewPane(Widget):
         self.step = 0
         self.row = 0  # a conditional run's tiles per digit
         self.image_size = 28  # the run's images' side (Started), so capacity is right before the first preview
+        self.channels = 1
+        self.run_dir: RunDir | None = None  # where the saved grids are, when this machine can read them
+        self.live: Preview | None = None  # the newest preview, shown unless scrubbing
+        self.scrub: int | None = None  # the saved grid shown (an index into run_dir.grids()); None: live
 
     def capacity(self) -> int:
         """How many tiles fit now: the trainer generates no more than this."""
@@ -50,11 +56,50 @@ class PreviewPane(Widget):
         self.post_message(self.CapacityChanged(self.capacity()))
 
     def show(self, preview: Preview) -> None:
-        self.images, self.step, self.row = preview.images, preview.step, preview.row
+        self.live = preview
         self.image_size = preview.images.shape[1]
+        if self.scrub is None:
+            self._display(preview)
+
+    def _display(self, preview: Preview, where: str = "") -> None:
+        self.images, self.step, self.row = preview.images, preview.step, preview.row
         self.border_title = "Samples" if preview.source == "G" else f"Samples ({preview.source})"
-        self.border_subtitle = f"step {preview.step}" + (", a row per digit" if preview.row else "")
+        self.border_subtitle = (f"step {preview.step:,}" + (", a row per digit" if preview.row else "")
+                                + (f" · {where}" if where else ""))
         self.refresh()
+
+    # -- scrubbing back through the saved grids (left, right, end) ------------------------
+    def step_through(self, by: int) -> str | None:
+        """Show the saved grid `by` places older (negative) or newer than the one shown; past the
+        newest, live again. Returns why it cannot, for a notice."""
+        if self.run_dir is None or not self.run_dir.samples.is_dir():
+            return "no saved grids on this machine to step through (they are in the run's samples/)"
+        grids = self.run_dir.grids()
+        if not grids:
+            return "no grid saved yet (one every --sample-every steps)"
+        if self.scrub is None:  # from live: the newest grid is the first step back
+            index = len(grids) - 1 if by < 0 else None
+        else:
+            index = min(self.scrub, len(grids) - 1) + by
+            index = None if index >= len(grids) else max(index, 0)
+        if index is None:
+            self.back_to_live()
+            return None
+        self.scrub = index
+        step, path = grids[index]
+        try:
+            tiles = grid_tiles(path, self.image_size, self.channels)
+        except (OSError, ValueError):
+            return f"{path.name}: not readable"
+        row = self.live.row if self.live is not None else 0
+        self._display(Preview(step, tiles, source=self.live.source if self.live else "G", row=row),
+                      f"saved grid {index + 1}/{len(grids)}, end: live")
+        return None
+
+    def back_to_live(self) -> None:
+        self.scrub = None
+        if self.live is not None:
+            self._display(self.live)
 
     def render(self) -> RenderableType:
         width, height = self.content_size.width, self.content_size.height
