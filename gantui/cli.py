@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from gantui.config import AUGMENTS, LOSSES, NOISES, Config, ConfigError
-from gantui.datasets import DATASETS, FOLDER, evaluation_off_reason
+from gantui.datasets import DATASETS, FOLDER
 
 USAGE_ERROR = 2
 
@@ -210,73 +210,14 @@ def sample(argv: list[str]) -> int:
     return 0
 
 
-def eval_parser() -> Parser:
-    p = Parser(prog="gantui eval", description="Quality figures for a checkpoint's samples (or for real test images).")
-    p.add_argument("checkpoint", nargs="?", help="checkpoint file or run directory")
-    p.add_argument("--real", action="store_true", help="score real MNIST test images instead: the reference floor")
-    p.add_argument("--n", type=int, default=10000, help="number of images (default 10000)")
-    p.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
-    p.add_argument("--device", default="cpu", help="device (default cpu)")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
-    return p
-
-
-def evaluate_command(argv: list[str]) -> int:
-    args = eval_parser().parse_args(argv)
-    if args.n <= 1:
-        fail(f"--n must be at least 2, got {args.n}")
-    if bool(args.checkpoint) == args.real:
-        fail("give a CHECKPOINT or --real (one of them)")
-    import json
-
-    import numpy as np
-    import torch
-
-    from gantui.engine.checkpoint import CheckpointError, load_checkpoint
-    from gantui.engine.data import load_mnist_arrays, normalise
-    from gantui.engine.device import DeviceError, resolve_device
-    from gantui.engine.sample import generate
-    from gantui.evaluation.classifier import EvaluatorError
-    from gantui.evaluation.metrics import evaluate
-
-    try:
-        device = str(resolve_device(args.device))
-        if args.real:
-            test = load_mnist_arrays("test")[0]
-            if args.n > len(test):
-                fail(f"--n {args.n}: the MNIST test set has {len(test)} images")
-            images, labels = test[np.random.default_rng(args.seed).permutation(len(test))[:args.n]], None
-        else:
-            dataset = load_checkpoint(args.checkpoint)["config"].get("dataset", "mnist")
-            if off := evaluation_off_reason(dataset):
-                fail(f"{args.checkpoint}: cannot score it: {off}")
-            images, labels = generate(args.checkpoint, args.n, seed=args.seed, device=device)
-        figures = evaluate(normalise(torch.from_numpy(images).unsqueeze(1)), device, neighbours=True,
-                           labels=torch.from_numpy(labels) if labels is not None else None)
-    except (CheckpointError, DeviceError, EvaluatorError) as err:
-        fail(str(err))
-    source = "real MNIST test images" if args.real else args.checkpoint
-    if args.json:
-        print(json.dumps({"source": source, **figures}))
-        return 0
-    print(f"{source}: {args.n} images")
-    print(f"  FID (classifier)  {figures['fid']:.2f}  (N={figures['fid_n']})")
-    print(f"  classes >= 1%     {figures['classes']}/10   KL from MNIST {figures['kl']:.4f}")
-    print(f"  confidence        {figures['confidence']:.3f}   score {figures['score']:.2f} (of 10)")
-    print(f"  density           {figures['density']:.3f}   coverage {figures['coverage']:.3f}")
-    if "cond_acc" in figures:
-        print(f"  conditioning      {figures['cond_acc']:.1%} of samples read as the digit asked for")
-    print("  class shares      " + " ".join(f"{d}:{share:.0%}" for d, share in enumerate(figures["hist"])))
-    return 0
-
-
 def main(argv: list[str] | None = None) -> int:
     from gantui.commands import relay, runs, stop, watch
     from gantui.film import gif, interpolate
+    from gantui.scoring import evaluate_command, evaluator
 
     argv = sys.argv[1:] if argv is None else argv
     commands = {"sample": sample, "eval": evaluate_command, "watch": watch, "runs": runs, "stop": stop,
-                "relay": relay, "gif": gif, "interpolate": interpolate}
+                "relay": relay, "gif": gif, "interpolate": interpolate, "evaluator": evaluator}
     if argv and argv[0] in commands:
         return commands[argv[0]](argv[1:])
     return train(argv)

@@ -4,6 +4,7 @@ class names, where its files come from, whether an evaluator scores it. Loading 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 FOLDER = "folder"  # `--data DIR`: a folder of images
 IMAGE_SIZES = (32, 64, 128)  # a folder's images are resized to one of these
@@ -57,10 +58,18 @@ def describe_config(config: dict) -> Dataset:
     return describe(config.get("dataset", "mnist"), config.get("image_size"), config.get("channels"))
 
 
+def evaluator_dir(name: str) -> Path:
+    """Where `gantui evaluator fit` puts a dataset's classifier and feature statistics."""
+    from platformdirs import user_cache_path
+
+    return user_cache_path("gantui") / "evaluators" / name
+
+
 def evaluation_off_reason(name: str) -> str | None:
-    """Why a run on `name` has no Quality figures, or None when it has them."""
+    """Why a run on `name` has no Quality figures, or None when it has them: MNIST's evaluator
+    ships; another labelled dataset's is fitted once (`gantui evaluator fit`)."""
     if name == FOLDER:
         return "a folder of images has no labels to score against"
-    if DATASETS[name].evaluator:
+    if DATASETS[name].evaluator or (evaluator_dir(name) / "sha256.json").exists():
         return None
-    return f"no evaluator for {name}: the shipped classifier knows MNIST's digits only"
+    return f"no evaluator for {name}: fit one with `gantui evaluator fit --dataset {name}`"

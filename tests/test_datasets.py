@@ -11,10 +11,19 @@ import sys
 import time
 from pathlib import Path
 
+import hashlib
+
 import numpy as np
+import pytest
 
 from gantui.datasets import DATASETS
 from helpers import make_app, wait_for
+
+
+@pytest.fixture(autouse=True)
+def own_cache(tmp_path, monkeypatch):
+    """Each test's own user cache (evaluators, folders): the subprocesses inherit it."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
 
 
 def write_idx(raw: Path, n: int = 96, seed: int = 0) -> None:
@@ -88,3 +97,47 @@ async def test_the_quality_pane_says_why_it_is_off(tiny_config, tmp_path):
         assert "no evaluator for kmnist" in str(app.quality_pane.header.render())
         await pilot.press("q")
     assert app.return_code == 0
+
+
+def test_an_evaluator_fitted_for_a_dataset_scores_its_runs_offline(tmp_path):
+    """`gantui evaluator fit` on fixture files, then a run on them has Quality rows and `gantui eval`
+    scores it; a damaged evaluator file turns evaluation off with a notice and training goes on."""
+    write_idx(tmp_path / "data" / "KMNIST" / "raw")
+    root = ["--data-root", str(tmp_path / "data")]
+    fitted = gantui("evaluator", "fit", "--dataset", "kmnist", *root, "--epochs", "2", timeout=300)
+    assert fitted.returncode == 0, fitted.stderr
+    assert "epoch 2/2: test accuracy" in fitted.stdout
+    folder = tmp_path / "cache" / "gantui" / "evaluators" / "kmnist"
+    digests = json.loads((folder / "sha256.json").read_text())
+    assert digests == {name: hashlib.sha256((folder / name).read_bytes()).hexdigest()
+                       for name in ("classifier.pt", "real_stats.npz")}
+
+    out = tmp_path / "run"
+    run = gantui("--no-ui", "--dataset", "kmnist", *root, "--out", str(out), "--device", "cpu", "--batch-size", "16",
+                 "--steps", "6", "--log-every", "3", "--eval-every", "3", "--eval-n", "100", timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert "quality evaluation is off" not in run.stdout
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    quality = [r for r in rows if r.get("event") == "quality"]
+    assert [r["step"] for r in quality] == [3, 6]
+    assert all(np.isfinite(r["fid"]) and 1 <= r["classes"] <= 10 and len(r["hist"]) == 10 for r in quality)
+    scored = gantui("eval", str(out), "--n", "200", timeout=300)
+    assert scored.returncode == 0, scored.stderr
+    assert "KL from kmnist" in scored.stdout and "coverage" in scored.stdout
+
+    stats = folder / "real_stats.npz"
+    stats.write_bytes(stats.read_bytes()[:-1] + b"x")  # one byte changed
+    damaged = gantui("--no-ui", "--dataset", "kmnist", *root, "--out", str(tmp_path / "run2"), "--device", "cpu",
+                     "--batch-size", "16", "--steps", "6", "--eval-every", "3", "--eval-n", "100", timeout=300)
+    assert damaged.returncode == 0, damaged.stderr
+    assert "quality evaluation turned off: real_stats.npz: SHA-256" in damaged.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--dataset", "mnist"], "mnist's evaluator ships with gantui (scripts/train_classifier.py rebuilds it)"),
+    (["--dataset", "folder"], "unknown dataset 'folder' (choose from: fashion-mnist, kmnist, cifar10; a folder of "
+                              "images has no labels to fit on)"),
+])
+def test_evaluator_fit_refusals_are_one_line(args, message):
+    done = gantui("evaluator", "fit", *args, timeout=60)
+    assert done.returncode == 2 and done.stderr.strip() == f"gantui: error: {message}"

@@ -57,7 +57,7 @@ def scripted_figures(monkeypatch, hists: list[list[float]]) -> None:
     """`evaluate` returns these class histograms in turn (the rest of the figures plain)."""
     queue = list(hists)
 
-    def fake(images, device="cpu", neighbours=False, bf16=False, labels=None):
+    def fake(images, device="cpu", neighbours=False, bf16=False, labels=None, dataset="mnist"):
         hist = queue.pop(0)
         kl = sum(h * math.log(h / 0.1) for h in hist if h > 0)
         return {"fid": 10.0, "fid_n": len(images), "classes": sum(h >= 0.01 for h in hist), "kl": kl,

@@ -65,21 +65,21 @@ def load_mnist_arrays(split: str = "train") -> tuple[np.ndarray, np.ndarray]:
 
 
 def load_dataset(data: Dataset, device: torch.device, root: str | Path | None = None,
-                 folder: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                 folder: str | None = None, train: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """The training images as a (N, C, H, W) uint8 tensor and their (N,) int64 labels (a folder's:
     all 0), on `device` (a torchvision dataset's files must be there already: `fetch`; a folder's
-    images decoded before, or now)."""
+    images decoded before, or now); `train` False: the test split."""
     if data.name == FOLDER:
         from gantui.engine import folder as images_folder
 
         images = torch.from_numpy(images_folder.load(folder, data.shape[1], data.shape[0]).images)
         return images.to(device), torch.zeros(len(images), dtype=torch.long, device=device)
     if data.torchvision is None:
-        images, labels = (torch.from_numpy(a) for a in load_mnist_arrays("train"))
+        images, labels = (torch.from_numpy(a) for a in load_mnist_arrays("train" if train else "test"))
     else:
         import torchvision.datasets
 
-        found = getattr(torchvision.datasets, data.torchvision)(str(Path(root) if root else default_root()), train=True)
+        found = getattr(torchvision.datasets, data.torchvision)(str(Path(root) if root else default_root()), train=train)
         images, labels = torch.as_tensor(found.data), torch.as_tensor(found.targets)
         if images.dim() == 4:  # CIFAR's arrays are N x H x W x C
             images = images.permute(0, 3, 1, 2)

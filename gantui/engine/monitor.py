@@ -25,8 +25,9 @@ class EvaluationOff(Exception):
 
 
 class Monitor:
-    def __init__(self, noise: torch.Tensor, labels: torch.Tensor | None, device: torch.device, bf16: bool) -> None:
-        self.noise, self.labels, self.device, self.bf16 = noise, labels, device, bf16
+    def __init__(self, noise: torch.Tensor, labels: torch.Tensor | None, device: torch.device, bf16: bool,
+                 dataset: str = "mnist") -> None:
+        self.noise, self.labels, self.device, self.bf16, self.dataset = noise, labels, device, bf16, dataset
         self.collapsed = 0  # evaluations in a row that looked like mode collapse
         self.armed = False
 
@@ -43,7 +44,7 @@ class Monitor:
             # Building the classifier (at the first evaluation) draws from torch's global RNG:
             # training's stream must not see it, or a resumed run would differ from a straight one.
             with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
-                figures = evaluate(images, str(self.device), bf16=self.bf16, labels=self.labels)
+                figures = evaluate(images, str(self.device), bf16=self.bf16, labels=self.labels, dataset=self.dataset)
         except EvaluatorError as err:
             raise EvaluationOff(str(err)) from None
         looks_collapsed = bool(rare_digits(figures["hist"])) or figures["kl"] > COLLAPSE_KL
@@ -57,9 +58,10 @@ class Monitor:
         if self.collapsed != COLLAPSE_EVALS:
             return None
         missing = rare_digits(row["hist"])
-        rare = f"digits {', '.join(map(str, missing))} under 1% of samples, " if missing else ""
+        noun, data = ("digits", "MNIST's") if self.dataset == "mnist" else ("classes", f"{self.dataset}'s")
+        rare = f"{noun} {', '.join(map(str, missing))} under 1% of samples, " if missing else ""
         return (f"possible mode collapse at step {row['step']}: {rare}KL {row['kl']:.3f} "
-                f"from MNIST's classes, {COLLAPSE_EVALS} evaluations in a row")
+                f"from {data} classes, {COLLAPSE_EVALS} evaluations in a row")
 
     def state_dict(self) -> dict[str, Any]:
         return {"collapsed": self.collapsed, "collapse_armed": self.armed}

@@ -89,7 +89,7 @@ class Trainer(Controls):
         eval_gen = torch.Generator().manual_seed(cfg.seed + 2)
         eval_labels = torch.arange(cfg.eval_n, device=self.device) % self.classes if cfg.conditional else None
         self.monitor = Monitor(self.gan.noise(cfg.eval_n, eval_gen, torch.device("cpu")).to(self.device),
-                               eval_labels, self.device, self.bf16)
+                               eval_labels, self.device, self.bf16, cfg.dataset)
         resumed = self._resume_state is not None
         if resumed:
             self._load_state(self._resume_state)
