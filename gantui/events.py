@@ -90,6 +90,14 @@ class Notice:
 
 
 @dataclass(frozen=True)
+class Loading:
+    """Before Started: a folder of images being decoded (the first time; then it is cached)."""
+
+    done: int
+    total: int
+
+
+@dataclass(frozen=True)
 class Finished:
     reason: str  # "done", "stopped", "diverged", "error"
     step: int
@@ -97,4 +105,4 @@ class Finished:
     error: str | None = None
 
 
-Event = Started | Metrics | Quality | Preview | Paused | Saved | Settings | Notice | Finished
+Event = Started | Metrics | Quality | Preview | Paused | Saved | Settings | Notice | Loading | Finished

@@ -60,6 +60,9 @@ class HeadlessPrinter:
             self.print(f"saved {event.checkpoint}")
         elif isinstance(event, ev.Notice):
             self.print(f"{event.level}: {event.text}")
+        elif isinstance(event, ev.Loading) and (event.done == event.total or event.done * 10 // event.total
+                                                 != (event.done - 256) * 10 // event.total):
+            self.print(f"decoding {event.done:,}/{event.total:,} images")  # at each tenth
         elif isinstance(event, ev.Finished):
             took = format_duration(time.monotonic() - self.started)
             if event.error:

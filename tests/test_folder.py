@@ -66,8 +66,8 @@ def test_a_64x64_rgb_folder_trains_50_steps_with_bad_files_skipped_and_a_cached_
     run = gantui("--no-ui", "--data", str(data), "--steps", "50", "--batch-size", "32", "--out", str(tmp_path / "run"),
                  cache=tmp_path / "cache")
     assert run.returncode == 0, run.stderr
-    assert "decoding 301/301 images" in run.stderr  # the truncated PNG is found corrupt only then
-    summary = next(line for line in run.stderr.splitlines() if line.startswith(str(data)))
+    assert "decoding 301/301 images" in run.stdout  # the truncated PNG is found corrupt only then
+    summary = next(line for line in run.stdout.splitlines() if line.startswith(f"information: {data}"))
     assert "300 images, 64x64 RGB, decoded and cached; skipped 6" in summary
     for reason in ("empty: 1", "not an image: 1", "corrupt: 1", "past the decompression-bomb limit: 1",
                    "unreadable (a broken or looping link?): 2"):
@@ -86,30 +86,33 @@ def test_a_64x64_rgb_folder_trains_50_steps_with_bad_files_skipped_and_a_cached_
     again = gantui("--no-ui", "--data", str(data), "--steps", "2", "--out", str(tmp_path / "run2"),
                    cache=tmp_path / "cache")
     assert again.returncode == 0, again.stderr
-    assert "from the cache" in again.stderr and "decoding" not in again.stderr
+    assert "from the cache" in again.stdout and "decoding" not in again.stdout
     resumed = gantui("--no-ui", "--resume", str(tmp_path / "run"), "--steps", "52", cache=tmp_path / "cache")
-    assert resumed.returncode == 0 and "from the cache" in resumed.stderr, resumed.stderr
+    assert resumed.returncode == 0 and "from the cache" in resumed.stdout, resumed.stderr
 
 
 def test_a_changed_folder_is_decoded_again_and_grey_images_give_one_channel(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     data = tmp_path / "grey"
     write_images(data, 20, grey=True)
-    first = folder.load(data, 32)
+    first = folder.load(folder.scan(data, 32))
     assert first.images.shape == (20, 1, 32, 32) and not first.cached
-    assert folder.load(data, 32).cached
-    assert folder.load(data, 32, channels=3).images.shape == (20, 3, 32, 32)  # asked for RGB
+    assert folder.load(folder.scan(data, 32)).cached
+    assert folder.load(folder.scan(data, 32), channels=3).images.shape == (20, 3, 32, 32)  # asked for RGB
     write_images(data / "more", 2, seed=1)  # two colour images join
-    changed = folder.load(data, 32)
+    changed = folder.load(folder.scan(data, 32))
     assert not changed.cached and changed.images.shape == (22, 3, 32, 32)
+    folder.scan(data, 32).cache.write_bytes(b"damaged")
+    again = folder.load(folder.scan(data, 32))  # a damaged cache is decoded again
+    assert not again.cached and again.images.shape == (22, 3, 32, 32) and folder.load(folder.scan(data, 32)).cached
 
 
 def test_the_cached_start_of_2000_images_is_under_a_second(tmp_path):
     data = tmp_path / "images"
     write_images(data, 2000, size=(40, 40))
     env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
-    code = ("import sys, time; from gantui.engine.folder import load; t = time.perf_counter(); "
-            "f = load(sys.argv[1], 64); print(f.cached, f.images.shape[0], time.perf_counter() - t)")
+    code = ("import sys, time; from gantui.engine.folder import load, scan; t = time.perf_counter(); "
+            "f = load(scan(sys.argv[1], 64)); print(f.cached, f.images.shape[0], time.perf_counter() - t)")
     times = []
     for _ in range(2):
         out = subprocess.run([sys.executable, "-c", code, str(data)], capture_output=True, text=True, env=env,
@@ -140,12 +143,12 @@ def test_a_folder_too_big_for_the_device_is_refused_with_its_size_and_a_suggesti
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     write_images(tmp_path / "images", 10)
     with pytest.raises(DatasetError) as err:
-        folder.load(tmp_path / "images", 128, device_free=(10 * 3 * 128 * 128 - 1, "cuda:0"))
+        folder.scan(tmp_path / "images", 128, device_free=(10 * 3 * 128 * 128 - 1, "cuda:0"))
     assert str(err.value) == (f"--data {tmp_path / 'images'}: 10 images at 128x128x3 take 0.0 GB, more than the "
                               "0.0 GB free on cuda:0; try --image-size 64")
     monkeypatch.setattr(folder, "available_memory", lambda: 1000)
     with pytest.raises(DatasetError, match="more than the 0.0 GB free on this machine; try --image-size 32"):
-        folder.load(tmp_path / "images", 64)
+        folder.scan(tmp_path / "images", 64)
 
 
 def test_first_decode_is_timed(tmp_path, monkeypatch):
@@ -154,6 +157,33 @@ def test_first_decode_is_timed(tmp_path, monkeypatch):
     write_images(tmp_path / "images", 600)
     calls = []
     start = time.perf_counter()
-    folder.load(tmp_path / "images", 32, progress=lambda done, total: calls.append((done, total)))
+    folder.load(folder.scan(tmp_path / "images", 32), progress=lambda done, total: calls.append((done, total)))
     assert calls[-1] == (600, 600) and [c[0] for c in calls] == [256, 512, 600]
     assert time.perf_counter() - start < 60
+
+
+async def test_the_dashboard_shows_the_first_decode_then_the_samples():
+    """Loading events before the run starts fill the Samples pane; the first preview replaces them."""
+    import threading
+
+    from gantui import events as ev
+    from helpers import disc_images
+    from test_snapshot import FolderEngine, scripted_app
+
+    class Decoding(FolderEngine):
+        go = threading.Event()
+
+        def run(self):
+            self.emit(ev.Loading(256, 1024))
+            self.go.wait(10)
+            return super().run()
+
+    app = scripted_app(Decoding)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause(0.3)
+        text = str(app.preview_pane.render())
+        assert "decoding the folder's images: 256/1,024 (25%)" in text
+        Decoding.go.set()
+        await pilot.pause(0.5)
+        assert app.preview_pane.images is not None and app.preview_pane.images.shape == disc_images(16).shape
+        app.trainer.stop()

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+from collections.abc import Callable
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -64,15 +65,20 @@ def load_mnist_arrays(split: str = "train") -> tuple[np.ndarray, np.ndarray]:
             return archive[f"{split}_images"], archive[f"{split}_labels"]
 
 
-def load_dataset(data: Dataset, device: torch.device, root: str | Path | None = None,
-                 folder: str | None = None, train: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+def load_dataset(data: Dataset, device: torch.device, root: str | Path | None = None, folder: str | None = None,
+                 train: bool = True, progress: Callable[[int, int], None] | None = None,
+                 notice: Callable[[str], None] = lambda text: None) -> tuple[torch.Tensor, torch.Tensor]:
     """The training images as a (N, C, H, W) uint8 tensor and their (N,) int64 labels (a folder's:
     all 0), on `device` (a torchvision dataset's files must be there already: `fetch`; a folder's
-    images decoded before, or now); `train` False: the test split."""
+    images from the cache, or decoded now with `progress(done, total)`, then `notice` says how it
+    went); `train` False: the test split."""
     if data.name == FOLDER:
         from gantui.engine import folder as images_folder
 
-        images = torch.from_numpy(images_folder.load(folder, data.shape[1], data.shape[0]).images)
+        channels, size = data.shape[:2]
+        found = images_folder.load(images_folder.scan(folder, size, channels), channels, progress)
+        notice(images_folder.summary(folder, found))
+        images = torch.from_numpy(found.images)
         return images.to(device), torch.zeros(len(images), dtype=torch.long, device=device)
     if data.torchvision is None:
         images, labels = (torch.from_numpy(a) for a in load_mnist_arrays("train" if train else "test"))

@@ -104,11 +104,29 @@ def check_fits(root: Path, count: int, shape: tuple[int, int, int], free: int, w
                            f"{free / 1e9:.1f} GB free on {where}; {hint}")
 
 
-def load(folder: str | Path, size: int, channels: int | None = None, progress: Progress | None = None,
-         device_free: tuple[int, str] | None = None) -> Folder:
-    """The folder's images at `size` (`channels`: 1, 3, or None for grey only when every image
-    is), from the cache or decoded now; DatasetError for an empty folder or one too big for
-    memory (`device_free`: the training device's free bytes and its name, checked too)."""
+@dataclass
+class Scan:
+    """A folder looked over, nothing decoded yet: what `load` needs, and what the CLI can refuse
+    before a run starts."""
+
+    root: Path
+    size: int
+    files: list[Path]  # the files to decode (Pillow knows their headers)
+    skipped: Counter  # reason -> files, found so far
+    mode: str  # "L" when every image is grey, else "RGB"
+    cache: Path
+    cached: bool  # the cache holds this folder at this size
+
+    @property
+    def channels(self) -> int:
+        return 1 if self.mode == "L" else 3
+
+
+def scan(folder: str | Path, size: int, channels: int | None = None,
+         device_free: tuple[int, str] | None = None) -> Scan:
+    """The folder's image files, their headers read unless the cache has them; DatasetError for a
+    folder without usable images or one too big for memory (`device_free`: the training device's
+    free bytes and its name, checked too)."""
     root = Path(folder).expanduser()
     if not root.is_dir():
         raise DatasetError(f"--data {root}: not a folder")
@@ -117,31 +135,28 @@ def load(folder: str | Path, size: int, channels: int | None = None, progress: P
     if not readable:
         raise DatasetError(f"--data {root}: no images found ({', '.join(EXTENSIONS)}, searched recursively"
                            + (f"; {sum(skipped.values())} unreadable or empty" if skipped else "") + ")")
-    cached = cache_dir() / f"{key}.npy"
-    meta_path = cached.with_suffix(".json")
     for free, where in [(available_memory(), "this machine"), *([device_free] if device_free else [])]:
         check_fits(root, len(readable), (channels or 3, size, size), free, where)
-    if meta_path.exists() and cached.exists():
-        try:
-            meta = json.loads(meta_path.read_text())
-            return Folder(convert(np.load(cached), channels), {**skipped, **meta["skipped"]}, cached=True)
-        except (OSError, ValueError, KeyError):
-            pass  # a damaged cache is decoded again
-    images, bad = decode_all(readable, size, progress)
-    skipped.update(bad)
-    if not len(images):
+    cache = cache_dir() / f"{key}.npy"
+    try:
+        meta = json.loads(cache.with_suffix(".json").read_text())
+        if cache.exists():
+            return Scan(root, size, readable, skipped + Counter(meta["skipped"]), meta["mode"], cache, cached=True)
+    except (OSError, ValueError, KeyError):
+        pass  # no cache, or a damaged one: decoded again
+    modes = read_headers(readable, skipped)
+    if not modes:
         raise DatasetError(f"--data {root}: none of its {len(files)} image files could be decoded "
                            f"({', '.join(f'{n} {why}' for why, n in skipped.items())})")
-    write_cache(cached, images, {"root": str(root), "count": len(images), "skipped": bad})
-    return Folder(convert(images, channels), dict(skipped), cached=False)
+    mode = "L" if all(m in GREY_MODES for m in modes.values()) else "RGB"
+    return Scan(root, size, list(modes), skipped, mode, cache, cached=False)
 
 
-def decode_all(files: list[Path], size: int, progress: Progress | None) -> tuple[np.ndarray, Counter]:
-    """Every file decoded in a thread pool (Pillow releases the GIL while it decodes): grey when
-    every image is grey, else RGB."""
-    skipped: Counter = Counter()
-    modes: dict[Path, str] = {}
-    for path in files:  # headers only: the mode, and whether Pillow knows the file at all
+def read_headers(files: list[Path], skipped: Counter) -> dict[Path, str]:
+    """Each file's mode, from its header alone; those Pillow does not know, or would refuse as a
+    decompression bomb, counted in `skipped`."""
+    modes = {}
+    for path in files:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -151,8 +166,41 @@ def decode_all(files: list[Path], size: int, progress: Progress | None) -> tuple
             skipped["past the decompression-bomb limit"] += 1
         except Exception:  # UnidentifiedImageError, a truncated header, ...
             skipped["not an image"] += 1
-    mode = "L" if modes and all(m in GREY_MODES for m in modes.values()) else "RGB"
-    kept = list(modes)
+    return modes
+
+
+def load(found: Scan, channels: int | None = None, progress: Progress | None = None) -> Folder:
+    """The scanned folder's images (`channels`: 1, 3, or None for the images' own), from the cache
+    or decoded now and cached."""
+    if found.cached:
+        try:
+            return Folder(convert(np.load(found.cache), channels), dict(found.skipped), cached=True)
+        except (OSError, ValueError):  # a damaged cache: dropped, and the folder decoded again
+            found.cache.unlink(missing_ok=True)
+            found.cache.with_suffix(".json").unlink(missing_ok=True)
+            return load(scan(found.root, found.size, channels), channels, progress)
+    images, bad = decode_all(found.files, found.size, found.mode, progress)
+    skipped = found.skipped + bad
+    if not len(images):
+        raise DatasetError(f"--data {found.root}: none of its image files could be decoded "
+                           f"({', '.join(f'{n} {why}' for why, n in skipped.items())})")
+    listing = {"unreadable (a broken or looping link?)", "empty"}  # found again at every scan
+    write_cache(found.cache, images, {"root": str(found.root), "count": len(images), "mode": found.mode,
+                                      "skipped": {k: v for k, v in skipped.items() if k not in listing}})
+    return Folder(convert(images, channels), dict(skipped), cached=False)
+
+
+def summary(root: str | Path, found: Folder) -> str:
+    n, c, s, _ = found.images.shape
+    how = "from the cache" if found.cached else "decoded and cached"
+    skipped = (f"; skipped {sum(found.skipped.values())} ({', '.join(f'{k}: {v}' for k, v in found.skipped.items())})"
+               if found.skipped else "")
+    return f"{root}: {n:,} images, {s}x{s} {'RGB' if c == 3 else 'grey'}, {how}{skipped}"
+
+
+def decode_all(files: list[Path], size: int, mode: str, progress: Progress | None) -> tuple[np.ndarray, Counter]:
+    """Every file decoded in a thread pool (Pillow releases the GIL while it decodes)."""
+    skipped: Counter = Counter()
     done = 0
 
     def one(path: Path) -> np.ndarray | None:
@@ -163,14 +211,14 @@ def decode_all(files: list[Path], size: int, progress: Progress | None) -> tuple
 
     arrays = []
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        for array in pool.map(one, kept):
+        for array in pool.map(one, files):
             done += 1
             if array is None:
                 skipped["corrupt"] += 1
             else:
                 arrays.append(array)
-            if progress and (done % 256 == 0 or done == len(kept)):
-                progress(done, len(kept))
+            if progress and (done % 256 == 0 or done == len(files)):
+                progress(done, len(files))
     channels = 1 if mode == "L" else 3
     return (np.stack(arrays) if arrays else np.zeros((0, channels, size, size), np.uint8)), skipped
 

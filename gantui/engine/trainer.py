@@ -75,7 +75,9 @@ class Trainer(Controls):
         cfg = self.config
         torch.manual_seed(cfg.seed)
         random.seed(cfg.seed)
-        images, labels = load_dataset(self.data, self.device, cfg.data_root, cfg.data)
+        images, labels = load_dataset(self.data, self.device, cfg.data_root, cfg.data,
+                                      progress=lambda done, total: self.emit(ev.Loading(done, total)),
+                                      notice=lambda text: self.emit(ev.Notice(text)))
         self.batches = BatchStream(images, labels if cfg.conditional else None, cfg.batch_size, cfg.seed)
         self.steps_per_epoch = len(images) // (cfg.batch_size * cfg.d_steps)
         if self.steps_per_epoch == 0:

@@ -89,6 +89,7 @@ class RunHub:
         self.sets: list[dict[str, Any]] = []
         self.preview: ev.Preview | None = None
         self.finished: ev.Finished | None = None
+        self.loading: ev.Loading | None = None  # a folder being decoded, before Started
         self.state = "starting"
         self.step = self.epoch = 0
         self.images_per_s = 0.0
@@ -128,6 +129,8 @@ class RunHub:
             event = replace(event, by=self._asked.pop("pause" if event.paused else "resume", None))
         elif isinstance(event, ev.Finished):
             self.finished, self.state, self.step = event, event.reason, event.step
+        elif isinstance(event, ev.Loading):
+            self.loading = event
         return event
 
     def snapshot(self) -> ev.Started | None:
@@ -167,6 +170,8 @@ class RunHub:
             snapshot = self.snapshot()
             if snapshot is not None:
                 deliver(snapshot)
+            elif self.loading is not None:  # still decoding a folder: how far it is
+                deliver(self.loading)
             return name
 
     def unsubscribe(self, name: str) -> None:

@@ -79,7 +79,7 @@ def decode(msg: dict[str, Any]) -> ev.Event | list[ev.Event] | None:
     if kind == "preview":
         return decode_preview(msg)
     classes = {"quality": ev.Quality, "paused": ev.Paused, "saved": ev.Saved, "notice": ev.Notice,
-               "finished": ev.Finished, "settings": ev.Settings}
+               "finished": ev.Finished, "settings": ev.Settings, "loading": ev.Loading}
     if kind in classes:
         cls = classes[kind]
         return cls(**{k: v for k, v in msg.items() if k in cls.__dataclass_fields__})

@@ -151,6 +151,8 @@ class GanApp(Steering, Leaving, App[int]):
                 self.notify(f"saved {event.checkpoint}" + (f"\nand {event.grid}" if event.grid else ""))
         elif isinstance(event, ev.Notice):
             self.notify(event.text, severity=event.level)  # type: ignore[arg-type]
+        elif isinstance(event, ev.Loading):
+            self.preview_pane.loading(event.done, event.total)
         elif isinstance(event, ev.Finished):
             self.paint_metrics()
             self.on_finished(event)

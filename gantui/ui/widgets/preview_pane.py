@@ -39,6 +39,7 @@ class PreviewPane(Widget):
         self.run_dir: RunDir | None = None  # where the saved grids are, when this machine can read them
         self.live: Preview | None = None  # the newest preview, shown unless scrubbing
         self.scrub: int | None = None  # the saved grid shown (an index into run_dir.grids()); None: live
+        self.decoded: tuple[int, int] | None = None  # images decoded of a folder's, before the run starts
 
     def capacity(self) -> int:
         """How many tiles fit now: the trainer generates no more than this."""
@@ -54,6 +55,11 @@ class PreviewPane(Widget):
 
     def on_resize(self, event: events.Resize) -> None:
         self.post_message(self.CapacityChanged(self.capacity()))
+
+    def loading(self, done: int, total: int) -> None:
+        """Before the run starts: its folder of images being decoded (once; then it is cached)."""
+        self.decoded = (done, total)
+        self.refresh()
 
     def show(self, preview: Preview) -> None:
         self.live = preview
@@ -103,6 +109,10 @@ class PreviewPane(Widget):
 
     def render(self) -> RenderableType:
         width, height = self.content_size.width, self.content_size.height
+        if self.images is None and self.decoded is not None:
+            done, total = self.decoded
+            return Text(f"decoding the folder's images: {done:,}/{total:,} ({done / total:.0%})\n"
+                        "(the first start only: then they are cached)", style="dim")
         if self.images is None:
             return Text("waiting for the first samples...", style="dim")
         pixels = preview_pixels(self.images, width, height, per_digit=self.row, mode=self.color_mode())
