@@ -69,7 +69,7 @@ def evaluation_off_reason(name: str) -> str | None:
     """Why a run on `name` has no Quality figures, or None when it has them: MNIST's evaluator
     ships; another labelled dataset's is fitted once (`gantui evaluator fit`)."""
     if name == FOLDER:
-        return "a folder of images has no labels to score against"
+        return "a folder of images has no labels"
     if DATASETS[name].evaluator or (evaluator_dir(name) / "sha256.json").exists():
         return None
     return f"no evaluator for {name}: fit one with `gantui evaluator fit --dataset {name}`"

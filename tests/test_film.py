@@ -113,7 +113,7 @@ async def test_the_samples_pane_scrubs_through_a_finished_runs_grids(run):
             await pilot.press("left")
             seen.append((pane.step, pane.border_subtitle))
         assert [s for s, _ in seen] == [40, 30, 20, 10, 10]  # the oldest holds
-        assert seen[1][1] == "step 30 · saved grid 3/4, end: live"
+        assert seen[1][1] == "step 30 · grid 3/4, end: live"
         assert np.array_equal(pane.images, grid_tiles(run / "samples" / "step-00000010.png"))
         await pilot.press("right")
         assert pane.step == 20

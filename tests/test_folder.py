@@ -182,7 +182,7 @@ async def test_the_dashboard_shows_the_first_decode_then_the_samples():
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.pause(0.3)
         text = str(app.preview_pane.render())
-        assert "decoding the folder's images: 256/1,024 (25%)" in text
+        assert "decoding images 256/1,024 (25%)" in text
         Decoding.go.set()
         await pilot.pause(0.5)
         assert app.preview_pane.images is not None and app.preview_pane.images.shape == disc_images(16).shape

@@ -57,6 +57,7 @@ class GAN:
         self.D.apply(init_weights)
         if cfg.spectral_norm:
             add_spectral_norm(self.D)
+        self.d_batch_norm = any(isinstance(m, nn.BatchNorm2d) for m in self.D.modules())
         self.G.to(device)
         self.D.to(device)
         self.G_fwd, self.D_fwd = (torch.compile(self.G), torch.compile(self.D)) if cfg.compile else (self.G, self.D)
@@ -144,9 +145,14 @@ class GAN:
         """One D update; G gets no gradients (`fake` is detached). Returns the step's figures."""
         bs = real.shape[0]
         with self.autocast():
-            # Real and fake in one batch: D has no batch norm, so this is the two usual passes in one.
-            both_labels = None if real_labels is None else torch.cat((real_labels, fake_labels))
-            out, logits = self._D(torch.cat((real.to(fake.dtype), fake)), both_labels)
+            if self.d_batch_norm:  # two passes: a batch of real and fake would share its statistics,
+                # and D would learn on mixed batches what G's step (fakes alone) never shows it
+                (real_out, real_logits), (fake_out, _) = self._D(real.to(fake.dtype), real_labels), \
+                    self._D(fake, fake_labels)
+                out, logits = torch.cat((real_out, fake_out)), real_logits
+            else:  # no batch norm (the 28x28 layout): the two usual passes in one
+                both_labels = None if real_labels is None else torch.cat((real_labels, fake_labels))
+                out, logits = self._D(torch.cat((real.to(fake.dtype), fake)), both_labels)
         real_out, fake_out = out[:bs], out[bs:]
         loss = self.objective.d_loss(real_out, fake_out)
         penalties = []

@@ -99,7 +99,7 @@ class PreviewPane(Widget):
             return f"{path.name}: not readable"
         row = self.live.row if self.live is not None else 0
         self._display(Preview(step, tiles, source=self.live.source if self.live else "G", row=row),
-                      f"saved grid {index + 1}/{len(grids)}, end: live")
+                      f"grid {index + 1}/{len(grids)}, end: live")
         return None
 
     def back_to_live(self) -> None:
@@ -111,8 +111,8 @@ class PreviewPane(Widget):
         width, height = self.content_size.width, self.content_size.height
         if self.images is None and self.decoded is not None:
             done, total = self.decoded
-            return Text(f"decoding the folder's images: {done:,}/{total:,} ({done / total:.0%})\n"
-                        "(the first start only: then they are cached)", style="dim")
+            return Text(f"decoding images {done:,}/{total:,} ({done / total:.0%})\n"
+                        "(the first start only: then cached)", style="dim")
         if self.images is None:
             return Text("waiting for the first samples...", style="dim")
         pixels = preview_pixels(self.images, width, height, per_digit=self.row, mode=self.color_mode())

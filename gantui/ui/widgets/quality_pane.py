@@ -90,7 +90,8 @@ class QualityPane(Vertical):
         yield self.verdict
 
     def off(self, reason: str = "--eval-every 0") -> None:
-        self.header.update(f"[b]FID[/b]  [dim]evaluation off ({escape(reason)})[/dim]", layout=False)
+        self.header.update("[b]FID[/b]  [dim]evaluation off[/dim]", layout=False)
+        self.verdict.update(f"[dim]{escape(reason)}[/dim]")  # the line that has room for why
 
     def add(self, rows: Iterable[dict[str, Any]]) -> None:
         """Append evaluation rows; the newest one sets the histogram and the verdict."""
