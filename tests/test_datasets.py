@@ -94,7 +94,8 @@ async def test_the_quality_pane_says_why_it_is_off(tiny_config, tmp_path):
     app = make_app(tiny_config(dataset="kmnist", data_root=str(tmp_path / "data"), steps=1_000_000))
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_for(pilot, lambda: "evaluation off" in str(app.quality_pane.header.render()))
-        assert "no evaluator for kmnist" in str(app.quality_pane.header.render())
+        why = str(app.quality_pane.verdict.render())
+        assert "no evaluator for kmnist: fit one with `gantui evaluator fit --dataset kmnist`" in why
         await pilot.press("q")
     assert app.return_code == 0
 
