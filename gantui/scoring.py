@@ -44,10 +44,11 @@ def evaluate_command(argv: list[str]) -> int:
                 fail(f"--n {args.n}: the MNIST test set has {len(test)} images")
             images, labels = test[np.random.default_rng(args.seed).permutation(len(test))[:args.n]], None
         else:
-            dataset = load_checkpoint(args.checkpoint)["config"].get("dataset", "mnist")
+            state = load_checkpoint(args.checkpoint)  # once: generate takes it
+            dataset = state["config"].get("dataset", "mnist")
             if off := evaluation_off_reason(dataset):
                 fail(f"{args.checkpoint}: cannot score it: {off}")
-            images, labels = generate(args.checkpoint, args.n, seed=args.seed, device=device)
+            images, labels = generate(args.checkpoint, args.n, seed=args.seed, device=device, state=state)
         pixels = torch.from_numpy(images)
         pixels = pixels.unsqueeze(1) if pixels.dim() == 3 else pixels.permute(0, 3, 1, 2)
         figures = evaluate(normalise(pixels), device, neighbours=True, dataset=dataset,

@@ -14,9 +14,10 @@ from gantui.datasets import describe_config
 from gantui.engine.networks import build_generator
 
 
-def load_generator(checkpoint: str | Path, device: torch.device) -> tuple[torch.nn.Module, dict]:
-    """The generator that the run's previews and grids showed, in eval mode, and the run's config."""
-    state = load_checkpoint(checkpoint)
+def load_generator(checkpoint: str | Path, device: torch.device, state: dict | None = None) -> tuple[torch.nn.Module, dict]:
+    """The generator that the run's previews and grids showed, in eval mode, and the run's config
+    (`state`: the checkpoint, when the caller has loaded it already)."""
+    state = state or load_checkpoint(checkpoint)
     config = state["config"]
     data = describe_config(config)
     G = build_generator(data.shape, config["z_dim"], len(data.classes or ()) if config.get("conditional") else 0)
@@ -29,11 +30,11 @@ def load_generator(checkpoint: str | Path, device: torch.device) -> tuple[torch.
 
 
 def generate(checkpoint: str | Path, n: int, seed: int = 0, device: str = "cpu", batch: int = 1024,
-             digit: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+             digit: int | None = None, state: dict | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     """n images as uint8 (n, H, W) or (n, H, W, 3), and the digits asked for when the G is conditional (`digit`,
     or 0-9 in turn); the same seed gives the same images."""
     dev = resolve_device(device)
-    G, config = load_generator(checkpoint, dev)
+    G, config = load_generator(checkpoint, dev, state)
     if digit is not None and not G.classes:
         raise CheckpointError(f"{checkpoint}: --digit needs a conditional run (trained with --conditional)")
     noise = latents(config, n, G.z_dim, torch.Generator().manual_seed(seed))
