@@ -38,6 +38,7 @@ class HeadlessPrinter:
         self.run_dir: str | None = None
         self.schema: list[dict] | None = None
         self.started = time.monotonic()
+        self.decoded_tenth = -1  # a folder's first decode: the last tenth reported
 
     def __call__(self, event: ev.Event) -> None:
         if isinstance(event, ev.Started):
@@ -60,9 +61,9 @@ class HeadlessPrinter:
             self.print(f"saved {event.checkpoint}")
         elif isinstance(event, ev.Notice):
             self.print(f"{event.level}: {event.text}")
-        elif isinstance(event, ev.Loading) and (event.done == event.total or event.done * 10 // event.total
-                                                 != (event.done - 256) * 10 // event.total):
-            self.print(f"decoding {event.done:,}/{event.total:,} images")  # at each tenth
+        elif isinstance(event, ev.Loading) and (tenth := event.done * 10 // event.total) != self.decoded_tenth:
+            self.decoded_tenth = tenth  # a line at each tenth
+            self.print(f"decoding {event.done:,}/{event.total:,} images")
         elif isinstance(event, ev.Finished):
             took = format_duration(time.monotonic() - self.started)
             if event.error:

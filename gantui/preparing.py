@@ -20,4 +20,5 @@ def prepare_data(config: Config, device) -> None:
 
     config.image_size = config.image_size or DEFAULT_IMAGE_SIZE
     free = (torch.cuda.mem_get_info(device)[0], str(device)) if device.type == "cuda" else None
-    config.channels = config.channels or scan(config.data, config.image_size, config.channels, free).channels
+    found = scan(config.data, config.image_size, config.channels, free)  # its refusals, before anything starts
+    config.channels = config.channels or found.channels

@@ -187,3 +187,10 @@ async def test_the_dashboard_shows_the_first_decode_then_the_samples():
         await pilot.pause(0.5)
         assert app.preview_pane.images is not None and app.preview_pane.images.shape == disc_images(16).shape
         app.trainer.stop()
+
+
+def test_an_empty_folder_is_refused_before_the_run_whatever_the_flags(tmp_path):
+    (tmp_path / "images").mkdir()
+    run = gantui("--no-ui", "--data", str(tmp_path / "images"), "--channels", "3", "--image-size", "32", "--out",
+                 str(tmp_path / "run"), cache=tmp_path / "cache", timeout=60)
+    assert run.returncode == 2 and "no images found" in run.stderr and len(run.stderr.strip().splitlines()) == 1

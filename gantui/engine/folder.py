@@ -28,6 +28,7 @@ EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 GREY_MODES = ("1", "L", "LA", "I", "I;16", "F")
 CACHE_VERSION = 1  # part of the key: a change of decoding makes new caches
 Progress = Callable[[int, int], None]  # (decoded, total)
+_headers: dict[str, tuple[dict[Path, str], dict[str, int]]] = {}  # listing key -> modes, files skipped so far
 
 
 @dataclass(frozen=True)
@@ -145,7 +146,10 @@ def scan(folder: str | Path, size: int, channels: int | None = None,
             return Scan(root, size, readable, skipped + Counter(meta["skipped"]), meta["mode"], cache, cached=True)
     except (OSError, ValueError, KeyError):
         pass  # no cache, or a damaged one: decoded again
-    modes = read_headers(readable, skipped)
+    if key not in _headers:  # read once a process: the CLI scans before the run, the trainer again
+        _headers[key] = read_headers(readable, skipped), dict(skipped)
+    modes, known = _headers[key]
+    skipped = Counter(known)
     if not modes:
         raise DatasetError(f"--data {root}: none of its {len(files)} image files could be decoded "
                            f"({', '.join(f'{n} {why}' for why, n in skipped.items())})")
