@@ -64,45 +64,29 @@ def quantise(image: np.ndarray, levels: int) -> np.ndarray:
 def halfblock_segments(image: np.ndarray, levels: int = 256, mode: str = "truecolor") -> list[Segment]:
     """A (H, W) grey or (H, W, 3) RGB uint8 image as rows of `▄` segments, two pixel rows per
     text row; RGB in the colours of `mode`."""
-    if image.ndim == 3:
-        return _rgb_segments(to_palette(image, mode, levels))
-    image = quantise(image, levels)
-    if image.shape[0] % 2:
-        image = np.vstack([image, np.zeros((1, image.shape[1]), np.uint8)])
-    upper, lower = image[0::2].astype(np.int32), image[1::2].astype(np.int32)
-    codes = (upper << 8) | lower
-    segments: list[Segment] = []
-    newline = Segment("\n")
-    for row, row_codes in enumerate(codes):
-        starts = np.flatnonzero(np.diff(row_codes, prepend=-1))
-        ends = np.append(starts[1:], len(row_codes))
-        up, low = upper[row], lower[row]
-        for start, end, u, lo in zip(starts.tolist(), ends.tolist(), up[starts].tolist(), low[starts].tolist()):
-            segments.append(Segment("▄" * (end - start), halfcell_style(u, lo)))
-        segments.append(newline)
-    return segments
-
-
-def _rgb_segments(image: np.ndarray) -> list[Segment]:
-    if image.shape[0] % 2:
-        image = np.concatenate([image, np.zeros((1, *image.shape[1:]), np.uint8)])
-    packed = (image[..., 0].astype(np.int64) << 16) | (image[..., 1].astype(np.int64) << 8) | image[..., 2]
-    upper, lower = packed[0::2], packed[1::2]
+    if image.ndim == 3:  # each pixel as one 24-bit number
+        image = to_palette(image, mode, levels).astype(np.int64)
+        pixels, style = (image[..., 0] << 16) | (image[..., 1] << 8) | image[..., 2], _rgb_style
+    else:
+        pixels, style = quantise(image, levels).astype(np.int64), halfcell_style
+    if pixels.shape[0] % 2:
+        pixels = np.vstack([pixels, np.zeros((1, pixels.shape[1]), np.int64)])
+    upper, lower = pixels[0::2], pixels[1::2]
     codes = (upper << 24) | lower
     segments: list[Segment] = []
     newline = Segment("\n")
-
-    def rgb(value: int) -> tuple[int, int, int]:
-        return value >> 16, (value >> 8) & 255, value & 255
-
     for row, row_codes in enumerate(codes):
         starts = np.flatnonzero(np.diff(row_codes, prepend=-1))
         ends = np.append(starts[1:], len(row_codes))
         for start, end, u, lo in zip(starts.tolist(), ends.tolist(), upper[row][starts].tolist(),
                                      lower[row][starts].tolist()):
-            segments.append(Segment("▄" * (end - start), halfcell_style_rgb(rgb(u), rgb(lo))))
+            segments.append(Segment("▄" * (end - start), style(u, lo)))
         segments.append(newline)
     return segments
+
+
+def _rgb_style(upper: int, lower: int) -> Style:
+    return halfcell_style_rgb((upper >> 16, (upper >> 8) & 255, upper & 255), (lower >> 16, (lower >> 8) & 255, lower & 255))
 
 
 def grid_shape(width: int, height: int, tile: int, gap: int = 2) -> tuple[int, int]:
