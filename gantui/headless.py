@@ -72,7 +72,8 @@ class HeadlessPrinter:
                 self.print(f"gantui: {event.reason} at step {event.step}: {event.error}; last checkpoint "
                            f"{event.checkpoint}{where}", err=True)
             else:
-                self.print(f"gantui: {event.reason} at step {event.step} after {took}; checkpoint {event.checkpoint}")
+                saved = f"checkpoint {event.checkpoint}" if event.checkpoint else "nothing trained, nothing saved"
+                self.print(f"gantui: {event.reason} at step {event.step} after {took}; {saved}")
 
     def print(self, line: str, err: bool = False) -> None:
         """Queue a line (any thread; never blocks)."""

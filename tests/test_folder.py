@@ -194,3 +194,32 @@ def test_an_empty_folder_is_refused_before_the_run_whatever_the_flags(tmp_path):
     run = gantui("--no-ui", "--data", str(tmp_path / "images"), "--channels", "3", "--image-size", "32", "--out",
                  str(tmp_path / "run"), cache=tmp_path / "cache", timeout=60)
     assert run.returncode == 2 and "no images found" in run.stderr and len(run.stderr.strip().splitlines()) == 1
+
+
+def test_a_signal_during_the_first_decode_stops_it_at_once(tmp_path):
+    """SIGTERM while a folder is decoded: the run stops within seconds (not after the decode), exit
+    143, nothing saved, no half cache; the next start decodes it all."""
+    import signal
+
+    data = tmp_path / "images"
+    data.mkdir()
+    noise = np.random.default_rng(0).integers(0, 256, (1024, 1024, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(data / "0000.png")  # slow to decode: ~25 ms
+    for i in range(1, 600):
+        os.link(data / "0000.png", data / f"{i:04d}.png")  # the same file, 600 names, no disk
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    proc = subprocess.Popen([sys.executable, "-m", "gantui", "--no-ui", "--data", str(data), "--out",
+                             str(tmp_path / "run")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        assert proc.stdout.readline().startswith("decoding 256/600 images")
+        proc.send_signal(signal.SIGTERM)
+        start = time.monotonic()
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert time.monotonic() - start < 5, "the decode ran on"
+    assert proc.returncode == 143, err
+    assert "stopped at step 0" in out and "nothing trained, nothing saved" in out and "Traceback" not in err
+    assert not (tmp_path / "cache" / "gantui" / "folders").exists() or not any((tmp_path / "cache" / "gantui"
+                                                                                  / "folders").iterdir())
+    assert json.loads((tmp_path / "run" / "status.json").read_text())["state"] == "stopped"

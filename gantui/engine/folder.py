@@ -204,7 +204,8 @@ def summary(root: str | Path, found: Folder) -> str:
 
 
 def decode_all(files: list[Path], size: int, mode: str, progress: Progress | None) -> tuple[np.ndarray, Counter]:
-    """Every file decoded in a thread pool (Pillow releases the GIL while it decodes)."""
+    """Every file decoded in a thread pool (Pillow releases the GIL while it decodes); an exception
+    from `progress` stops it within a few files."""
     skipped: Counter = Counter()
     done = 0
 
@@ -215,7 +216,8 @@ def decode_all(files: list[Path], size: int, mode: str, progress: Progress | Non
             return None
 
     arrays = []
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+    pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 1)
+    try:
         for array in pool.map(one, files):
             done += 1
             if array is None:
@@ -223,7 +225,9 @@ def decode_all(files: list[Path], size: int, mode: str, progress: Progress | Non
             else:
                 arrays.append(array)
             if progress and (done % 256 == 0 or done == len(files)):
-                progress(done, len(files))
+                progress(done, len(files))  # may raise to stop (a signal): the files not begun are dropped
+    finally:
+        pool.shutdown(cancel_futures=True)
     channels = 1 if mode == "L" else 3
     return (np.stack(arrays) if arrays else np.zeros((0, channels, size, size), np.uint8)), skipped
 

@@ -35,6 +35,10 @@ from gantui.engine.samples import Samples
 from gantui.rundir import RunDir, default_run_dir
 
 
+class StoppedBeforeStart(Exception):
+    """Asked to stop while a folder was being decoded."""
+
+
 class PreviewSource(Protocol):
     """Who decides when previews are generated and how many (service.hub.RunHub)."""
 
@@ -76,7 +80,7 @@ class Trainer(Controls):
         torch.manual_seed(cfg.seed)
         random.seed(cfg.seed)
         images, labels = load_dataset(self.data, self.device, cfg.data_root, cfg.data,
-                                      progress=lambda done, total: self.emit(ev.Loading(done, total)),
+                                      progress=self._decoding,
                                       notice=lambda text: self.emit(ev.Notice(text)))
         self.batches = BatchStream(images, labels if cfg.conditional else None, cfg.batch_size, cfg.seed)
         self.steps_per_epoch = len(images) // (cfg.batch_size * cfg.d_steps)
@@ -103,10 +107,18 @@ class Trainer(Controls):
         if resumed:
             self._event({"event": "resume", "step": self.step, "from": cfg.resume})
 
+    def _decoding(self, done: int, total: int) -> None:
+        """A folder's first decode, as it goes; a stop (a signal, `q`) ends it, with nothing trained."""
+        if self._stop.is_set():
+            raise StoppedBeforeStart
+        self.emit(ev.Loading(done, total))
+
     # -- the loop ----------------------------------------------------------------------
     def run(self) -> ev.Finished:
         try:
             self._setup()
+        except StoppedBeforeStart:
+            return self._finish(ev.Finished("stopped", self.step))
         except Exception as err:
             return self._finish(ev.Finished("error", self.step, error=f"{type(err).__name__}: {err}"))
         self.emit(ev.Started(
