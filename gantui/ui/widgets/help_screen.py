@@ -33,14 +33,17 @@ each it classifies right. Healthy training keeps them away from 0 and 1. A WGAN 
 **Critic** pane: the Wasserstein estimate and the gradient norms. An orange column on a curve
 marks a live change of settings.
 
-**Quality**: every few hundred steps a shipped MNIST classifier scores 2000 samples from
+**Quality**: every few hundred steps a small classifier (MNIST's ships; `gantui evaluator fit`
+makes one for another labelled dataset) scores 2000 samples from
 fixed noise. FID (on its features; lower is better, real digits score under 1) over time on a
-log scale; a bar per digit for its share of the samples (about 10% each is healthy; red under
-1%); digits present, KL from MNIST's mix (under 0.02 is healthy), mean confidence (a
-conditional run: the share drawn as the digit asked for), score.
+log scale; a bar per class (digit) for its share of the samples (about 10% each is healthy; red
+under 1%); classes present, KL from the data's mix (under 0.02 is healthy), mean confidence (a
+conditional run: the share drawn as the class asked for), score. A folder of images has no
+labels: the pane says evaluation is off.
 MODE COLLAPSE? in red: a digit under 1% or KL above 0.1 at two evaluations in a row.
 
-**Samples**: the generator's output for a fixed batch of noise, so frames are comparable
+**Samples**: the generator's output for a fixed batch of noise (in colour for RGB data, big
+images averaged down to fit), so frames are comparable
 over time. Grids are also written to the run directory's `samples/`; `left` and `right` step
 through them (the pane's lower edge says which step it shows), `end` returns to the live view,
 and `gantui gif RUN --out progress.gif` makes a film of them.
