@@ -2,7 +2,7 @@
 
 `Trainer.run()` is meant for one background thread. Other threads steer it only through the
 control methods (pause, resume, save, resample, set, stop), which touch nothing but a
-`threading.Event` and a `queue.Queue`; the loop applies them between steps. The parts: the GAN
+`threading.Event` and a `queue.Queue`; the loop applies them between steps (`steering.py`). The parts: the GAN
 (`gan.py`: networks, optimisers, objective, one step), the batch stream, the meter, the guard,
 the monitor (quality, collapse), the artifacts (checkpoints, grids).
 """
@@ -32,6 +32,7 @@ from gantui.engine.guard import MAX_ROLLBACKS, Guard
 from gantui.engine.monitor import EvaluationOff, Monitor
 from gantui.engine.networks import parameters
 from gantui.engine.samples import Samples
+from gantui.engine.steering import apply_commands, wait_while_paused
 from gantui.rundir import RunDir, default_run_dir
 
 
@@ -155,9 +156,10 @@ class Trainer(Controls):
         if cfg.compile:
             self.emit(ev.Notice("compiling G and D (torch.compile): the first steps take a while"))
         while self.step < self.total_steps and not self.guard.diverged:
-            self._apply_commands()
+            apply_commands(self)
             if not self._running.is_set():
-                self._wait_while_paused()
+                wait_while_paused(self)
+                self._interval_start, self._interval_images = time.perf_counter(), 0  # paused time is not training
             if self._stop.is_set():
                 break
             self._train_step()
@@ -180,46 +182,6 @@ class Trainer(Controls):
 
     def _train_step(self) -> None:
         self.gan.step(self.batches)
-
-    def _apply_commands(self) -> None:
-        """What `_pending` drained since the last step: settings, then a resample, then a save."""
-        pending = self._pending()
-        if "set" in pending:
-            self._set(pending["set"])
-        if "resample" in pending:
-            self.samples.resample()
-            self.emit(ev.Notice("preview noise resampled"))
-            if self.previews is not None:
-                self._preview(self.config.preview_count)
-        if "save" in pending:
-            self._save("manual")
-
-    def _set(self, values: dict[str, Any]) -> None:
-        for key in [k for k in ("gp", "r1") if values.get(k) and k not in self.gan.penalties]:
-            self.emit(ev.Notice(f"--{key} was off when this run started, so it cannot be turned on live: "
-                                f"resume with --resume RUN --{key} {values.pop(key):g}", "error"))
-        changed = {k: v for k, v in values.items() if getattr(self.config, k) != v}
-        if not changed:
-            return
-        self.gan.apply(changed)
-        row = {"event": "set", "step": self.step, "values": changed}
-        self.sets.append(row)
-        self._event(row)
-        self.emit(ev.Settings(self.step, changed))
-
-    def _wait_while_paused(self) -> None:
-        self._write_status("paused")
-        self.emit(ev.Paused(True, self.step))
-        if self.gan.meter.steps:
-            self._log()  # so the numbers on screen are current while paused
-        while not self._running.wait(0.05):  # a timeout, so commands still work while paused
-            self._apply_commands()
-        self._apply_commands()
-        self._interval_start, self._interval_images = time.perf_counter(), 0  # paused time is not training time
-        if self._stop.is_set():
-            return  # woken to stop, not resumed: Finished comes next
-        self._write_status("training")
-        self.emit(ev.Paused(False, self.step))
 
     # -- the parts' outputs ------------------------------------------------------------
     def _log(self) -> None:

@@ -1,0 +1,54 @@
+"""What the controls ask for, done on the trainer's own thread at a step boundary: live settings,
+a resample, a save, a pause. Functions of the trainer, as checkpoint.py's capture and restore are
+(`controls.py` is the other side: the requests, safe from any thread)."""
+from __future__ import annotations
+
+from typing import Any
+
+from gantui import events as ev
+
+
+def apply_commands(trainer: Any) -> None:
+    """What `_pending` drained since the last step: settings, then a resample, then a save."""
+    pending = trainer._pending()
+    if "set" in pending:
+        apply_settings(trainer, pending["set"])
+    if "resample" in pending:
+        trainer.samples.resample()
+        trainer.emit(ev.Notice("preview noise resampled"))
+        if trainer.previews is not None:
+            trainer._preview(trainer.config.preview_count)
+    if "save" in pending:
+        trainer._save("manual")
+
+
+def apply_settings(trainer: Any, values: dict[str, Any]) -> None:
+    """Live settings (checked already): applied to the GAN, a `set` row, a Settings event. A
+    penalty off since the start stays off (its figures were not announced)."""
+    gan = trainer.gan
+    for key in [k for k in ("gp", "r1") if values.get(k) and k not in gan.penalties]:
+        trainer.emit(ev.Notice(f"--{key} was off when this run started, so it cannot be turned on live: "
+                               f"resume with --resume RUN --{key} {values.pop(key):g}", "error"))
+    changed = {k: v for k, v in values.items() if getattr(trainer.config, k) != v}
+    if not changed:
+        return
+    gan.apply(changed)
+    row = {"event": "set", "step": trainer.step, "values": changed}
+    trainer.sets.append(row)
+    trainer._event(row)
+    trainer.emit(ev.Settings(trainer.step, changed))
+
+
+def wait_while_paused(trainer: Any) -> None:
+    """Until resumed or stopped, commands still applied; the status and the watchers told."""
+    trainer._write_status("paused")
+    trainer.emit(ev.Paused(True, trainer.step))
+    if trainer.gan.meter.steps:
+        trainer._log()  # so the numbers on screen are current while paused
+    while not trainer._running.wait(0.05):  # a timeout, so commands still work while paused
+        apply_commands(trainer)
+    apply_commands(trainer)
+    if trainer._stop.is_set():
+        return  # woken to stop, not resumed: Finished comes next
+    trainer._write_status("training")
+    trainer.emit(ev.Paused(False, trainer.step))
