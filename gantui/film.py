@@ -10,7 +10,7 @@ from pathlib import Path
 from PIL import Image, ImageDraw, ImageFont
 
 from gantui.cli import Parser, fail
-from gantui.rundir import RunDir
+from gantui.rundir import RunDir, atomic_write
 
 FORMATS = {".gif": "GIF", ".webp": "WEBP"}
 LABEL_HEIGHT = 20
@@ -34,10 +34,8 @@ def labelled(grid: Image.Image, text: str) -> Image.Image:
 def save_animation(frames: list[Image.Image], out: Path, fps: float) -> None:
     """An endlessly looping GIF or WebP (by `out`'s extension), written whole or not at all."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    frames[0].save(tmp, format=FORMATS[out.suffix.lower()], save_all=True, append_images=frames[1:],
-                   duration=round(1000 / fps), loop=0)
-    tmp.replace(out)
+    atomic_write(out, lambda f: frames[0].save(f, format=FORMATS[out.suffix.lower()], save_all=True,
+                                               append_images=frames[1:], duration=round(1000 / fps), loop=0))
 
 
 def gif(argv: list[str]) -> int:

@@ -23,6 +23,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from gantui.engine.data import DatasetError
+from gantui.rundir import atomic_write
 
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 GREY_MODES = ("1", "L", "LA", "I", "I;16", "F")
@@ -247,12 +248,7 @@ def write_cache(path: Path, images: np.ndarray, meta: dict) -> None:
     write (a read-only or full cache) costs only the next start's decode."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        with open(tmp, "wb") as f:
-            np.save(f, images)
-        os.replace(tmp, path)
-        tmp_meta = path.with_name(f".{path.stem}.json.{os.getpid()}.tmp")
-        tmp_meta.write_text(json.dumps(meta))
-        os.replace(tmp_meta, path.with_suffix(".json"))
+        atomic_write(path, lambda f: np.save(f, images))
+        atomic_write(path.with_suffix(".json"), lambda f: f.write(json.dumps(meta).encode()))
     except OSError:
         pass

@@ -14,7 +14,6 @@ from torch import nn
 
 from gantui.engine.models import ConditionalBatchNorm, Discriminator, Generator, conditional
 
-SIZES = (32, 64, 128)
 WIDTH, MAX_WIDTH = 64, 512
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from gantui.evaluation.classifier import STATS, WEIGHTS, Classifier
+from gantui.rundir import atomic_write
 
 BATCH = 128
 SUBSET = 5000  # real features kept for density and coverage
@@ -92,13 +92,8 @@ def write_evaluator(folder: Path, files: dict[str, bytes]) -> dict[str, str]:
     evaluator on): a fit cut short leaves the dataset unscored, never half-scored."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "sha256.json").unlink(missing_ok=True)
-    digests = {}
-    for name, data in {**files, "sha256.json": None}.items():
-        if data is None:
-            data = json.dumps(digests, indent=1).encode()
-        else:
-            digests[name] = hashlib.sha256(data).hexdigest()
-        tmp = folder / f".{name}.{os.getpid()}.tmp"
-        tmp.write_bytes(data)
-        os.replace(tmp, folder / name)
+    for name, data in files.items():
+        atomic_write(folder / name, lambda f, data=data: f.write(data))
+    digests = {name: hashlib.sha256(data).hexdigest() for name, data in files.items()}
+    atomic_write(folder / "sha256.json", lambda f: f.write(json.dumps(digests, indent=1).encode()))
     return digests
