@@ -29,7 +29,7 @@ def evaluate_command(argv: list[str]) -> int:
     import torch
 
     from gantui.engine.checkpoint import CheckpointError, load_checkpoint
-    from gantui.engine.data import load_mnist_arrays, normalise
+    from gantui.engine.data import from_uint8, load_mnist_arrays, normalise
     from gantui.engine.device import DeviceError, resolve_device
     from gantui.engine.sample import generate
     from gantui.evaluation.classifier import EvaluatorError
@@ -49,9 +49,7 @@ def evaluate_command(argv: list[str]) -> int:
             if off := evaluation_off_reason(dataset):
                 fail(f"{args.checkpoint}: cannot score it: {off}")
             images, labels = generate(args.checkpoint, args.n, seed=args.seed, device=device, state=state)
-        pixels = torch.from_numpy(images)
-        pixels = pixels.unsqueeze(1) if pixels.dim() == 3 else pixels.permute(0, 3, 1, 2)
-        figures = evaluate(normalise(pixels), device, neighbours=True, dataset=dataset,
+        figures = evaluate(normalise(from_uint8(images)), device, neighbours=True, dataset=dataset,
                            labels=torch.from_numpy(labels) if labels is not None else None)
     except (CheckpointError, DeviceError, EvaluatorError) as err:
         fail(str(err))

@@ -97,6 +97,12 @@ def normalise(batch: torch.Tensor) -> torch.Tensor:
     return batch.float().mul_(2.0 / 255.0).sub_(1.0)
 
 
+def from_uint8(images: np.ndarray) -> torch.Tensor:
+    """`to_uint8`'s form back as a uint8 (N, C, H, W) tensor."""
+    pixels = torch.from_numpy(images)
+    return pixels.unsqueeze(1) if pixels.dim() == 3 else pixels.permute(0, 3, 1, 2)
+
+
 def to_uint8(images: torch.Tensor) -> np.ndarray:
     """Generator output in [-1, 1] -> CPU uint8, the form that crosses to the UI: (N, H, W) grey,
     (N, H, W, 3) colour."""

@@ -23,6 +23,14 @@ from gantui.engine.objectives import OBJECTIVES, Line, gradient_penalty, r1_pena
 R1_EVERY = 16  # lazy R1 (Karras et al. 2020): every 16 D steps, weighted by 16
 
 
+def latents(kind: str, n: int, z_dim: int, generator: torch.Generator | None = None,
+            device: torch.device | None = None) -> torch.Tensor:
+    """n latents of the run's distribution (--noise): normal, or uniform on [-1, 1]."""
+    if kind == "uniform":
+        return torch.rand(n, z_dim, generator=generator, device=device) * 2 - 1
+    return torch.randn(n, z_dim, generator=generator, device=device)
+
+
 class EMA:
     """An exponential moving average of G's weights: ema <- d * ema + (1 - d) * w after each G
     step, with d = min(decay, (1 + n) / (10 + n)) at its n-th update (TensorFlow's num_updates
@@ -113,10 +121,7 @@ class GAN:
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
 
     def noise(self, n: int, generator: torch.Generator | None = None, device: torch.device | None = None) -> torch.Tensor:
-        device = device or self.device
-        if self.cfg.noise == "uniform":
-            return torch.rand(n, self.cfg.z_dim, generator=generator, device=device) * 2 - 1
-        return torch.randn(n, self.cfg.z_dim, generator=generator, device=device)
+        return latents(self.cfg.noise, n, self.cfg.z_dim, generator, device or self.device)
 
     def fake_labels(self, n: int) -> torch.Tensor | None:
         return torch.randint(0, self.classes, (n,), device=self.device) if self.classes else None

@@ -8,7 +8,8 @@ import torch
 import torch.nn.functional as F
 
 from gantui.engine.checkpoint import CheckpointError, load_checkpoint
-from gantui.engine.data import to_uint8
+from gantui.engine.data import from_uint8, to_uint8
+from gantui.engine.gan import latents
 from gantui.engine.device import resolve_device
 from gantui.datasets import describe_config
 from gantui.engine.networks import build_generator
@@ -37,7 +38,7 @@ def generate(checkpoint: str | Path, n: int, seed: int = 0, device: str = "cpu",
     G, config = load_generator(checkpoint, dev, state)
     if digit is not None and not G.classes:
         raise CheckpointError(f"{checkpoint}: --digit needs a conditional run (trained with --conditional)")
-    noise = latents(config, n, G.z_dim, torch.Generator().manual_seed(seed))
+    noise = latents(config.get("noise", "normal"), n, G.z_dim, torch.Generator().manual_seed(seed))
     labels = None
     if G.classes:
         labels = torch.full((n,), digit) if digit is not None else torch.arange(n) % G.classes
@@ -46,13 +47,6 @@ def generate(checkpoint: str | Path, n: int, seed: int = 0, device: str = "cpu",
         images = np.concatenate([to_uint8(G(z.to(dev)) if y is None else G(z.to(dev), y.to(dev)))
                                  for z, y in zip(noise.split(batch), chunks)])
     return images, (labels.numpy() if labels is not None else None)
-
-
-def latents(config: dict, n: int, z_dim: int, gen: torch.Generator) -> torch.Tensor:
-    """n latents from the run's own distribution (--noise)."""
-    if config.get("noise") == "uniform":
-        return torch.rand(n, z_dim, generator=gen) * 2 - 1
-    return torch.randn(n, z_dim, generator=gen)
 
 
 def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
@@ -74,7 +68,8 @@ def latent_walk(checkpoint: str | Path, n: int, points: int, frames: int, seed: 
 
     dev = resolve_device(device)
     G, config = load_generator(checkpoint, dev)
-    anchors = latents(config, points * n, G.z_dim, torch.Generator().manual_seed(seed)).view(points, n, -1)
+    anchors = latents(config.get("noise", "normal"), points * n, G.z_dim, torch.Generator().manual_seed(seed))
+    anchors = anchors.view(points, n, -1)
     labels = (torch.arange(n) % G.classes).to(dev) if G.classes else None
     grids = []
     with torch.no_grad():
@@ -94,6 +89,4 @@ def write_samples(images: np.ndarray, out: Path) -> None:
         return
     from torchvision.utils import save_image
 
-    tensor = torch.from_numpy(images).float() / 255.0
-    tensor = tensor.unsqueeze(1) if tensor.dim() == 3 else tensor.permute(0, 3, 1, 2)
-    save_image(tensor, out, nrow=int(np.ceil(np.sqrt(len(images)))))
+    save_image(from_uint8(images).float() / 255.0, out, nrow=int(np.ceil(np.sqrt(len(images)))))

@@ -28,7 +28,7 @@ class Samples:
         self.per_class = max(count // classes, 1) if classes else 0
         self.labels = (torch.arange(classes, device=gan.device).repeat_interleave(self.per_class)
                        if classes else None)
-        self.load_state_dict(self.state_dict())
+        self._place()
 
     @property
     def source(self) -> str:
@@ -58,5 +58,9 @@ class Samples:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.fixed_noise = state["fixed_noise"]
         self.generator.set_state(state["generator"])
+        self._place()
+
+    def _place(self) -> None:
+        """The fixed noise on the device; the preview's copy back to it."""
         self._fixed_noise = self.fixed_noise.to(self.gan.device)
         self._preview_noise = self._fixed_noise
