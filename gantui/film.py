@@ -10,16 +10,19 @@ from pathlib import Path
 from PIL import Image, ImageDraw, ImageFont
 
 from gantui.cli import Parser, fail
-from gantui.rundir import RunDir, atomic_write
+from gantui.commands import find, root_arg
+from gantui.rundir import atomic_write
 
 FORMATS = {".gif": "GIF", ".webp": "WEBP"}
 LABEL_HEIGHT = 20
 LABEL_GROUND, LABEL_INK = (24, 24, 24), (235, 235, 235)
 
 
-def check_out(out: Path) -> None:
+def check_film(out: Path, fps: float) -> None:
     if out.suffix.lower() not in FORMATS:
         fail(f"--out {out}: use a .gif or .webp file name")
+    if not 0 < fps <= 50:
+        fail(f"--fps must be above 0 and at most 50, got {fps:g}")
 
 
 def labelled(grid: Image.Image, text: str) -> Image.Image:
@@ -44,20 +47,14 @@ def gif(argv: list[str]) -> int:
     p.add_argument("--out", required=True, type=Path, help="progress.gif, or .webp")
     p.add_argument("--fps", type=float, default=4.0, help="frames per second (default 4)")
     p.add_argument("--every", type=int, default=1, help="every K-th grid (default 1: all; the last always)")
-    p.add_argument("--root", type=Path, help="the runs directory (default: the user data dir's gantui/runs)")
+    root_arg(p)
     args = p.parse_args(argv)
-    check_out(args.out)
-    if not 0 < args.fps <= 50:
-        fail(f"--fps must be above 0 and at most 50, got {args.fps:g}")
+    check_film(args.out, args.fps)
     if args.every < 1:
         fail(f"--every must be a positive integer, got {args.every}")
-    from gantui.runs import RunNotFound, resolve_run
-
-    try:
-        run = resolve_run(args.run, args.root).path
-    except RunNotFound as err:
-        fail(str(err))
-    grids = RunDir(run).grids()
+    run_dir = find(args.run, args.root)
+    run = run_dir.path
+    grids = run_dir.grids()
     if not grids:
         fail(f"{run}: no sample grids in samples/ yet (one is saved every --sample-every steps)")
     chosen = grids[::args.every] + ([grids[-1]] if (len(grids) - 1) % args.every else [])
@@ -93,12 +90,10 @@ def interpolate(argv: list[str]) -> int:
     p.add_argument("--seed", type=int, default=0, help="seed of the points (default 0)")
     p.add_argument("--device", default="cpu", help="device to generate on (default cpu)")
     args = p.parse_args(argv)
-    check_out(args.out)
+    check_film(args.out, args.fps)
     for name, low, high in (("n", 1, 256), ("points", 2, 64), ("frames", 1, 240)):
         if not low <= getattr(args, name) <= high:
             fail(f"--{name} must be from {low} to {high}, got {getattr(args, name)}")
-    if not 0 < args.fps <= 50:
-        fail(f"--fps must be above 0 and at most 50, got {args.fps:g}")
     from gantui.engine.checkpoint import CheckpointError
     from gantui.engine.device import DeviceError
     from gantui.engine.sample import latent_walk
