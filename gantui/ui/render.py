@@ -143,9 +143,9 @@ def by_digit(images: np.ndarray, per_digit: int, cols: int, rows: int) -> tuple[
 def preview_pixels(images: np.ndarray, width: int, height: int, levels: int = 16, per_digit: int = 0,
                    mode: str = "truecolor") -> Pixels | None:
     """As many tiles as fit `width` x `height` cells (`levels` greys, or levels a colour channel in
-    truecolour, else the palette of `mode`). RGB at 16 levels: a 200x60 preview in ~14 ms of the UI
-    thread, at 32 in ~24 (`benchmarks/ui_cost.py --rgb`)."""
-    cols, rows, scale = layout_for(width, height, images.shape[1] if images.ndim > 1 else 28)
+    truecolour, else the palette of `mode`). RGB at 16 levels a channel: fewer runs than at 32, the
+    200x60 preview cheaper by about 40% (`benchmarks/ui_cost.py --rgb`, figures in the README)."""
+    cols, rows, scale = layout_for(width, height, images.shape[1])
     if cols * rows == 0 or len(images) == 0:
         return None
     if per_digit:
