@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from helpers import disc_images  # noqa: E402
 from test_snapshot import FolderEngine, ScriptedEngine, scripted_app  # noqa: E402 (the snapshot tests' engines)
 
-from gantui import events as ev  # noqa: E402
+from gantui.run import events as ev  # noqa: E402
 from gantui.engine.data import load_mnist_arrays  # noqa: E402
 from gantui.ui.messages import message_for  # noqa: E402
 

@@ -107,7 +107,7 @@ def check_not_another_run(config: Config, args: argparse.Namespace) -> None:
     """A fresh run (or a resume) must not write into a directory holding a different run: it would
     append to that run's metrics and prune its checkpoints."""
     from gantui.engine.checkpoint import resolve_checkpoint
-    from gantui.rundir import RunDir, run_dir_of
+    from gantui.run.rundir import RunDir, run_dir_of
 
     run_dir = RunDir(config.out)
     if not (run_dir.metrics.exists() or run_dir.last.exists()):
@@ -121,7 +121,7 @@ def check_not_another_run(config: Config, args: argparse.Namespace) -> None:
 def build_config(args: argparse.Namespace) -> tuple[Config, dict[str, Any] | None]:
     """Defaults, then the resumed run's own config, then the flags given; validated."""
     from gantui.engine.checkpoint import load_checkpoint, resolve_checkpoint
-    from gantui.rundir import default_run_dir, run_dir_of
+    from gantui.run.rundir import default_run_dir, run_dir_of
 
     overrides = {k: v for k, v in vars(args).items() if v is not None and k not in ("no_ui", "on_hangup")}
     if args.data is not None and args.dataset is None:
@@ -168,7 +168,7 @@ def train(argv: list[str]) -> int:
     from gantui.engine.data import DatasetError
     from gantui.engine.device import DeviceError, resolve_device
     from gantui.preparing import prepare_data
-    from gantui.rundir import RunDir, RunDirBusy
+    from gantui.run.rundir import RunDir, RunDirBusy
 
     args = train_parser().parse_args(argv)
     try:

@@ -11,8 +11,8 @@ import time
 from pathlib import Path
 
 from gantui.cli import Parser, fail
-from gantui.rundir import RunDir
-from gantui.runs import RunNotFound, all_runs, resolve_run, run_state, summary, table
+from gantui.run.rundir import RunDir
+from gantui.run.runs import RunNotFound, all_runs, resolve_run, run_state, summary, table
 
 STOP_TIMEOUT = 300.0  # seconds `gantui stop` waits for the run's save and exit
 
@@ -63,7 +63,7 @@ def watch(argv: list[str]) -> int:
     args = p.parse_args(argv)
     if not sys.stdout.isatty() or os.environ.get("TERM") == "dumb":
         fail("gantui watch draws a dashboard: it needs a terminal (for logs: tail RUN_DIR/metrics.jsonl)")
-    from gantui.service.client import ReplayLink, relay_link, socket_link
+    from gantui.run.client import ReplayLink, relay_link, socket_link
 
     if is_remote(args.run):
         host, run = args.run.split(":", 1)
@@ -71,7 +71,7 @@ def watch(argv: list[str]) -> int:
     else:
         run_dir = find(args.run, args.root)
         path = run_dir.find_socket()
-        from gantui.service.server import socket_answers
+        from gantui.run.server import socket_answers
 
         link = socket_link(path) if path is not None and socket_answers(path) else ReplayLink(run_dir)
     from gantui.ui.app import GanApp
@@ -180,8 +180,8 @@ def bridge(sock: socket.socket) -> None:
 
 def replay_to_stdout(run_dir: RunDir) -> int:
     """A run nobody serves: a hello and its replayed snapshot, then wait until the watcher leaves."""
-    from gantui.service import protocol
-    from gantui.service.replay import replay_snapshot
+    from gantui.run import protocol
+    from gantui.run.replay import replay_snapshot
 
     out = sys.stdout.buffer
     out.write(protocol.dumps({"type": "hello", "protocol": protocol.PROTOCOL, "client": None, "replay": True}))

@@ -53,7 +53,8 @@ def format_metrics(row: dict[str, Any], total_steps: int, batch_size: int,
                          for pane in schema or DEFAULT_SCHEMA)
     rate = row.get("images_per_s") or 0.0
     eta = eta_seconds(row["step"], total_steps, steps_per_s(row, batch_size))
-    return (f"step {row['step']}/{total_steps} epoch {row['epoch']} | {figures}"
+    epoch = f" epoch {row['epoch']}" if "epoch" in row else ""
+    return (f"step {row['step']}/{total_steps or '?'}{epoch} | {figures}"
             f" | {rate:,.0f} img/s | ETA {'?' if eta is None else format_duration(eta)}")
 
 

@@ -11,7 +11,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from gantui.cli import Parser, fail
 from gantui.commands import find, root_arg
-from gantui.rundir import atomic_write
+from gantui.run.rundir import atomic_write
 
 FORMATS = {".gif": "GIF", ".webp": "WEBP"}
 LABEL_HEIGHT = 20

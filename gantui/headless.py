@@ -17,7 +17,7 @@ from collections import deque
 from pathlib import Path
 from typing import Any, TextIO
 
-from gantui import events as ev
+from gantui.run import events as ev
 from gantui.common import format_duration, format_metrics, format_quality
 from gantui.config import Config
 

@@ -1,4 +1,5 @@
-"""A training process: the trainer in a thread of its own, the hub, the socket, and a front end.
+"""A training process: the trainer in a thread of its own, publishing through its run (the hub,
+the socket), and a front end.
 
 Every training process serves its run (`gantui watch` attaches to it); the front end is the
 headless printer or the dashboard. When the dashboard's terminal hangs up, the dashboard goes
@@ -12,22 +13,20 @@ import sys
 import threading
 from typing import Any, TextIO
 
-from gantui import events as ev
+from gantui.run import events as ev
 from gantui.common import EXIT_CODES, STOP_SIGNALS
 from gantui.config import Config
 from gantui.engine.trainer import Trainer
 from gantui.headless import HeadlessPrinter
-from gantui.service.hub import RunHub
-from gantui.service.server import RunServer
+from gantui.run.publisher import Run
 
 
 class Session:
     def __init__(self, config: Config, resume_state: dict[str, Any] | None = None, *, serve: bool = True) -> None:
-        self.hub = RunHub()
-        self.trainer = Trainer(config, self.hub.publish, resume_state=resume_state, previews=self.hub)
-        self.hub.attach(self.trainer)
-        self.run_dir = self.trainer.run_dir
-        self.server = RunServer(self.hub, self.run_dir) if serve else None
+        self.run = Run(config.out, serve=serve, lock=False)  # the CLI holds the lock since its checks
+        self.hub = self.run.hub
+        self.trainer = Trainer(config, run=self.run, resume_state=resume_state, previews=self.hub)
+        self.run_dir = self.run.dir
         self.finished: ev.Finished | None = None
         self.thread = threading.Thread(target=self._train, name="gantui-trainer", daemon=True)
 
@@ -35,21 +34,14 @@ class Session:
         self.finished = self.trainer.run()
 
     def start(self) -> None:
-        if self.server is not None:
-            try:
-                self.server.start()
-            except OSError as err:  # the run trains all the same; it cannot be watched
-                print(f"gantui: warning: the run is not served ({err}); `gantui watch` cannot attach",
-                      file=sys.stderr, flush=True)
-                self.server = None
+        self.run.start()  # served from the start: a folder's decode can be watched
         self.thread.start()
 
     def wait(self) -> ev.Finished:
         """Until the trainer has finished; in the main thread, signal handlers run meanwhile."""
         while self.thread.is_alive():
             self.thread.join(0.2)
-        if self.server is not None:
-            self.server.close()
+        self.run.close()
         assert self.finished is not None
         return self.finished
 
@@ -88,7 +80,7 @@ class Session:
     def run_dashboard(self, on_hangup: str = "detach") -> int:
         import asyncio
 
-        from gantui.service.client import LocalLink
+        from gantui.run.client import LocalLink
         from gantui.ui.app import GanApp
 
         app = GanApp(LocalLink(self.hub), on_hangup=on_hangup)

@@ -9,8 +9,8 @@ import argparse
 import asyncio
 import tempfile
 
-from gantui.rundir import RunDir
-from gantui.service.client import LocalLink, socket_link
+from gantui.run.rundir import RunDir
+from gantui.run.client import LocalLink, socket_link
 from gantui.ui.app import GanApp
 
 

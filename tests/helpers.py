@@ -4,8 +4,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from gantui.rundir import RunDir
-from gantui.service.client import LocalLink
+from gantui.run.rundir import RunDir
+from gantui.run.client import LocalLink
 from gantui.session import Session
 from gantui.ui.app import GanApp
 

@@ -86,7 +86,7 @@ async def test_a_flood_of_metrics_rows_is_painted_at_most_once_a_second():
     """At GPU speed rows come every few milliseconds: the panes get them all, in a few repaints."""
     from test_snapshot import ScriptedEngine, scripted_app
 
-    from gantui import events as ev
+    from gantui.run import events as ev
     from gantui.common import HISTORY
     from gantui.ui.app import METRICS_INTERVAL
 
@@ -129,7 +129,7 @@ async def test_a_flood_of_metrics_rows_is_painted_at_most_once_a_second():
 def test_previews_are_spaced_out_while_they_cost_more_than_the_budget():
     """One pacer: the trainer's time generating previews plus the in-process UI's CPU count
     against the budget; the interval widens while they exceed it and comes back when they do not."""
-    from gantui.service.hub import Pacer
+    from gantui.run.hub import Pacer
 
     now = [0.0]
     pacer = Pacer(floor=1.0, budget=0.02, ceiling=8.0, clock=lambda: now[0])
@@ -167,7 +167,7 @@ def test_a_headless_run_nobody_watches_generates_no_previews(tiny_config):
 async def test_what_another_terminal_does_this_one_is_told():
     from test_snapshot import ScriptedEngine, scripted_app
 
-    from gantui import events as ev
+    from gantui.run import events as ev
 
     class Pausable(ScriptedEngine):
         def pause(self) -> None:

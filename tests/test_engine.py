@@ -7,7 +7,7 @@ import time
 import numpy as np
 import torch
 
-from gantui import events as ev
+from gantui.run import events as ev
 from gantui.engine.checkpoint import load_checkpoint
 from gantui.datasets import DATASETS
 from gantui.engine.data import load_dataset, normalise

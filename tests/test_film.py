@@ -98,9 +98,9 @@ def test_slerp_goes_from_a_to_b_along_the_sphere():
 async def test_the_samples_pane_scrubs_through_a_finished_runs_grids(run):
     """`gantui watch` of a finished run: left steps back through the saved grids, right forward
     and past the newest to live, end to live; the pane's edge says which step it shows."""
-    from gantui.rundir import RunDir
-    from gantui.service.client import ReplayLink
-    from gantui.service.replay import grid_tiles
+    from gantui.run.rundir import RunDir
+    from gantui.run.client import ReplayLink
+    from gantui.run.replay import grid_tiles
     from gantui.ui.app import GanApp
 
     app = GanApp(ReplayLink(RunDir(run)))

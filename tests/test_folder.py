@@ -166,7 +166,7 @@ async def test_the_dashboard_shows_the_first_decode_then_the_samples():
     """Loading events before the run starts fill the Samples pane; the first preview replaces them."""
     import threading
 
-    from gantui import events as ev
+    from gantui.run import events as ev
     from helpers import disc_images
     from test_snapshot import FolderEngine, scripted_app
 

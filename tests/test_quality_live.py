@@ -10,7 +10,7 @@ import time
 import pytest
 import torch
 
-from gantui import events as ev
+from gantui.run import events as ev
 from gantui.common import format_quality
 from gantui.engine.checkpoint import load_checkpoint
 from gantui.engine.monitor import COLLAPSE_EVALS, QUALITY_KEYS

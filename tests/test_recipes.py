@@ -244,7 +244,7 @@ def test_a_conditional_g_draws_the_digits_asked_for(tiny_config, tmp_path):
 
 SET_AT_STEP_6 = """
 import sys
-from gantui import events as ev
+from gantui.run import events as ev
 from gantui.config import Config
 from gantui.engine.trainer import Trainer
 out, steps = sys.argv[1], int(sys.argv[2])

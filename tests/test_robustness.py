@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from gantui import events as ev
+from gantui.run import events as ev
 from gantui.engine.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from gantui.config import Config
 from gantui.engine.trainer import Trainer

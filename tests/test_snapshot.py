@@ -4,10 +4,10 @@ from __future__ import annotations
 import math
 import threading
 
-from gantui import events as ev
+from gantui.run import events as ev
 from gantui.engine.data import load_mnist_arrays
-from gantui.service.client import LocalLink
-from gantui.service.hub import RunHub
+from gantui.run.client import LocalLink
+from gantui.run.hub import RunHub
 from gantui.ui.app import GanApp
 
 

@@ -84,8 +84,8 @@ def live_run(tmp_path):
 
 
 def test_the_dashboard_and_the_clients_import_no_torch():
-    code = ("import sys, gantui.ui.app, gantui.commands, gantui.service.client, gantui.service.server, "
-            "gantui.service.replay, gantui.service.hub, gantui.runs;"
+    code = ("import sys, gantui.ui.app, gantui.commands, gantui.run.client, gantui.run.server, "
+            "gantui.run.replay, gantui.run.hub, gantui.run.runs;"
             "bad = [m for m in sys.modules if m == 'torch' or m.startswith('gantui.engine')];"
             "print(bad); sys.exit(1 if bad else 0)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
@@ -334,7 +334,7 @@ def test_a_run_directory_too_long_for_a_socket_address_is_served_from_the_runtim
     proc = start(out, "--steps", "1000000")
     try:
         wait_for_step(out, 2)
-        from gantui.rundir import RunDir
+        from gantui.run.rundir import RunDir
 
         path = RunDir(out).find_socket()
         assert path is not None and path.parent != out and (out / "gantui.sock.path").exists()
@@ -351,8 +351,8 @@ def test_a_run_directory_too_long_for_a_socket_address_is_served_from_the_runtim
 
 
 def test_which_run_a_name_means(tmp_path):
-    from gantui.rundir import RunDir
-    from gantui.runs import RunNotFound, resolve_run
+    from gantui.run.rundir import RunDir
+    from gantui.run.runs import RunNotFound, resolve_run
 
     root = tmp_path / "runs"
     with pytest.raises(RunNotFound, match="no runs under"):

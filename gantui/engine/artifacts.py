@@ -1,24 +1,22 @@
-"""What a run leaves on disk: checkpoints, sample grids, metrics.jsonl rows, status.json, error.log;
-written so that a failure (a full disk) is a notice and training goes on."""
+"""What the built-in trainer leaves on disk beside what its run writes: checkpoints, sample grids,
+error.log; written so that a failure (a full disk) is a notice and training goes on."""
 from __future__ import annotations
 
 import errno
 import shutil
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from gantui import events as ev
+from gantui.run import events as ev
 from gantui.engine.checkpoint import link_latest, save_checkpoint
-from gantui.rundir import RunDir
+from gantui.run.publisher import Run
 
 
 class Artifacts:
-    def __init__(self, run_dir: RunDir, keep: int, emit: Callable[[ev.Event], Any]) -> None:
-        self.run_dir, self.keep, self.emit = run_dir, keep, emit
+    def __init__(self, run: Run, keep: int) -> None:
+        self.run_dir, self.keep, self.emit = run.dir, keep, run.publish
 
     def save_grid(self, images: torch.Tensor, step: int, nrow: int = 8, report: bool = True) -> Path | None:
         """Images in [-1, 1] as a PNG grid in samples/; with `report`, a failure is a notice."""
@@ -50,20 +48,6 @@ class Artifacts:
                                 "the previous one is intact", "error"))
             return None
         return path
-
-    def row(self, row: dict[str, Any]) -> None:
-        """A line of metrics.jsonl."""
-        try:
-            self.run_dir.append_metrics({"time": time.time(), **row})
-        except OSError as err:
-            self.emit(ev.Notice(f"metrics.jsonl not written: {err.strerror or err}", "error"))
-
-    def status(self, state: str, step: int, total_steps: int, error: str | None = None) -> None:
-        try:
-            self.run_dir.write_status(state, step=step, total_steps=total_steps, error=error)
-        except OSError as err:
-            if error is None:  # at the end of a failed run the one-line message says enough
-                self.emit(ev.Notice(f"status.json not written: {err.strerror or err}", "error"))
 
     def error_log(self, text: str) -> None:
         try:

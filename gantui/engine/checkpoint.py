@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from gantui.rundir import atomic_write, fsync_dir
+from gantui.run.rundir import atomic_write, fsync_dir
 
 FORMAT = "gantui-checkpoint"
 VERSION = 2  # 2: the state of each engine part under its own key; 1: one flat dict (the first release)

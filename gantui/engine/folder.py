@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from gantui.engine.data import DatasetError
-from gantui.rundir import atomic_write
+from gantui.run.rundir import atomic_write
 
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 GREY_MODES = ("1", "L", "LA", "I", "I;16", "F")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gantui import events as ev
+from gantui.run import events as ev
 
 
 def apply_commands(trainer: Any) -> None:
@@ -33,10 +33,7 @@ def apply_settings(trainer: Any, values: dict[str, Any]) -> None:
     if not changed:
         return
     gan.apply(changed)
-    row = {"event": "set", "step": trainer.step, "values": changed}
-    trainer.sets.append(row)
-    trainer._event(row)
-    trainer.emit(ev.Settings(trainer.step, changed))
+    trainer.emit(ev.Settings(trainer.step, changed))  # the run writes the `set` row and keeps the marker
 
 
 def wait_while_paused(trainer: Any) -> None:

@@ -11,20 +11,17 @@ from __future__ import annotations
 import random
 import time
 import traceback
-from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol
 
 import torch
 
-from gantui import events as ev
-from gantui.common import HISTORY
-from gantui.config import Config, default_eval_every
+from gantui.run import events as ev
+from gantui.config import Config, check_live_values, default_eval_every
 from gantui.datasets import describe, evaluation_off_reason
 from gantui.engine.artifacts import Artifacts
 from gantui.engine.batches import BatchStream
 from gantui.engine.checkpoint import capture, load_checkpoint, restore
-from gantui.engine.controls import Controls
 from gantui.engine.data import load_dataset
 from gantui.engine.device import configure_backend, resolve_device, use_bf16
 from gantui.engine.gan import GAN
@@ -33,7 +30,9 @@ from gantui.engine.monitor import EvaluationOff, Monitor
 from gantui.engine.networks import parameters
 from gantui.engine.samples import Samples
 from gantui.engine.steering import apply_commands, wait_while_paused
-from gantui.rundir import RunDir, default_run_dir
+from gantui.run.controls import Controls
+from gantui.run.publisher import Run
+from gantui.run.rundir import default_run_dir
 
 
 class StoppedBeforeStart(Exception):
@@ -41,29 +40,36 @@ class StoppedBeforeStart(Exception):
 
 
 class PreviewSource(Protocol):
-    """Who decides when previews are generated and how many (service.hub.RunHub)."""
+    """Who decides when previews are generated and how many (run.hub.RunHub)."""
 
     def previews_due(self) -> int: ...  # 0: none now
     def preview_cost(self, seconds: float) -> None: ...
 
 
 class Trainer(Controls):
-    def __init__(self, config: Config, emit: Callable[[ev.Event], Any] = lambda event: None, *,
+    def __init__(self, config: Config, emit: Callable[[ev.Event], Any] | None = None, *, run: Run | None = None,
                  resume_state: dict[str, Any] | None = None, previews: PreviewSource | None = None) -> None:
-        """`previews`: None generates none (a headless run that nobody serves)."""
-        self.config, self.emit, self.previews = config, emit, previews
+        """`run`: the run it publishes through (by default one of its own, not served, whose only
+        consumer is `emit`); `previews`: None generates none (a headless run that nobody serves)."""
+        Controls.__init__(self)
+        self.config, self.previews = config, previews
+        self.publisher = run or Run(config.out or default_run_dir(), serve=False, lock=False)
+        self.publisher.attach(self)
+        self.publisher.hub.check_set = check_live_values
+        if emit is not None:
+            self.publisher.hub.subscribe(emit)
+        self.emit = self.publisher.publish
         self.device = resolve_device(config.device)
         self.bf16 = use_bf16(config.precision, self.device)
-        self.run_dir = RunDir(config.out or default_run_dir())
-        self.artifacts = Artifacts(self.run_dir, config.keep, emit)
+        self.run_dir = self.publisher.dir
+        self.artifacts = Artifacts(self.publisher, config.keep)
         self._resume_state = resume_state
-        Controls.__init__(self)
         self.step = 0
         self.images_per_s = 0.0
         self._saved_step = -1
-        self.history: deque[dict[str, Any]] = deque(maxlen=HISTORY)
-        self.quality: deque[dict[str, Any]] = deque(maxlen=HISTORY)  # evaluations, for the Quality pane
-        self.sets: list[dict[str, Any]] = []  # live changes of settings, for the curves' markers
+        # The run's past lives in the run (its hub): the checkpoints, the snapshots read it there.
+        hub = self.publisher.hub
+        self.history, self.quality, self.sets = hub.history, hub.quality, hub.sets
         # 0: off (also when the classifier files are damaged, or the dataset has no evaluator)
         self.eval_every = default_eval_every(self.device.type) if config.eval_every is None else config.eval_every
         if evaluation_off_reason(config.dataset):
@@ -101,12 +107,18 @@ class Trainer(Controls):
         if resumed:
             self._load_state(self._resume_state)
             self._resume_state = None
-        self.run_dir.create()
-        self.run_dir.write_status("training", step=self.step, total_steps=self.total_steps)
-        self.run_dir.write_config({**cfg.to_dict(), "out": str(self.run_dir.path),
-                                   "resolved_device": str(self.device), "schema": self.gan.schema()})
+        self.publisher.start()
+        self.publisher.status("training", step=self.step, total_steps=self.total_steps)
+        self.run_dir.write_config({**cfg.to_dict(), "out": str(self.run_dir.path), "resolved_device": str(self.device),
+                                   "schema": self.gan.schema(), **self._announced()})
         if resumed:
             self._event({"event": "resume", "step": self.step, "from": cfg.resume})
+
+    def _announced(self) -> dict[str, Any]:
+        """What a client must not guess: the images' shape, evaluation on or why not, the classes."""
+        off = evaluation_off_reason(self.config.dataset) or (None if self.eval_every else "--eval-every 0")
+        return {"image_shape": list(self.data.shape), "evaluation": off,
+                "class_names": list(self.data.classes) if self.data.classes else None}
 
     def _decoding(self, done: int, total: int) -> None:
         """A folder's first decode, as it goes; a stop (a signal, `q`) ends it, with nothing trained."""
@@ -125,8 +137,7 @@ class Trainer(Controls):
         self.emit(ev.Started(
             run_dir=str(self.run_dir.path), device=str(self.device), step=self.step,
             total_steps=self.total_steps, steps_per_epoch=self.steps_per_epoch, config=self.config.to_dict(),
-            history=list(self.history), quality=list(self.quality), epoch=self.epoch,
-            images_per_s=self.images_per_s, schema=self.gan.schema(), sets=list(self.sets)))
+            epoch=self.epoch, images_per_s=self.images_per_s, schema=self.gan.schema(), **self._announced()))
         c, h, w = self.data.shape
         self.emit(ev.Notice(f"{self.config.dataset} {c}x{h}x{w}: G {parameters(self.gan.G):,} parameters, "
                             f"D {parameters(self.gan.D):,}"))
@@ -193,9 +204,7 @@ class Trainer(Controls):
         if self.device.type == "cuda":  # a host-side counter: no sync
             row["gpu_mem_mb"] = torch.cuda.max_memory_allocated(self.device) / 2**20
         self._interval_start, self._interval_images = time.perf_counter(), 0
-        self.history.append(row)
-        self._event(row)
-        self.emit(ev.Metrics(row))
+        self.emit(ev.Metrics(row))  # a row of metrics.jsonl and of the run's history
 
     def _check_health(self) -> bool:
         """The divergence guard, at each metrics read: True when it rolled back or gave up."""
@@ -221,7 +230,7 @@ class Trainer(Controls):
 
     def _event(self, row: dict[str, Any]) -> None:
         """A line of metrics.jsonl: metrics, or an event (a resume, a rollback, a set, a divergence)."""
-        self.artifacts.row(row)
+        self.publisher.row(row)
 
     def _evaluate(self) -> None:
         try:
@@ -230,8 +239,6 @@ class Trainer(Controls):
             self.eval_every = 0
             self.emit(ev.Notice(f"quality evaluation turned off: {err}", "error"))
             return
-        self.quality.append(row)
-        self._event(row)
         self.emit(ev.Quality(row))
         if warning := self.monitor.warning(row):
             pausing = self.config.on_collapse == "pause"
@@ -271,12 +278,11 @@ class Trainer(Controls):
         return self._finish(ev.Finished("error", self.step, checkpoint=str(last) if last else None, error=message))
 
     def _finish(self, finished: ev.Finished) -> ev.Finished:
-        self.artifacts.status(finished.reason, finished.step, getattr(self, "total_steps", 0), finished.error)
-        self.emit(finished)
+        self.publisher.end(finished, getattr(self, "total_steps", 0))
         return finished
 
     def _write_status(self, state: str) -> None:
-        self.artifacts.status(state, self.step, self.total_steps)
+        self.publisher.status(state, step=self.step, total_steps=self.total_steps)
 
     # -- state (its layout: checkpoint.py) -------------------------------------------
     def state_dict(self) -> dict[str, Any]:

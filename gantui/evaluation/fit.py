@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from gantui.evaluation.classifier import STATS, WEIGHTS, Classifier
-from gantui.rundir import atomic_write
+from gantui.run.rundir import atomic_write
 
 BATCH = 128
 SUBSET = 5000  # real features kept for density and coverage

@@ -19,16 +19,17 @@ from textual.containers import Horizontal, Vertical
 from textual.reactive import reactive
 from textual.widgets import Footer, Static
 
-from gantui import events as ev
+from gantui.run import events as ev
+from gantui.run.hub import settled
 from gantui.common import STOP_SIGNALS, steps_per_s
 from gantui.config import LIVE
 from gantui.datasets import describe_config, evaluation_off_reason
-from gantui.rundir import RunDir
-from gantui.service.client import ConnectionLost, LocalLink, ReplayLink, StreamLink
+from gantui.run.rundir import RunDir
+from gantui.run.client import ConnectionLost, LocalLink, ReplayLink, StreamLink
 from gantui.ui.leaving import Leaving
 from gantui.ui.messages import EngineEvent, message_for
 from gantui.ui.steering import Steering
-from gantui.ui.widgets.metric_pane import HealthPane, LossPane
+from gantui.ui.widgets.metric_pane import HealthPane, LossPane, MetricPane
 from gantui.ui.widgets.preview_pane import PreviewPane
 from gantui.ui.widgets.quality_pane import QualityPane
 from gantui.ui.widgets.status_line import StatusLine
@@ -83,6 +84,7 @@ class GanApp(Steering, Leaving, App[int]):
         self.cpu_mark = time.thread_time()
         self.loss_pane = LossPane()
         self.health_pane = HealthPane()
+        self.metric_panes: list[MetricPane] = [self.loss_pane, self.health_pane]  # as many as the run announces
         self.quality_pane = QualityPane()
         self.preview_pane = PreviewPane()
         self.status_line = StatusLine("starting...")
@@ -140,6 +142,11 @@ class GanApp(Steering, Leaving, App[int]):
             self.preview_pane.show(event)
         elif isinstance(event, ev.Settings):
             self.on_settings(event)
+        elif isinstance(event, ev.Schema):
+            self.paint_metrics()  # the rows so far into the lines they belong to
+            self.configure_panes(event.panes)
+            if event.image_shape:
+                self.preview_pane.channels, self.preview_pane.image_size = event.image_shape[0], event.image_shape[1]
         elif isinstance(event, ev.Started):
             self.on_started(event)
         elif isinstance(event, ev.Paused):
@@ -168,20 +175,22 @@ class GanApp(Steering, Leaving, App[int]):
         self.step, self.epoch, self.images_per_s = event.step, event.epoch, rate
         self.steps_per_s = steps_per_s(event.history[-1], event.config.get("batch_size", 64)) if event.history else 0.0
         self.paused = event.state == "paused"
-        self.loss_pane.configure(event.schema)
-        self.health_pane.configure(event.schema)
-        if event.history:  # a resumed run's past curves, or a late joiner's
-            self.loss_pane.add(event.history)
-            self.health_pane.add(event.history)
-        for change in event.sets:
-            self.loss_pane.mark(change["step"])
-            self.health_pane.mark(change["step"])
+        self.configure_panes(event.schema)
+        for pane in self.metric_panes:
+            if event.history:  # a resumed run's past curves, or a late joiner's
+                pane.add(event.history)
+            for change in event.sets:
+                pane.mark(change["step"])
         self.quality_pane.add(event.quality)
-        if off := evaluation_off_reason(event.config.get("dataset", "mnist")):
-            self.quality_pane.off(off)
-        elif event.config.get("eval_every") == 0:
-            self.quality_pane.off()
-        shape = describe_config(event.config).shape
+        self.quality_pane.display = event.producer == "gantui"  # a loop of the user's is not evaluated here
+        if event.image_shape is None:  # a run from before runs announced it
+            off = evaluation_off_reason(event.config.get("dataset", "mnist")) or (
+                "" if event.config.get("eval_every") == 0 else None)
+        else:
+            off = event.evaluation
+        if off is not None:
+            self.quality_pane.off(off or "--eval-every 0")
+        shape = event.image_shape or describe_config(event.config).shape
         self.preview_pane.channels, self.preview_pane.image_size = shape[0], shape[1]
         self.preview_pane.run_dir = RunDir(event.run_dir)  # over ssh, a path this machine may not have
         if event.preview is not None:
@@ -197,11 +206,12 @@ class GanApp(Steering, Leaving, App[int]):
     def on_settings(self, event: ev.Settings) -> None:
         """Settings changed live (from any terminal): a marker on the curves, and a notice."""
         self.paint_metrics()  # the rows before the change first, so the marker falls between
-        self.loss_pane.mark(event.step)
-        self.health_pane.mark(event.step)
+        for pane in self.metric_panes:
+            pane.mark(event.step)
         if self.started is not None:
-            self.started = replace(self.started, config={**self.started.config, **event.values})
-        changes = ", ".join(f"{LIVE.get(k, k)} {v:g}" for k, v in event.values.items())
+            self.started = settled(self.started, event.values)
+        changes = ", ".join(f"{LIVE.get(k, k) if self.started and self.started.producer == 'gantui' else k} {v:g}"
+                            for k, v in event.values.items())
         self.notify(f"set at step {event.step}: {changes}")
 
     def paint_metrics_due(self) -> None:
@@ -215,13 +225,25 @@ class GanApp(Steering, Leaving, App[int]):
         if not self.pending_rows:
             return
         rows, self.pending_rows = self.pending_rows, []
-        self.loss_pane.add(rows)
-        self.health_pane.add(rows)
+        for pane in self.metric_panes:
+            pane.add(rows)
         last = rows[-1]
-        self.step, self.epoch, self.images_per_s = last["step"], last["epoch"] - 1, last.get("images_per_s") or 0.0
+        self.step, self.epoch, self.images_per_s = last["step"], last.get("epoch", 1) - 1, last.get("images_per_s") or 0.0
         self.steps_per_s = steps_per_s(last, self.started.config.get("batch_size", 64) if self.started else 64)
         self.metrics_painted = time.monotonic()
         self.refresh_status()
+
+    def configure_panes(self, schema: list[dict[str, Any]]) -> None:
+        """A pane for each group of figures the run announced (a loop's grow as it logs new keys)."""
+        if not schema and self.started is not None and self.started.producer != "gantui":
+            schema = [{"title": "metrics", "lines": []}]  # nothing logged yet
+        left = self.query_one("#left")
+        while len(self.metric_panes) < len(schema):
+            pane = MetricPane(len(self.metric_panes))
+            self.metric_panes.append(pane)
+            left.mount(pane, before=self.quality_pane)
+        for pane in self.metric_panes:
+            pane.configure(schema)
 
     def on_finished(self, event: ev.Finished) -> None:
         self.finished = event
@@ -289,8 +311,9 @@ class GanApp(Steering, Leaving, App[int]):
             self.ended_at = self.clock() - self.started_at if self.ended_at is None else self.ended_at
             elapsed = self.ended_at
         self.status_line.show(
-            device=started.device, state=state, epoch=self.epoch + 1, step=self.step, total=started.total_steps,
-            images_per_s=self.images_per_s if finished is None else 0.0,
+            device=started.device, state=state, step=self.step, total=started.total_steps,
+            epoch=self.epoch + 1 if started.producer == "gantui" else None,
+            images_per_s=None if started.producer != "gantui" else self.images_per_s if finished is None else 0.0,
             steps_per_s=self.steps_per_s if finished is None else 0.0, elapsed=elapsed,
             run_dir=started.run_dir,
         )

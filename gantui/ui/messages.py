@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from textual.message import Message
 
-from gantui import events as ev
+from gantui.run import events as ev
 
 
 class EngineEvent(Message):

@@ -77,6 +77,12 @@ class Steering:
 
         if isinstance(self.screen, SettingsScreen) or self.started is None:
             return
+        if self.started.producer != "gantui":  # a loop of the user's: the settings it declared
+            if not self.started.tunable:
+                self.notify("this run declares no live settings (gantui.init(..., tunable={...}))")
+                return
+            self.push_screen(SettingsScreen(self.started.tunable, declared=True), answered)
+            return
         reported = {key for pane in self.started.schema for key, _, _ in pane["lines"]}
         config = self.started.config
         locked = frozenset(k for k in ("gp", "r1") if k not in reported and not config.get(k))  # off since the start

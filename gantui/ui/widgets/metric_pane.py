@@ -35,6 +35,10 @@ class MetricLine(Vertical):
         yield self.header
         yield self.spark
 
+    def on_mount(self) -> None:
+        if self.values:  # a line rebuilt with the curve it had
+            self.add([])
+
     def _header(self, values: Sequence[float]) -> str:
         if not values:
             return f"[b]{self.label}[/b]  waiting for the first interval"
@@ -64,13 +68,15 @@ class MetricLine(Vertical):
 
 
 class MetricPane(Vertical):
-    """A bordered group of MetricLines fed with the same metric rows; `configure` sets its lines."""
+    """A bordered group of MetricLines fed with the same metric rows; `configure` sets its lines.
+    A run announces as many panes as it has groups of figures; a pane past them is hidden."""
 
     PANE = 0  # which pane of the schema it shows
 
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(self, index: int | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        pane = DEFAULT_SCHEMA[self.PANE]
+        self.index = self.PANE if index is None else index
+        pane = DEFAULT_SCHEMA[self.index] if self.index < len(DEFAULT_SCHEMA) else {"title": "", "lines": []}
         self.border_title = pane["title"]
         self.lines = [MetricLine(*line) for line in pane["lines"]]
         self.marks: list[int] = []
@@ -80,15 +86,26 @@ class MetricPane(Vertical):
 
     def configure(self, schema: list[dict[str, Any]]) -> None:
         """The lines the run announced, when they are not the ones shown."""
-        if not schema or len(schema) <= self.PANE:
+        if not schema:
             return
-        pane = schema[self.PANE]
+        self.display = len(schema) > self.index
+        if not self.display:
+            return
+        pane = schema[self.index]
         self.border_title = pane["title"]
         if [[line.key, line.label.strip(), line.fmt] for line in self.lines] == [list(x) for x in pane["lines"]]:
             return
+        kept = {line.key: line for line in self.lines}  # a new key joins: the others keep their curves
         for line in self.lines:
             line.remove()
-        self.lines = [MetricLine(*line) for line in pane["lines"]]
+        self.lines = []
+        for key, label, fmt in pane["lines"]:
+            line = MetricLine(key, label, fmt)
+            if key in kept:
+                line.values.extend(kept[key].values)
+                line.steps.extend(kept[key].steps)
+            line.marks = list(self.marks)
+            self.lines.append(line)
         self.mount_all(self.lines)
 
     def add(self, rows: Sequence[dict[str, Any]]) -> None:
@@ -96,6 +113,7 @@ class MetricPane(Vertical):
             line.add(rows)
 
     def mark(self, step: int) -> None:
+        self.marks.append(step)
         for line in self.lines:
             line.mark(step)
 

@@ -11,9 +11,9 @@ from textual.message import Message
 from textual.reactive import Reactive
 from textual.widget import Widget
 
-from gantui.events import Preview
-from gantui.rundir import RunDir
-from gantui.service.replay import grid_tiles
+from gantui.run.events import Preview
+from gantui.run.rundir import RunDir
+from gantui.run.replay import grid_tiles
 from gantui.ui.render import layout_for, preview_pixels
 
 

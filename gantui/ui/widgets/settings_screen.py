@@ -5,6 +5,7 @@ applies the change at its next step boundary, whichever terminal sent it.
 """
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from textual import on
@@ -21,23 +22,33 @@ def shown(value: Any) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
+def check_declared(name: str, value: Any) -> float:
+    if not isinstance(value, float | int) or not math.isfinite(value):
+        raise ConfigError(f"{name} must be a number, got {value!r}")
+    return float(value)
+
+
 class SettingsScreen(ModalScreen[dict[str, Any] | None]):
     """Dismissed with the changed settings (checked), or None."""
 
     BINDINGS = [Binding("escape", "dismiss(None)", "Cancel")]
 
-    def __init__(self, current: dict[str, Any], locked: frozenset[str] = frozenset()) -> None:
-        """`locked`: settings shown but not editable (a penalty the run did not start with)."""
+    def __init__(self, current: dict[str, Any], locked: frozenset[str] = frozenset(), *,
+                 declared: bool = False) -> None:
+        """`locked`: settings shown but not editable (a penalty the run did not start with);
+        `declared`: the settings a user's loop declared (`current`), any finite number each."""
         super().__init__()
-        self.current = {name: current.get(name) for name in LIVE}
+        self.fields = {name: name for name in current} if declared else LIVE
+        self.check = check_declared if declared else check_live
+        self.current = {name: current.get(name) for name in self.fields}
         self.locked = locked
 
     def compose(self) -> ComposeResult:
         with Vertical(id="settings"):
             yield Static("[b]Live settings[/b]  applied at the next step; [b]enter[/b] applies, [b]escape[/b] cancels")
             with Grid(id="settings-grid"):
-                for name, label in LIVE.items():
-                    yield Label(f"{label} [dim]--{flag(name)}[/dim]")
+                for name, label in self.fields.items():
+                    yield Label(label if self.fields is not LIVE else f"{label} [dim]--{flag(name)}[/dim]")
                     value = self.current[name]
                     field = Input(shown(value) if value is not None else "", id=name, disabled=name in self.locked)
                     if name in self.locked:
@@ -48,13 +59,13 @@ class SettingsScreen(ModalScreen[dict[str, Any] | None]):
     def values(self) -> dict[str, Any]:
         """The changed fields, checked; ConfigError names the first bad one."""
         changed = {}
-        for name in (n for n in LIVE if n not in self.locked):
+        for name in (n for n in self.fields if n not in self.locked):
             text = self.query_one(f"#{name}", Input).value.strip()
             try:
                 value = int(text) if name == "d_steps" else float(text)
             except ValueError:
                 value = text
-            value = check_live(name, value)
+            value = self.check(name, value)
             if value != self.current[name]:
                 changed[name] = value
         return changed

@@ -15,6 +15,9 @@ from typing import Any
 
 SOCKET_NAME = "gantui.sock"
 SOCKET_POINTER = "gantui.sock.path"  # holds the socket's path when RUN_DIR/gantui.sock is too long
+TAIL_BYTES = 1 << 20  # the end of metrics.jsonl read in full by `gantui runs` and replays...
+SAMPLED_LINES = 2000  # ...and lines read from the rest of a large one
+SAMPLE_CHUNK = 4096  # bytes read at each sampled offset (a row is a few hundred)
 SUN_PATH_MAX = 107  # bytes of a Unix socket path on Linux (108 with the NUL)
 
 
@@ -67,6 +70,19 @@ def atomic_write(path: Path, write: Any) -> None:
     fsync_dir(path.parent)
 
 
+def parse_rows(data: bytes) -> list[dict[str, Any]]:
+    """JSON lines as dicts; a line cut short by a killed process (or any unreadable one) is skipped."""
+    rows = []
+    for line in data.splitlines():
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(row, dict):
+            rows.append(row)
+    return rows
+
+
 class RunDirBusy(RuntimeError):
     """Another process holds the run directory."""
 
@@ -80,6 +96,7 @@ class RunDir:
         self.last = self.checkpoints / "last.pt"
         self.status = self.path / "status.json"
         self.log = self.path / "gantui.log"  # a detached dashboard's log lines
+        self.identity: tuple[int, int] | None = None  # the directory's (device, inode) once created
 
     def lock(self) -> int:
         """Hold the run directory for this process; a second gantui on it gets RunDirBusy.
@@ -118,7 +135,20 @@ class RunDir:
             folder.mkdir(parents=True, exist_ok=True)
         for stale in self.checkpoints.glob(".*.tmp"):  # left by a process killed mid-save
             stale.unlink(missing_ok=True)
+        info = self.path.stat()
+        self.identity = (info.st_dev, info.st_ino)
         return self
+
+    def still_ours(self) -> bool:
+        """False once the directory was removed, or removed and made again (by another run): a
+        detached run must not write into a newer run's files."""
+        if self.identity is None:
+            return True
+        try:
+            info = self.path.stat()
+        except OSError:
+            return False
+        return (info.st_dev, info.st_ino) == self.identity
 
     def write_config(self, config: dict[str, Any]) -> None:
         text = json.dumps(config, indent=2, sort_keys=True) + "\n"
@@ -132,6 +162,8 @@ class RunDir:
 
     def write_status(self, state: str, **fields: Any) -> None:
         """The run's state (common.STATES) as of now: `gantui runs` and replays read it."""
+        if not self.still_ours():
+            raise FileNotFoundError(f"{self.path} was removed or replaced")
         status = {"state": state, "pid": os.getpid(), "updated": time.time(), **fields}
         old = self.read_status()
         status["started"] = old.get("started") or time.time()  # the first start, kept over resumes
@@ -152,18 +184,31 @@ class RunDir:
 
     def read_metrics(self) -> list[dict[str, Any]]:
         """Every row; a line cut short by a killed process (or any unreadable line) is skipped."""
-        if not self.metrics.exists():
+        try:
+            with open(self.metrics, "rb") as f:
+                return parse_rows(f.read())
+        except OSError:
             return []
-        rows = []
-        with open(self.metrics, encoding="utf-8", errors="replace") as f:
-            for line in f:
-                try:
-                    row = json.loads(line)
-                except ValueError:
-                    continue
-                if isinstance(row, dict):
-                    rows.append(row)
-        return rows
+
+    def read_metrics_bounded(self, tail: int = TAIL_BYTES, points: int = SAMPLED_LINES) -> list[dict[str, Any]]:
+        """The rows of a file of any size in bounded time: all of a small file; of a large one, the
+        last `tail` bytes in full and `points` lines spread evenly over the rest (a curve's shape
+        and its recent past, without reading millions of rows)."""
+        try:
+            with open(self.metrics, "rb") as f:
+                size = os.fstat(f.fileno()).st_size
+                if size <= tail + points * SAMPLE_CHUNK:
+                    return parse_rows(f.read())
+                rows = []
+                for i in range(points):
+                    f.seek((size - tail) * i // points)
+                    chunk = f.read(SAMPLE_CHUNK)
+                    lines = chunk.split(b"\n")
+                    rows += parse_rows(lines[0 if i == 0 else 1])  # the first whole line at that offset
+                f.seek(size - tail)
+                return rows + parse_rows(f.read().split(b"\n", 1)[-1])
+        except OSError:
+            return []
 
     def checkpoint_path(self, step: int) -> Path:
         return self.checkpoints / f"step-{step:08d}.pt"
@@ -182,8 +227,18 @@ class RunDir:
         return sorted(found)
 
     def prune_checkpoints(self, keep: int) -> None:
-        for old in sorted(self.checkpoints.glob("step-*.pt"))[:-keep]:
+        """Oldest first by step (not by name: past 10^8 steps the names outgrow their zero padding)."""
+        for _, old in self.checkpoint_steps()[:-keep]:
             old.unlink(missing_ok=True)
+
+    def checkpoint_steps(self) -> list[tuple[int, Path]]:
+        found = []
+        for path in self.checkpoints.glob("step-*.pt"):
+            try:
+                found.append((int(path.stem.split("-", 1)[1]), path))
+            except ValueError:
+                continue
+        return sorted(found)
 
     # -- the socket the run is served on ----------------------------------------------
     def socket_path(self) -> Path:

@@ -14,8 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from gantui import events as ev
-from gantui.config import ConfigError, check_live_values
+from gantui.run import events as ev
 
 PROTOCOL = 1
 MAX_LINE = 64 * 1024  # bytes in one client line, newline included
@@ -79,7 +78,8 @@ def decode(msg: dict[str, Any]) -> ev.Event | list[ev.Event] | None:
     if kind == "preview":
         return decode_preview(msg)
     classes = {"quality": ev.Quality, "paused": ev.Paused, "saved": ev.Saved, "notice": ev.Notice,
-               "finished": ev.Finished, "settings": ev.Settings, "loading": ev.Loading}
+               "finished": ev.Finished, "settings": ev.Settings, "loading": ev.Loading,
+               "schema": ev.Schema}
     if kind in classes:
         cls = classes[kind]
         return cls(**{k: v for k, v in msg.items() if k in cls.__dataclass_fields__})
@@ -112,9 +112,10 @@ def parse_command(line: bytes) -> dict[str, Any]:
         if not isinstance(count, int) or isinstance(count, bool) or not 0 <= count <= MAX_PREVIEWS:
             raise ProtocolError(f"preview: \"count\" must be an integer from 0 to {MAX_PREVIEWS}, got {count!r}")
         return {"cmd": cmd, "count": count}
-    if cmd == "set":
-        try:
-            return {"cmd": cmd, "values": check_live_values(msg.get("values"))}
-        except ConfigError as err:
-            raise ProtocolError(str(err)) from None
+    if cmd == "set":  # each value is checked by the run, which knows its settings
+        values = msg.get("values")
+        if (not isinstance(values, dict) or not values or not all(
+                isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in values.values())):
+            raise ProtocolError("set: \"values\" must be an object of settings to numbers, e.g. {\"lr_g\": 0.0001}")
+        return {"cmd": cmd, "values": values}
     return {"cmd": cmd}

@@ -20,11 +20,11 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
-from gantui import events as ev
+from gantui.run import events as ev
 from gantui.common import HISTORY
-from gantui.rundir import SOCKET_POINTER, RunDir
-from gantui.service import protocol
-from gantui.service.hub import RunHub
+from gantui.run.rundir import SOCKET_POINTER, RunDir
+from gantui.run import protocol
+from gantui.run.hub import RunHub
 
 MAX_EVENTS = 512  # queued events (not rows, not previews) before a client counts as too far behind
 DRAIN_TIMEOUT = 20.0  # seconds a client may leave its data unread before it is dropped

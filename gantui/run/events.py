@@ -1,7 +1,7 @@
 """What a run tells its consumers: small frozen dataclasses holding plain data.
 
 No live tensors cross the thread boundary: floats, strings and CPU uint8 arrays only. Torch-free:
-the dashboard, the socket service and the trainer share these; `service.protocol` puts them on
+the dashboard, the socket service and the trainer share these; `run.protocol` puts them on
 the wire.
 """
 from __future__ import annotations
@@ -34,6 +34,14 @@ class Started:
     # The panes its figures fill: [{"title": ..., "lines": [[key, label, format], ...]}, ...] (GAN.schema)
     schema: list[dict[str, Any]] = field(default_factory=list)
     sets: list[dict[str, Any]] = field(default_factory=list)  # live changes so far: {"step", "values"}
+    # What a client needs and must not guess: the images' (C, H, W), whether the run is evaluated
+    # (None: yes; else why not), its class names, its live settings and their values (a run that
+    # declares none has no form), and who produces it ("gantui": the built-in trainer; "loop").
+    image_shape: list[int] | None = None
+    evaluation: str | None = "not evaluated"
+    class_names: list[str] | None = None
+    tunable: dict[str, float] | None = None
+    producer: str = "gantui"
 
 
 @dataclass(frozen=True)
@@ -82,6 +90,15 @@ class Settings:
 
 
 @dataclass(frozen=True)
+class Schema:
+    """The panes a run's figures fill, announced again when a key is logged for the first time
+    (and the images' (C, H, W) once a loop has logged some)."""
+
+    panes: list[dict[str, Any]]
+    image_shape: list[int] | None = None
+
+
+@dataclass(frozen=True)
 class Notice:
     """Something the user should read: a resample, a failed save, a rollback."""
 
@@ -105,4 +122,4 @@ class Finished:
     error: str | None = None
 
 
-Event = Started | Metrics | Quality | Preview | Paused | Saved | Settings | Notice | Loading | Finished
+Event = Started | Metrics | Quality | Preview | Paused | Saved | Settings | Schema | Notice | Loading | Finished

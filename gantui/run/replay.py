@@ -5,11 +5,11 @@ from pathlib import Path
 
 import numpy as np
 
-from gantui import events as ev
-from gantui.common import HISTORY
-from gantui.datasets import describe_config
-from gantui.rundir import RunDir
-from gantui.runs import run_state
+from gantui.run import events as ev
+from gantui.datasets import describe_config, evaluation_off_reason
+from gantui.run.history import History
+from gantui.run.rundir import RunDir
+from gantui.run.runs import run_state
 
 GRID_PADDING = 2  # torchvision's make_grid default, which the trainer's sample grids use
 
@@ -28,12 +28,12 @@ def grid_tiles(path: Path, tile: int = 28, channels: int = 1) -> np.ndarray:
 
 def replay_snapshot(run_dir: RunDir) -> ev.Started:
     config, status = run_dir.read_config(), run_dir.read_status()
-    rows = run_dir.read_metrics()
-    history = [r for r in rows if "loss_d" in r and "event" not in r][-HISTORY:]
-    quality = [r for r in rows if r.get("event") == "quality"][-HISTORY:]
+    rows = run_dir.read_metrics_bounded()  # a run of millions of rows: its shape and its recent past
+    history = list(History(r for r in rows if is_metrics(r)))
+    quality = list(History(r for r in rows if r.get("event") == "quality"))
     sets = [r for r in rows if r.get("event") == "set"]
     step = max([r["step"] for r in history] + [status.get("step", 0)])
-    shape = describe_config(config).shape
+    shape = config.get("image_shape") or describe_config(config).shape
     preview = None
     for grid_step, grid in reversed(run_dir.grids()):  # the newest readable one
         try:
@@ -47,6 +47,14 @@ def replay_snapshot(run_dir: RunDir) -> ev.Started:
     return ev.Started(
         run_dir=str(run_dir.path), device=config.get("resolved_device", "?"), step=step,
         total_steps=status.get("total_steps") or step, steps_per_epoch=0, config=config, history=history,
-        quality=quality, state=state, epoch=(history[-1]["epoch"] - 1) if history else 0,
+        quality=quality, state=state, epoch=(history[-1].get("epoch", 1) - 1) if history else 0,
         images_per_s=history[-1].get("images_per_s") or 0.0 if history else 0.0, preview=preview,
-        finished=finished, live=False, schema=config.get("schema") or [], sets=sets, elapsed=max((status.get("updated") or 0) - (status.get("started") or 0), 0))
+        finished=finished, live=False, schema=config.get("schema") or [], sets=sets,
+        elapsed=max((status.get("updated") or 0) - (status.get("started") or 0), 0), image_shape=list(shape),
+        evaluation=config["evaluation"] if "evaluation" in config else evaluation_off_reason(config.get("dataset", "mnist")),
+        class_names=config.get("class_names"), tunable=config.get("tunable"), producer=config.get("producer", "gantui"))
+
+
+def is_metrics(row: dict) -> bool:
+    """A row of the curves (not a resume, a rollback, a set, an evaluation)."""
+    return "event" not in row and isinstance(row.get("step"), int)

@@ -5,7 +5,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from gantui.rundir import RunDir, runs_root
+from gantui.run.rundir import RunDir, runs_root
 
 LIVE_STATES = ("starting", "training", "paused")
 
@@ -56,8 +56,8 @@ def resolve_run(spec: str | None, root: Path | None = None) -> RunDir:
 def summary(run_dir: RunDir) -> dict[str, Any]:
     """One row of `gantui runs`."""
     status = run_dir.read_status()
-    rows = run_dir.read_metrics()
-    steps = [r["step"] for r in rows if "loss_d" in r]
+    rows = run_dir.read_metrics_bounded(points=0)  # the end of the file: a run of any length in well under 1 s
+    steps = [r["step"] for r in rows if "event" not in r and isinstance(r.get("step"), int)]
     fids = [r["fid"] for r in rows if r.get("event") == "quality" and r.get("fid") is not None]
     updated = max((p.stat().st_mtime for p in (run_dir.metrics, run_dir.status) if p.exists()), default=None)
     return {"name": run_dir.path.name, "path": str(run_dir.path), "status": run_state(run_dir),

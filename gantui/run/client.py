@@ -10,9 +10,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from gantui import events as ev
-from gantui.rundir import RunDir
-from gantui.service import protocol
+from gantui.run import events as ev
+from gantui.run.rundir import RunDir
+from gantui.run import protocol
 
 Post = Callable[[Any], Any]
 READ_LIMIT = 256 * 2**20  # a snapshot with the whole history is one line of a few MB
@@ -146,7 +146,7 @@ class ReplayLink:
         self.name = None
 
     def start(self, post: Post) -> None:
-        from gantui.service.replay import replay_snapshot
+        from gantui.run.replay import replay_snapshot
 
         post(replay_snapshot(self.run_dir))
 

@@ -11,16 +11,15 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
-from gantui import events as ev
-from gantui.common import HISTORY
-from gantui.config import check_live_values
+from gantui.run import events as ev
+from gantui.run.history import History
 
 Deliver = Callable[[ev.Event], Any]
+CheckSet = Callable[[dict[str, Any]], dict[str, Any]]
 
 
 class Controls(Protocol):
@@ -68,6 +67,13 @@ class Pacer:
         self._next = now + self.interval
 
 
+def settled(started: ev.Started, values: dict[str, Any]) -> ev.Started:
+    """The run as it stands after a live change: a loop's declared settings, or the trainer's config."""
+    if started.tunable is not None:
+        return replace(started, tunable={**started.tunable, **values})
+    return replace(started, config={**started.config, **values})
+
+
 @dataclass
 class Consumer:
     deliver: Deliver
@@ -76,16 +82,19 @@ class Consumer:
 
 
 class RunHub:
-    def __init__(self, pacer: Pacer | None = None) -> None:
+    def __init__(self, pacer: Pacer | None = None, check_set: CheckSet | None = None) -> None:
+        """`check_set`: checks a `set` command's values (raising ValueError); None refuses them."""
         self.pacer = pacer or Pacer()
+        self.check_set = check_set
         self.controls: Controls | None = None
         self._lock = threading.RLock()
         self._consumers: dict[str, Consumer] = {}
         self._ids = itertools.count(1)
         self.started: ev.Started | None = None
         self._started_at = 0.0
-        self.history: deque[dict[str, Any]] = deque(maxlen=HISTORY)
-        self.quality: deque[dict[str, Any]] = deque(maxlen=HISTORY)
+        # The run's one history: the producer's checkpoints, snapshots and replays all read it.
+        self.history = History()
+        self.quality = History()
         self.sets: list[dict[str, Any]] = []
         self.preview: ev.Preview | None = None
         self.finished: ev.Finished | None = None
@@ -102,20 +111,19 @@ class RunHub:
     def publish(self, event: ev.Event) -> None:
         with self._lock:
             event = self._record(event)
+            if isinstance(event, ev.Started):
+                event = self.snapshot()  # with the run's past, which the hub holds
             for consumer in list(self._consumers.values()):
                 consumer.deliver(event)
 
     def _record(self, event: ev.Event) -> ev.Event:
-        if isinstance(event, ev.Started):
-            self.started, self._started_at = event, time.monotonic()
-            self.history.extend(event.history)
-            self.quality.extend(event.quality)
-            self.sets.extend(event.sets)
+        if isinstance(event, ev.Started):  # its past is the hub's own (a resume filled it)
+            self.started, self._started_at = replace(event, history=[], quality=[], sets=[]), time.monotonic()
             self.step, self.epoch, self.state = event.step, event.epoch, event.state
             self.images_per_s = event.images_per_s
         elif isinstance(event, ev.Metrics):
             self.history.append(event.row)
-            self.step, self.epoch = event.row["step"], event.row["epoch"] - 1
+            self.step, self.epoch = event.row["step"], event.row.get("epoch", 1) - 1
             self.images_per_s = event.row.get("images_per_s") or 0.0
         elif isinstance(event, ev.Quality):
             self.quality.append(event.row)
@@ -123,7 +131,11 @@ class RunHub:
             self.preview = event
         elif isinstance(event, ev.Settings):
             self.sets.append({"step": event.step, "values": event.values})
-            self.started = replace(self.started, config={**self.started.config, **event.values})
+            self.started = settled(self.started, event.values)
+        elif isinstance(event, ev.Schema):
+            if self.started is not None:
+                self.started = replace(self.started, schema=event.panes,
+                                       image_shape=event.image_shape or self.started.image_shape)
         elif isinstance(event, ev.Paused):
             self.state, self.step = ("paused" if event.paused else "training"), event.step
             event = replace(event, by=self._asked.pop("pause" if event.paused else "resume", None))
@@ -179,7 +191,7 @@ class RunHub:
             self._consumers.pop(name, None)
 
     def command(self, name: str, cmd: dict[str, Any]) -> None:
-        """A checked command (service.protocol.parse_command) from consumer `name`."""
+        """A checked command (run.protocol.parse_command) from consumer `name`."""
         action = cmd["cmd"]
         if action == "preview":
             with self._lock:
@@ -191,6 +203,12 @@ class RunHub:
         if action in ("pause", "resume"):
             self._asked[action] = name
         if action == "set":
-            self.controls.set(check_live_values(cmd["values"]))  # ConfigError: a bad value
+            if self.check_set is None:
+                raise RuntimeError("this run has no live settings")
+            try:
+                values = self.check_set(cmd["values"])
+            except ValueError as err:  # ConfigError among them: the same message as the flag's
+                raise RuntimeError(str(err)) from None
+            self.controls.set(values)
             return
         getattr(self.controls, action)()

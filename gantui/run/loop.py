@@ -1,0 +1,323 @@
+"""A user's training loop as the producer of a run: `gantui.init` and the calls a loop makes.
+
+    run = gantui.init(name="dcgan", config=vars(opt))
+    for step ...:
+        run.log({"Loss_D": errD, "Loss_G": errG}, step=step)
+        run.log_images(fake, step=step)
+        if run.should_stop:
+            break
+    run.finish()
+
+`log` is the loop's step boundary: the values are checked at once (a bad one is a TypeError in
+the caller) and queued; what watchers asked for (pause, save, live settings) is done there, on
+the loop's own thread. Nothing here blocks the loop except the pause a watcher asked for, syncs
+a GPU more than once per row interval, raises into it for gantui's own I/O, or installs a
+signal handler.
+"""
+from __future__ import annotations
+
+import atexit
+import math
+import os
+import re
+import sys
+import time
+import weakref
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from gantui.run import events as ev
+from gantui.run import images as img
+from gantui.run.combine import Combiner
+
+GRID_INTERVAL = 10.0  # seconds between the sample grids a loop's images leave in samples/
+GRID_TILES = 64
+_open_runs: weakref.WeakSet[Any] = weakref.WeakSet()
+_uncaught: list[str] = []  # the message of an exception that ended the script (sys.excepthook)
+
+
+def global_rank() -> int:
+    """This process's rank under torch.distributed or torchrun; 0 when not distributed."""
+    dist = sys.modules.get("torch.distributed")
+    if dist is not None and dist.is_available() and dist.is_initialized():
+        return dist.get_rank()
+    return int(os.environ.get("RANK", "0") or 0)
+
+
+def json_ready(value: Any) -> Any:
+    """A user's config as JSON: numbers, strings, lists and dicts kept, anything else as its text."""
+    if isinstance(value, bool | int | str) or value is None:
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, dict):
+        return {str(k): json_ready(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_ready(v) for v in value]
+    return str(value)
+
+
+def schema_for(keys: list[str]) -> list[dict[str, Any]]:
+    """Keys grouped into panes by their prefix, as TensorBoard groups tags: `loss/G` and `loss/D`
+    in a pane `loss`; without a slash, by the part before the first underscore (`Loss_D`,
+    `Loss_G`); a key with neither in a pane `metrics`."""
+    panes: dict[str, list[list[str]]] = {}
+    for key in keys:
+        if "/" in key:
+            group, label = key.rsplit("/", 1)
+        else:
+            group, label = (key.split("_", 1)[0], key) if "_" in key else ("metrics", key)
+        panes.setdefault(group, []).append([key, label, ".4g"])
+    return [{"title": title, "lines": lines} for title, lines in panes.items()]
+
+
+def checker(tunable: dict[str, float]) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    def check(values: dict[str, Any]) -> dict[str, Any]:
+        for key in values:
+            if key not in tunable:
+                raise ValueError(f"{key!r} is not a live setting of this run (it declares: "
+                                 f"{', '.join(tunable) or 'none'})")
+        return {k: float(v) for k, v in values.items()}
+    return check
+
+
+class LoopAPI:
+    """The calls a user's loop makes; mixed into `Run` (publisher.py), whose parts it uses."""
+
+    def open_loop(self, name: str, config: dict[str, Any], tunable: dict[str, float],
+                  total_steps: int | None, device: str) -> None:
+        self.name, self.user_config, self.tunable = name, json_ready(config), dict(tunable)
+        self.total_steps = total_steps or 0
+        self.device = device
+        self.combiner = Combiner()
+        self.step = 0
+        self.image_shape: list[int] | None = None
+        self._announced_keys = 0
+        self._next_grid = 0.0
+        self._on_save: Callable[[], Any] | None = None
+        self._on_set: Callable[[dict[str, float]], Any] | None = None
+        self._ended = False
+        self.start()
+        self._write_config()
+        self.status("training", step=0, total_steps=self.total_steps)
+        self.publish(ev.Started(
+            run_dir=str(self.path), device=device, step=0, total_steps=self.total_steps, steps_per_epoch=0,
+            config=self._config(), evaluation="not evaluated (a loop of your own)", tunable=dict(self.tunable),
+            producer="loop"))
+        _open_runs.add(self)
+
+    def _config(self) -> dict[str, Any]:
+        return {"producer": "loop", "name": self.name, "out": str(self.path), "resolved_device": self.device,
+                "config": self.user_config, "schema": schema_for(self.combiner.keys),
+                "image_shape": self.image_shape, "evaluation": "not evaluated (a loop of your own)",
+                "tunable": self.tunable, "total_steps": self.total_steps}
+
+    def _write_config(self) -> None:
+        config = self._config()
+        self.writer.task(lambda: self.dir.write_config(config))
+
+    # -- the loop's calls -----------------------------------------------------------------
+    def log(self, metrics: dict[str, Any], step: int | None = None) -> None:
+        """Numbers for the curves: floats, ints, numpy numbers or one-element tensors."""
+        if not isinstance(metrics, dict):
+            raise TypeError(f"gantui: log() takes a dict of numbers, got {type(metrics).__name__}")
+        self.step = self.step + 1 if step is None else int(step)
+        if self.combiner.add(metrics, self.step):
+            self._flush_row()
+        controls = self.controls
+        if not controls._running.is_set() or not controls._commands.empty():
+            self._steer()
+
+    def log_images(self, images: Any, step: int | None = None) -> None:
+        """A batch of images (NCHW or NHWC, float in [-1, 1] or [0, 1], or uint8): copied only as
+        far as wanted, a preview for whoever watches and a grid in samples/ every GRID_INTERVAL s."""
+        step = self.step if step is None else int(step)
+        img.layout(tuple(images.shape))  # ValueError naming a shape that cannot be images
+        wanted = self.hub.previews_due()
+        now = time.monotonic()
+        grid_due = now >= self._next_grid
+        if not (wanted or grid_due):
+            return
+        began = time.perf_counter()
+        tiles = img.tiles(images, max(wanted, GRID_TILES if grid_due else 0))
+        if self.image_shape is None:
+            self.image_shape = [1 if tiles.ndim == 3 else 3, *tiles.shape[1:3]]
+            self.publish(ev.Schema(schema_for(self.combiner.keys), self.image_shape))
+            self._write_config()
+        if wanted:
+            self.publish(ev.Preview(step, tiles[:wanted], source="your loop"))
+        if grid_due:
+            self._next_grid = now + GRID_INTERVAL
+            path, pixels = self.dir.sample_path(step), tiles[:GRID_TILES]
+            self.writer.task(lambda: img.write_png(path, img.grid(pixels)))
+        if wanted:
+            self.hub.preview_cost(time.perf_counter() - began)
+
+    @property
+    def should_stop(self) -> bool:
+        """True once someone stopped the run (`gantui stop`, `x` in a watcher)."""
+        return self.controls._stop.is_set()
+
+    def on_save(self, fn: Callable[[], Any]) -> None:
+        """`fn()` is called on the loop's thread, at its next `log()`, when someone presses `s`;
+        what it returns (a path) is told to the watchers."""
+        self._on_save = fn
+
+    def on_set(self, fn: Callable[[dict[str, float]], Any]) -> None:
+        """`fn(values)` is called on the loop's thread, at its next `log()`, with the live settings
+        a watcher changed (of those declared with `tunable=`; `run.tunable` holds them all)."""
+        self._on_set = fn
+
+    def finish(self, error: str | None = None) -> None:
+        """The end of the run: its last row, its state (done, stopped, or error with `error`)."""
+        if self._ended:
+            return
+        self._ended = True
+        self._flush_row()
+        reason = "error" if error else "stopped" if self.should_stop else "done"
+        self.writer.sync()
+        self.end(ev.Finished(reason, self.step, error=error), self.total_steps)  # type: ignore[attr-defined]
+        self.close()  # type: ignore[attr-defined]
+
+    def __enter__(self) -> Any:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: Any) -> None:
+        if kind is not None and issubclass(kind, Exception):
+            self.finish(error=f"{kind.__name__}: {error}")
+        else:
+            self.finish()
+
+    # -- at the loop's step boundary ------------------------------------------------------
+    def _flush_row(self) -> None:
+        row = self.combiner.row()
+        if row is None:
+            return
+        if len(self.combiner.keys) != self._announced_keys:  # a key logged for the first time: a curve
+            self._announced_keys = len(self.combiner.keys)
+            self.publish(ev.Schema(schema_for(self.combiner.keys), self.image_shape))
+            self._write_config()
+        self.publish(ev.Metrics(row))
+
+    def _steer(self) -> None:
+        """What watchers asked for, done here: settings, a save, then a pause (waited out here)."""
+        self._commands()
+        if self.controls._running.is_set() or self.should_stop:
+            return
+        self._flush_row()
+        self.status("paused", step=self.step, total_steps=self.total_steps)
+        self.publish(ev.Paused(True, self.step))
+        while not self.controls._running.wait(0.05):
+            self._commands()
+        self._commands()
+        if not self.should_stop:
+            self.status("training", step=self.step, total_steps=self.total_steps)
+            self.publish(ev.Paused(False, self.step))
+
+    def _commands(self) -> None:
+        pending = self.controls._pending()
+        if "set" in pending:
+            values = pending["set"]
+            self.tunable.update(values)
+            if self._on_set is not None:
+                self._call(self._on_set, values)
+            self.publish(ev.Settings(self.step, values))
+        if "resample" in pending:
+            self.publish(ev.Notice("this run's images come from its loop: nothing to resample", "warning"))
+        if "save" in pending:
+            if self._on_save is None:
+                self.publish(ev.Notice("this run saves nothing (its loop did not call run.on_save)", "warning"))
+            else:
+                saved = self._call(self._on_save)
+                self.publish(ev.Saved(self.step, str(saved) if saved else "(the loop's own)", None, "manual"))
+
+    def _call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """A callback of the loop's: its failure is told to the watchers, not raised into `log()`."""
+        try:
+            return fn(*args)
+        except Exception as err:
+            self.publish(ev.Notice(f"{getattr(fn, '__name__', 'a callback')} failed: {type(err).__name__}: {err}",
+                                   "error"))
+            return None
+
+
+class NullRun:
+    """What a rank other than 0 gets (and a run that could not be opened): every call does nothing."""
+
+    should_stop = False
+    path = None
+    tunable: dict[str, float] = {}
+
+    def log(self, metrics: dict[str, Any], step: int | None = None) -> None: ...
+    def log_images(self, images: Any, step: int | None = None) -> None: ...
+    def on_save(self, fn: Callable[[], Any]) -> None: ...
+    def on_set(self, fn: Callable[[dict[str, float]], Any]) -> None: ...
+    def finish(self, error: str | None = None) -> None: ...
+
+    def __enter__(self) -> NullRun:
+        return self
+
+    def __exit__(self, *exc: Any) -> None: ...
+
+
+def default_out(name: str) -> Path:
+    from gantui.run.rundir import runs_root
+
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.")[:60]
+    base = runs_root() / (time.strftime("%Y%m%d-%H%M%S") + (f"-{safe}" if safe else ""))
+    path, n = base, 1
+    while path.exists():
+        n += 1
+        path = base.with_name(f"{base.name}-{n}")
+    return path
+
+
+def init(name: str | None = None, config: dict[str, Any] | None = None, out: str | os.PathLike | None = None, *,
+         tunable: dict[str, float] | None = None, total_steps: int | None = None, device: str = "your loop",
+         serve: bool = True, quiet: bool = False) -> Any:
+    """A run for a loop of your own: its directory (`out`, or a new one under the runs directory),
+    served to `gantui watch` from the start. Prints how to watch it unless `quiet`."""
+    from gantui.run.publisher import Run
+    from gantui.run.rundir import RunDirBusy
+
+    if global_rank() != 0:
+        return NullRun()
+    for key, value in (tunable or {}).items():
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            raise TypeError(f"gantui: init(): the live setting {key!r} must be a number, got {value!r}")
+    path = Path(out).expanduser().resolve() if out is not None else default_out(name or "")
+    try:
+        run = Run(path, serve=serve, check_set=checker(dict(tunable or {})) if tunable else None, echo=True)
+        run.open_loop(name or path.name, dict(config or {}), dict(tunable or {}), total_steps, device)
+    except (OSError, RunDirBusy) as err:  # gantui's own I/O never ends the user's run
+        print(f"gantui: warning: the run is not published ({err})", file=sys.stderr, flush=True)
+        return NullRun()
+    if not quiet:
+        print(f"gantui: publishing to {run.path}; watch it with: gantui watch {run.path}", file=sys.stderr, flush=True)
+    _install_hooks()
+    return run
+
+
+_hooked = False
+
+
+def _install_hooks() -> None:
+    """At exit, finish what the loop left open: as an error when an exception ended the script."""
+    global _hooked
+    if _hooked:
+        return
+    _hooked = True
+    previous = sys.excepthook
+
+    def excepthook(kind: type[BaseException], error: BaseException, tb: Any) -> None:
+        if issubclass(kind, Exception):
+            _uncaught.append(f"{kind.__name__}: {error}")
+        previous(kind, error, tb)
+
+    sys.excepthook = excepthook
+
+    @atexit.register
+    def finish_open_runs() -> None:
+        for run in list(_open_runs):
+            run.finish(error=_uncaught[-1] if _uncaught else None)

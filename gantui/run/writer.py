@@ -1,0 +1,135 @@
+"""metrics.jsonl, kept open and written by a thread of its own.
+
+The producer's thread only queues a row (microseconds). The writer encodes the rows, appends them
+and flushes at most once a second (a row is on disk within about a second, and a fast loop does
+not pay a system call per row); `sync` flushes now (a pause, a stop) and `close` fsyncs (the end
+of a run). A write that fails (a full disk) is reported through `report`, and the rows go on
+being tried: the producer never sees the error.
+"""
+from __future__ import annotations
+
+import json
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from gantui.run.rundir import json_safe
+
+FLUSH_INTERVAL = 1.0  # seconds between flushes at most
+_STOP = object()
+
+
+class RowWriter:
+    def __init__(self, path: Path, report: Callable[[str], None], still_ours: Callable[[], bool]) -> None:
+        self.path, self.report, self.still_ours = path, report, still_ours
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._file: Any = None
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._flushed = time.monotonic()
+        self.gone = False  # the run directory was removed or replaced: nothing more is written
+
+    def put(self, row: dict[str, Any] | Callable[[], Any]) -> None:
+        """From any thread; never blocks, never raises."""
+        if self._thread is None:
+            with self._lock:
+                if self._thread is None:
+                    self._thread = threading.Thread(target=self._run, name="gantui-writer", daemon=True)
+                    self._thread.start()
+        self._queue.put(row)
+
+    def task(self, fn: Callable[[], Any]) -> None:
+        """Work for the writer's thread (a PNG to encode and write); an OSError is reported."""
+        self.put(fn)  # type: ignore[arg-type]
+
+    def sync(self, fsync: bool = False, timeout: float = 10.0) -> None:
+        """Until what was queued before this call is written and flushed (fsynced too, if asked)."""
+        if self._thread is None:
+            return
+        done = threading.Event()
+        self._queue.put((done, fsync))
+        done.wait(timeout)
+
+    def close(self) -> None:
+        """Flush, fsync, stop the thread (the end of a run)."""
+        if self._thread is None:
+            return
+        self.sync(fsync=True)
+        self._queue.put(_STOP)
+        self._thread.join(5.0)
+        self._thread = None
+        if self._file is not None:
+            try:
+                self._file.close()
+            except OSError:
+                pass
+            self._file = None
+
+    def _run(self) -> None:
+        while True:
+            try:
+                items = [self._queue.get(timeout=FLUSH_INTERVAL)]
+            except queue.Empty:
+                items = []
+            while True:
+                try:
+                    items.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            rows = [i for i in items if isinstance(i, dict)]
+            barriers = [i for i in items if isinstance(i, tuple)]
+            if rows:
+                self._write(rows)
+            for task in (i for i in items if callable(i)):
+                try:
+                    task()
+                except OSError as err:
+                    self.report(f"{getattr(err, 'filename', None) or 'a file'} not written: {err.strerror or err}")
+            if barriers or (self._file is not None and time.monotonic() - self._flushed >= FLUSH_INTERVAL):
+                self._flush(fsync=any(fsync for _, fsync in barriers))
+            for done, _ in barriers:
+                done.set()
+            if any(i is _STOP for i in items):
+                return
+
+    def _write(self, rows: list[dict[str, Any]]) -> None:
+        if self.gone:
+            return
+        text = "".join(json.dumps(json_safe(r), allow_nan=False) + "\n" for r in rows)
+        try:
+            if self._file is None:
+                if not self.still_ours():
+                    raise FileNotFoundError("the run directory was removed or replaced")
+                self._file = open(self.path, "a", encoding="utf-8")
+            self._file.write(text)
+        except OSError as err:
+            if isinstance(err, FileNotFoundError) or not self.still_ours():
+                self.gone = True
+                self.report("the run directory was removed or replaced: metrics.jsonl is no longer written")
+                return
+            self.report(f"metrics.jsonl not written: {err.strerror or err}")
+            self._reopen()
+
+    def _flush(self, fsync: bool) -> None:
+        self._flushed = time.monotonic()
+        if self._file is None:
+            return
+        try:
+            self._file.flush()
+            if fsync:
+                os.fsync(self._file.fileno())
+        except OSError as err:
+            self.report(f"metrics.jsonl not written: {err.strerror or err}")
+            self._reopen()
+
+    def _reopen(self) -> None:
+        """After a failed write: drop what the buffer holds (a partial line is skipped by readers)."""
+        try:
+            self._file.close()
+        except (OSError, AttributeError):
+            pass
+        self._file = None

@@ -1,0 +1,242 @@
+"""A training loop of the user's own, published through `gantui.init`: the API's promises, each
+where a user would meet it (the loop in a process of its own, watched and steered from others)."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import gantui
+from gantui.run import events as ev
+from gantui.run.history import History
+from gantui.run.replay import replay_snapshot
+from gantui.run.rundir import RunDir
+from gantui.run.runs import run_state, summary
+from test_watch import Peer, gantui as gantui_cli
+
+LOOP = textwrap.dedent("""
+    import sys, time, torch, gantui
+    out, steps = sys.argv[1], int(sys.argv[2])
+    run = gantui.init(name="loop", config={"lr": 0.1}, out=out, tunable={"lr": 0.1})
+    run.on_save(lambda: open(out + "/saved.txt", "w").write("saved") and out + "/saved.txt")
+    w = torch.ones(4, requires_grad=True)
+    step = 0
+    while step < steps:
+        step += 1
+        loss = (w * step).sum()
+        run.log({"loss/G": loss, "loss/D": 1.0 / step, "D_x": torch.tensor(0.25)}, step=step)
+        if step % 5 == 0:
+            run.log_images(torch.rand(8, 1, 28, 28) * 2 - 1, step=step)
+        if run.should_stop:
+            break
+        time.sleep(0.002)
+    run.finish()
+    print("ended", step, run.tunable["lr"])
+""")
+
+
+def start_loop(tmp_path: Path, steps: int = 10**7) -> tuple[Path, subprocess.Popen]:
+    script = tmp_path / "loop.py"
+    script.write_text(LOOP)
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, str(script), str(out), str(steps)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not (out / "gantui.sock").exists() or not (out / "metrics.jsonl").exists():
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "the loop did not start"
+        time.sleep(0.05)
+    return out, proc
+
+
+def rows(out: Path) -> list[dict]:
+    return [r for r in RunDir(out).read_metrics() if "event" not in r]
+
+
+def test_a_loop_is_listed_watched_paused_set_saved_stopped_and_replayed(tmp_path):
+    out, proc = start_loop(tmp_path)
+    try:
+        listed = gantui_cli("runs", "--root", str(tmp_path), "--json")
+        assert json.loads(listed.stdout)["status"] == "training"
+        peer = Peer(out)
+        snapshot = peer.until(lambda m: m["type"] == "snapshot")
+        assert snapshot["producer"] == "loop" and snapshot["tunable"] == {"lr": 0.1}
+        panes = snapshot["schema"] or peer.until(lambda m: m["type"] == "schema")["panes"]
+        assert [[key for key, _, _ in pane["lines"]] for pane in panes] == [["loss/G", "loss/D"], ["D_x"]]  # by prefix
+        peer.cmd("preview", count=4)
+        preview = peer.until(lambda m: m["type"] == "preview")
+        assert preview["shape"] == [4, 28, 28] and preview["source"] == "your loop"
+
+        peer.cmd("pause")  # the loop waits inside its next log()
+        paused = peer.until(lambda m: m["type"] == "paused")
+        time.sleep(0.5)
+        assert RunDir(out).read_status()["state"] == "paused"
+        still = rows(out)[-1]["step"]
+        assert still == paused["step"]
+        peer.cmd("set", values={"lr": 0.5})
+        peer.cmd("save")
+        peer.until(lambda m: m["type"] == "saved")
+        assert (out / "saved.txt").read_text() == "saved"
+        peer.cmd("set", values={"batch_size": 2})
+        refused = peer.until(lambda m: m["type"] == "error")
+        assert "not a live setting of this run" in refused["error"]
+        time.sleep(0.3)
+        assert rows(out)[-1]["step"] == still  # nothing trained while paused
+        peer.cmd("resume")
+        peer.until(lambda m: m["type"] == "metrics" and m["rows"][-1]["step"] > still)
+        peer.close()
+
+        stopped = gantui_cli("stop", str(out))  # returns once the loop has finished the run
+        assert stopped.returncode == 0, stopped.stderr
+        assert RunDir(out).read_status()["state"] == "stopped" and not RunDir(out).is_locked()
+        stdout = proc.communicate(timeout=30)[0]
+        assert stdout.split()[0] == "ended" and float(stdout.split()[2]) == 0.5  # run.tunable followed the set
+    finally:
+        proc.kill()
+    assert run_state(RunDir(out)) == "stopped"
+    set_rows = [r for r in RunDir(out).read_metrics() if r.get("event") == "set"]
+    assert set_rows and set_rows[0]["values"] == {"lr": 0.5}
+
+    replay = replay_snapshot(RunDir(out))  # after it finished: the curves, its shape, the newest grid
+    assert not replay.live and replay.producer == "loop" and replay.image_shape == [1, 28, 28]
+    assert replay.history[0]["step"] == 1 and replay.history[-1]["step"] == rows(out)[-1]["step"]
+    assert replay.preview is not None and replay.preview.images.shape[1:] == (28, 28)
+    assert {key for pane in replay.schema for key, _, _ in pane["lines"]} == {"loss/G", "loss/D", "D_x"}
+
+
+def test_a_killed_loop_is_listed_as_killed(tmp_path):
+    out, proc = start_loop(tmp_path)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+    listed = gantui_cli("runs", "--root", str(tmp_path), "--json")
+    assert json.loads(listed.stdout)["status"] == "killed"
+
+
+@pytest.mark.parametrize("ending, state, error", [
+    ("with gantui.init(out=OUT) as run:\n    run.log({'a': 1.0})\n    raise RuntimeError('boom')", "error",
+     "RuntimeError: boom"),
+    ("run = gantui.init(out=OUT)\nrun.log({'a': 1.0})\nraise RuntimeError('bang')", "error", "RuntimeError: bang"),
+    ("run = gantui.init(out=OUT)\nrun.log({'a': 1.0})", "done", None),  # finish() forgotten: atexit
+])
+def test_a_run_the_loop_did_not_finish_is_finished_for_it(tmp_path, ending, state, error):
+    out = tmp_path / "run"
+    script = f"import gantui\nOUT = {str(out)!r}\n{ending}\n"
+    subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=60)
+    status = RunDir(out).read_status()
+    assert status["state"] == state and status.get("error") == error
+    assert not RunDir(out).is_locked() and not (out / "gantui.sock").exists()
+
+
+def test_other_ranks_get_a_run_that_does_nothing(tmp_path):
+    script = ("import gantui\nrun = gantui.init(out=%r)\nrun.log({'a': 'not even checked'})\n"
+              "print(type(run).__name__, run.should_stop)\nrun.finish()" % str(tmp_path / "run"))
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "RANK": "1"})
+    assert done.stdout.split() == ["NullRun", "False"] and not (tmp_path / "run").exists()
+
+
+def test_bad_input_is_raised_in_the_caller_at_once(tmp_path):
+    run = gantui.init(out=tmp_path / "run", serve=False, quiet=True)
+    for value, what in (("high", "a str"), ([1.0, 2.0], "a list"), (torch.ones(3), "a Tensor of 3 elements"),
+                        (np.ones(2), "a ndarray of 2 elements")):
+        with pytest.raises(TypeError, match=f"'loss' is {what}, not a number"):
+            run.log({"ok": 1.0, "loss": value})
+    with pytest.raises(ValueError, match="'step' is a name gantui gives its rows"):
+        run.log({"step": 1})
+    for shape in ((64,), (64, 3), (2, 3, 4, 4, 4)):
+        with pytest.raises(ValueError, match=f"shape {re.escape(str(shape))} is not images"):
+            run.log_images(np.zeros(shape))
+    with pytest.raises(ValueError, match=r"shape \(2, 5, 28, 28\) is not images"):
+        run.log_images(torch.zeros(2, 5, 28, 28))
+    w = torch.ones(3, requires_grad=True)
+    run.log({"grad": (w * 2).sum(), "np": np.float32(0.5), "zero_d": np.array(2.0), "nan": float("nan"),
+             "flag": True}, step=7)
+    run.finish()
+    (row,) = rows(tmp_path / "run")  # the rejected calls left nothing behind
+    assert row["step"] == 7 and row["grad"] == 6.0 and row["np"] == 0.5 and row["zero_d"] == 2.0 and row["flag"] == 1.0
+    assert row["nan"] is None and row["nonfinite"] == ["nan"]
+
+
+def test_rows_of_a_fast_loop_are_combined_and_read_in_one_sync(tmp_path, monkeypatch):
+    reads = []
+    real_tolist = torch.Tensor.tolist
+    monkeypatch.setattr(torch.Tensor, "tolist", lambda self: reads.append(self.shape) or real_tolist(self))
+    run = gantui.init(out=tmp_path / "run", serve=False, quiet=True)
+    for step in range(1, 2001):
+        run.log({"a": torch.tensor(float(step)), "b": float(step)}, step=step)
+    run.finish()
+    got = rows(tmp_path / "run")
+    assert got[0]["step"] == 1 and got[-1]["step"] == 2000  # the first call is a row of its own
+    assert len(got) < 200 and sum(r["steps"] for r in got) == 2000
+    assert len(reads) == len(got)  # one .tolist() per row, whatever the calls it combines
+    for r in got:  # each key the mean of the steps the row combines
+        first = r["step"] - r["steps"] + 1
+        assert math.isclose(r["a"], (first + r["step"]) / 2) and math.isclose(r["b"], r["a"])
+
+
+def test_images_in_every_layout_and_range(tmp_path):
+    from gantui.run import images as img
+
+    grey = np.linspace(-1, 1, 4 * 28 * 28, dtype=np.float32).reshape(4, 1, 28, 28)
+    assert img.tiles(grey, 2).shape == (2, 28, 28)
+    assert img.tiles(grey, 2)[0, 0, 0] == 0 and img.tiles(grey, 4)[-1, -1, -1] == 255  # [-1, 1]
+    rgb = torch.rand(3, 32, 32, 3)  # NHWC in [0, 1]
+    tiles = img.tiles(rgb, 8)
+    assert tiles.shape == (3, 32, 32, 3) and np.array_equal(tiles, (rgb.numpy() * 255 + 0.5).astype(np.uint8))
+    assert img.tiles(np.full((28, 28), 7, np.uint8), 4).shape == (1, 28, 28)  # one image, uint8 as it is
+    assert img.grid(img.tiles(grey, 4), nrow=2).shape == (2 + 2 * 30, 2 + 2 * 30)
+
+
+def test_the_history_of_a_long_run_covers_it_in_bounded_memory():
+    history = History(size=2000)
+    for step in range(1, 200_001):
+        history.append({"step": step})
+    steps = [row["step"] for row in history]
+    assert len(steps) <= 2000 and steps[0] == 1 and steps[-1] == 200_000
+    assert steps == sorted(steps) and steps[-1000:] == list(range(199_001, 200_001))  # the recent past in full
+    older = [row["step"] for row in history.older]
+    assert {b - a for a, b in zip(older, older[1:])} == {history.stride}  # the older part evenly thinned
+
+
+def test_runs_and_replay_read_a_run_of_millions_of_rows_quickly(tmp_path):
+    out = tmp_path / "run"
+    RunDir(out).create().write_config({"producer": "loop", "schema": [{"title": "loss", "lines": [["a", "a", ".4g"]]}]})
+    with open(out / "metrics.jsonl", "w") as f:
+        block = 100_000
+        for start in range(0, 3_000_000, block):
+            f.write("".join(f'{{"step": {s}, "a": 0.5}}\n' for s in range(start + 1, start + block + 1)))
+    began = time.perf_counter()
+    row = summary(RunDir(out))
+    took = time.perf_counter() - began
+    assert row["step"] == 3_000_000 and took < 1.0, took
+    began = time.perf_counter()
+    replay = replay_snapshot(RunDir(out))
+    took = time.perf_counter() - began
+    assert replay.history[0]["step"] == 1 and replay.history[-1]["step"] == 3_000_000 and took < 1.0, took
+    assert len(replay.history) <= 2000
+
+
+def test_a_repeated_notice_is_sent_once_with_a_count(tmp_path):
+    from gantui.run.publisher import Run
+
+    run = Run(tmp_path / "run", serve=False)
+    seen = []
+    run.hub.subscribe(seen.append)
+    for _ in range(200):
+        run.warn("metrics.jsonl not written: No space left on device")
+    assert [e.text for e in seen if isinstance(e, ev.Notice)] == ["metrics.jsonl not written: No space left on device"]
+    run._repeats["metrics.jsonl not written: No space left on device"][0] -= 60  # the window has passed
+    run.warn("metrics.jsonl not written: No space left on device")
+    assert seen[-1].text.endswith("(199 more like it before this)")
+    run.close()
