@@ -16,7 +16,7 @@ __all__ = ["Run", "init"]
 
 def __getattr__(name: str) -> Any:
     if name == "init":
-        from gantui.run.loop import init
+        from gantui.run.api import init
 
         return init
     if name == "Run":

@@ -240,3 +240,25 @@ def test_a_repeated_notice_is_sent_once_with_a_count(tmp_path):
     run.warn("metrics.jsonl not written: No space left on device")
     assert seen[-1].text.endswith("(199 more like it before this)")
     run.close()
+
+
+def test_the_trainers_intervals_follow_the_clock_where_asked_and_steps_where_given(tiny_config, monkeypatch):
+    """On CUDA the intervals whose flag was not given follow the clock (Config.timed, set by the
+    CLI); here the same on the CPU, with short periods."""
+    import argparse
+
+    from gantui.cli.train import timed_intervals
+    from gantui.engine import intervals
+    from gantui.engine.trainer import Trainer
+
+    args = argparse.Namespace(resume=None, log_every=None, sample_every=7, save_every=None, eval_every=None)
+    config = tiny_config()
+    assert timed_intervals(config, args, "cuda") == ("log_every", "save_every", "eval_every")
+    assert timed_intervals(config, args, "cpu") == ()
+    monkeypatch.setitem(intervals.PERIODS, "log_every", 0.05)
+    events = []
+    trainer = Trainer(tiny_config(steps=40, log_every=1000, sample_every=1000, timed=("log_every",)), events.append)
+    trainer.run()
+    steps = [e.row["step"] for e in events if isinstance(e, ev.Metrics)]
+    assert len(steps) >= 3 and steps[-1] == 40 and all(s < 1000 for s in steps)  # by the clock, not every 1000
+    assert any("by the clock: log every 0.05 s" in e.text for e in events if isinstance(e, ev.Notice))

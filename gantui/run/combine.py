@@ -24,12 +24,13 @@ def number(key: str, value: Any) -> Any:
     kind = type(value)
     if kind is float or kind is int or kind is bool:
         return float(value)
-    if isinstance(value, numbers.Real):  # numpy's scalars, Fraction, Decimal...
+    if kind.__module__.startswith("torch"):  # before the ABC check below, which is slow for a tensor
+        if value.numel() == 1 and not value.is_complex():
+            return value.detach()  # a view: no kernel, no sync, and the loop's graph is let go
+    elif isinstance(value, numbers.Real):  # numpy's scalars, Fraction, Decimal...
         return float(value)
     size = getattr(value, "numel", None) or getattr(value, "size", None)
     size = size() if callable(size) else size
-    if kind.__module__.startswith("torch") and size == 1 and not value.is_complex():
-        return value.detach().reshape(())
     if kind.__module__.startswith("numpy") and size == 1 and value.dtype.kind in "biuf":
         return float(value.reshape(()))
     what = f"a {kind.__name__} of {size} elements" if isinstance(size, int) and size != 1 else f"a {kind.__name__}"
@@ -73,11 +74,7 @@ class Combiner:
         if not self.calls:
             self._since = now
             return None
-        floats = read_tensors(self.values)
-        row: dict[str, Any] = {"step": self.step, "steps": self.calls}
-        for key, values in floats.items():
-            row[key] = math.fsum(values) / len(values) if all(map(math.isfinite, values)) else next(
-                v for v in values if not math.isfinite(v))  # a NaN or an inf shows as such
+        row: dict[str, Any] = {"step": self.step, "steps": self.calls, **means(self.values)}
         if self._last_row is not None and now > self._last_row[1]:
             row["steps_per_s"] = max(self.step - self._last_row[0], 0) / (now - self._last_row[1])
         row["time"] = time.time()
@@ -86,20 +83,24 @@ class Combiner:
         return row
 
 
-def read_tensors(values: dict[str, list[Any]]) -> dict[str, list[float]]:
-    """Every tensor among `values` read to the host with one `.tolist()` per device."""
-    tensors = [(key, i, v) for key, vs in values.items() for i, v in enumerate(vs) if not isinstance(v, float)]
-    out = {key: list(vs) for key, vs in values.items()}
-    if not tensors:
-        return out
-    import torch
+def means(values: dict[str, list[Any]]) -> dict[str, float]:
+    """Each key's mean over the calls (a NaN or an inf among them shows as such). A key's tensors
+    are averaged on their device, and every key's mean read with one `.tolist()` per device."""
+    out: dict[str, float] = {}
+    on_device: dict[Any, list[tuple[str, Any]]] = {}
+    for key, vs in values.items():
+        floats = [v for v in vs if type(v) is float]
+        if len(floats) == len(vs):
+            out[key] = math.fsum(floats) / len(floats) if all(map(math.isfinite, floats)) else sum(floats) / len(floats)
+            continue
+        import torch  # only when a tensor was logged: importing gantui loads no torch
 
-    by_device: dict[Any, list[tuple[str, int, Any]]] = {}
-    for item in tensors:
-        by_device.setdefault(item[2].device, []).append(item)
-    for items in by_device.values():
         with torch.no_grad():
-            read = torch.stack([t.to(torch.float64) for _, _, t in items]).tolist()
-        for (key, i, _), value in zip(items, read):
-            out[key][i] = value
-    return out
+            device = next(v for v in vs if type(v) is not float).device
+            stacked = torch.stack([torch.tensor(v, device=device) if type(v) is float else v if v.dim() == 0
+                                   else v.reshape(()) for v in vs]).double()
+            on_device.setdefault(stacked.device, []).append((key, stacked.mean()))
+    for items in on_device.values():
+        for (key, _), value in zip(items, torch.stack([m for _, m in items]).tolist()):
+            out[key] = value
+    return {key: out[key] for key in values}  # in the order first logged

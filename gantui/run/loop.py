@@ -16,15 +16,9 @@ signal handler.
 """
 from __future__ import annotations
 
-import atexit
 import math
-import os
-import re
-import sys
 import time
-import weakref
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from gantui.run import events as ev
@@ -33,16 +27,6 @@ from gantui.run.combine import Combiner
 
 GRID_INTERVAL = 10.0  # seconds between the sample grids a loop's images leave in samples/
 GRID_TILES = 64
-_open_runs: weakref.WeakSet[Any] = weakref.WeakSet()
-_uncaught: list[str] = []  # the message of an exception that ended the script (sys.excepthook)
-
-
-def global_rank() -> int:
-    """This process's rank under torch.distributed or torchrun; 0 when not distributed."""
-    dist = sys.modules.get("torch.distributed")
-    if dist is not None and dist.is_available() and dist.is_initialized():
-        return dist.get_rank()
-    return int(os.environ.get("RANK", "0") or 0)
 
 
 def json_ready(value: Any) -> Any:
@@ -105,7 +89,6 @@ class LoopAPI:
             run_dir=str(self.path), device=device, step=0, total_steps=self.total_steps, steps_per_epoch=0,
             config=self._config(), evaluation="not evaluated (a loop of your own)", tunable=dict(self.tunable),
             producer="loop"))
-        _open_runs.add(self)
 
     def _config(self) -> dict[str, Any]:
         return {"producer": "loop", "name": self.name, "out": str(self.path), "resolved_device": self.device,
@@ -125,9 +108,7 @@ class LoopAPI:
         self.step = self.step + 1 if step is None else int(step)
         if self.combiner.add(metrics, self.step):
             self._flush_row()
-        controls = self.controls
-        if not controls._running.is_set() or not controls._commands.empty():
-            self._steer()
+        self.poll()
 
     def log_images(self, images: Any, step: int | None = None) -> None:
         """A batch of images (NCHW or NHWC, float in [-1, 1] or [0, 1], or uint8): copied only as
@@ -153,6 +134,13 @@ class LoopAPI:
             self.writer.task(lambda: img.write_png(path, img.grid(pixels)))
         if wanted:
             self.hub.preview_cost(time.perf_counter() - began)
+
+    def poll(self) -> None:
+        """A step boundary with nothing to log: a watcher's pause waits here, a save or a setting
+        is done here (`log` does this itself)."""
+        controls = self.controls
+        if not controls._running.is_set() or not controls._commands.empty():
+            self._steer()
 
     @property
     def should_stop(self) -> bool:
@@ -251,6 +239,7 @@ class NullRun:
 
     def log(self, metrics: dict[str, Any], step: int | None = None) -> None: ...
     def log_images(self, images: Any, step: int | None = None) -> None: ...
+    def poll(self) -> None: ...
     def on_save(self, fn: Callable[[], Any]) -> None: ...
     def on_set(self, fn: Callable[[dict[str, float]], Any]) -> None: ...
     def finish(self, error: str | None = None) -> None: ...
@@ -259,65 +248,3 @@ class NullRun:
         return self
 
     def __exit__(self, *exc: Any) -> None: ...
-
-
-def default_out(name: str) -> Path:
-    from gantui.run.rundir import runs_root
-
-    safe = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.")[:60]
-    base = runs_root() / (time.strftime("%Y%m%d-%H%M%S") + (f"-{safe}" if safe else ""))
-    path, n = base, 1
-    while path.exists():
-        n += 1
-        path = base.with_name(f"{base.name}-{n}")
-    return path
-
-
-def init(name: str | None = None, config: dict[str, Any] | None = None, out: str | os.PathLike | None = None, *,
-         tunable: dict[str, float] | None = None, total_steps: int | None = None, device: str = "your loop",
-         serve: bool = True, quiet: bool = False) -> Any:
-    """A run for a loop of your own: its directory (`out`, or a new one under the runs directory),
-    served to `gantui watch` from the start. Prints how to watch it unless `quiet`."""
-    from gantui.run.publisher import Run
-    from gantui.run.rundir import RunDirBusy
-
-    if global_rank() != 0:
-        return NullRun()
-    for key, value in (tunable or {}).items():
-        if not isinstance(value, int | float) or isinstance(value, bool):
-            raise TypeError(f"gantui: init(): the live setting {key!r} must be a number, got {value!r}")
-    path = Path(out).expanduser().resolve() if out is not None else default_out(name or "")
-    try:
-        run = Run(path, serve=serve, check_set=checker(dict(tunable or {})) if tunable else None, echo=True)
-        run.open_loop(name or path.name, dict(config or {}), dict(tunable or {}), total_steps, device)
-    except (OSError, RunDirBusy) as err:  # gantui's own I/O never ends the user's run
-        print(f"gantui: warning: the run is not published ({err})", file=sys.stderr, flush=True)
-        return NullRun()
-    if not quiet:
-        print(f"gantui: publishing to {run.path}; watch it with: gantui watch {run.path}", file=sys.stderr, flush=True)
-    _install_hooks()
-    return run
-
-
-_hooked = False
-
-
-def _install_hooks() -> None:
-    """At exit, finish what the loop left open: as an error when an exception ended the script."""
-    global _hooked
-    if _hooked:
-        return
-    _hooked = True
-    previous = sys.excepthook
-
-    def excepthook(kind: type[BaseException], error: BaseException, tb: Any) -> None:
-        if issubclass(kind, Exception):
-            _uncaught.append(f"{kind.__name__}: {error}")
-        previous(kind, error, tb)
-
-    sys.excepthook = excepthook
-
-    @atexit.register
-    def finish_open_runs() -> None:
-        for run in list(_open_runs):
-            run.finish(error=_uncaught[-1] if _uncaught else None)

@@ -77,7 +77,7 @@ class Run(LoopAPI):
             if self.echo and event.level != "information":
                 print(f"gantui: {event.level}: {event.text}", file=sys.stderr, flush=True)
         elif isinstance(event, ev.Metrics | ev.Quality):
-            self.writer.put(event.row)
+            self.writer.put(event.row if "time" in event.row else {"time": time.time(), **event.row})
         elif isinstance(event, ev.Settings):
             self.row({"event": "set", "step": event.step, "values": event.values})
         self.hub.publish(event)

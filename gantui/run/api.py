@@ -1,0 +1,89 @@
+"""`gantui.init`: a run for a loop of the user's own, and what finishes it when the loop does not.
+
+Only global rank 0 publishes; any other rank gets a `NullRun`. A run the script forgot to finish
+is finished at exit (as an error when an uncaught exception ended the script: `sys.excepthook`
+is chained, never replaced). No signal handler is installed in the user's process.
+"""
+from __future__ import annotations
+
+import atexit
+import os
+import re
+import sys
+import time
+import weakref
+from pathlib import Path
+from typing import Any
+
+from gantui.run.loop import NullRun, checker
+from gantui.run.publisher import Run
+from gantui.run.rundir import RunDirBusy, runs_root
+
+_open_runs: weakref.WeakSet[Any] = weakref.WeakSet()
+_uncaught: list[str] = []  # the message of an exception that ended the script
+
+
+def global_rank() -> int:
+    """This process's rank under torch.distributed or torchrun; 0 when not distributed."""
+    dist = sys.modules.get("torch.distributed")
+    if dist is not None and dist.is_available() and dist.is_initialized():
+        return dist.get_rank()
+    return int(os.environ.get("RANK", "0") or 0)
+
+
+def default_out(name: str) -> Path:
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.")[:60]
+    base = runs_root() / (time.strftime("%Y%m%d-%H%M%S") + (f"-{safe}" if safe else ""))
+    path, n = base, 1
+    while path.exists():
+        n += 1
+        path = base.with_name(f"{base.name}-{n}")
+    return path
+
+
+def init(name: str | None = None, config: dict[str, Any] | None = None, out: str | os.PathLike | None = None, *,
+         tunable: dict[str, float] | None = None, total_steps: int | None = None, device: str = "your loop",
+         serve: bool = True, quiet: bool = False) -> Any:
+    """A run for a loop of your own: its directory (`out`, or a new one under the runs directory),
+    served to `gantui watch` from the start. Prints how to watch it unless `quiet`."""
+    if global_rank() != 0:
+        return NullRun()
+    for key, value in (tunable or {}).items():
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            raise TypeError(f"gantui: init(): the live setting {key!r} must be a number, got {value!r}")
+    path = Path(out).expanduser().resolve() if out is not None else default_out(name or "")
+    try:
+        run = Run(path, serve=serve, check_set=checker(dict(tunable or {})) if tunable else None, echo=True)
+        run.open_loop(name or path.name, dict(config or {}), dict(tunable or {}), total_steps, device)
+    except (OSError, RunDirBusy) as err:  # gantui's own I/O never ends the user's run
+        print(f"gantui: warning: the run is not published ({err})", file=sys.stderr, flush=True)
+        return NullRun()
+    _open_runs.add(run)
+    if not quiet:
+        print(f"gantui: publishing to {run.path}; watch it with: gantui watch {run.path}", file=sys.stderr, flush=True)
+    _install_hooks()
+    return run
+
+
+_hooked = False
+
+
+def _install_hooks() -> None:
+    """At exit, finish what the loop left open: as an error when an exception ended the script."""
+    global _hooked
+    if _hooked:
+        return
+    _hooked = True
+    previous = sys.excepthook
+
+    def excepthook(kind: type[BaseException], error: BaseException, tb: Any) -> None:
+        if issubclass(kind, Exception):
+            _uncaught.append(f"{kind.__name__}: {error}")
+        previous(kind, error, tb)
+
+    sys.excepthook = excepthook
+
+    @atexit.register
+    def finish_open_runs() -> None:
+        for run in list(_open_runs):
+            run.finish(error=_uncaught[-1] if _uncaught else None)
