@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import base64
+import zlib
 import contextlib
 import json
 import os
@@ -84,7 +85,7 @@ def live_run(tmp_path):
 
 
 def test_the_dashboard_and_the_clients_import_no_torch():
-    code = ("import sys, gantui.ui.app, gantui.commands, gantui.run.client, gantui.run.server, "
+    code = ("import sys, gantui.ui.app, gantui.cli.commands, gantui.run.client, gantui.run.server, "
             "gantui.run.replay, gantui.run.hub, gantui.run.runs;"
             "bad = [m for m in sys.modules if m == 'torch' or m.startswith('gantui.engine')];"
             "print(bad); sys.exit(1 if bad else 0)")
@@ -97,7 +98,7 @@ def test_a_run_serves_a_snapshot_events_and_commands(live_run):
     assert (out / "gantui.sock").stat().st_mode & 0o777 == 0o600
     a, b = Peer(out), Peer(out)
     hello = a.read()
-    assert hello["type"] == "hello" and hello["protocol"] == 1
+    assert hello["type"] == "hello" and hello["protocol"] == 2
     a_name = hello["client"]
     snapshot = a.read()
     assert snapshot["type"] == "snapshot" and snapshot["state"] == "training" and snapshot["history"]
@@ -107,7 +108,9 @@ def test_a_run_serves_a_snapshot_events_and_commands(live_run):
     a.cmd("preview", count=4)
     assert a.until(lambda m: m["type"] == "ok")["cmd"] == "preview"
     preview = a.until(lambda m: m["type"] == "preview")
-    assert preview["shape"] == [4, 28, 28] and len(base64.b64decode(preview["data"])) == 4 * 28 * 28
+    assert preview["shape"] == [4, 28, 28] and preview["codec"] == "zlib"
+    pixels = zlib.decompress(base64.b64decode(preview["data"]))  # the 16 levels the dashboard draws
+    assert len(pixels) == 4 * 28 * 28 and len(set(pixels)) <= 16 and len(base64.b64decode(preview["data"])) < len(pixels)
     b.cmd("pause")
     paused = a.until(lambda m: m["type"] == "paused")
     assert paused["paused"] and paused["by"] == b_name  # a's dashboard says: paused from another terminal
@@ -388,8 +391,13 @@ def test_set_over_the_socket_is_checked_and_applied(tmp_path):
         assert peer.until(lambda m: m["type"] == "ok")["cmd"] == "set"
         announced = other.until(lambda m: m["type"] == "settings")
         assert announced["values"] == {"lr_d": 5e-5, "ema": 0.99}
-        rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-        assert [r["values"] for r in rows if r.get("event") == "set"] == [{"lr_d": 5e-5, "ema": 0.99}]
+        from gantui.run.rundir import RunDir
+
+        deadline = time.monotonic() + 10  # rows are on disk within a second (the writer flushes once a second)
+        while not (sets := [r["values"] for r in RunDir(out).read_metrics() if r.get("event") == "set"]):
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        assert sets == [{"lr_d": 5e-5, "ema": 0.99}]
         step = last_step(out)
         wait_for_step(out, step + 4)  # training went on
         assert proc.poll() is None

@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import shlex
+import zlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +17,7 @@ from gantui.run import protocol
 
 Post = Callable[[Any], Any]
 READ_LIMIT = 256 * 2**20  # a snapshot with the whole history is one line of a few MB
+MAX_FOREIGN = 100  # lines before the hello that are not gantui's (an ssh banner) skipped at most
 TRANSPORT_ENV = "GANTUI_SSH"  # the command `watch HOST:RUN` runs instead of ssh (tests, jump hosts)
 
 
@@ -63,12 +65,18 @@ class StreamLink:
         self.name: str | None = None
         self.writer: asyncio.StreamWriter | None = None
         self.stderr: Callable[[], Awaitable[bytes]] | None = None  # a relay's error output
+        self.foreign = 0  # lines that were not messages
 
     async def run(self, post: Post) -> None:
         """Read until the run or the link goes away; every message becomes events for `post`."""
         try:
             reader, self.writer = await self.opener()
-            hello = json.loads(await reader.readline() or b"null")
+            hello = None
+            for _ in range(MAX_FOREIGN):  # a login banner may come first over ssh
+                line = await reader.readline()
+                hello = self._parse(line, post) if line else None
+                if hello is not None or not line:
+                    break
         except (OSError, ValueError) as err:
             post(ConnectionLost(f"cannot reach the run at {self.where}: {err}"))
             return
@@ -88,7 +96,9 @@ class StreamLink:
             if not line:
                 post(ConnectionLost("the run closed the connection"))
                 return
-            msg = json.loads(line)
+            msg = self._parse(line, post)
+            if msg is None:
+                continue
             if msg.get("type") == "error":
                 post(ev.Notice(f"the run says: {msg.get('error')}", "error"))
                 continue
@@ -96,6 +106,20 @@ class StreamLink:
             for event in decoded if isinstance(decoded, list) else [decoded]:
                 if event is not None:
                     post(event)
+
+    def _parse(self, line: bytes, post: Post) -> dict[str, Any] | None:
+        """A message, or None for a line that is not one (said once, with the line)."""
+        try:
+            msg = json.loads(line)
+        except ValueError:
+            msg = None
+        if isinstance(msg, dict):
+            return msg
+        self.foreign += 1
+        if self.foreign == 1:
+            text = line.decode(errors="replace").strip()[:80]
+            post(ev.Notice(f"skipped a line that is not gantui's (a login banner?): {text!r}", "warning"))
+        return None
 
     async def _why(self, first: Any) -> str:
         if isinstance(first, dict) and first.get("type") == "error":
@@ -122,7 +146,7 @@ def socket_link(path: os.PathLike[str] | str) -> StreamLink:
 
 def relay_link(host: str, run: str) -> StreamLink:
     """`ssh HOST gantui relay RUN`: only the run's events cross the network."""
-    command = [*shlex.split(os.environ.get(TRANSPORT_ENV, "ssh")), host, "gantui", "relay", shlex.quote(run)]
+    command = [*shlex.split(os.environ.get(TRANSPORT_ENV, "ssh")), host, "gantui", "relay", "--zlib", shlex.quote(run)]
     link: StreamLink
 
     async def opener() -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
@@ -130,10 +154,38 @@ def relay_link(host: str, run: str) -> StreamLink:
                                                     stdout=asyncio.subprocess.PIPE,
                                                     stderr=asyncio.subprocess.PIPE, limit=READ_LIMIT)
         link.stderr = proc.stderr.read
-        return proc.stdout, proc.stdin
+        return inflated(proc.stdout), proc.stdin
 
     link = StreamLink(opener, f"{host}:{run}")
     return link
+
+
+def inflated(compressed: asyncio.StreamReader) -> asyncio.StreamReader:
+    """The relay's zlib stream as the plain one. What comes before the relay's protocol.ZLIB_MARK (a line a
+    login shell printed) passes through as it is, for the reader to skip and say so."""
+    plain = asyncio.StreamReader(limit=READ_LIMIT)
+
+    async def pump() -> None:
+        unzip, before = None, b""
+        try:
+            while chunk := await compressed.read(1 << 16):
+                if unzip is None:
+                    before += chunk
+                    if protocol.ZLIB_MARK not in before:
+                        continue
+                    foreign, chunk = before.split(protocol.ZLIB_MARK, 1)
+                    plain.feed_data(foreign)
+                    unzip = zlib.decompressobj()
+                plain.feed_data(unzip.decompress(chunk))
+        except Exception as err:  # the link broke (or the stream is damaged): the reader says so
+            plain.set_exception(err)
+            return
+        if unzip is None:
+            plain.feed_data(before)
+        plain.feed_eof()
+
+    plain._pump = asyncio.ensure_future(pump())  # type: ignore[attr-defined]  (kept alive with the reader)
+    return plain
 
 
 class ReplayLink:

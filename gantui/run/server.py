@@ -30,11 +30,30 @@ MAX_EVENTS = 512  # queued events (not rows, not previews) before a client count
 DRAIN_TIMEOUT = 20.0  # seconds a client may leave its data unread before it is dropped
 COMMAND_RATE = 50.0  # commands a second a client may send on average...
 COMMAND_BURST = 100  # ...and at once; past that each gets an error reply, and past 10x the burst it is dropped
+SOL_LOCAL = 0  # the socket level of LOCAL_PEERCRED (macOS, the BSDs)
+
+
+class NoPeerCheck(OSError):
+    """This platform cannot tell who connects to a Unix socket: the run is not served."""
 
 
 def peer_uid(sock: socket.socket) -> int:
-    creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-    return struct.unpack("3i", creds)[1]
+    """The uid of the process at the other end: SO_PEERCRED on Linux, LOCAL_PEERCRED (a struct
+    xucred: version, uid, ...) on macOS and the BSDs."""
+    if hasattr(socket, "SO_PEERCRED"):
+        creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+        return struct.unpack("3i", creds)[1]
+    if hasattr(socket, "LOCAL_PEERCRED"):
+        creds = sock.getsockopt(SOL_LOCAL, socket.LOCAL_PEERCRED, struct.calcsize("Ii") + 2 + 4 * 16)
+        return struct.unpack_from("Ii", creds)[1]
+    raise NoPeerCheck("this platform cannot tell who connects to a socket, so the run is not served "
+                      "(gantui watch and stop need SO_PEERCRED or LOCAL_PEERCRED)")
+
+
+def check_peer_credentials() -> None:
+    """Before serving: NoPeerCheck where no peer check exists (never a socket anyone could steer)."""
+    if not (hasattr(socket, "SO_PEERCRED") or hasattr(socket, "LOCAL_PEERCRED")):
+        peer_uid(None)  # type: ignore[arg-type]
 
 
 def socket_answers(path: Path) -> bool:
@@ -57,7 +76,7 @@ class Client:
         self.server, self.writer = server, writer
         self.name = ""
         self._lock = threading.Lock()
-        self._queue: deque[dict[str, Any]] = deque()  # messages to write, in order
+        self._queue: deque[dict[str, Any] | ev.Started] = deque()  # messages to write, in order (a snapshot unencoded)
         self._rows: list[dict[str, Any]] | None = None  # the metrics message at the queue's end, still growing
         self._preview: ev.Preview | None = None
         self._overflow = False
@@ -79,6 +98,9 @@ class Client:
                     self._rows.append(event.row)
                 else:
                     self._overflow = True
+            elif isinstance(event, ev.Started):  # a snapshot: encoded by the writer, outside the hub's lock
+                self._queue.append(event)
+                self._rows = None
             else:
                 self._queue.append(protocol.encode(event))
                 self._rows = None
@@ -119,7 +141,8 @@ class Client:
             queued, preview, overflow = self.take()
             if overflow:
                 return "too far behind: dropped (it read too slowly)"
-            messages = [*queued, *([protocol.encode(preview)] if preview is not None else [])]
+            messages = [m if isinstance(m, dict) else protocol.encode(m) for m in queued]
+            messages += [protocol.encode(preview)] if preview is not None else []
             for message in messages:
                 if message.get("type") == "metrics":
                     message["rows"] = protocol.finite(message["rows"])
@@ -182,6 +205,7 @@ class RunServer:
 
     def start(self) -> Path:
         """Bind (mode 0600, replacing a socket a killed process left) and serve in a daemon thread."""
+        check_peer_credentials()
         self.run_dir.path.mkdir(parents=True, exist_ok=True)
         if self.path.parent != self.run_dir.path:
             self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -245,7 +269,7 @@ class RunServer:
                 self.hub.publish(ev.Notice(f"a watcher ({client.name}) was dropped: {reason}", "warning"))
                 with contextlib.suppress(Exception):
                     queued, _, _ = client.take()
-                    writer.write(b"".join(protocol.dumps(m) for m in queued if m.get("type") != "metrics"))
+                    writer.write(b"".join(protocol.dumps(m) for m in queued if isinstance(m, dict) and m.get("type") != "metrics"))
                     writer.write(protocol.dumps({"type": "bye", "reason": reason}))
                     await asyncio.wait_for(writer.drain(), 1.0)
         except Exception:  # a client's failure is the client's alone: never the trainer's

@@ -118,6 +118,11 @@ class RowWriter:
         self._flushed = time.monotonic()
         if self._file is None:
             return
+        if not self.still_ours():  # a stat a second: a newer run's files are not ours to write
+            self.gone = True
+            self.report("the run directory was removed or replaced: metrics.jsonl is no longer written")
+            self._reopen()
+            return
         try:
             self._file.flush()
             if fsync:

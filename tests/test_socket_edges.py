@@ -1,0 +1,130 @@
+"""What a new user of the socket found: a login banner, a platform without SO_PEERCRED, checkpoint
+names past 10^8 steps, a run directory deleted and made again under a detached run."""
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import struct
+
+
+from gantui.run import events as ev
+from gantui.run import server
+from gantui.run.client import ConnectionLost, StreamLink
+from gantui.run.publisher import Run
+from gantui.run.rundir import RunDir
+
+
+async def test_lines_that_are_not_gantuis_are_skipped_and_said(tmp_path):
+    reader = asyncio.StreamReader()
+    for line in (b"Welcome to gpu-7 (Ubuntu 24.04)\n", b"Last login: Tue Dec  1\n",
+                 json.dumps({"type": "hello", "protocol": 2, "client": "c1"}).encode() + b"\n",
+                 b"a warning printed by the shell\n",
+                 json.dumps({"type": "notice", "text": "still here", "level": "information"}).encode() + b"\n"):
+        reader.feed_data(line)
+    reader.feed_eof()
+
+    class Writer:
+        def is_closing(self) -> bool:
+            return False
+
+        def close(self) -> None: ...
+
+    async def opener():
+        return reader, Writer()
+
+    posted = []
+    await StreamLink(opener, "host:run").run(posted.append)
+    notices = [e.text for e in posted if isinstance(e, ev.Notice)]
+    assert notices[0].startswith("skipped a line that is not gantui's (a login banner?): 'Welcome to gpu-7")
+    assert "still here" in notices  # the reader went on past the bad lines
+    assert isinstance(posted[-1], ConnectionLost) and posted[-1].reason == "the run closed the connection"
+
+
+def test_the_peer_check_uses_local_peercred_where_so_peercred_is_missing(monkeypatch):
+    class Sock:
+        def getsockopt(self, level, option, size):
+            assert (level, option) == (server.SOL_LOCAL, 0x001)
+            return struct.pack("Ii", 0, 501) + b"\0" * (size - 8)
+
+    monkeypatch.delattr(socket, "SO_PEERCRED", raising=False)
+    monkeypatch.setattr(socket, "LOCAL_PEERCRED", 0x001, raising=False)
+    assert server.peer_uid(Sock()) == 501
+
+
+def test_without_any_peer_check_the_run_is_not_served_and_says_why(monkeypatch, tmp_path, capsys):
+    monkeypatch.delattr(socket, "SO_PEERCRED", raising=False)
+    monkeypatch.delattr(socket, "LOCAL_PEERCRED", raising=False)
+    run = Run(tmp_path / "run")
+    run.start()  # trains all the same; it cannot be watched
+    assert run.server is None and not (tmp_path / "run" / "gantui.sock").exists()
+    assert "cannot tell who connects to a socket" in capsys.readouterr().err
+    run.close()
+
+
+def test_checkpoints_are_pruned_by_step_not_by_name(tmp_path):
+    run = RunDir(tmp_path / "run").create()
+    for step in (99_999_000, 99_999_500, 100_000_000, 100_000_500):  # the last two outgrow 8 digits
+        run.checkpoint_path(step).write_bytes(b"x")
+    run.prune_checkpoints(2)
+    assert [step for step, _ in run.checkpoint_steps()] == [100_000_000, 100_000_500]
+
+
+def test_a_run_directory_deleted_and_made_again_is_not_written_by_the_old_run(tmp_path):
+    import shutil
+
+    out = tmp_path / "run"
+    run = Run(out, serve=False)
+    run.start()
+    run.publish(ev.Metrics({"step": 1, "loss": 1.0}))
+    run.writer.sync()
+    shutil.rmtree(out)  # the user deletes it; a new run takes the same name
+    newer = RunDir(out).create()
+    newer.metrics.write_text('{"step": 7, "new": 1}\n')
+    newer.write_status("training", step=7)
+    seen = []
+    run.hub.subscribe(seen.append)
+    for step in (2, 3):
+        run.publish(ev.Metrics({"step": step, "loss": 1.0}))
+    run.writer.sync()
+    run.status("training", step=3)
+    assert newer.read_metrics() == [{"step": 7, "new": 1}] and newer.read_status()["step"] == 7
+    assert any("removed or replaced" in e.text for e in seen if isinstance(e, ev.Notice))
+    run.close()
+
+
+async def test_the_relays_zlib_stream_is_read_after_a_login_shells_lines(tmp_path):
+    import zlib
+
+    from gantui.run.client import inflated
+    from gantui.run.protocol import ZLIB_MARK
+
+    zipped = zlib.compressobj()
+    body = b"".join(json.dumps(m).encode() + b"\n" for m in ({"type": "hello", "protocol": 2}, {"type": "x", "n": 1}))
+    stream = b"motd: welcome\n" + ZLIB_MARK + zipped.compress(body) + zipped.flush(zlib.Z_SYNC_FLUSH)
+    raw = asyncio.StreamReader()
+    for i in range(0, len(stream), 7):  # in pieces, as a pipe delivers them
+        raw.feed_data(stream[i:i + 7])
+    raw.feed_eof()
+    plain = inflated(raw)
+    lines = [await plain.readline() for _ in range(4)]
+    assert lines == [b"motd: welcome\n", *body.splitlines(keepends=True), b""]
+
+
+def test_relay_zlib_sends_a_replay_compressed(tmp_path):
+    import subprocess
+    import sys
+    import zlib
+
+    from gantui.run.protocol import ZLIB_MARK
+
+    out = tmp_path / "run"
+    run = Run(out, serve=False)
+    run.start()
+    run.publish(ev.Metrics({"step": 1, "loss": 1.0}))
+    run.close()
+    done = subprocess.run([sys.executable, "-m", "gantui", "relay", "--zlib", str(out)], input=b"",
+                          capture_output=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.startswith(ZLIB_MARK)
+    messages = [json.loads(line) for line in zlib.decompressobj().decompress(done.stdout[len(ZLIB_MARK):]).splitlines()]
+    assert [m["type"] for m in messages] == ["hello", "snapshot"] and messages[1]["history"][0]["step"] == 1
