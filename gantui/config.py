@@ -18,6 +18,7 @@ DEFAULT_GP = 10.0  # the WGAN-GP penalty weight of Gulrajani et al. 2017
 LIVE = {"lr_g": "G learning rate", "lr_d": "D learning rate", "d_steps": "D steps per G step",
         "gp": "gradient penalty weight", "r1": "R1 weight", "ema": "EMA decay (0 off)"}
 PRECISIONS = ("auto", "bf16", "fp32")
+TIMED = ("log_every", "sample_every", "save_every", "eval_every")  # the intervals that may follow the clock
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 
@@ -69,6 +70,8 @@ class Config:
     keep: int = 3  # periodic checkpoints kept beside last.pt
     eval_every: int | None = None  # steps per quality evaluation; 0 turns it off; None: see default_eval_every
     eval_n: int = 2000  # generated images per evaluation, from fixed latents
+    # Intervals that follow the clock (engine/intervals.py): on CUDA, those whose flag was not given
+    timed: tuple[str, ...] = ()
     preview_count: int = 64  # size of the fixed preview noise batch
     resume: str | None = None
     fault_nan_step: int | None = None  # test hook: the metrics go NaN at this step (hidden flag)
@@ -125,6 +128,9 @@ class Config:
             raise ConfigError(f"unknown precision {self.precision!r} (choose from: {', '.join(PRECISIONS)})")
         if self.seed < 0:
             raise ConfigError(f"--seed must be zero or positive, got {self.seed}")
+        self.timed = tuple(self.timed)
+        if unknown := [k for k in self.timed if k not in TIMED]:
+            raise ConfigError(f"timed intervals: unknown {unknown[0]!r} (known: {', '.join(TIMED)})")
         return self
 
     def augments(self) -> list[str]:

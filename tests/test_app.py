@@ -213,5 +213,6 @@ async def test_t_opens_the_settings_form_which_checks_and_applies_at_a_step_boun
         await wait_for(pilot, lambda: app.loss_pane.lines[0].marks == [sets[0]["step"]])
         await wait_for(pilot, lambda: app.loss_pane.lines[0].spark.marks != [])  # drawn once rows pass it
         await pilot.press("q")
+        await wait_for(pilot, lambda: app.finished is not None)  # the save, then the exit
     assert app.return_code == 0
     assert load_checkpoint(app.trainer.run_dir.last)["config"]["lr_g"] == 1e-4

@@ -97,6 +97,7 @@ async def test_the_quality_pane_says_why_it_is_off(tiny_config, tmp_path):
         why = str(app.quality_pane.verdict.render())
         assert "no evaluator for kmnist: fit one with `gantui evaluator fit --dataset kmnist`" in why
         await pilot.press("q")
+        await wait_for(pilot, lambda: app.finished is not None)  # the save, then the exit
     assert app.return_code == 0
 
 

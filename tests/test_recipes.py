@@ -34,7 +34,10 @@ def test_the_default_recipe_trains_as_before_the_split(tmp_path):
         assert mine["step"] == theirs["step"]
         for key, value in theirs.items():
             if key not in ("step", "event"):
-                assert mine[key] == pytest.approx(value, rel=1e-3, abs=1e-5), (key, mine["step"])
+                # FID from 200 images of a G 40 steps old magnifies the last bits of the kernels:
+                # 5,770 recorded, 5,838 on an AMD EPYC without AMX with the recording's own tree
+                rel = 0.03 if key == "fid" else 1e-3
+                assert mine[key] == pytest.approx(value, rel=rel, abs=1e-5), (key, mine["step"])
 
 
 # -- the parts, on tiny inputs -------------------------------------------------------------

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-from gantui.engine.data import DatasetError
+from gantui.datasets import DatasetError
 from gantui.run.rundir import atomic_write
 
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
@@ -225,7 +225,7 @@ def decode_all(files: list[Path], size: int, mode: str, progress: Progress | Non
                 skipped["corrupt"] += 1
             else:
                 arrays.append(array)
-            if progress and (done % 256 == 0 or done == len(files)):
+            if progress and (done % 32 == 0 or done == len(files)):  # a stop is seen within 32 files
                 progress(done, len(files))  # may raise to stop (a signal): the files not begun are dropped
     finally:
         pool.shutdown(cancel_futures=True)

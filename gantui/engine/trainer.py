@@ -26,6 +26,7 @@ from gantui.engine.data import load_dataset
 from gantui.engine.device import configure_backend, resolve_device, use_bf16
 from gantui.engine.gan import GAN
 from gantui.engine.guard import MAX_ROLLBACKS, Guard
+from gantui.engine.intervals import Intervals
 from gantui.engine.monitor import EvaluationOff, Monitor
 from gantui.engine.networks import parameters
 from gantui.engine.samples import Samples
@@ -161,6 +162,11 @@ class Trainer(Controls):
 
     def _loop(self) -> None:
         cfg = self.config
+        self.intervals = Intervals({"log_every": cfg.log_every, "sample_every": cfg.sample_every,
+                                    "save_every": cfg.save_every, "eval_every": self.eval_every}, cfg.timed)
+        if cfg.timed:
+            self.emit(ev.Notice(f"at this device's speed, by the clock: {self.intervals.describe()} "
+                                "(a step flag given wins)"))
         self._interval_start, self._interval_images = time.perf_counter(), 0
         if not self.run_dir.last.exists():
             self._save("start")  # a rollback target from the first step on
@@ -178,15 +184,16 @@ class Trainer(Controls):
             self._interval_images += cfg.batch_size * cfg.d_steps
             if self.step == cfg.fault_nan_step and not self.guard.rollbacks:  # test hook: a loss goes NaN
                 self.gan.meter.sums.fill_(float("nan"))
-            if self.step % cfg.log_every == 0:
+            due = self.intervals.due
+            if due("log_every", self.step):
                 self._log()
                 if self._check_health():
                     continue
-            if self.step % cfg.sample_every == 0:
+            if due("sample_every", self.step):
                 self._save_grid()
-            if self.eval_every and self.step % self.eval_every == 0:
+            if self.eval_every and due("eval_every", self.step):
                 self._evaluate()
-            if self.step % cfg.save_every == 0:
+            if due("save_every", self.step):
                 self._save("periodic")
             if self.previews is not None and (count := self.previews.previews_due()):
                 self._preview(count)
@@ -217,6 +224,7 @@ class Trainer(Controls):
             self.emit(ev.Notice(f"diverged at step {self.step} ({problem}); stopping", "error"))
             return True
         bad_step = self.step
+        self.artifacts.wait()  # last.pt as the newest save left it
         self._load_state(load_checkpoint(self.run_dir.last), history=False)
         self.guard.rolled_back()
         self.gan.halve_lr()  # of the current rates, never more
@@ -261,14 +269,13 @@ class Trainer(Controls):
         if not self.gan.finite():
             self.emit(ev.Notice(f"checkpoint at step {self.step} skipped: non-finite weights", "error"))
             return
-        path = self.artifacts.save_checkpoint(self.state_dict(), self.step)
-        if path is None:
-            return
-        grid = self._save_grid() if reason == "manual" else None
-        self._saved_step = self.step
-        self.emit(ev.Saved(self.step, str(path), str(grid) if grid else None, reason))
+        step, grid = self.step, self._save_grid() if reason == "manual" else None
+        self.artifacts.save_checkpoint(self.state_dict(), step, lambda path: self.emit(
+            ev.Saved(step, str(path), str(grid) if grid else None, reason)))
+        self._saved_step = step
 
     def _failed(self, err: Exception) -> ev.Finished:
+        self.artifacts.wait()
         self.artifacts.error_log(traceback.format_exc())
         message = f"{type(err).__name__}: {err}"
         if isinstance(err, torch.OutOfMemoryError):
@@ -278,6 +285,7 @@ class Trainer(Controls):
         return self._finish(ev.Finished("error", self.step, checkpoint=str(last) if last else None, error=message))
 
     def _finish(self, finished: ev.Finished) -> ev.Finished:
+        self.artifacts.wait()  # the end waits for the checkpoint in flight
         self.publisher.end(finished, getattr(self, "total_steps", 0))
         return finished
 
