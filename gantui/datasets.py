@@ -11,6 +11,10 @@ IMAGE_SIZES = (32, 64, 128)  # a folder's images are resized to one of these
 DEFAULT_IMAGE_SIZE = 64
 
 
+
+class DatasetError(Exception):
+    """A dataset that cannot be had: one line, naming the files and where they go."""
+
 @dataclass(frozen=True)
 class Dataset:
     name: str

@@ -15,11 +15,10 @@ import threading
 import time
 from collections import deque
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
 from gantui.run import events as ev
 from gantui.common import format_duration, format_metrics, format_quality
-from gantui.config import Config
 
 
 MAX_QUEUED = 10_000  # lines held while the output is not read; past that the oldest are dropped
@@ -121,10 +120,3 @@ class HeadlessPrinter:
             self.err = replacement
         else:
             self.out = replacement
-
-
-def run_headless(config: Config, resume_state: dict[str, Any] | None = None, out: TextIO | None = None) -> int:
-    """Train (in a thread) and print; see session.Session.run_headless."""
-    from gantui.session import run_headless as run
-
-    return run(config, resume_state, out)

@@ -18,7 +18,7 @@ async def shoot(args: argparse.Namespace) -> None:
     if args.watch:
         app = GanApp(socket_link(RunDir(args.watch).find_socket()))
     else:
-        from gantui.cli import build_config, train_parser
+        from gantui.cli.train import build_config, train_parser
         from gantui.session import Session
 
         flags = ["--out", tempfile.mkdtemp()] + (["--resume", args.resume] if args.resume else []) + args.flags.split()

@@ -19,7 +19,7 @@ from gantui.config import Config
 from gantui.engine.checkpoint import load_checkpoint
 from gantui.run.rundir import RunDir
 from gantui.engine.trainer import Trainer
-from gantui.headless import run_headless
+from gantui.session import run_headless
 from helpers import FAST, make_app, wait_for, wait_for_step
 
 

@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from gantui.engine.sample import slerp
-from gantui.film import LABEL_HEIGHT
+from gantui.cli.film import LABEL_HEIGHT
 
 
 def gantui(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:

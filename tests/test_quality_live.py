@@ -17,7 +17,7 @@ from gantui.engine.monitor import COLLAPSE_EVALS, QUALITY_KEYS
 from gantui.engine.trainer import Trainer
 from gantui.evaluation import metrics
 from gantui.evaluation.classifier import EvaluatorError
-from gantui.headless import run_headless
+from gantui.session import run_headless
 from helpers import make_app, wait_for
 
 

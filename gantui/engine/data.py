@@ -11,14 +11,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gantui.datasets import DATASETS, FOLDER, Dataset
+from gantui.datasets import DATASETS, FOLDER, Dataset, DatasetError  # noqa: F401 (DatasetError: raised here too)
 
 BUNDLED_MNIST = "mnist.npz"
 DOWNLOAD_TIMEOUT = 10.0  # seconds a stalled server may leave a read unanswered (urllib has no timeout of its own)
-
-
-class DatasetError(Exception):
-    """A dataset that cannot be had: one line, naming the files and where they go."""
 
 
 def default_root() -> Path:

@@ -9,7 +9,6 @@ import asyncio
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import replace
 from typing import Any
 
 from textual import events, on

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
-from gantui.cli import Parser, fail
-from gantui.commands import find, root_arg
+from gantui.cli.parser import Parser, fail
+from gantui.cli.commands import find, root_arg
 from gantui.run.rundir import atomic_write
 
 FORMATS = {".gif": "GIF", ".webp": "WEBP"}

@@ -2,7 +2,7 @@
 scores a labelled dataset); torch is imported when they run."""
 from __future__ import annotations
 
-from gantui.cli import Parser, fail
+from gantui.cli.parser import Parser, fail
 from gantui.datasets import DATASETS, evaluation_off_reason
 
 

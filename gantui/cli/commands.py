@@ -8,9 +8,10 @@ import select
 import socket
 import sys
 import time
+import zlib
 from pathlib import Path
 
-from gantui.cli import Parser, fail
+from gantui.cli.parser import Parser, fail
 from gantui.run.rundir import RunDir
 from gantui.run.runs import RunNotFound, all_runs, resolve_run, run_state, summary, table
 
@@ -146,17 +147,46 @@ def stop(argv: list[str]) -> int:
 
 def relay(argv: list[str]) -> int:
     """stdin/stdout <-> the run's socket: what `gantui watch HOST:RUN` runs on HOST over ssh."""
-    run_dir = parse_run("gantui relay", "Bridge stdin/stdout to a run's socket (for gantui watch HOST:RUN).", argv)
+    zipped = "--zlib" in argv  # what crosses the network compressed as one zlib stream
+    run_dir = parse_run("gantui relay", "Bridge stdin/stdout to a run's socket (for gantui watch HOST:RUN).",
+                        [a for a in argv if a != "--zlib"])
+    out = ZlibOut(sys.stdout.fileno()) if zipped else RawOut(sys.stdout.fileno())
     sock = connect(run_dir)
     if sock is None:
-        return replay_to_stdout(run_dir)
+        return replay_to_stdout(run_dir, out)
     with sock:
-        bridge(sock)
+        bridge(sock, out)
     return 0
 
 
-def bridge(sock: socket.socket) -> None:
-    stdin, stdout = sys.stdin.fileno(), sys.stdout.fileno()
+class RawOut:
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def write(self, data: bytes) -> None:
+        """All of `data` (BrokenPipeError once the watcher's side has gone)."""
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self.fd, view):]
+
+
+class ZlibOut(RawOut):
+    """One zlib stream, flushed at each write so the watcher sees every message at once: JSON rows
+    repeat their keys, and the run's events shrink several times over."""
+
+    def __init__(self, fd: int) -> None:
+        from gantui.run.protocol import ZLIB_MARK
+
+        super().__init__(fd)
+        self.zip = zlib.compressobj(6)
+        super().write(ZLIB_MARK)
+
+    def write(self, data: bytes) -> None:
+        super().write(self.zip.compress(data) + self.zip.flush(zlib.Z_SYNC_FLUSH))
+
+
+def bridge(sock: socket.socket, out: RawOut) -> None:
+    stdin = sys.stdin.fileno()
     open_ends = {stdin, sock.fileno()}
     while open_ends:
         for fd in select.select(list(open_ends), [], [])[0]:
@@ -170,22 +200,18 @@ def bridge(sock: socket.socket) -> None:
             else:
                 if not data:
                     return  # the run closed the connection
-                view = memoryview(data)
                 try:
-                    while view:
-                        view = view[os.write(stdout, view):]
+                    out.write(data)
                 except BrokenPipeError:
                     return  # the watcher's side has gone
 
 
-def replay_to_stdout(run_dir: RunDir) -> int:
+def replay_to_stdout(run_dir: RunDir, out: RawOut) -> int:
     """A run nobody serves: a hello and its replayed snapshot, then wait until the watcher leaves."""
     from gantui.run import protocol
     from gantui.run.replay import replay_snapshot
 
-    out = sys.stdout.buffer
-    out.write(protocol.dumps({"type": "hello", "protocol": protocol.PROTOCOL, "client": None, "replay": True}))
-    out.write(protocol.dumps(protocol.encode(replay_snapshot(run_dir))))
-    out.flush()
+    out.write(protocol.dumps({"type": "hello", "protocol": protocol.PROTOCOL, "client": None, "replay": True}) +
+              protocol.dumps(protocol.encode(replay_snapshot(run_dir))))
     sys.stdin.buffer.read()
     return 0

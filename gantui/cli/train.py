@@ -1,23 +1,15 @@
-"""Command line: flags -> Config, then the dashboard, the headless run, or a sub-command."""
+"""`gantui [flags]`: flags -> Config, then the dashboard or the headless run."""
 from __future__ import annotations
 
 import argparse
 import os
 import sys
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
+from gantui.cli.parser import Parser, fail
 from gantui.config import AUGMENTS, LOSSES, NOISES, Config, ConfigError
 from gantui.datasets import DATASETS, FOLDER
-
-USAGE_ERROR = 2
-
-
-class Parser(argparse.ArgumentParser):
-    """argparse whose errors are one line, not a usage block."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(USAGE_ERROR, f"{self.prog}: error: {message}\n")
 
 
 def train_parser() -> Parser:
@@ -75,22 +67,6 @@ def train_parser() -> Parser:
         help="when the dashboard's terminal goes away: detach (the run goes on; default) or stop (save, exit)")
     add("--fault-nan-step", type=int, help=argparse.SUPPRESS)  # test hook for the divergence guard
     return p
-
-
-def sample_parser() -> Parser:
-    p = Parser(prog="gantui sample", description="Generate images from a checkpoint.")
-    p.add_argument("checkpoint", help="checkpoint file or run directory")
-    p.add_argument("--n", type=int, default=64, help="number of images (default 64)")
-    p.add_argument("--out", required=True, help="output file: .png writes a grid, .npy a uint8 (N, 28, 28) array")
-    p.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
-    p.add_argument("--device", default="cpu", help="device to generate on (default cpu)")
-    p.add_argument("--digit", type=int, help="a conditional run's digit to draw (default: 0-9 in turn)")
-    return p
-
-
-def fail(message: str, code: int = USAGE_ERROR) -> NoReturn:
-    print(f"gantui: error: {message}", file=sys.stderr)
-    raise SystemExit(code)
 
 
 def check_writable(path: Path) -> None:
@@ -163,6 +139,15 @@ def wants_ui(args: argparse.Namespace) -> bool:
     return True
 
 
+def timed_intervals(config: Config, args: argparse.Namespace, device_type: str) -> tuple[str, ...]:
+    """The intervals that follow the clock (engine/intervals.py): on CUDA those whose flag was not
+    given (a resumed run keeps its own, less any flag given now); on other devices none."""
+    from gantui.config import TIMED
+
+    timed = config.timed if args.resume else TIMED if device_type == "cuda" else ()
+    return tuple(kind for kind in timed if getattr(args, kind) is None)
+
+
 def train(argv: list[str]) -> int:
     from gantui.engine.checkpoint import CheckpointError
     from gantui.engine.data import DatasetError
@@ -174,6 +159,7 @@ def train(argv: list[str]) -> int:
     try:
         config, state = build_config(args)
         device = resolve_device(config.device)
+        config.timed = timed_intervals(config, args, device.type)
         lock = RunDir(config.out).lock()  # noqa: F841 (held until the process exits)
         check_not_another_run(config, args)
         prepare_data(config, device)
@@ -184,44 +170,3 @@ def train(argv: list[str]) -> int:
     if wants_ui(args):
         return run_dashboard(config, state, on_hangup=args.on_hangup)
     return run_headless(config, state)
-
-
-def sample(argv: list[str]) -> int:
-    args = sample_parser().parse_args(argv)
-    if args.n <= 0:
-        fail(f"--n must be a positive integer, got {args.n}")
-    if args.digit is not None and not 0 <= args.digit <= 9:
-        fail(f"--digit must be from 0 to 9, got {args.digit}")
-    out = Path(args.out)
-    if out.suffix not in (".png", ".npy"):
-        fail(f"--out {out}: use a .png or .npy file name")
-    from gantui.engine.checkpoint import CheckpointError
-    from gantui.engine.device import DeviceError
-    from gantui.engine.sample import generate, write_samples
-
-    try:
-        images, _ = generate(args.checkpoint, args.n, seed=args.seed, device=args.device, digit=args.digit)
-        write_samples(images, out)
-    except (CheckpointError, DeviceError) as err:
-        fail(str(err))
-    except OSError as err:
-        fail(f"{out}: {err.strerror or err}", code=1)
-    print(f"wrote {args.n} images to {out}")
-    return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    from gantui.commands import relay, runs, stop, watch
-    from gantui.film import gif, interpolate
-    from gantui.scoring import evaluate_command, evaluator
-
-    argv = sys.argv[1:] if argv is None else argv
-    commands = {"sample": sample, "eval": evaluate_command, "watch": watch, "runs": runs, "stop": stop,
-                "relay": relay, "gif": gif, "interpolate": interpolate, "evaluator": evaluator}
-    if argv and argv[0] in commands:
-        return commands[argv[0]](argv[1:])
-    return train(argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,20 @@
+"""The command line: `gantui [flags]` trains; the sub-commands, one module each, share
+`parser.py` (`Parser`, `fail`)."""
+from __future__ import annotations
+
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    from gantui.cli.commands import relay, runs, stop, watch
+    from gantui.cli.film import gif, interpolate
+    from gantui.cli.sample import sample
+    from gantui.cli.scoring import evaluate_command, evaluator
+    from gantui.cli.train import train
+
+    argv = sys.argv[1:] if argv is None else argv
+    commands = {"sample": sample, "eval": evaluate_command, "watch": watch, "runs": runs, "stop": stop,
+                "relay": relay, "gif": gif, "interpolate": interpolate, "evaluator": evaluator}
+    if argv and argv[0] in commands:
+        return commands[argv[0]](argv[1:])
+    return train(argv)
