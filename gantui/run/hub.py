@@ -117,7 +117,10 @@ class RunHub:
                 consumer.deliver(event)
 
     def _record(self, event: ev.Event) -> ev.Event:
-        if isinstance(event, ev.Started):  # its past is the hub's own (a resume filled it)
+        if isinstance(event, ev.Started):  # a past it brings joins the hub's (the trainer's resume fills the hub itself)
+            self.history.extend(event.history)
+            self.quality.extend(event.quality)
+            self.sets.extend(event.sets)
             self.started, self._started_at = replace(event, history=[], quality=[], sets=[]), time.monotonic()
             self.step, self.epoch, self.state = event.step, event.epoch, event.state
             self.images_per_s = event.images_per_s
