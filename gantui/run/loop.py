@@ -105,6 +105,8 @@ class LoopAPI:
         """Numbers for the curves: floats, ints, numpy numbers or one-element tensors."""
         if not isinstance(metrics, dict):
             raise TypeError(f"gantui: log() takes a dict of numbers, got {type(metrics).__name__}")
+        if self._ended:  # after finish(): nothing more is published
+            return
         self.step = self.step + 1 if step is None else int(step)
         if self.combiner.add(metrics, self.step):
             self._flush_row()
@@ -115,6 +117,8 @@ class LoopAPI:
         far as wanted, a preview for whoever watches and a grid in samples/ every GRID_INTERVAL s."""
         step = self.step if step is None else int(step)
         img.layout(tuple(images.shape))  # ValueError naming a shape that cannot be images
+        if self._ended:
+            return
         wanted = self.hub.previews_due()
         now = time.monotonic()
         grid_due = now >= self._next_grid
