@@ -141,7 +141,8 @@ def stop(argv: list[str]) -> int:
         time.sleep(0.1)
     if finished is None or run_dir.is_locked():
         fail(f"{run_dir.path} did not stop within {STOP_TIMEOUT:.0f} s", code=1)
-    print(f"stopped {run_dir.path.name} at step {finished['step']}; checkpoint {finished.get('checkpoint')}")
+    saved = f"; checkpoint {finished['checkpoint']}" if finished.get("checkpoint") else ""
+    print(f"stopped {run_dir.path.name} at step {finished['step']}{saved}")
     return 0
 
 
