@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import threading
 import time
 
@@ -28,6 +29,7 @@ async def test_space_pauses_and_resumes(tiny_config):
         await pilot.press("p")
         await wait_for(pilot, lambda: app.link.hub.state == "paused")
         await pilot.press("q")
+        await wait_for(pilot, lambda: app.finished is not None)  # the save, then the exit
     assert app.return_code == 0
 
 
@@ -43,10 +45,12 @@ async def test_s_writes_a_checkpoint_and_r_changes_the_preview(tiny_config):
         await wait_for(pilot, lambda: app.preview_pane.images is not before)
         assert not np.array_equal(before, app.preview_pane.images)
         await pilot.press("s")
-        # The save writes the checkpoint, links last.pt to it, then writes the step's grid: wait for
-        # the grid (last.pt itself exists from the start-up checkpoint on, so it cannot be waited for).
-        grid = app.trainer.run_dir.sample_path(app.trainer.step)
-        await wait_for(pilot, grid.exists)
+        # The checkpoint is written in the background, the grid by the run's writer: wait for last.pt
+        # to be the step's checkpoint (it exists from the start-up checkpoint on), and for the grid.
+        run_dir, step = app.trainer.run_dir, app.trainer.step
+        saved = run_dir.checkpoint_path(step)
+        await wait_for(pilot, lambda: saved.exists() and os.path.samefile(saved, run_dir.last))
+        await wait_for(pilot, run_dir.sample_path(step).exists)
         assert load_checkpoint(app.trainer.run_dir.last)["step"] == app.trainer.step
         assert list(app.trainer.run_dir.samples.glob("*.png"))
         await pilot.press("q")

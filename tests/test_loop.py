@@ -262,3 +262,31 @@ def test_the_trainers_intervals_follow_the_clock_where_asked_and_steps_where_giv
     steps = [e.row["step"] for e in events if isinstance(e, ev.Metrics)]
     assert len(steps) >= 3 and steps[-1] == 40 and all(s < 1000 for s in steps)  # by the clock, not every 1000
     assert any("by the clock: log every 0.05 s" in e.text for e in events if isinstance(e, ev.Notice))
+
+
+async def test_the_dashboard_on_a_loop_shows_its_panes_and_only_the_keys_it_takes(tmp_path):
+    """A loop's run in the dashboard: a pane per prefix, no Quality pane, no resample, and no tune
+    for a loop that declares no settings; its replay has no made-up total."""
+    from gantui.run.client import LocalLink
+    from gantui.ui.app import GanApp
+    from helpers import wait_for
+
+    run = gantui.init(out=tmp_path / "run", serve=False, quiet=True)
+    app = GanApp(LocalLink(run.hub))
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_for(pilot, lambda: app.started is not None)
+        for step in range(1, 4):
+            run.log({"loss/G": 1.0 / step, "loss/D": 0.5, "D_x": torch.tensor(0.25)}, step=step)
+            time.sleep(0.3)  # a row each
+        run.log_images(torch.rand(4, 3, 32, 32), step=3)
+        await wait_for(pilot, lambda: [p.border_title for p in app.metric_panes if p.display] == ["loss", "D"])
+        await wait_for(pilot, lambda: len(app.metric_panes[0].lines[0].values) == 3)
+        assert not app.quality_pane.display
+        assert app.check_action("resample", ()) is False and app.check_action("tune", ()) is False
+        assert app.check_action("save", ()) is True
+        await wait_for(pilot, lambda: app.preview_pane.channels == 3)  # the images' shape, announced
+        run.finish()
+        await wait_for(pilot, lambda: app.finished is not None)
+        await pilot.press("q")
+    replay = replay_snapshot(RunDir(tmp_path / "run"))
+    assert replay.total_steps == 0 and replay.step == 3

@@ -46,7 +46,7 @@ def replay_snapshot(run_dir: RunDir) -> ev.Started:
                            error=status.get("error"))
     return ev.Started(
         run_dir=str(run_dir.path), device=config.get("resolved_device", "?"), step=step,
-        total_steps=status.get("total_steps") or step, steps_per_epoch=0, config=config, history=history,
+        total_steps=status.get("total_steps") or (0 if config.get("producer") == "loop" else step), steps_per_epoch=0, config=config, history=history,
         quality=quality, state=state, epoch=(history[-1].get("epoch", 1) - 1) if history else 0,
         images_per_s=history[-1].get("images_per_s") or 0.0 if history else 0.0, preview=preview,
         finished=finished, live=False, schema=config.get("schema") or [], sets=sets,

@@ -200,7 +200,7 @@ class GanApp(Steering, Leaving, App[int]):
         self.ask_for_previews(self.preview_pane.capacity())
         if event.finished is not None:
             self.finished = event.finished
-            self.refresh_bindings()
+        self.refresh_bindings()  # the keys this run takes
 
     def on_settings(self, event: ev.Settings) -> None:
         """Settings changed live (from any terminal): a marker on the curves, and a notice."""

@@ -22,6 +22,9 @@ class Steering:
             return not self.paused  # False hides it: the footer shows Pause or Resume
         if action == "resume":
             return self.paused
+        loop = self.started is not None and self.started.producer != "gantui"
+        if loop and (action == "resample" or (action == "tune" and not self.started.tunable)):
+            return False  # a loop's images are its own; a loop that declares no settings has no form
         return True
 
     def steerable(self) -> bool:
