@@ -168,7 +168,6 @@ class LoopAPI:
         self._ended = True
         self._flush_row()
         reason = "error" if error else "stopped" if self.should_stop else "done"
-        self.writer.sync()
         self.end(ev.Finished(reason, self.step, error=error), self.total_steps)  # type: ignore[attr-defined]
         self.close()  # type: ignore[attr-defined]
 

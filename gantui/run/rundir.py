@@ -83,6 +83,17 @@ def parse_rows(data: bytes) -> list[dict[str, Any]]:
     return rows
 
 
+def by_step(paths: Any) -> list[tuple[int, Path]]:
+    """Files named step-N.*, as (N, path) sorted by N (the numbers, not the names)."""
+    found = []
+    for path in paths:
+        try:
+            found.append((int(path.stem.split("-", 1)[1]), path))
+        except (IndexError, ValueError):
+            continue
+    return sorted(found)
+
+
 class RunDirBusy(RuntimeError):
     """Another process holds the run directory."""
 
@@ -177,11 +188,6 @@ class RunDir:
             return {}
         return status if isinstance(status, dict) else {}
 
-    def append_metrics(self, row: dict[str, Any]) -> None:
-        line = json.dumps(json_safe(row), allow_nan=False) + "\n"
-        with open(self.metrics, "a", encoding="utf-8") as f:
-            f.write(line)
-
     def read_metrics(self) -> list[dict[str, Any]]:
         """Every row; a line cut short by a killed process (or any unreadable line) is skipped."""
         try:
@@ -218,13 +224,7 @@ class RunDir:
 
     def grids(self) -> list[tuple[int, Path]]:
         """The saved sample grids, by step."""
-        found = []
-        for path in self.samples.glob("step-*.png"):
-            try:
-                found.append((int(path.stem.split("-")[1]), path))
-            except (IndexError, ValueError):
-                continue
-        return sorted(found)
+        return by_step(self.samples.glob("step-*.png"))
 
     def prune_checkpoints(self, keep: int) -> None:
         """Oldest first by step (not by name: past 10^8 steps the names outgrow their zero padding)."""
@@ -232,13 +232,7 @@ class RunDir:
             old.unlink(missing_ok=True)
 
     def checkpoint_steps(self) -> list[tuple[int, Path]]:
-        found = []
-        for path in self.checkpoints.glob("step-*.pt"):
-            try:
-                found.append((int(path.stem.split("-", 1)[1]), path))
-            except ValueError:
-                continue
-        return sorted(found)
+        return by_step(self.checkpoints.glob("step-*.pt"))
 
     # -- the socket the run is served on ----------------------------------------------
     def socket_path(self) -> Path:

@@ -108,8 +108,7 @@ class RowWriter:
             self._file.write(text)
         except OSError as err:
             if isinstance(err, FileNotFoundError) or not self.still_ours():
-                self.gone = True
-                self.report("the run directory was removed or replaced: metrics.jsonl is no longer written")
+                self._lost()
                 return
             self.report(f"metrics.jsonl not written: {err.strerror or err}")
             self._reopen()
@@ -119,9 +118,7 @@ class RowWriter:
         if self._file is None:
             return
         if not self.still_ours():  # a stat a second: a newer run's files are not ours to write
-            self.gone = True
-            self.report("the run directory was removed or replaced: metrics.jsonl is no longer written")
-            self._reopen()
+            self._lost()
             return
         try:
             self._file.flush()
@@ -130,6 +127,12 @@ class RowWriter:
         except OSError as err:
             self.report(f"metrics.jsonl not written: {err.strerror or err}")
             self._reopen()
+
+    def _lost(self) -> None:
+        """The run directory was removed or replaced: nothing more is written, said once."""
+        self.gone = True
+        self.report("the run directory was removed or replaced: metrics.jsonl is no longer written")
+        self._reopen()
 
     def _reopen(self) -> None:
         """After a failed write: drop what the buffer holds (a partial line is skipped by readers)."""
