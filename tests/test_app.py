@@ -82,7 +82,7 @@ async def test_help_screen_and_too_small_terminal(tiny_config):
         await pilot.resize_terminal(200, 60)
         await pilot.pause(0.3)
         assert not app.screen.has_class("too-small")
-        await wait_for(pilot, lambda: app.link.hub.previews_wanted() >= 9)  # a big pane asks for more digits
+        await wait_for(pilot, lambda: app.link.hub.wanted >= 9)  # a big pane asks for more digits
         await pilot.press("q")
 
 

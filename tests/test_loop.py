@@ -168,7 +168,13 @@ def test_bad_input_is_raised_in_the_caller_at_once(tmp_path):
     assert row["nan"] is None and row["nonfinite"] == ["nan"]
 
 
-def test_rows_of_a_fast_loop_are_combined_and_read_in_one_sync(tmp_path, monkeypatch):
+@pytest.mark.parametrize("device_path", [True, False])
+def test_rows_of_a_fast_loop_are_combined_and_read_in_one_sync(tmp_path, monkeypatch, device_path):
+    """A GPU's tensors are summed where they are and read once a row; a CPU's are read at once
+    (`device_path`: CPU tensors made to take the GPU's path, as no GPU is here)."""
+    from gantui.run import combine
+
+    monkeypatch.setattr(combine, "READ_CPU_AT_ONCE", not device_path)
     reads = []
     real_tolist = torch.Tensor.tolist
     monkeypatch.setattr(torch.Tensor, "tolist", lambda self: reads.append(self.shape) or real_tolist(self))
@@ -179,7 +185,8 @@ def test_rows_of_a_fast_loop_are_combined_and_read_in_one_sync(tmp_path, monkeyp
     got = rows(tmp_path / "run")
     assert got[0]["step"] == 1 and got[-1]["step"] == 2000  # the first call is a row of its own
     assert len(got) < 200 and sum(r["steps"] for r in got) == 2000
-    assert len(reads) == len(got)  # one .tolist() per row, whatever the calls it combines
+    # a device's sums: one .tolist() per row, whatever the calls it combines; a CPU's: each value as logged
+    assert len(reads) == (len(got) if device_path else 2000)
     for r in got:  # each key the mean of the steps the row combines
         first = r["step"] - r["steps"] + 1
         assert math.isclose(r["a"], (first + r["step"]) / 2) and math.isclose(r["b"], r["a"])

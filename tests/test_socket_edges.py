@@ -18,7 +18,7 @@ from gantui.run.rundir import RunDir
 async def test_lines_that_are_not_gantuis_are_skipped_and_said(tmp_path):
     reader = asyncio.StreamReader()
     for line in (b"Welcome to gpu-7 (Ubuntu 24.04)\n", b"Last login: Tue Dec  1\n",
-                 json.dumps({"type": "hello", "protocol": 2, "client": "c1"}).encode() + b"\n",
+                 json.dumps({"type": "hello", "protocol": 3, "client": "c1"}).encode() + b"\n",
                  b"a warning printed by the shell\n",
                  json.dumps({"type": "notice", "text": "still here", "level": "information"}).encode() + b"\n"):
         reader.feed_data(line)
@@ -100,7 +100,7 @@ async def test_the_relays_zlib_stream_is_read_after_a_login_shells_lines(tmp_pat
     from gantui.run.protocol import ZLIB_MARK
 
     zipped = zlib.compressobj()
-    body = b"".join(json.dumps(m).encode() + b"\n" for m in ({"type": "hello", "protocol": 2}, {"type": "x", "n": 1}))
+    body = b"".join(json.dumps(m).encode() + b"\n" for m in ({"type": "hello", "protocol": 3}, {"type": "x", "n": 1}))
     stream = b"motd: welcome\n" + ZLIB_MARK + zipped.compress(body) + zipped.flush(zlib.Z_SYNC_FLUSH)
     raw = asyncio.StreamReader()
     for i in range(0, len(stream), 7):  # in pieces, as a pipe delivers them

@@ -179,7 +179,7 @@ class ZlibOut(RawOut):
         from gantui.run.protocol import ZLIB_MARK
 
         super().__init__(fd)
-        self.zip = zlib.compressobj(6)
+        self.zip = zlib.compressobj(9)
         super().write(ZLIB_MARK)
 
     def write(self, data: bytes) -> None:

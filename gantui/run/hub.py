@@ -89,6 +89,7 @@ class RunHub:
         self.controls: Controls | None = None
         self._lock = threading.RLock()
         self._consumers: dict[str, Consumer] = {}
+        self.wanted = 0  # the most preview tiles any consumer shows
         self._ids = itertools.count(1)
         self.started: ev.Started | None = None
         self._started_at = 0.0
@@ -160,13 +161,14 @@ class RunHub:
 
     # -- preview demand (the trainer asks between steps) -------------------------------
     def previews_due(self) -> int:
-        """How many previews to generate now: the most any consumer shows, when the pacer allows."""
-        wanted = self.previews_wanted()
+        """How many previews to generate now: the most any consumer shows, when the pacer allows.
+        Read without the lock (an int attribute): a fast loop asks at every step."""
+        wanted = self.wanted
         return wanted if wanted and self.pacer.due() else 0
 
-    def previews_wanted(self) -> int:
-        with self._lock:  # consumers come and go on other threads
-            return max((c.previews for c in self._consumers.values()), default=0)
+    def _count_wanted(self) -> None:
+        """With the lock held, after the consumers or what they show changed."""
+        self.wanted = max((c.previews for c in self._consumers.values()), default=0)
 
     def preview_cost(self, seconds: float) -> None:
         """The trainer's time for one preview; the pacer sets the next one by it."""
@@ -182,6 +184,7 @@ class RunHub:
         with self._lock:
             name = name or self.new_name()
             self._consumers[name] = Consumer(deliver, name, previews)
+            self._count_wanted()
             snapshot = self.snapshot()
             if snapshot is not None:
                 deliver(snapshot)
@@ -192,6 +195,7 @@ class RunHub:
     def unsubscribe(self, name: str) -> None:
         with self._lock:
             self._consumers.pop(name, None)
+            self._count_wanted()
 
     def command(self, name: str, cmd: dict[str, Any]) -> None:
         """A checked command (run.protocol.parse_command) from consumer `name`."""
@@ -200,6 +204,7 @@ class RunHub:
             with self._lock:
                 if name in self._consumers:
                     self._consumers[name].previews = cmd["count"]
+                    self._count_wanted()
             return
         if self.controls is None or self.finished is not None:
             raise RuntimeError("the run is not training")

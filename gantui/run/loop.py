@@ -142,8 +142,7 @@ class LoopAPI:
     def poll(self) -> None:
         """A step boundary with nothing to log: a watcher's pause waits here, a save or a setting
         is done here (`log` does this itself)."""
-        controls = self.controls
-        if not controls._running.is_set() or not controls._commands.empty():
+        if self.controls.asked:
             self._steer()
 
     @property
