@@ -16,16 +16,19 @@ from typing import Any, TextIO
 from gantui.run import events as ev
 from gantui.common import EXIT_CODES, STOP_SIGNALS
 from gantui.config import Config
+from gantui.engine.distributed import World
 from gantui.engine.trainer import Trainer
 from gantui.headless import HeadlessPrinter
 from gantui.run.publisher import Run
 
 
 class Session:
-    def __init__(self, config: Config, resume_state: dict[str, Any] | None = None, *, serve: bool = True) -> None:
-        self.run = Run(config.out, serve=serve, lock=False)  # the CLI holds the lock since its checks
+    def __init__(self, config: Config, resume_state: dict[str, Any] | None = None, *, serve: bool = True,
+                 world: World = World()) -> None:
+        """`world`: a torchrun job's rank; only rank 0 writes and serves the run."""
+        self.run = Run(config.out, serve=serve, lock=False, write=world.main)  # the CLI holds the lock since its checks
         self.hub = self.run.hub
-        self.trainer = Trainer(config, run=self.run, resume_state=resume_state, previews=self.hub)
+        self.trainer = Trainer(config, run=self.run, resume_state=resume_state, previews=self.hub, world=world)
         self.run_dir = self.run.dir
         self.finished: ev.Finished | None = None
         self.thread = threading.Thread(target=self._train, name="gantui-trainer", daemon=True)

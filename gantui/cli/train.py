@@ -30,7 +30,8 @@ def train_parser() -> Parser:
     add("--channels", type=int, help="a folder's images as 1 (grey) or 3 (RGB) channels (default: grey only when all are)")
     add("--epochs", type=int, help=f"epochs to train (default {d.epochs})")
     add("--steps", type=int, help="stop after N steps in all; overrides --epochs")
-    add("--batch-size", type=int, help=f"images per step (default {d.batch_size})")
+    add("--batch-size", type=int, help=f"images per step and process (default {d.batch_size}); with N processes a "
+                                       "step trains on N times as many")
     add("--lr", type=float, help=f"Adam learning rate for G and D (default {d.lr})")
     add("--lr-g", type=float, help="G's learning rate (two time-scale updates; default --lr)")
     add("--lr-d", type=float, help="D's learning rate (default --lr)")
@@ -65,6 +66,8 @@ def train_parser() -> Parser:
     add("--no-ui", action="store_true", help="no dashboard: plain log lines (also when stdout is not a terminal)")
     add("--on-hangup", choices=("detach", "stop"), default="detach",
         help="when the dashboard's terminal goes away: detach (the run goes on; default) or stop (save, exit)")
+    add("--nproc", help="train with N processes through torchrun (DDP; N or auto: one per visible GPU); "
+                        "under torchrun itself, leave it out")
     add("--fault-nan-step", type=int, help=argparse.SUPPRESS)  # test hook for the divergence guard
     return p
 
@@ -94,12 +97,13 @@ def check_not_another_run(config: Config, args: argparse.Namespace) -> None:
     raise ConfigError(f"--out {out} already holds a run: continue it with --resume {out}, or choose another --out")
 
 
-def build_config(args: argparse.Namespace) -> tuple[Config, dict[str, Any] | None]:
-    """Defaults, then the resumed run's own config, then the flags given; validated."""
+def build_config(args: argparse.Namespace, world_size: int = 1) -> tuple[Config, dict[str, Any] | None]:
+    """Defaults, then the resumed run's own config, then the flags given; validated. A checkpoint
+    resumes with as many processes as wrote it (another number would re-shard the data order)."""
     from gantui.engine.checkpoint import load_checkpoint, resolve_checkpoint
     from gantui.run.rundir import default_run_dir, run_dir_of
 
-    overrides = {k: v for k, v in vars(args).items() if v is not None and k not in ("no_ui", "on_hangup")}
+    overrides = {k: v for k, v in vars(args).items() if v is not None and k not in ("no_ui", "on_hangup", "nproc")}
     if args.data is not None and args.dataset is None:
         overrides["dataset"] = FOLDER
     if args.lr is not None:  # --lr sets both rates unless each is given
@@ -109,6 +113,10 @@ def build_config(args: argparse.Namespace) -> tuple[Config, dict[str, Any] | Non
     state = None
     if args.resume:
         state = load_checkpoint(args.resume)
+        wrote = state.get("world_size", 1)
+        if wrote != world_size:
+            raise ConfigError(f"--resume {args.resume}: written by {wrote} process{'es' * (wrote > 1)}, resumed by "
+                              f"{world_size}: resume it with --nproc {wrote} (another number would re-shard the data)")
         base = dict(state["config"])
         base["out"] = str(run_dir_of(resolve_checkpoint(args.resume)))
         base["resume"] = args.resume
@@ -156,6 +164,19 @@ def train(argv: list[str]) -> int:
     from gantui.run.rundir import RunDir, RunDirBusy
 
     args = train_parser().parse_args(argv)
+    from gantui.engine.distributed import from_env
+
+    world = from_env()
+    if args.nproc is not None:
+        if world.many:
+            fail("--nproc under torchrun: torchrun already started the processes")
+        from gantui.cli.ranks import launch
+
+        return launch(argv, args, wants_ui(args))
+    if world.many:
+        from gantui.cli.ranks import train_rank
+
+        return train_rank(args, world)
     try:
         config, state = build_config(args)
         device = resolve_device(config.device)

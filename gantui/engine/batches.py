@@ -12,8 +12,12 @@ class BatchStream:
     """Shuffled batches, epoch after epoch, from a generator of its own (training's RNG never
     sees the shuffling); the ragged tail of an epoch is dropped."""
 
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor | None, batch_size: int, seed: int) -> None:
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor | None, batch_size: int, seed: int,
+                 rank: int = 0, world: int = 1) -> None:
+        """`rank` of `world` processes: every rank shuffles alike and takes its own share of each
+        step's `batch_size * world` images; the position counts them all."""
         self.images, self.labels, self.batch_size = images, labels, batch_size
+        self.rank, self.world = rank, world
         self.device = images.device
         self.gen = torch.Generator().manual_seed(seed)
         self.epoch = 0  # completed epochs
@@ -30,11 +34,12 @@ class BatchStream:
     def next(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         """A batch in [-1, 1], and its labels when the stream has them."""
         bs = self.batch_size
-        if self.pos + bs > len(self.perm):  # a new epoch
+        if self.pos + bs * self.world > len(self.perm):  # a new epoch
             self.epoch += 1
             self._shuffle()
-        idx = self._perm_dev[self.pos:self.pos + bs]
-        self.pos += bs
+        start = self.pos + self.rank * bs
+        idx = self._perm_dev[start:start + bs]
+        self.pos += bs * self.world
         return normalise(self.images[idx]), (self.labels[idx] if self.labels is not None else None)
 
     def state_dict(self) -> dict[str, Any]:

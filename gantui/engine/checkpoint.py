@@ -94,12 +94,19 @@ def migrate_v1(state: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def capture(trainer: Any) -> dict[str, Any]:
-    """A trainer's state in this version's layout: each part's own, the RNGs, the run's past."""
+def rank_state(trainer: Any) -> dict[str, Any]:
+    """This process's random streams (each rank of a torchrun job has its own: seed + rank)."""
     rng: dict[str, Any] = {"torch": torch.get_rng_state(), "python": list(random.getstate()[1]),
                            "preview": trainer.samples.generator.get_state()}
     if trainer.device.type == "cuda":
         rng["cuda"] = torch.cuda.get_rng_state(trainer.device)
+    return rng
+
+
+def capture(trainer: Any) -> dict[str, Any]:
+    """A trainer's state in this version's layout: each part's own, the RNGs, the run's past (a
+    torchrun job's rank 0 adds `world_size` and every rank's random streams, `ranks`)."""
+    rng = rank_state(trainer)
     return {"config": trainer.config.to_dict(), "step": trainer.step, "history": list(trainer.history),
             "quality": list(trainer.quality), "sets": list(trainer.sets), "gan": trainer.gan.state_dict(),
             "batches": trainer.batches.state_dict(), "guard": trainer.guard.state_dict(),
@@ -111,7 +118,9 @@ def restore(trainer: Any, state: dict[str, Any], history: bool = True) -> None:
     trainer.gan.load_state_dict(state["gan"])
     trainer.batches.load_state_dict(state["batches"])
     trainer.step = state["step"]
-    rng = state["rng"]
+    world = getattr(trainer, "world", None)
+    ranks = state.get("ranks")
+    rng = ranks[world.rank] if world is not None and ranks and len(ranks) == world.size else state["rng"]
     trainer.samples.load_state_dict({"fixed_noise": state["fixed_noise"], "generator": rng["preview"]})
     torch.set_rng_state(rng["torch"])
     random.setstate((3, tuple(rng["python"]), None))

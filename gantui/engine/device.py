@@ -26,7 +26,7 @@ def resolve_device(name: str) -> torch.device:
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise DeviceError(f"device {name!r} requested but CUDA is not available here")
-        index = device.index or 0
+        index = device.index if device.index is not None else torch.cuda.current_device()  # a rank's own
         if index >= torch.cuda.device_count():
             raise DeviceError(f"device {name!r} requested but only {torch.cuda.device_count()} CUDA device(s) exist")
         return torch.device("cuda", index)  # explicit index: the current device is per thread

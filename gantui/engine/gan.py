@@ -7,6 +7,8 @@ change through `apply`, at a step boundary.
 from __future__ import annotations
 
 import copy
+import warnings
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -56,7 +58,8 @@ class EMA:
 
 class GAN:
     def __init__(self, cfg: Config, device: torch.device, bf16: bool, classes: int = 0,
-                 shape: tuple[int, int, int] = (1, 28, 28)) -> None:
+                 shape: tuple[int, int, int] = (1, 28, 28), ranks: int = 1) -> None:
+        """`ranks` > 1: G and D wrapped in DDP apart (a torchrun job); see `_wrap`."""
         self.cfg, self.device, self.bf16 = cfg, device, bf16
         self.classes = classes if cfg.conditional else 0
         self.G = build_generator(shape, cfg.z_dim, self.classes)
@@ -68,7 +71,7 @@ class GAN:
         self.d_batch_norm = any(isinstance(m, nn.BatchNorm2d) for m in self.D.modules())
         self.G.to(device)
         self.D.to(device)
-        self.G_fwd, self.D_fwd = (torch.compile(self.G), torch.compile(self.D)) if cfg.compile else (self.G, self.D)
+        self.G_fwd, self.D_fwd, self.D_frozen = self._wrap(ranks > 1)
         # One kernel for the whole update, not one per op; None leaves torch's default elsewhere.
         fused = device.type in ("cuda", "cpu") or None
         betas = (cfg.beta1, cfg.beta2)
@@ -84,6 +87,26 @@ class GAN:
         # weights, 0 included, but cannot add one: the run's figures are announced at its start).
         self.penalties = [key for key in ("gp", "r1") if getattr(cfg, key)]
         self.meter = Meter([key for key, _, _ in self.lines()], device)
+
+    def _wrap(self, ddp: bool) -> tuple[nn.Module, nn.Module, nn.Module]:
+        """G for training, D for its own step, D for G's step. Under DDP each network has a wrapper
+        of its own (one around both waits for gradients that never come), batch-norm buffers stay
+        each rank's own (`broadcast_buffers=False`: a second forward through a wrapped BN module
+        would break the backward), and G's step goes through the raw D, frozen: through D's wrapper
+        it would wait for D's gradients. The penalties' double backward uses the raw D too."""
+        G, D = self.G, self.D
+        if ddp:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            with warnings.catch_warnings():  # its successor still syncs buffers at init: this is what we mean
+                warnings.filterwarnings("ignore", message=".*broadcast_buffers.*", category=FutureWarning)
+                G, D = [DDP(m, device_ids=ids, broadcast_buffers=False) for m in (self.G, self.D)]
+        if not self.cfg.compile:
+            return G, D, self.D
+        D_frozen = torch.compile(self.D) if ddp else None
+        G, D = torch.compile(G), torch.compile(D)
+        return G, D, D_frozen or D
 
     # -- what it reports ---------------------------------------------------------------
     def lines(self) -> list[Line]:
@@ -112,9 +135,10 @@ class GAN:
             panes.append({"title": "Gradients", "lines": grads})
         return [{"title": pane["title"], "lines": [list(line) for line in pane["lines"]]} for pane in panes]
 
-    def read(self) -> dict[str, float]:
-        """The interval's means and the current gradient norms: one host read."""
-        return self.meter.read({"grad_g": grad_norm([self.G], self.device), "grad_d": grad_norm([self.D], self.device)})
+    def read(self, reduce: Callable[[torch.Tensor], list[float]] | None = None) -> dict[str, float]:
+        """The interval's means and the current gradient norms: one host read (`reduce`: Meter.read)."""
+        return self.meter.read({"grad_g": grad_norm([self.G], self.device), "grad_d": grad_norm([self.D], self.device)},
+                               reduce)
 
     # -- the step ----------------------------------------------------------------------
     def autocast(self) -> torch.autocast:
@@ -126,12 +150,15 @@ class GAN:
     def fake_labels(self, n: int) -> torch.Tensor | None:
         return torch.randint(0, self.classes, (n,), device=self.device) if self.classes else None
 
-    def _D(self, x: torch.Tensor, labels: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """D's scores, and its class logits when conditional (models.Discriminator)."""
+    def _D(self, x: torch.Tensor, labels: torch.Tensor | None, frozen: bool = False
+           ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """D's scores, and its class logits when conditional (models.Discriminator); `frozen`: in
+        G's step (the raw D under DDP)."""
         x = augment(x, self.augments) if self.augments else x
+        D = self.D_frozen if frozen else self.D_fwd
         if labels is None:
-            return self.D_fwd(x).float(), None
-        score, logits = self.D_fwd(x, labels, classify=True)
+            return D(x).float(), None
+        score, logits = D(x, labels, classify=True)
         return score.float(), logits.float()
 
     def step(self, batches) -> None:
@@ -191,7 +218,7 @@ class GAN:
         """One G update through a frozen D: D gets no gradients and no update."""
         self.D.requires_grad_(False)
         with self.autocast():
-            out, logits = self._D(fake, labels)
+            out, logits = self._D(fake, labels, frozen=True)
             loss = self.objective.g_loss(out)
             if logits is not None:  # and be read as the digit asked for
                 loss = loss + F.cross_entropy(logits, labels)

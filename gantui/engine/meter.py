@@ -1,7 +1,7 @@
 """The meter: metric sums kept on the device, read back once per logging interval."""
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import torch
 from torch import nn
@@ -29,10 +29,13 @@ class Meter:
             self.sums += torch.stack(values).float()  # two ops: each op is a GIL round trip
         self.steps += 1
 
-    def read(self, extra: dict[str, torch.Tensor]) -> dict[str, float]:
-        """The means since the last read, and the `extra` figures (read at the same time)."""
+    def read(self, extra: dict[str, torch.Tensor], reduce: Callable[[torch.Tensor], list[float]] | None = None
+             ) -> dict[str, float]:
+        """The means since the last read, and the `extra` figures (read at the same time); `reduce`:
+        how they are read (the ranks of a torchrun job average them in the same exchange)."""
         tail = torch.stack([v.float().reshape(()) for v in extra.values()]) if extra else self.sums[:0]
-        values = torch.cat((self.sums / max(self.steps, 1), tail)).tolist()
+        means = torch.cat((self.sums / max(self.steps, 1), tail))
+        values = reduce(means) if reduce is not None else means.tolist()
         self.reset()
         return dict(zip((*self.keys, *extra), values))
 

@@ -3,8 +3,10 @@ a resample, a save, a pause. Functions of the trainer, as checkpoint.py's captur
 (`controls.py` is the other side: the requests, safe from any thread)."""
 from __future__ import annotations
 
+import time
 from typing import Any
 
+from gantui.engine.distributed import agree, broadcast
 from gantui.run import events as ev
 
 
@@ -49,3 +51,43 @@ def wait_while_paused(trainer: Any) -> None:
         return  # woken to stop, not resumed: Finished comes next
     trainer._write_status("training")
     trainer.emit(ev.Paused(False, trainer.step))
+
+
+def agree_at_interval(trainer: Any) -> bool:
+    """A torchrun job's step boundary, at the metrics interval: rank 0's commands and any rank's
+    stop (a signal) go out with the metrics (one all-reduce), and every rank applies them at this
+    step. True: stop here."""
+    world, main = trainer.world, trainer.world.main
+    pending = trainer._pending() if main else {}
+    agreed = trainer._log({"stop": trainer._stop.is_set(), "pause": main and not trainer._running.is_set(),
+                           "save": "save" in pending, "set": "set" in pending})
+    if agreed["set"]:
+        apply_settings(trainer, broadcast(world, pending.get("set")))
+    if "resample" in pending:
+        trainer.samples.resample()
+        trainer.emit(ev.Notice("preview noise resampled"))
+    if agreed["save"]:
+        trainer._save("manual")
+    stop = agreed["stop"] or (agreed["pause"] and paused_together(trainer))
+    if stop:
+        trainer._stop.set()  # every rank ends as stopped
+    return stop
+
+
+def paused_together(trainer: Any) -> bool:
+    """Every rank waits until rank 0 is resumed (or any rank is stopped); True: stopped."""
+    world, main = trainer.world, trainer.world.main
+    if main:
+        trainer._write_status("paused")
+        trainer.emit(ev.Paused(True, trainer.step))
+    while True:
+        if main:
+            trainer._running.wait(0.2)
+        agreed = agree(world, {"stop": trainer._stop.is_set(), "pause": main and not trainer._running.is_set()})
+        if agreed["stop"] or not agreed["pause"]:
+            break
+    if main and not agreed["stop"]:
+        trainer._write_status("training")
+        trainer.emit(ev.Paused(False, trainer.step))
+    trainer._interval_start, trainer._interval_images = time.perf_counter(), 0  # paused time is not training
+    return agreed["stop"]

@@ -22,23 +22,25 @@ from gantui.run.hub import CheckSet, RunHub
 from gantui.run.loop import LoopAPI
 from gantui.run.rundir import RunDir
 from gantui.run.server import RunServer
-from gantui.run.writer import RowWriter
+from gantui.run.writer import NoWriter, RowWriter
 
 REPEAT_WINDOW = 10.0  # seconds in which a repeated notice is counted, not sent again
 
 
 class Run(LoopAPI):
     def __init__(self, out: str | Path, *, serve: bool = True, lock: bool = True, controls: Controls | None = None,
-                 check_set: CheckSet | None = None, echo: bool = False) -> None:
+                 check_set: CheckSet | None = None, echo: bool = False, write: bool = True) -> None:
         """`lock`: take the run directory's lock (the CLI takes it earlier for the built-in trainer);
-        `echo`: warnings also go to stderr (a user's loop has no headless printer)."""
+        `echo`: warnings also go to stderr (a user's loop has no headless printer); `write`: False
+        for a rank other than 0 of a torchrun job, which keeps the run's past but writes nothing."""
         self.dir = RunDir(out)
-        self._lock_fd = self.dir.lock() if lock else None  # RunDirBusy: another process has it
+        self.writes = write
+        self._lock_fd = self.dir.lock() if lock and write else None  # RunDirBusy: another process has it
         self.controls = controls or Controls()
         self.hub = RunHub(check_set=check_set)
         self.hub.attach(self.controls)
-        self.writer = RowWriter(self.dir.metrics, self.warn, self.dir.still_ours)
-        self.server = RunServer(self.hub, self.dir) if serve else None
+        self.writer = RowWriter(self.dir.metrics, self.warn, self.dir.still_ours) if write else NoWriter()
+        self.server = RunServer(self.hub, self.dir) if serve and write else None
         self.echo = echo
         self.closed = self.started = False
         self._repeats: dict[str, list[float]] = {}  # notice text -> [first sent, repeats since]
@@ -58,6 +60,8 @@ class Run(LoopAPI):
         if self.started:
             return
         self.started = True
+        if not self.writes:
+            return
         self.dir.create()
         if self.server is not None:
             try:
@@ -88,6 +92,8 @@ class Run(LoopAPI):
 
     def status(self, state: str, **fields: Any) -> None:
         """status.json; a pause or an end also writes out the rows so far (the file is then current)."""
+        if not self.writes:
+            return
         if state != "training":
             self.writer.sync()
         try:

@@ -141,3 +141,14 @@ class RowWriter:
         except (OSError, AttributeError):
             pass
         self._file = None
+
+
+class NoWriter:
+    """What a rank other than 0 writes: nothing (rank 0 owns the run's files)."""
+
+    gone = False
+
+    def put(self, row: Any) -> None: ...
+    def task(self, fn: Callable[[], Any]) -> None: ...
+    def sync(self, fsync: bool = False, timeout: float = 10.0) -> None: ...
+    def close(self) -> None: ...

@@ -1,0 +1,143 @@
+"""`gantui` as one rank of a torchrun job, and `gantui --nproc N`, which runs torchrun itself.
+
+Rank 0 takes every decision a run starts with (the config, the run directory and its lock, the
+dataset fetched or a folder looked over, the checkpoint to resume) and sends it to the others; an
+error there is one line on rank 0 and exit 2 on every rank. Rank 0 prints the headless lines and
+serves the run; the others train silently.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from gantui.cli.parser import fail
+
+
+def train_rank(args: argparse.Namespace, world) -> int:
+    from gantui.cli.train import build_config, check_not_another_run
+    from gantui.config import Config, ConfigError
+    from gantui.engine import distributed
+    from gantui.engine.checkpoint import CheckpointError
+    from gantui.engine.data import DatasetError
+    from gantui.engine.device import DeviceError, resolve_device
+    from gantui.preparing import prepare_data
+    from gantui.run.rundir import RunDir, RunDirBusy
+
+    distributed.start(world)
+    outcome: tuple = ("error", "rank 0 did not answer", None)
+    if world.main:
+        try:
+            config, state = build_config(args, world.size)
+            config.timed = ()  # by steps, which every rank counts alike (each rank's clock differs)
+            lock = RunDir(config.out).lock()  # noqa: F841 (held until the process exits)
+            check_not_another_run(config, args)
+            prepare_data(config, resolve_device(config.device))
+            outcome = ("ok", config.to_dict(), state)
+        except (ConfigError, DeviceError, CheckpointError, RunDirBusy, DatasetError) as err:
+            outcome = ("error", str(err), None)
+    outcome = distributed.broadcast(world, outcome)
+    if outcome[0] == "error":
+        if world.main:
+            print(f"gantui: {outcome[1]}", file=sys.stderr, flush=True)
+        distributed.stop()
+        return 2
+    config, state = Config.from_dict(outcome[1]), outcome[2]
+    from gantui.headless import HeadlessPrinter
+    from gantui.session import Session
+
+    session = Session(config, state, world=world)
+    out = sys.stdout if world.main else open(os.devnull, "w")
+    try:
+        return session.run_headless(HeadlessPrinter(out, config.batch_size))
+    finally:
+        distributed.stop()
+
+
+def nproc_count(text: str) -> int:
+    if text == "auto":
+        import torch
+
+        return max(torch.cuda.device_count(), 1)
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        fail(f"--nproc {text}: the number of processes, 1 or more, or auto (one per visible GPU)")
+    return n
+
+
+def without_nproc(argv: list[str]) -> list[str]:
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--nproc":
+            skip = True
+        elif not arg.startswith("--nproc="):
+            out.append(arg)
+    return out
+
+
+def launch(argv: list[str], args: argparse.Namespace, ui: bool) -> int:
+    """torchrun's launcher as a child (`--standalone`: one machine), every rank headless; in a
+    terminal, the dashboard drawn here as a client of rank 0's socket."""
+    from gantui.run.rundir import default_run_dir
+
+    n = nproc_count(args.nproc)
+    rest = without_nproc(argv)
+    out = Path(args.out).expanduser().resolve() if args.out else None
+    if out is None and args.resume:
+        from gantui.engine.checkpoint import CheckpointError, resolve_checkpoint
+        from gantui.run.rundir import run_dir_of
+
+        try:
+            out = Path(run_dir_of(resolve_checkpoint(args.resume)))
+        except CheckpointError as err:
+            fail(str(err))
+    if out is None:
+        out = default_run_dir()
+        rest += ["--out", str(out)]
+    launcher = ["--standalone", f"--nproc-per-node={n}", "-m", "gantui", *rest, "--no-ui"]
+    cmd = [sys.executable, "-m", "torch.distributed.run", *launcher]
+    if not ui:
+        return foreground(launcher)
+    out.mkdir(parents=True, exist_ok=True)
+    log = open(out / "gantui.log", "ab")
+    job = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+    while job.poll() is None and not (out / "gantui.sock").exists():
+        time.sleep(0.1)
+    if job.poll() is not None:
+        sys.stderr.write((out / "gantui.log").read_text(errors="replace")[-2000:])
+        return job.returncode
+    from gantui.cli.commands import watch
+
+    code = watch([str(out)])
+    if job.poll() is None:
+        print(f"gantui: the run goes on ({n} processes): gantui watch {out} | gantui stop {out}")
+        return 0
+    return job.returncode if code == 0 else code
+
+
+def foreground(launcher: list[str]) -> int:
+    """torchrun's launcher in this process: a stop signal reaches every rank (each saves at the step
+    they agree on) and ends the launcher without its traceback; a rank's failure is its exit code."""
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import get_args_parser, run
+
+    try:
+        run(get_args_parser().parse_args(launcher))
+    except SignalException as err:
+        return 128 + int(err.sigval)
+    except ChildFailedError as err:
+        codes = [failure.exitcode for failure in err.failures.values()]
+        code = next((c for c in codes if c > 0), 1)
+        if code != 2:  # 2: rank 0 said why in one line already
+            print(f"gantui: a process of the job failed (exit {code})", file=sys.stderr)
+        return code
+    return 0

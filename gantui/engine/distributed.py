@@ -1,0 +1,113 @@
+"""Many processes, one run: the world a torchrun job gives each process, and what its ranks agree on.
+
+Rank 0 owns the run (its directory, its socket, its checkpoints); every decision that depends on one
+process's view (a watcher's pause, stop, save or setting, a signal to any rank, a periodic
+checkpoint) is exchanged at the metrics interval, in the same all-reduce as the metrics: one small
+collective per interval, and every rank applies the outcome at the same step.
+"""
+from __future__ import annotations
+
+import datetime
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+# How long a collective waits for a rank that does not come (a rank that died: torchrun then ends
+# the others; a rank evaluating or writing a checkpoint for rank 0 takes seconds, not minutes).
+COLLECTIVE_TIMEOUT = datetime.timedelta(minutes=10)
+# The decisions exchanged at each metrics interval, in this order: summed over the ranks, > 0 is yes.
+FLAGS = ("stop", "pause", "save", "set")
+
+
+@dataclass(frozen=True)
+class World:
+    rank: int = 0
+    size: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def many(self) -> bool:
+        return self.size > 1
+
+
+def from_env() -> World:
+    """The world torchrun describes in the environment (one process when it does not)."""
+    try:
+        size = int(os.environ.get("WORLD_SIZE", "1"))
+        rank = int(os.environ.get("RANK", "0"))
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+    except ValueError:
+        return World()
+    return World(rank, size, local) if size > 1 else World()
+
+
+def start(world: World) -> None:
+    """The process group: NCCL for CUDA tensors, gloo for the CPU's; MASTER_ADDR/PORT from torchrun."""
+    if not world.many or dist.is_initialized():
+        return
+    if torch.cuda.is_available():  # one GPU a process: `--device auto` and `cuda` mean this one
+        torch.cuda.set_device(world.local_rank)
+        backend = "cpu:gloo,cuda:nccl"  # CUDA tensors through NCCL; the pause's waits through gloo
+    else:
+        backend = "gloo"
+    dist.init_process_group(backend, rank=world.rank, world_size=world.size, timeout=COLLECTIVE_TIMEOUT)
+
+
+def stop() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def broadcast(world: World, value: Any) -> Any:
+    """Rank 0's `value` on every rank (a config, a run directory, live settings)."""
+    if not world.many:
+        return value
+    box = [value if world.main else None]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def gather(world: World, value: Any) -> list[Any] | None:
+    """Every rank's `value` on rank 0 (their random states for a checkpoint); None elsewhere."""
+    if not world.many:
+        return [value]
+    out = [None] * world.size if world.main else None
+    dist.gather_object(value, out, dst=0)
+    return out
+
+
+def barrier(world: World) -> None:
+    if world.many:
+        dist.barrier()
+
+
+def exchange(world: World, means: torch.Tensor, rate: float, flags: dict[str, bool]) -> tuple[list[float], list[float], dict[str, bool]]:
+    """One all-reduce, and the interval's one host read: the metrics' means averaged over the
+    ranks, each rank's images/s, and the decisions (`flags`: any rank's yes is everyone's)."""
+    own = torch.zeros(world.size, dtype=means.dtype, device=means.device)
+    own[world.rank] = rate
+    asked = torch.tensor([float(flags.get(name, False)) for name in FLAGS], dtype=means.dtype).to(means.device)
+    vector = torch.cat((means.detach().reshape(-1), own, asked))
+    if world.many:
+        dist.all_reduce(vector)
+    n = means.numel()
+    values = vector.tolist()
+    agreed = {name: values[n + world.size + i] > 0 for i, name in enumerate(FLAGS)}
+    return [v / world.size for v in values[:n]], values[n:n + world.size], agreed
+
+
+def agree(world: World, flags: dict[str, bool]) -> dict[str, bool]:
+    """While paused: every rank calls this in a loop, rank 0 after waiting a fraction of a second
+    for a resume or a stop, the others in the collective meanwhile (a CPU tensor: gloo, whose
+    timeout a pause of any length never reaches, as rank 0 answers every fraction of a second)."""
+    vector = torch.tensor([float(flags.get(name, False)) for name in FLAGS])
+    if world.many:
+        dist.all_reduce(vector)
+    return {name: value > 0 for name, value in zip(FLAGS, vector.tolist())}

@@ -1,0 +1,120 @@
+"""A torchrun job: two processes on the CPU (gloo), each test in fresh subprocesses."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from gantui.engine.checkpoint import load_checkpoint
+from helpers import wait_for_step
+
+QUICK = ["--batch-size", "16", "--device", "cpu", "--log-every", "5", "--eval-every", "0"]
+
+
+def torchrun(*args: str, nproc: int = 2) -> list[str]:
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+            "-m", "gantui", *args]
+
+
+def rows(out: Path) -> list[dict]:
+    return [r for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines()) if "event" not in r]
+
+
+def status(out: Path) -> dict:
+    return json.loads((out / "status.json").read_text())
+
+
+def test_two_ranks_train_one_run_and_resume_it_exactly(tmp_path):
+    whole, half = tmp_path / "whole", tmp_path / "half"
+    done = subprocess.run(torchrun("--steps", "20", "--save-every", "10", "--out", str(whole), *QUICK),
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.count("gantui: training on cpu") == 1  # rank 0 prints; the other trains silently
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["whole"]  # one run directory
+    got = rows(whole)
+    assert [r["step"] for r in got] == [5, 10, 15, 20]
+    assert all(len(r["rank_images_per_s"]) == 2 and r["images_per_s"] == pytest.approx(sum(r["rank_images_per_s"]))
+               for r in got)
+    state = load_checkpoint(whole)
+    assert state["step"] == 20 and state["world_size"] == 2 and len(state["ranks"]) == 2
+    assert not (state["ranks"][0]["torch"] == state["ranks"][1]["torch"]).all()  # seed + rank
+    assert status(whole)["state"] == "done"
+
+    first = subprocess.run(torchrun("--steps", "10", "--save-every", "10", "--out", str(half), *QUICK),
+                           capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr[-2000:]
+    again = subprocess.run(torchrun("--resume", str(half), "--steps", "20"), capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-2000:]
+    resumed = {r["step"]: r for r in rows(half)}
+    for step in (15, 20):  # fresh processes, the same world size: the same numbers
+        for key in ("loss_g", "loss_d", "grad_g", "grad_d"):
+            assert resumed[step][key] == pytest.approx(rows_at(got, step)[key], rel=1e-5, abs=1e-6), (step, key)
+
+    # another number of processes: one line, exit 2, on every path
+    alone = subprocess.run([sys.executable, "-m", "gantui", "--resume", str(half), "--steps", "30", "--no-ui"],
+                           capture_output=True, text=True, timeout=120)
+    assert alone.returncode == 2 and alone.stderr.strip().count("\n") == 0
+    assert "written by 2 processes, resumed by 1: resume it with --nproc 2" in alone.stderr
+
+
+def rows_at(got: list[dict], step: int) -> dict:
+    return next(r for r in got if r["step"] == step)
+
+
+def test_a_watchers_pause_holds_every_rank_and_sigterm_stops_them_at_one_step(tmp_path):
+    from test_watch import Peer
+
+    out = tmp_path / "run"
+    job = subprocess.Popen(torchrun("--steps", "100000", "--out", str(out), *QUICK), stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        wait_for_step(out, 10, timeout=180)
+        peer = Peer(out)
+        peer.read(), peer.read()  # hello, snapshot
+        peer.cmd("pause")
+        paused = peer.until(lambda m: m["type"] == "paused" and m["paused"], timeout=120)
+        time.sleep(2.0)
+        assert rows(out)[-1]["step"] <= paused["step"] and status(out)["state"] == "paused"
+        peer.cmd("resume")
+        peer.until(lambda m: m["type"] == "paused" and not m["paused"], timeout=60)
+        wait_for_step(out, paused["step"] + 5, timeout=120)  # every rank trains again (they step together)
+        os.kill(job.pid, signal.SIGTERM)  # torchrun passes it to every rank
+        _, err = job.communicate(timeout=180)
+    finally:
+        if job.poll() is None:
+            os.killpg(job.pid, signal.SIGKILL)
+    final = status(out)
+    assert final["state"] == "stopped", err[-2000:]
+    state = load_checkpoint(out)
+    assert state["step"] == final["step"] and state["step"] % 5 == 0  # one agreed step, a metrics boundary
+    assert "/gantui/" not in err  # no traceback of gantui's (torchrun's launcher prints its own on a signal)
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "two"])
+def test_bad_nproc_is_one_line_and_exit_2(value):
+    done = subprocess.run([sys.executable, "-m", "gantui", "--nproc", value, "--no-ui"], capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and "--nproc" in done.stderr
+
+
+def test_gantui_nproc_launches_the_job_and_a_signal_ends_it_saved(tmp_path):
+    out = tmp_path / "run"
+    job = subprocess.Popen([sys.executable, "-m", "gantui", "--nproc", "2", "--steps", "100000", "--out", str(out),
+                            *QUICK], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for_step(out, 10, timeout=180)
+        job.send_signal(signal.SIGINT)  # Ctrl-C in its terminal
+        _, err = job.communicate(timeout=180)
+    finally:
+        if job.poll() is None:
+            job.kill()
+    assert job.returncode == 128 + signal.SIGINT, err[-2000:]
+    assert "Traceback" not in err
+    final = status(out)
+    assert final["state"] == "stopped" and load_checkpoint(out)["step"] == final["step"]
