@@ -17,8 +17,8 @@ from helpers import wait_for_step
 QUICK = ["--batch-size", "16", "--device", "cpu", "--log-every", "5", "--eval-every", "0"]
 
 
-def torchrun(*args: str, nproc: int = 2) -> list[str]:
-    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+def torchrun(*args: str, nproc: int = 2, launcher: tuple[str, ...] = ("--standalone",)) -> list[str]:
+    return [sys.executable, "-m", "torch.distributed.run", *launcher, f"--nproc-per-node={nproc}",
             "-m", "gantui", *args]
 
 
@@ -118,3 +118,38 @@ def test_gantui_nproc_launches_the_job_and_a_signal_ends_it_saved(tmp_path):
     assert "Traceback" not in err
     final = status(out)
     assert final["state"] == "stopped" and load_checkpoint(out)["step"] == final["step"]
+
+
+def worker_of_rank(agent: int, rank: int) -> int:
+    """The pid of `rank` among torchrun's workers (children of its agent)."""
+    for pid in Path("/proc").iterdir():
+        if not pid.name.isdigit():
+            continue
+        try:
+            if int((pid / "stat").read_text().rsplit(")", 1)[1].split()[1]) != agent:
+                continue
+            env = (pid / "environ").read_bytes().split(b"\0")
+        except (OSError, ValueError, IndexError):
+            continue
+        if f"RANK={rank}".encode() in env:
+            return int(pid.name)
+    raise AssertionError(f"no worker of rank {rank}")
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds the workers through /proc")
+def test_a_killed_rank_is_restarted_by_torchrun_and_the_run_resumes_to_its_end(tmp_path):
+    out = tmp_path / "run"
+    job = subprocess.Popen(torchrun("--steps", "40", "--save-every", "10", "--out", str(out), *QUICK,
+                                    launcher=("--standalone", "--max-restarts", "1")), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        wait_for_step(out, 15, timeout=180)
+        os.kill(worker_of_rank(job.pid, 1), signal.SIGKILL)
+        _, err = job.communicate(timeout=300)
+    finally:
+        if job.poll() is None:
+            os.killpg(job.pid, signal.SIGKILL)
+    assert job.returncode == 0, err[-3000:]
+    assert "restart 1 of this torchrun job: resuming" in err
+    assert status(out)["state"] == "done" and load_checkpoint(out)["step"] == 40
+    events = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert any(e.get("event") == "resume" for e in events)

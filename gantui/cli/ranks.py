@@ -31,6 +31,7 @@ def train_rank(args: argparse.Namespace, world) -> int:
     outcome: tuple = ("error", "rank 0 did not answer", None)
     if world.main:
         try:
+            restarted(args)
             config, state = build_config(args, world.size)
             config.timed = ()  # by steps, which every rank counts alike (each rank's clock differs)
             lock = RunDir(config.out).lock()  # noqa: F841 (held until the process exits)
@@ -55,6 +56,27 @@ def train_rank(args: argparse.Namespace, world) -> int:
         return session.run_headless(HeadlessPrinter(out, config.batch_size))
     finally:
         distributed.stop()
+
+
+def restarted(args: argparse.Namespace) -> None:
+    """A torchrun restart (`--max-restarts`, after a rank failed) resumes this job's run from its
+    newest checkpoint: the run in --out, or the newest whose config.json names this job."""
+    from gantui.engine.checkpoint import resolve_checkpoint
+    from gantui.run.runs import all_runs
+
+    count = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+    if count in ("", "0") or args.resume:
+        return
+    if args.out:
+        found = [Path(args.out).expanduser()]
+    else:
+        job = os.environ.get("TORCHELASTIC_RUN_ID")
+        found = [r.path for r in reversed(all_runs()) if job and r.read_config().get("job") == job][:1]
+    for run in found:
+        if (run / "checkpoints" / "last.pt").is_file():
+            args.resume = str(resolve_checkpoint(run))
+            args.out = None  # the checkpoint's own run
+            print(f"gantui: restart {count} of this torchrun job: resuming {run}", file=sys.stderr, flush=True)
 
 
 def nproc_count(text: str) -> int:

@@ -8,6 +8,7 @@ the monitor (quality, collapse), the artifacts (checkpoints, grids).
 """
 from __future__ import annotations
 
+import os
 import random
 import time
 from collections.abc import Callable
@@ -120,7 +121,7 @@ class Trainer(Controls, Outputs):
         self.publisher.status("training", step=self.step, total_steps=self.total_steps)
         if self.world.main:
             self.run_dir.write_config({**cfg.to_dict(), "out": str(self.run_dir.path), "resolved_device": str(self.device),
-                                   "schema": self.gan.schema(), **self._announced()})
+                                   "schema": self.gan.schema(), **self._announced(), **self._job()})
         if resumed:
             self._event({"event": "resume", "step": self.step, "from": cfg.resume})
 
@@ -129,6 +130,12 @@ class Trainer(Controls, Outputs):
         off = evaluation_off_reason(self.config.dataset) or (None if self.eval_every else "--eval-every 0")
         return {"image_shape": list(self.data.shape), "evaluation": off,
                 "class_names": list(self.data.classes) if self.data.classes else None}
+
+    def _job(self) -> dict[str, Any]:
+        """A torchrun job's size and id: a restart finds its run by the id (cli/ranks.py)."""
+        if not self.world.many:
+            return {}
+        return {"processes": self.world.size, "job": os.environ.get("TORCHELASTIC_RUN_ID")}
 
     def _decoding(self, done: int, total: int) -> None:
         """A folder's first decode, as it goes; a stop (a signal, `q`) ends it, with nothing trained."""
