@@ -153,3 +153,40 @@ def test_a_killed_rank_is_restarted_by_torchrun_and_the_run_resumes_to_its_end(t
     assert status(out)["state"] == "done" and load_checkpoint(out)["step"] == 40
     events = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert any(e.get("event") == "resume" for e in events)
+
+
+def test_two_launchers_as_two_machines_train_one_run(tmp_path):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = tmp_path / "run"
+    nodes = [subprocess.Popen(torchrun("--steps", "10", "--out", str(out), *QUICK, nproc=1, launcher=(
+        "--nnodes", "2", "--node-rank", str(k), "--master-addr", "127.0.0.1", "--master-port", str(port))),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for k in (0, 1)]
+    outputs = [node.communicate(timeout=300) for node in nodes]
+    assert [node.returncode for node in nodes] == [0, 0], outputs[0][1][-2000:] + outputs[1][1][-2000:]
+    assert "gantui: training on cpu" in outputs[0][0] and "gantui: training" not in outputs[1][0]  # rank 0's machine
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+    assert [len(r["rank_images_per_s"]) for r in rows(out)] == [2, 2]
+    assert load_checkpoint(out)["world_size"] == 2
+
+
+@pytest.mark.parametrize("recipe", [
+    ["--loss", "wgan-gp", "--d-steps", "2", "--ema", "0.99", "--conditional"],  # GP's double backward on the raw D
+    ["--loss", "hinge", "--r1", "1", "--spectral-norm", "--diffaug", "color,translation", "--noise", "uniform"],
+    ["--loss", "lsgan", "--lr-g", "1e-4"],
+    ["--loss", "minimax", "--compile"],
+], ids=["wgan-gp+d-steps+ema+conditional", "hinge+r1+sn+diffaug", "lsgan", "minimax+compile"])
+def test_every_recipe_trains_under_two_processes(tmp_path, recipe):
+    if "--compile" in recipe:
+        pytest.importorskip("torch._dynamo")
+    out = tmp_path / "run"
+    done = subprocess.run(torchrun("--steps", "4", "--log-every", "2", "--out", str(out), *QUICK[:4],
+                                   "--eval-every", "0", *recipe), capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    got = rows(out)
+    assert [r["step"] for r in got] == [2, 4]
+    assert all(r["loss_d"] is not None and r["loss_g"] is not None for r in got)
+    assert status(out)["state"] == "done"

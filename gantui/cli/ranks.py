@@ -53,9 +53,13 @@ def train_rank(args: argparse.Namespace, world) -> int:
     session = Session(config, state, world=world)
     out = sys.stdout if world.main else open(os.devnull, "w")
     try:
-        return session.run_headless(HeadlessPrinter(out, config.batch_size))
+        code = session.run_headless(HeadlessPrinter(out, config.batch_size))
     finally:
         distributed.stop()
+    finished = session.finished
+    if not world.main and finished is not None and finished.error:  # rank 0 says the rest
+        print(f"gantui: rank {world.rank}: {finished.error}", file=sys.stderr, flush=True)
+    return code
 
 
 def restarted(args: argparse.Namespace) -> None:

@@ -104,9 +104,8 @@ class GAN:
                 G, D = [DDP(m, device_ids=ids, broadcast_buffers=False) for m in (self.G, self.D)]
         if not self.cfg.compile:
             return G, D, self.D
-        D_frozen = torch.compile(self.D) if ddp else None
-        G, D = torch.compile(G), torch.compile(D)
-        return G, D, D_frozen or D
+        G, D_own = torch.compile(G), torch.compile(D)
+        return G, D_own, torch.compile(self.D) if ddp else D_own
 
     # -- what it reports ---------------------------------------------------------------
     def lines(self) -> list[Line]:
