@@ -54,8 +54,31 @@ def format_metrics(row: dict[str, Any], total_steps: int, batch_size: int,
     rate = row.get("images_per_s") or 0.0
     eta = eta_seconds(row["step"], total_steps, steps_per_s(row, batch_size))
     epoch = f" epoch {row['epoch']}" if "epoch" in row else ""
+    devices = f" | {'; '.join(device_lines(row))}" if row.get("devices") or row.get("devices_note") else ""
     return (f"step {row['step']}/{total_steps or '?'}{epoch} | {figures}"
-            f" | {rate:,.0f} img/s | ETA {'?' if eta is None else format_duration(eta)}")
+            f" | {rate:,.0f} img/s | ETA {'?' if eta is None else format_duration(eta)}{devices}")
+
+
+def device_lines(row: dict[str, Any]) -> list[str]:
+    """A line per rank's device (the GPU pane, the headless line): a GPU's utilisation, memory,
+    power and temperature; a CPU process's CPU use and memory; or why NVML gave none."""
+    def part(value: Any, fmt: str, unit: str) -> str | None:
+        return None if value is None else f"{value:{fmt}}{unit}"
+
+    lines = []
+    devices = row.get("devices") or []
+    for i, d in enumerate(devices):
+        name = f"{d.get('kind', 'GPU')}{i}" if len(devices) > 1 or d.get("kind") == "GPU" else d.get("kind", "CPU")
+        memory = None
+        if d.get("mem") is not None:
+            total = f"/{d['mem_total'] / 1024:.0f}" if d.get("mem_total") and d.get("kind") == "GPU" else ""
+            memory = f"{d['mem'] / 1024:.1f}{total} GiB"
+        parts = [part(d.get("util"), ".0f", "%"), memory, part(d.get("power"), ".0f", " W"),
+                 part(d.get("temp"), ".0f", "°C")]
+        lines.append(" ".join([name, *(p for p in parts if p)]))
+    if row.get("devices_note"):
+        lines.append(str(row["devices_note"]))
+    return lines
 
 
 def format_quality(row: dict[str, Any]) -> str:

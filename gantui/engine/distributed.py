@@ -88,19 +88,24 @@ def barrier(world: World) -> None:
         dist.barrier()
 
 
-def exchange(world: World, means: torch.Tensor, rate: float, flags: dict[str, bool]) -> tuple[list[float], list[float], dict[str, bool]]:
+def exchange(world: World, means: torch.Tensor, own: list[float], flags: dict[str, bool]
+             ) -> tuple[list[float], list[list[float]], dict[str, bool]]:
     """One all-reduce, and the interval's one host read: the metrics' means averaged over the
-    ranks, each rank's images/s, and the decisions (`flags`: any rank's yes is everyone's)."""
-    own = torch.zeros(world.size, dtype=means.dtype, device=means.device)
-    own[world.rank] = rate
-    asked = torch.tensor([float(flags.get(name, False)) for name in FLAGS], dtype=means.dtype).to(means.device)
-    vector = torch.cat((means.detach().reshape(-1), own, asked))
+    ranks, every rank's `own` figures (its images/s, its device's; NaN for one it has not), and
+    the decisions (`flags`: any rank's yes is everyone's)."""
+    width = len(own)
+    slots = torch.zeros(world.size, width, dtype=torch.float64)
+    slots[world.rank] = torch.tensor(own, dtype=torch.float64)
+    asked = [float(flags.get(name, False)) for name in FLAGS]
+    tail = torch.cat((slots.reshape(-1), torch.tensor(asked, dtype=torch.float64))).to(means.device, means.dtype)
+    vector = torch.cat((means.detach().reshape(-1), tail))
     if world.many:
         dist.all_reduce(vector)
     n = means.numel()
     values = vector.tolist()
-    agreed = {name: values[n + world.size + i] > 0 for i, name in enumerate(FLAGS)}
-    return [v / world.size for v in values[:n]], values[n:n + world.size], agreed
+    ranks = [values[n + r * width:n + (r + 1) * width] for r in range(world.size)]
+    agreed = {name: values[n + world.size * width + i] > 0 for i, name in enumerate(FLAGS)}
+    return [v / world.size for v in values[:n]], ranks, agreed
 
 
 def agree(world: World, flags: dict[str, bool]) -> dict[str, bool]:

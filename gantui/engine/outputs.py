@@ -3,6 +3,7 @@ what they agree on), the divergence guard's rollback, an evaluation, a preview, 
 checkpoint, the end. A part of `Trainer` (trainer.py), kept apart from the loop itself."""
 from __future__ import annotations
 
+import math
 import time
 import traceback
 from typing import Any
@@ -10,10 +11,19 @@ from typing import Any
 import torch
 
 from gantui.engine.checkpoint import load_checkpoint, rank_state
+from gantui.engine.devicestats import FIELDS
 from gantui.engine.distributed import barrier, exchange, gather
 from gantui.engine.guard import MAX_ROLLBACKS
 from gantui.engine.monitor import EvaluationOff
 from gantui.run import events as ev
+
+
+def nan_for_none(value: float | None) -> float:
+    return math.nan if value is None else float(value)
+
+
+def none_for_nan(value: float) -> float | None:
+    return None if math.isnan(value) else value
 
 
 class Outputs:
@@ -23,20 +33,27 @@ class Outputs:
         """A metrics row; with many ranks, their means, and the decisions (`flags`) they agree on."""
         steps = self.gan.meter.steps
         elapsed = max(time.perf_counter() - self._interval_start, 1e-9)
-        own = self._interval_images / elapsed
-        rates, agreed = [own], dict(flags or {})
+        stats = self.stats.latest or {}
+        own = [self._interval_images / elapsed, *(nan_for_none(stats.get(key)) for key in FIELDS)]
+        ranks, agreed = [own], dict(flags or {})
 
         def reduce(means: torch.Tensor) -> list[float]:
-            nonlocal rates, agreed
-            values, rates, agreed = exchange(self.world, means, own, flags or {})
+            nonlocal ranks, agreed
+            values, ranks, agreed = exchange(self.world, means, own, flags or {})
             return values
 
         row: dict[str, Any] = {"step": self.step, "epoch": self.epoch + 1,
                                **self.gan.read(reduce if self.world.many else None)}
-        self.images_per_s = sum(rates)
+        self.images_per_s = sum(rank[0] for rank in ranks)
         row.update(images_per_s=self.images_per_s, steps_per_s=steps / elapsed, time=time.time())
         if self.world.many:  # each rank's own, so a slow GPU shows
-            row["rank_images_per_s"] = rates
+            row["rank_images_per_s"] = [rank[0] for rank in ranks]
+        if self.stats.latest is not None or self.world.many:  # each rank's device: the GPU pane
+            kind = "GPU" if self.device.type == "cuda" else "CPU"
+            row["devices"] = [{"kind": kind, **{key: none_for_nan(v) for key, v in zip(FIELDS, rank[1:])}}
+                              for rank in ranks]
+        if self.stats.unavailable:
+            row["devices_note"] = self.stats.unavailable
         if self.device.type == "cuda":  # a host-side counter: no sync
             row["gpu_mem_mb"] = torch.cuda.max_memory_allocated(self.device) / 2**20
         self._interval_start, self._interval_images = time.perf_counter(), 0
@@ -124,6 +141,8 @@ class Outputs:
 
     def _finish(self, finished: ev.Finished) -> ev.Finished:
         self.artifacts.wait()  # the end waits for the checkpoint in flight
+        if hasattr(self, "stats"):
+            self.stats.close()
         self.publisher.end(finished, getattr(self, "total_steps", 0))
         return finished
 

@@ -24,6 +24,7 @@ from gantui.engine.batches import BatchStream
 from gantui.engine.checkpoint import capture, restore
 from gantui.engine.data import load_dataset
 from gantui.engine.device import configure_backend, resolve_device, use_bf16
+from gantui.engine.devicestats import DeviceStats
 from gantui.engine.distributed import World, broadcast
 from gantui.engine.gan import GAN
 from gantui.engine.guard import MAX_ROLLBACKS, Guard
@@ -103,6 +104,7 @@ class Trainer(Controls, Outputs):
                              f" is more than the dataset ({len(images)} images)")
         self.total_steps = cfg.steps or cfg.epochs * self.steps_per_epoch
         configure_backend(self.device)
+        self.stats = DeviceStats(self.device.type, self.device.index).start()  # the GPU pane's figures
         self.gan = GAN(cfg, self.device, self.bf16, classes=self.classes, shape=self.data.shape, ranks=ranks)
         self.guard = Guard(self.gan.objective)
         self.samples = Samples(self.gan, cfg.preview_count, cfg.seed)

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from textual import events, on
+from textual import on
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -25,15 +25,16 @@ from gantui.config import LIVE
 from gantui.datasets import describe_config, evaluation_off_reason
 from gantui.run.rundir import RunDir
 from gantui.run.client import ConnectionLost, LocalLink, ReplayLink, StreamLink
+from gantui.ui.layout import Layout
 from gantui.ui.leaving import Leaving
 from gantui.ui.messages import EngineEvent, message_for
 from gantui.ui.steering import Steering
+from gantui.ui.widgets.device_pane import DevicePane
 from gantui.ui.widgets.metric_pane import HealthPane, LossPane, MetricPane
 from gantui.ui.widgets.preview_pane import PreviewPane
 from gantui.ui.widgets.quality_pane import QualityPane
 from gantui.ui.widgets.status_line import StatusLine
 
-MIN_SIZE = (80, 24)
 # Seconds between repaints of the metric panes at most: on a GPU a metrics row comes every few
 # milliseconds, and a repaint costs the UI thread (and so, in one process, the trainer) ~10-20 ms.
 METRICS_INTERVAL = 1.0
@@ -42,7 +43,7 @@ COST_INTERVAL = 2.0  # seconds between reports of the UI thread's CPU time to th
 Link = LocalLink | StreamLink | ReplayLink
 
 
-class GanApp(Steering, Leaving, App[int]):
+class GanApp(Steering, Leaving, Layout, App[int]):
     CSS_PATH = "gantui.tcss"
     TITLE = "gantui"
     ENABLE_COMMAND_PALETTE = False
@@ -86,6 +87,7 @@ class GanApp(Steering, Leaving, App[int]):
         self.metric_panes: list[MetricPane] = [self.loss_pane, self.health_pane]  # as many as the run announces
         self.quality_pane = QualityPane()
         self.preview_pane = PreviewPane()
+        self.device_pane = DevicePane()
         self.status_line = StatusLine("starting...")
         self.too_small = Static(id="too-small")
 
@@ -95,7 +97,9 @@ class GanApp(Steering, Leaving, App[int]):
                 yield self.loss_pane
                 yield self.health_pane
                 yield self.quality_pane
-            yield self.preview_pane
+            with Vertical(id="right"):
+                yield self.preview_pane
+                yield self.device_pane
         yield self.status_line
         yield self.too_small
         yield Footer()
@@ -180,6 +184,8 @@ class GanApp(Steering, Leaving, App[int]):
                 pane.add(event.history)
             for change in event.sets:
                 pane.mark(change["step"])
+        if event.history:
+            self.device_pane.show(event.history[-1])
         self.quality_pane.add(event.quality)
         self.quality_pane.display = event.producer == "gantui"  # a loop of the user's is not evaluated here
         if event.image_shape is None:  # a run from before runs announced it
@@ -227,6 +233,7 @@ class GanApp(Steering, Leaving, App[int]):
         for pane in self.metric_panes:
             pane.add(rows)
         last = rows[-1]
+        self.device_pane.show(last)
         self.step, self.epoch, self.images_per_s = last["step"], last.get("epoch", 1) - 1, last.get("images_per_s") or 0.0
         self.steps_per_s = steps_per_s(last, self.started.config.get("batch_size", 64) if self.started else 64)
         self.metrics_painted = time.monotonic()
@@ -236,6 +243,8 @@ class GanApp(Steering, Leaving, App[int]):
         """A pane for each group of figures the run announced (a loop's grow as it logs new keys)."""
         if not schema and self.started is not None and self.started.producer != "gantui":
             schema = [{"title": "metrics", "lines": []}]  # nothing logged yet
+        if self.started is not None and self.started.producer == "gantui":
+            schema = schema[:2]  # the trainer's third pane (gradients, when the second is full) is the log's only
         left = self.query_one("#left")
         while len(self.metric_panes) < len(schema):
             pane = MetricPane(len(self.metric_panes))
@@ -265,57 +274,6 @@ class GanApp(Steering, Leaving, App[int]):
             return
         if self.finished is None:
             self.notify(f"{reason}; q quits", severity="error", timeout=3600)
-
-    # -- layout, previews and status -----------------------------------------------------
-    def on_resize(self, event: events.Resize) -> None:
-        width, height = event.size
-        self.screen.set_class(width < MIN_SIZE[0] or height < MIN_SIZE[1], "too-small")
-        self.too_small.update(
-            f"Terminal too small: {width}x{height}, gantui needs {MIN_SIZE[0]}x{MIN_SIZE[1]}.\n"
-            "Training goes on; enlarge the window, or press q to save and quit.")
-
-    @on(PreviewPane.CapacityChanged)
-    def on_preview_capacity(self, message: PreviewPane.CapacityChanged) -> None:
-        self.ask_for_previews(message.capacity)
-
-    def ask_for_previews(self, count: int) -> None:
-        """Previews are a request: the run generates as many as the largest consumer shows."""
-        if self.started is not None and self.steerable():
-            self.send("preview", count=count)
-
-    def report_cost(self) -> None:
-        """This thread's CPU time to the run's one preview pacer (counted only in its own process)."""
-        now = time.thread_time()
-        self.link.report_cost(now - self.cpu_mark)
-        self.cpu_mark = now
-
-    def tick_status(self) -> None:
-        """The clock: a repaint only when no event has refreshed the status line this second."""
-        if time.monotonic() - self.status_painted >= 0.95:
-            self.refresh_status()
-
-    def refresh_status(self) -> None:
-        if self.started is None:
-            return
-        self.status_painted = time.monotonic()
-        finished, started = self.finished, self.started
-        compiling = started.config.get("compile") and self.step == started.step and finished is None
-        state = finished.reason.upper() if finished else "DISCONNECTED" if self.lost else (
-            "QUITTING" if self.quitting else "PAUSED" if self.paused else "COMPILING" if compiling else "TRAINING")
-        if not started.live:
-            state += " (replay)"
-        if started.live and finished is None:
-            elapsed = self.clock() - self.started_at
-        else:  # frozen once the run has ended (a replay: at once)
-            self.ended_at = self.clock() - self.started_at if self.ended_at is None else self.ended_at
-            elapsed = self.ended_at
-        self.status_line.show(
-            device=started.device, state=state, step=self.step, total=started.total_steps,
-            epoch=self.epoch + 1 if started.producer == "gantui" else None,
-            images_per_s=None if started.producer != "gantui" else self.images_per_s if finished is None else 0.0,
-            steps_per_s=self.steps_per_s if finished is None else 0.0, elapsed=elapsed,
-            run_dir=started.run_dir,
-        )
 
     def watch_paused(self, paused: bool) -> None:
         self.refresh_bindings()

@@ -1,0 +1,134 @@
+"""What this process's device is doing, for the GPU pane: a GPU's utilisation, memory, power and
+temperature through NVML (nvidia-ml-py, module `pynvml`), or on the CPU the process's CPU use and
+memory. Polled by a thread of its own every POLL_INTERVAL seconds (NVML's utilisation is sampled by
+the driver over 1/6-1 s: faster shows nothing new); the training thread only reads the latest.
+One `nvmlInit`, the handle cached, every call guarded: a figure NVML cannot give is None.
+Torch-free.
+"""
+from __future__ import annotations
+
+import os
+import resource
+import threading
+import time
+from typing import Any
+
+POLL_INTERVAL = 1.5
+FIELDS = ("util", "mem", "mem_total", "power", "temp")  # %, MiB, MiB, W, degrees C
+
+
+def physical_gpu(index: int) -> str | int:
+    """The GPU that CUDA's device `index` is: its entry in CUDA_VISIBLE_DEVICES (an index, or a
+    GPU-/MIG- UUID), or the index itself when that is not set."""
+    visible = [v.strip() for v in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if v.strip()]
+    if index >= len(visible):
+        return index
+    entry = visible[index]
+    return int(entry) if entry.isdigit() else entry
+
+
+class DeviceStats:
+    def __init__(self, kind: str, index: int | None = None, interval: float = POLL_INTERVAL) -> None:
+        """`kind`, `index`: the torch device's type and index ("cuda", 0; "cpu", None)."""
+        self.kind, self.interval = kind, interval
+        self.latest: dict[str, float | None] | None = None
+        self.unavailable: str | None = None  # "NVML unavailable: why", on a GPU without it
+        self._nvml: Any = None
+        self._handle: Any = None
+        self._cpu_mark = (time.monotonic(), self._cpu_seconds())
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        if kind == "cuda":
+            self._open_nvml(physical_gpu(index or 0))
+
+    def _open_nvml(self, gpu: str | int) -> None:
+        try:
+            import pynvml
+        except ImportError:
+            self.unavailable = "NVML unavailable: nvidia-ml-py is not installed (pip install nvidia-ml-py)"
+            return
+        try:
+            pynvml.nvmlInit()
+            self._handle = (pynvml.nvmlDeviceGetHandleByIndex(gpu) if isinstance(gpu, int)
+                            else pynvml.nvmlDeviceGetHandleByUUID(gpu))
+        except Exception as err:  # NVMLError: no driver, no such GPU...
+            self.unavailable = f"NVML unavailable: {err}"
+            return
+        self._nvml = pynvml
+
+    def start(self) -> DeviceStats:
+        self.poll()
+        self._thread = threading.Thread(target=self._run, name="gantui-devicestats", daemon=True)
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._nvml is not None:
+            try:
+                self._nvml.nvmlShutdown()
+            except Exception:
+                pass
+            self._nvml = None
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.poll()
+
+    def poll(self) -> None:
+        if self.kind == "cuda":
+            self.latest = self._gpu() if self._nvml is not None else None
+        else:
+            self.latest = self._cpu()
+
+    def _gpu(self) -> dict[str, float | None]:
+        nvml, handle = self._nvml, self._handle
+
+        def guarded(read: Any) -> float | None:
+            try:
+                return float(read())
+            except Exception:  # NVMLError_NotSupported on some boards, a driver gone...
+                return None
+
+        memory = _guard_call(nvml.nvmlDeviceGetMemoryInfo, handle)
+        return {"util": guarded(lambda: nvml.nvmlDeviceGetUtilizationRates(handle).gpu),
+                "mem": memory.used / 2**20 if memory else None,
+                "mem_total": memory.total / 2**20 if memory else None,
+                "power": guarded(lambda: nvml.nvmlDeviceGetPowerUsage(handle) / 1000),
+                "temp": guarded(lambda: nvml.nvmlDeviceGetTemperature(handle, nvml.NVML_TEMPERATURE_GPU))}
+
+    def _cpu(self) -> dict[str, float | None]:
+        now, seconds = time.monotonic(), self._cpu_seconds()
+        then, before = self._cpu_mark
+        self._cpu_mark = (now, seconds)
+        util = 100 * (seconds - before) / (now - then) if now > then else None
+        return {"util": util, "mem": rss_mib(), "mem_total": total_mib(), "power": None, "temp": None}
+
+    @staticmethod
+    def _cpu_seconds() -> float:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return usage.ru_utime + usage.ru_stime
+
+
+def _guard_call(fn: Any, *args: Any) -> Any:
+    try:
+        return fn(*args)
+    except Exception:
+        return None
+
+
+def rss_mib() -> float | None:
+    """This process's resident memory now (Linux /proc; elsewhere its peak, from getrusage)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError):
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak / 2**20 if os.uname().sysname == "Darwin" else peak / 2**10
+
+
+def total_mib() -> float | None:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**20
+    except (OSError, ValueError):
+        return None
