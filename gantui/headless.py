@@ -46,7 +46,10 @@ class HeadlessPrinter:
             self.schema = event.schema or None
             self.started = time.monotonic()
             resumed = f", from step {event.step}" if event.step else ""
-            self.print(f"gantui: training on {event.device}, {event.total_steps} steps{resumed}; run directory {event.run_dir}")
+            n, batch = event.config.get("processes") or 1, event.config.get("batch_size")
+            ranks = f" x {n} processes (a step: {n} x {batch} images)" if n > 1 else ""
+            self.print(f"gantui: training on {event.device}{ranks}, {event.total_steps} steps{resumed}; "
+                       f"run directory {event.run_dir}")
         elif isinstance(event, ev.Metrics):
             self.print(format_metrics(event.row, self.total_steps, self.batch_size, self.schema))
         elif isinstance(event, ev.Quality):

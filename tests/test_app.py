@@ -71,17 +71,14 @@ async def test_help_screen_and_too_small_terminal(tiny_config):
     app = make_app(long_run(tiny_config))
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.press("question_mark")
-        await pilot.pause(0.2)
-        assert type(app.screen).__name__ == "HelpScreen"
+        await wait_for(pilot, lambda: type(app.screen).__name__ == "HelpScreen")
         await pilot.press("escape")
-        await pilot.pause(0.2)
+        await wait_for(pilot, lambda: type(app.screen).__name__ != "HelpScreen")
         await pilot.resize_terminal(60, 20)
-        await pilot.pause(0.3)
-        assert app.screen.has_class("too-small")
+        await wait_for(pilot, lambda: app.screen.has_class("too-small"))
         assert "Terminal too small" in str(app.query_one("#too-small").render())
         await pilot.resize_terminal(200, 60)
-        await pilot.pause(0.3)
-        assert not app.screen.has_class("too-small")
+        await wait_for(pilot, lambda: not app.screen.has_class("too-small"))
         await wait_for(pilot, lambda: app.link.hub.wanted >= 9)  # a big pane asks for more digits
         await pilot.press("q")
 

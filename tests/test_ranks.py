@@ -155,22 +155,32 @@ def test_a_killed_rank_is_restarted_by_torchrun_and_the_run_resumes_to_its_end(t
     assert any(e.get("event") == "resume" for e in events)
 
 
-def test_two_launchers_as_two_machines_train_one_run(tmp_path):
+def test_two_launchers_as_two_machines_train_one_run_that_gantui_stop_ends(tmp_path):
     import socket
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     out = tmp_path / "run"
-    nodes = [subprocess.Popen(torchrun("--steps", "10", "--out", str(out), *QUICK, nproc=1, launcher=(
+    nodes = [subprocess.Popen(torchrun("--steps", "100000", "--out", str(out), *QUICK, nproc=1, launcher=(
         "--nnodes", "2", "--node-rank", str(k), "--master-addr", "127.0.0.1", "--master-port", str(port))),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for k in (0, 1)]
-    outputs = [node.communicate(timeout=300) for node in nodes]
+    try:
+        wait_for_step(out, 10, timeout=180)
+        stopped = subprocess.run([sys.executable, "-m", "gantui", "stop", str(out)], capture_output=True, text=True,
+                                 timeout=300)
+        outputs = [node.communicate(timeout=300) for node in nodes]
+    finally:
+        for node in nodes:
+            if node.poll() is None:
+                node.kill()
+    assert stopped.returncode == 0 and stopped.stdout.startswith("stopped run at step"), stopped.stderr
     assert [node.returncode for node in nodes] == [0, 0], outputs[0][1][-2000:] + outputs[1][1][-2000:]
     assert "gantui: training on cpu" in outputs[0][0] and "gantui: training" not in outputs[1][0]  # rank 0's machine
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
-    assert [len(r["rank_images_per_s"]) for r in rows(out)] == [2, 2]
-    assert load_checkpoint(out)["world_size"] == 2
+    assert all(len(r["rank_images_per_s"]) == 2 for r in rows(out))
+    state, final = load_checkpoint(out), status(out)
+    assert state["world_size"] == 2 and final["state"] == "stopped" and state["step"] == final["step"]
 
 
 @pytest.mark.parametrize("recipe", [

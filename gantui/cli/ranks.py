@@ -135,8 +135,10 @@ def launch(argv: list[str], args: argparse.Namespace, ui: bool) -> int:
     out.mkdir(parents=True, exist_ok=True)
     log = open(out / "gantui.log", "ab")
     job = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
-    while job.poll() is None and not (out / "gantui.sock").exists():
-        time.sleep(0.1)
+    from gantui.run.runs import is_run
+
+    while job.poll() is None and not ((out / "gantui.sock").exists() and is_run(out)):
+        time.sleep(0.1)  # served, and written as a run (its config): what `gantui watch` attaches to
     if job.poll() is not None:
         sys.stderr.write((out / "gantui.log").read_text(errors="replace")[-2000:])
         return job.returncode

@@ -155,7 +155,7 @@ class Trainer(Controls, Outputs):
             return self._finish(ev.Finished("error", self.step, error=f"{type(err).__name__}: {err}"))
         self.emit(ev.Started(
             run_dir=str(self.run_dir.path), device=str(self.device), step=self.step,
-            total_steps=self.total_steps, steps_per_epoch=self.steps_per_epoch, config=self.config.to_dict(),
+            total_steps=self.total_steps, steps_per_epoch=self.steps_per_epoch, config={**self.config.to_dict(), **self._job()},
             epoch=self.epoch, images_per_s=self.images_per_s, schema=self.gan.schema(), **self._announced()))
         c, h, w = self.data.shape
         self.emit(ev.Notice(f"{self.config.dataset} {c}x{h}x{w}: G {parameters(self.gan.G):,} parameters, "

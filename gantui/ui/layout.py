@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from textual import events, on
+from textual import events
 
 from gantui.ui.widgets.preview_pane import PreviewPane
 
@@ -21,8 +21,8 @@ class Layout:
             f"Terminal too small: {width}x{height}, gantui needs {MIN_SIZE[0]}x{MIN_SIZE[1]}.\n"
             "Training goes on; enlarge the window, or press q to save and quit.")
 
-    @on(PreviewPane.CapacityChanged)
-    def on_preview_capacity(self, message: PreviewPane.CapacityChanged) -> None:
+    def on_preview_pane_capacity_changed(self, message: PreviewPane.CapacityChanged) -> None:
+        """(By its name: Textual's `@on` is not collected from a mixin.)"""
         self.ask_for_previews(message.capacity)
 
     def ask_for_previews(self, count: int) -> None:
@@ -46,6 +46,7 @@ class Layout:
             return
         self.status_painted = time.monotonic()
         finished, started = self.finished, self.started
+        processes = started.config.get("processes") or 1
         compiling = started.config.get("compile") and self.step == started.step and finished is None
         state = finished.reason.upper() if finished else "DISCONNECTED" if self.lost else (
             "QUITTING" if self.quitting else "PAUSED" if self.paused else "COMPILING" if compiling else "TRAINING")
@@ -61,5 +62,5 @@ class Layout:
             epoch=self.epoch + 1 if started.producer == "gantui" else None,
             images_per_s=None if started.producer != "gantui" else self.images_per_s if finished is None else 0.0,
             steps_per_s=self.steps_per_s if finished is None else 0.0, elapsed=elapsed,
-            run_dir=started.run_dir,
+            run_dir=started.run_dir, batch=(processes, started.config.get("batch_size", 0)) if processes > 1 else None,
         )

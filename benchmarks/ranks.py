@@ -1,0 +1,122 @@
+"""gantui on several processes (torchrun, DDP) against one, and what the ranks' agreement costs.
+
+    python benchmarks/ranks.py speed --pairs 2      # 2 processes vs 1, images/s, with an A/A pair
+    python benchmarks/ranks.py channel              # the interval's exchange vs a bare all-reduce
+
+`speed`: the default recipe headless on the CPU for `--seconds`, one run after the other (a
+2-process job cannot run beside a 1-process one on a 2-core machine without sharing its cores):
+`gantui --nproc 2` (each process one thread: torchrun's default) against plain `gantui` (torch's
+threads on every core), and plain against plain (A/A). images/s from the run's rows after a
+warm-up. `channel`: two gloo processes time `distributed.exchange` (the metrics, each rank's
+images/s and device figures, and the decisions: one all-reduce) against an all-reduce of the
+metrics alone, the cost of agreeing on pause, stop, save and settings at each interval.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from bench import metric_rows  # noqa: E402
+
+CHANNEL = """
+import os, time, torch, torch.distributed as dist
+from gantui.engine import distributed
+world = distributed.from_env()
+distributed.start(world)
+means = torch.rand(10)
+own = [100.0, 50.0, 800.0, 16000.0, float("nan"), float("nan")]
+def timed(fn, n=2000):
+    for _ in range(50):
+        fn()
+    dist.barrier()
+    began = time.perf_counter()
+    for _ in range(n):
+        fn()
+    return (time.perf_counter() - began) / n
+plain = exchange = 0.0
+for _ in range(3):  # interleaved: the machine's noise falls on both alike
+    plain += timed(lambda: dist.all_reduce(means.clone()) or means.tolist())
+    exchange += timed(lambda: distributed.exchange(world, means, own, {"stop": False, "pause": False}))
+if world.main:
+    print(plain / 3 * 1e6, exchange / 3 * 1e6)
+distributed.stop()
+"""
+
+
+def run_speed(tmp: Path, name: str, nproc: int, args: argparse.Namespace) -> float:
+    out = tmp / name
+    cmd = [sys.executable, "-m", "gantui", "--no-ui", "--device", "cpu", "--out", str(out), "--eval-every", "0",
+           "--steps", "1000000", "--log-every", "5"]
+    if nproc > 1:
+        cmd += ["--nproc", str(nproc)]
+    job = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + args.seconds + 120
+    while time.monotonic() < deadline:
+        rows = metric_rows(out, 0) if (out / "metrics.jsonl").exists() else []
+        if rows and rows[-1]["time"] - rows[0]["time"] >= args.seconds:
+            break
+        time.sleep(1)
+    job.send_signal(2)
+    job.wait(120)
+    rows = [r for r in metric_rows(out, 0) if r["time"] >= rows[0]["time"] + args.warmup]
+    steps = rows[-1]["step"] - rows[0]["step"]
+    seconds = rows[-1]["time"] - rows[0]["time"]
+    per_step = json.loads((out / "config.json").read_text())["batch_size"] * nproc
+    rate = steps * per_step / seconds
+    print(f"  {name}: {rate:,.0f} images/s ({nproc} process{'es' * (nproc > 1)})", file=sys.stderr, flush=True)
+    return rate
+
+
+def speed(args: argparse.Namespace) -> dict:
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        ratios, aa = [], []
+        for i in range(args.pairs):
+            one = run_speed(tmp, f"one-{i}", 1, args)
+            two = run_speed(tmp, f"two-{i}", 2, args)
+            again = run_speed(tmp, f"one-again-{i}", 1, args)
+            ratios.append(two / one)
+            aa.append(again / one)
+    result = {"two_vs_one": statistics.median(ratios), "pairs": ratios, "aa": statistics.median(aa), "aa_pairs": aa,
+              "seconds": args.seconds, "cpus": os.cpu_count(), "date": time.strftime("%Y-%m-%d")}
+    print(f"2 processes / 1, images/s: {result['two_vs_one']:.3f} ({', '.join(f'{r:.3f}' for r in ratios)}); "
+          f"A/A {result['aa']:.3f} ({', '.join(f'{r:.3f}' for r in aa)})")
+    return result
+
+
+def channel(args: argparse.Namespace) -> dict:
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
+                           "--no-python", sys.executable, "-c", CHANNEL],
+                          capture_output=True, text=True, timeout=600)
+    if done.returncode != 0:
+        raise SystemExit(done.stderr[-2000:])
+    plain, exchange = map(float, done.stdout.split())
+    result = {"plain_all_reduce_us": plain, "exchange_us": exchange, "date": time.strftime("%Y-%m-%d")}
+    print(f"an all-reduce of 10 metrics: {plain:.0f} us; the interval's exchange (metrics, per-rank figures, "
+          f"decisions): {exchange:.0f} us ({exchange - plain:+.0f} us once an interval)")
+    return result
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("what", choices=("speed", "channel"))
+    p.add_argument("--pairs", type=int, default=2)
+    p.add_argument("--seconds", type=float, default=40.0, help="speed: seconds of rows per run")
+    p.add_argument("--warmup", type=float, default=5.0, help="speed: seconds left out at the start")
+    p.add_argument("--json", type=Path)
+    args = p.parse_args()
+    result = speed(args) if args.what == "speed" else channel(args)
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
