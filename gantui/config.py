@@ -63,6 +63,7 @@ class Config:
     device: str = "auto"
     precision: str = "auto"  # auto: bf16 autocast on CUDA and on CPUs with AMX, else fp32
     compile: bool = False  # torch.compile G and D: slower start, faster steady state
+    sync_bn: bool = False  # a torchrun job on CUDA: batch-norm statistics over every rank's batch
     out: str | None = None  # run directory; None picks one under the user data dir
     log_every: int = 10
     sample_every: int = 500

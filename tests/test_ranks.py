@@ -200,3 +200,31 @@ def test_every_recipe_trains_under_two_processes(tmp_path, recipe):
     assert [r["step"] for r in got] == [2, 4]
     assert all(r["loss_d"] is not None and r["loss_g"] is not None for r in got)
     assert status(out)["state"] == "done"
+
+
+def test_sync_bn_in_one_process_is_one_line_and_exit_2():
+    done = subprocess.run([sys.executable, "-m", "gantui", "--sync-bn", "--no-ui", "--device", "cpu"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1
+    assert "--sync-bn is for several processes" in done.stderr
+
+
+def test_sync_bn_on_the_cpu_is_refused_on_every_rank(tmp_path):
+    done = subprocess.run(torchrun("--sync-bn", "--steps", "2", "--out", str(tmp_path / "run"), *QUICK),
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0 and "gantui: --sync-bn needs CUDA" in done.stderr
+    assert "/gantui/" not in done.stderr  # no traceback of gantui's
+
+
+def test_a_folder_of_images_trains_under_two_processes_with_one_cache(tmp_path):
+    from test_folder import write_images
+
+    write_images(tmp_path / "images", 300, size=(40, 36))
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    done = subprocess.run(torchrun("--data", str(tmp_path / "images"), "--image-size", "32", "--steps", "4",
+                                   "--log-every", "2", "--out", str(tmp_path / "run"), *QUICK[:4], "--eval-every", "0"),
+                          capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.count("decoded and cached") == 1, done.stdout  # rank 0 says it; the others say nothing
+    assert len({p.name.split(".")[0] for p in (tmp_path / "cache" / "gantui" / "folders").iterdir()}) == 1  # one key
+    assert [r["step"] for r in rows(tmp_path / "run")] == [2, 4]

@@ -33,6 +33,8 @@ def train_rank(args: argparse.Namespace, world) -> int:
         try:
             restarted(args)
             config, state = build_config(args, world.size)
+            if config.sync_bn and resolve_device(config.device).type != "cuda":
+                raise ConfigError("--sync-bn needs CUDA (SyncBatchNorm runs on GPUs only)")
             config.timed = ()  # by steps, which every rank counts alike (each rank's clock differs)
             lock = RunDir(config.out).lock()  # noqa: F841 (held until the process exits)
             check_not_another_run(config, args)

@@ -66,6 +66,8 @@ def train_parser() -> Parser:
     add("--no-ui", action="store_true", help="no dashboard: plain log lines (also when stdout is not a terminal)")
     add("--on-hangup", choices=("detach", "stop"), default="detach",
         help="when the dashboard's terminal goes away: detach (the run goes on; default) or stop (save, exit)")
+    add("--sync-bn", action="store_true", default=None,
+        help="with several processes on CUDA: batch norm over every process's batch (SyncBatchNorm)")
     add("--nproc", help="train with N processes through torchrun (DDP; N or auto: one per visible GPU); "
                         "under torchrun itself, leave it out")
     add("--fault-nan-step", type=int, help=argparse.SUPPRESS)  # test hook for the divergence guard
@@ -121,6 +123,8 @@ def build_config(args: argparse.Namespace, world_size: int = 1) -> tuple[Config,
         base["out"] = str(run_dir_of(resolve_checkpoint(args.resume)))
         base["resume"] = args.resume
     config = Config.from_dict({**base, **overrides}).validate()
+    if config.sync_bn and world_size == 1:
+        raise ConfigError("--sync-bn is for several processes (--nproc N, or torchrun)")
     if state is not None:
         saved = Config.from_dict(state["config"])  # an older run's config lacks the newer keys: defaults
 

@@ -98,6 +98,11 @@ class GAN:
         if ddp:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
+            if self.cfg.sync_bn:  # statistics over every rank's batch (CUDA only: checked at start)
+                self.G = nn.SyncBatchNorm.convert_sync_batchnorm(self.G)
+                self.D = nn.SyncBatchNorm.convert_sync_batchnorm(self.D)
+                G, D = self.G, self.D
+
             ids = [self.device.index] if self.device.type == "cuda" else None
             with warnings.catch_warnings():  # its successor still syncs buffers at init: this is what we mean
                 warnings.filterwarnings("ignore", message=".*broadcast_buffers.*", category=FutureWarning)

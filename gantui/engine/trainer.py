@@ -25,7 +25,7 @@ from gantui.engine.checkpoint import capture, restore
 from gantui.engine.data import load_dataset
 from gantui.engine.device import configure_backend, resolve_device, use_bf16
 from gantui.engine.devicestats import DeviceStats
-from gantui.engine.distributed import World, broadcast
+from gantui.engine.distributed import World, barrier, broadcast
 from gantui.engine.gan import GAN
 from gantui.engine.guard import MAX_ROLLBACKS, Guard
 from gantui.engine.intervals import Intervals
@@ -92,9 +92,13 @@ class Trainer(Controls, Outputs):
         cfg = self.config
         torch.manual_seed(cfg.seed)
         random.seed(cfg.seed)
+        if not self.world.main:
+            barrier(self.world)  # rank 0 decodes a folder once; the others then read its cache
         images, labels = load_dataset(self.data, self.device, cfg.data_root, cfg.data,
                                       progress=self._decoding,
                                       notice=lambda text: self.emit(ev.Notice(text)))
+        if self.world.main:
+            barrier(self.world)
         ranks = self.world.size
         self.batches = BatchStream(images, labels if cfg.conditional else None, cfg.batch_size, cfg.seed,
                                    self.world.rank, ranks)
