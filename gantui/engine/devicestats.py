@@ -76,26 +76,23 @@ class DeviceStats:
             self.poll()
 
     def poll(self) -> None:
-        if self.kind == "cuda":
-            self.latest = self._gpu() if self._nvml is not None else None
-        else:
+        if self.kind != "cuda":
             self.latest = self._cpu()
+            return
+        nvml = self._nvml  # read once: `close` may clear it from another thread meanwhile
+        self.latest = self._gpu(nvml) if nvml is not None else None
 
-    def _gpu(self) -> dict[str, float | None]:
-        nvml, handle = self._nvml, self._handle
-
-        def guarded(read: Any) -> float | None:
-            try:
-                return float(read())
-            except Exception:  # NVMLError_NotSupported on some boards, a driver gone...
-                return None
-
-        memory = _guard_call(nvml.nvmlDeviceGetMemoryInfo, handle)
-        return {"util": guarded(lambda: nvml.nvmlDeviceGetUtilizationRates(handle).gpu),
+    def _gpu(self, nvml: Any) -> dict[str, float | None]:
+        handle = self._handle
+        util = guarded(lambda: nvml.nvmlDeviceGetUtilizationRates(handle).gpu)
+        memory = guarded(lambda: nvml.nvmlDeviceGetMemoryInfo(handle))
+        power = guarded(lambda: nvml.nvmlDeviceGetPowerUsage(handle))  # mW
+        temp = guarded(lambda: nvml.nvmlDeviceGetTemperature(handle, nvml.NVML_TEMPERATURE_GPU))
+        return {"util": None if util is None else float(util),
                 "mem": memory.used / 2**20 if memory else None,
                 "mem_total": memory.total / 2**20 if memory else None,
-                "power": guarded(lambda: nvml.nvmlDeviceGetPowerUsage(handle) / 1000),
-                "temp": guarded(lambda: nvml.nvmlDeviceGetTemperature(handle, nvml.NVML_TEMPERATURE_GPU))}
+                "power": None if power is None else power / 1000,
+                "temp": None if temp is None else float(temp)}
 
     def _cpu(self) -> dict[str, float | None]:
         now, seconds = time.monotonic(), self._cpu_seconds()
@@ -110,9 +107,10 @@ class DeviceStats:
         return usage.ru_utime + usage.ru_stime
 
 
-def _guard_call(fn: Any, *args: Any) -> Any:
+def guarded(read: Any) -> Any:
+    """What `read()` gives, or None when NVML refuses (NotSupported on some boards, a driver gone)."""
     try:
-        return fn(*args)
+        return read()
     except Exception:
         return None
 
