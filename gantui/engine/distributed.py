@@ -57,7 +57,23 @@ def start(world: World) -> None:
         backend = "cpu:gloo,cuda:nccl"  # CUDA tensors through NCCL; the pause's waits through gloo
     else:
         backend = "gloo"
-    dist.init_process_group(backend, rank=world.rank, world_size=world.size, timeout=COLLECTIVE_TIMEOUT)
+    dist.init_process_group(backend, store=round_store(), rank=world.rank, world_size=world.size,
+                            timeout=COLLECTIVE_TIMEOUT)
+
+
+def round_store() -> dist.Store | None:
+    """The store this round of the job meets in. torchrun's agent keeps one store for all its
+    rounds: after a restart, gloo's keys from the failed round are still there, and a rank that
+    reads a dead peer's address waits for it until the timeout (pytorch#135712; seen here once in a
+    few restarts). Each round gets keys of its own, named by the restart count, which the ranks of
+    one machine share. (Several machines whose agents count restarts differently: set
+    TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1 on each, and rank 0 serves a new store every round.)
+    None: no agent store, the default (`env://`)."""
+    if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True":
+        return None
+    store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), is_master=False,
+                          timeout=COLLECTIVE_TIMEOUT)
+    return dist.PrefixStore(f"gantui/round-{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}/", store)
 
 
 def stop() -> None:
