@@ -228,3 +228,69 @@ def test_a_folder_of_images_trains_under_two_processes_with_one_cache(tmp_path):
     assert done.stdout.count("decoded and cached") == 1, done.stdout  # rank 0 says it; the others say nothing
     assert len({p.name.split(".")[0] for p in (tmp_path / "cache" / "gantui" / "folders").iterdir()}) == 1  # one key
     assert [r["step"] for r in rows(tmp_path / "run")] == [2, 4]
+
+
+def test_two_machines_each_cache_their_folder_and_roll_back_together_from_rank_0s_checkpoint(tmp_path):
+    """Two launchers as two machines, each with a cache of its own: each machine's first process
+    decodes the folder; a NaN at step 7 rolls both back to rank 0's checkpoint of step 5."""
+    import socket
+
+    from test_folder import write_images
+
+    write_images(tmp_path / "images", 300, size=(40, 36))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = tmp_path / "run"
+    flags = ("--data", str(tmp_path / "images"), "--image-size", "32", "--steps", "15", "--save-every", "5",
+             "--fault-nan-step", "7", "--out", str(out), *QUICK)
+    nodes = [subprocess.Popen(torchrun(*flags, nproc=1, launcher=(
+        "--nnodes", "2", "--node-rank", str(k), "--master-addr", "127.0.0.1", "--master-port", str(port))),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "XDG_CACHE_HOME": str(tmp_path / f"cache{k}")}) for k in (0, 1)]
+    try:
+        outputs = [node.communicate(timeout=300) for node in nodes]
+    finally:
+        for node in nodes:
+            if node.poll() is None:
+                node.kill()
+    assert [node.returncode for node in nodes] == [0, 0], outputs[0][1][-2000:] + outputs[1][1][-2000:]
+    for k in (0, 1):  # each machine's own cache
+        assert len(list((tmp_path / f"cache{k}" / "gantui" / "folders").iterdir())) >= 1
+    events = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    rollback = [e for e in events if e.get("event") == "rollback"]
+    assert len(rollback) == 1 and rollback[0]["step"] == 10 and rollback[0]["to_step"] == 5
+    assert status(out)["state"] == "done" and load_checkpoint(out)["step"] == 15
+    assert [r["step"] for r in rows(out)][-2:] == [10, 15] and all(len(r["rank_images_per_s"]) == 2 for r in rows(out))
+
+
+def test_each_machine_fetches_the_dataset_onto_its_own_disk_and_one_that_cannot_stops_the_job(tmp_path):
+    """Two launchers as two machines with a cache of their own: rank 0's machine has the dataset's
+    files, the other none and no network: that machine's line, on both, exit 2 on both."""
+    import socket
+
+    from test_datasets import write_idx
+
+    write_idx(tmp_path / "cache0" / "gantui" / "datasets" / "FashionMNIST" / "raw")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    offline = {"http_proxy": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9"}
+    nodes = [subprocess.Popen(torchrun("--dataset", "fashion-mnist", "--steps", "4", "--out", str(tmp_path / "run"),
+                                       *QUICK, nproc=1, launcher=("--nnodes", "2", "--node-rank", str(k), "--master-addr",
+                                                                  "127.0.0.1", "--master-port", str(port))),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env={**os.environ, **offline, "XDG_CACHE_HOME": str(tmp_path / f"cache{k}")})
+             for k in (0, 1)]
+    try:
+        outputs = [node.communicate(timeout=300) for node in nodes]
+    finally:
+        for node in nodes:
+            if node.poll() is None:
+                node.kill()
+    line = "gantui: rank 1's machine: fashion-mnist: not found and not downloaded"
+    for node, (_, err) in zip(nodes, outputs):
+        assert node.returncode != 0 and err.count(line) == 1, err[-2000:]
+        assert not any('File "' in text and "gantui" in text for text in err.splitlines())  # no traceback of gantui's
+    assert str(tmp_path / "cache1" / "gantui" / "datasets" / "FashionMNIST" / "raw") in outputs[1][1]
+    assert not (tmp_path / "run" / "metrics.jsonl").exists()

@@ -2,7 +2,8 @@
 
 Rank 0 takes every decision a run starts with (the config, the run directory and its lock, the
 dataset fetched or a folder looked over, the checkpoint to resume) and sends it to the others; an
-error there is one line on rank 0 and exit 2 on every rank. Rank 0 prints the headless lines and
+error there is one line on rank 0 and exit 2 on every rank. Each other machine's first process
+then fetches the data onto its own disk; a problem there is one line on that machine and rank 0's. Rank 0 prints the headless lines and
 serves the run; the others train silently.
 """
 from __future__ import annotations
@@ -49,6 +50,13 @@ def train_rank(args: argparse.Namespace, world) -> int:
         distributed.stop()
         return 2
     config, state = Config.from_dict(outcome[1]), outcome[2]
+    problems = distributed.all_gather(world, prepare_machine(outcome[1], world))
+    if any(problems):
+        rank, problem = next((r, p) for r, p in enumerate(problems) if p)
+        if world.main or problems[world.rank]:
+            print(f"gantui: rank {rank}'s machine: {problem}", file=sys.stderr, flush=True)
+        distributed.stop()
+        return 2
     from gantui.headless import HeadlessPrinter
     from gantui.session import Session
 
@@ -62,6 +70,24 @@ def train_rank(args: argparse.Namespace, world) -> int:
     if not world.main and finished is not None and finished.error:  # rank 0 says the rest
         print(f"gantui: rank {world.rank}: {finished.error}", file=sys.stderr, flush=True)
     return code
+
+
+def prepare_machine(config: dict, world) -> str | None:
+    """The first process of each machine but rank 0's fetches the dataset onto its own disk (or
+    looks over the folder there: its cache is this machine's). The problem, or None."""
+    from gantui.config import Config
+    from gantui.engine.data import DatasetError
+    from gantui.engine.device import DeviceError, resolve_device
+    from gantui.preparing import prepare_data
+
+    if world.main or world.local_rank != 0:
+        return None
+    try:
+        mine = Config.from_dict(config)
+        prepare_data(mine, resolve_device(mine.device))
+    except (DatasetError, DeviceError) as err:
+        return str(err)
+    return None
 
 
 def restarted(args: argparse.Namespace) -> None:

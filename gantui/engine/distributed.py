@@ -99,6 +99,15 @@ def gather(world: World, value: Any) -> list[Any] | None:
     return out
 
 
+def all_gather(world: World, value: Any) -> list[Any]:
+    """Every rank's `value`, on every rank."""
+    if not world.many:
+        return [value]
+    out: list[Any] = [None] * world.size
+    dist.all_gather_object(out, value)
+    return out
+
+
 def barrier(world: World) -> None:
     if world.many:
         dist.barrier()

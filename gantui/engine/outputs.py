@@ -10,9 +10,9 @@ from typing import Any
 
 import torch
 
-from gantui.engine.checkpoint import load_checkpoint, rank_state
+from gantui.engine.checkpoint import CheckpointError, load_checkpoint, rank_state
 from gantui.engine.devicestats import FIELDS
-from gantui.engine.distributed import barrier, exchange, gather
+from gantui.engine.distributed import broadcast, exchange, gather
 from gantui.engine.guard import MAX_ROLLBACKS
 from gantui.engine.monitor import EvaluationOff
 from gantui.run import events as ev
@@ -72,8 +72,7 @@ class Outputs:
             return True
         bad_step = self.step
         self.artifacts.wait()  # last.pt as the newest save left it
-        barrier(self.world)  # rank 0's last.pt written before any rank reads it (one machine's disk)
-        self._load_state(load_checkpoint(self.run_dir.last), history=False)
+        self._load_state(self._rollback_target(), history=False)
         self.guard.rolled_back()
         self.gan.halve_lr()  # of the current rates, never more
         self.gan.meter.reset()
@@ -83,6 +82,20 @@ class Outputs:
         self.emit(ev.Notice(f"{problem} at step {bad_step}: rolled back to step {self.step}, "
                             f"learning rate halved to {lr:.3g} ({self.guard.rollbacks}/{MAX_ROLLBACKS})", "warning"))
         return True
+
+    def _rollback_target(self) -> dict[str, Any]:
+        """last.pt, read by rank 0 and sent to every rank (the other machines have no copy); each
+        rank restores its own random streams from it."""
+        state: Any = None
+        if self.world.main:
+            try:
+                state = load_checkpoint(self.run_dir.last)
+            except CheckpointError as err:  # every rank fails alike, none waits for rank 0
+                state = err
+        state = broadcast(self.world, state)
+        if isinstance(state, Exception):
+            raise state
+        return state
 
     def _event(self, row: dict[str, Any]) -> None:
         """A line of metrics.jsonl: metrics, or an event (a resume, a rollback, a set, a divergence)."""

@@ -92,12 +92,13 @@ class Trainer(Controls, Outputs):
         cfg = self.config
         torch.manual_seed(cfg.seed)
         random.seed(cfg.seed)
-        if not self.world.main:
-            barrier(self.world)  # rank 0 decodes a folder once; the others then read its cache
+        first = self.world.local_rank == 0  # each machine's first process decodes a folder into its
+        if not first:                       # cache; the machine's other processes then read it
+            barrier(self.world)
         images, labels = load_dataset(self.data, self.device, cfg.data_root, cfg.data,
                                       progress=self._decoding,
                                       notice=lambda text: self.emit(ev.Notice(text)))
-        if self.world.main:
+        if first:
             barrier(self.world)
         ranks = self.world.size
         self.batches = BatchStream(images, labels if cfg.conditional else None, cfg.batch_size, cfg.seed,
