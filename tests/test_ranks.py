@@ -294,3 +294,47 @@ def test_each_machine_fetches_the_dataset_onto_its_own_disk_and_one_that_cannot_
         assert not any('File "' in text and "gantui" in text for text in err.splitlines())  # no traceback of gantui's
     assert str(tmp_path / "cache1" / "gantui" / "datasets" / "FashionMNIST" / "raw") in outputs[1][1]
     assert not (tmp_path / "run" / "metrics.jsonl").exists()
+
+
+def test_under_plain_torchrun_ui_has_rank_0_draw_the_dashboard_and_q_stops_every_rank_saved(tmp_path):
+    import pty
+    import select
+
+    out = tmp_path / "run"
+    main, child = pty.openpty()
+    env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": "100", "LINES": "30"}
+    job = subprocess.Popen(torchrun("--ui", "--steps", "100000", "--out", str(out), *QUICK), stdin=child, stdout=child,
+                           stderr=child, env=env, start_new_session=True)
+    os.close(child)
+    screen = b""
+
+    def read(seconds: float) -> None:
+        nonlocal screen
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if select.select([main], [], [], 0.2)[0]:
+                try:
+                    screen += os.read(main, 65536)
+                except OSError:
+                    return
+    try:
+        wait_for_step(out, 10, timeout=180)
+        read(2)
+        assert b"TRAINING" in screen and b"batch 32 (2" in screen  # the dashboard, with the global batch
+        os.write(main, b"q")
+        deadline = time.monotonic() + 120
+        while job.poll() is None and time.monotonic() < deadline:
+            read(0.5)
+        assert job.wait(timeout=5) == 0, screen[-3000:]
+    finally:
+        if job.poll() is None:
+            os.killpg(job.pid, signal.SIGKILL)
+        os.close(main)
+    final = status(out)
+    assert final["state"] == "stopped" and load_checkpoint(out)["step"] == final["step"]
+    assert load_checkpoint(out)["world_size"] == 2
+
+
+def test_ui_and_no_ui_together_are_one_line_and_exit_2():
+    done = subprocess.run([sys.executable, "-m", "gantui", "--ui", "--no-ui"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and done.stderr.strip() == "gantui: error: --ui and --no-ui: choose one"

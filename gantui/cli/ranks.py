@@ -3,8 +3,9 @@
 Rank 0 takes every decision a run starts with (the config, the run directory and its lock, the
 dataset fetched or a folder looked over, the checkpoint to resume) and sends it to the others; an
 error there is one line on rank 0 and exit 2 on every rank. Each other machine's first process
-then fetches the data onto its own disk; a problem there is one line on that machine and rank 0's. Rank 0 prints the headless lines and
-serves the run; the others train silently.
+then fetches the data onto its own disk; a problem there is one line on that machine and rank 0's.
+Rank 0 serves the run and prints the headless lines (with --ui in a terminal: the dashboard); the
+others train silently.
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from gantui.cli.parser import fail
 
 
 def train_rank(args: argparse.Namespace, world) -> int:
-    from gantui.cli.train import build_config, check_not_another_run
+    from gantui.cli.train import build_config, check_not_another_run, wants_ui
     from gantui.config import Config, ConfigError
     from gantui.engine import distributed
     from gantui.engine.checkpoint import CheckpointError
@@ -28,6 +29,7 @@ def train_rank(args: argparse.Namespace, world) -> int:
     from gantui.preparing import prepare_data
     from gantui.run.rundir import RunDir, RunDirBusy
 
+    dashboard = world.main and args.ui and wants_ui(args)  # asked for; else rank 0 prints the lines
     distributed.start(world)
     outcome: tuple = ("error", "rank 0 did not answer", None)
     if world.main:
@@ -63,7 +65,10 @@ def train_rank(args: argparse.Namespace, world) -> int:
     session = Session(config, state, world=world)
     out = sys.stdout if world.main else open(os.devnull, "w")
     try:
-        code = session.run_headless(HeadlessPrinter(out, config.batch_size))
+        if dashboard:
+            code = session.run_dashboard(args.on_hangup)
+        else:
+            code = session.run_headless(HeadlessPrinter(out, config.batch_size))
     finally:
         distributed.stop()
     finished = session.finished
@@ -132,7 +137,7 @@ def without_nproc(argv: list[str]) -> list[str]:
             skip = False
         elif arg == "--nproc":
             skip = True
-        elif not arg.startswith("--nproc="):
+        elif not arg.startswith("--nproc=") and arg != "--ui":  # the dashboard is the launcher's
             out.append(arg)
     return out
 

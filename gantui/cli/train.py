@@ -64,6 +64,8 @@ def train_parser() -> Parser:
     add("--eval-n", type=int, help=f"images generated per evaluation (default {d.eval_n})")
     add("--resume", metavar="PATH", help="continue from a checkpoint file or a run directory")
     add("--no-ui", action="store_true", help="no dashboard: plain log lines (also when stdout is not a terminal)")
+    add("--ui", action="store_true", help="the dashboard under torchrun too: rank 0 draws it in torchrun's terminal "
+                                          "(elsewhere the default in a terminal)")
     add("--on-hangup", choices=("detach", "stop"), default="detach",
         help="when the dashboard's terminal goes away: detach (the run goes on; default) or stop (save, exit)")
     add("--sync-bn", action="store_true", default=None,
@@ -105,7 +107,7 @@ def build_config(args: argparse.Namespace, world_size: int = 1) -> tuple[Config,
     from gantui.engine.checkpoint import load_checkpoint, resolve_checkpoint
     from gantui.run.rundir import default_run_dir, run_dir_of
 
-    overrides = {k: v for k, v in vars(args).items() if v is not None and k not in ("no_ui", "on_hangup", "nproc")}
+    overrides = {k: v for k, v in vars(args).items() if v is not None and k not in ("no_ui", "ui", "on_hangup", "nproc")}
     if args.data is not None and args.dataset is None:
         overrides["dataset"] = FOLDER
     if args.lr is not None:  # --lr sets both rates unless each is given
@@ -144,6 +146,8 @@ def build_config(args: argparse.Namespace, world_size: int = 1) -> tuple[Config,
 
 def wants_ui(args: argparse.Namespace) -> bool:
     if args.no_ui:
+        if args.ui:
+            fail("--ui and --no-ui: choose one")
         return False
     if not sys.stdout.isatty() or os.environ.get("TERM") == "dumb":
         print("gantui: no terminal on stdout (or TERM=dumb): running headless, as with --no-ui", file=sys.stderr)
