@@ -297,3 +297,32 @@ async def test_the_dashboard_on_a_loop_shows_its_panes_and_only_the_keys_it_take
         await pilot.press("q")
     replay = replay_snapshot(RunDir(tmp_path / "run"))
     assert replay.total_steps == 0 and replay.step == 3
+
+
+def test_a_jobs_shared_intervals_fall_where_rank_0s_clock_leads():
+    """Many ranks: the metrics row and the checkpoint by rank 0's clock, at the steps it names; the
+    grid by its own clock; a kind whose flag was given by steps on every rank."""
+    from gantui.engine.intervals import Intervals
+
+    now = [0.0]
+    steps = {"log_every": 10, "sample_every": 7, "save_every": 1000, "eval_every": 0}
+    ranks = [Intervals(steps, ("log_every", "save_every", "sample_every"), clock=lambda: now[0], ranks=2)
+             for _ in range(2)]
+    assert [r.due("log_every", 9) for r in ranks] == [False, False] and all(r.due("log_every", 10) for r in ranks)
+    now[0] = 1.0
+    lead = ranks[0].lead(steps_per_s=30.0)  # 0.5 s at 30 steps/s: 15 steps; no checkpoint yet
+    assert lead == {"row_in": 15.0, "checkpoint": 0.0}
+    for r in ranks:
+        r.follow(10, lead)
+    assert [r.due("log_every", 24) for r in ranks] == [False, False] and all(r.due("log_every", 25) for r in ranks)
+    assert not any(r.due("save_every", 25) for r in ranks)
+    now[0] = 601.0
+    lead = ranks[0].lead(steps_per_s=0.5)  # a slow step: a row every step; the checkpoint is due
+    assert lead == {"row_in": 1.0, "checkpoint": 1.0}
+    for r in ranks:
+        r.follow(25, lead)
+    assert all(r.due("save_every", 26) for r in ranks) and not any(r.due("save_every", 27) for r in ranks)  # once
+    assert ranks[0].due("sample_every", 26)  # rank 0's own clock (only rank 0 asks)
+    by_steps = Intervals(steps, ("sample_every",), clock=lambda: now[0], ranks=2)
+    assert by_steps.due("log_every", 20) and not by_steps.due("log_every", 25)
+    assert by_steps.lead(30.0) == {}

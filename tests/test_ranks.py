@@ -338,3 +338,20 @@ def test_under_plain_torchrun_ui_has_rank_0_draw_the_dashboard_and_q_stops_every
 def test_ui_and_no_ui_together_are_one_line_and_exit_2():
     done = subprocess.run([sys.executable, "-m", "gantui", "--ui", "--no-ui"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and done.stderr.strip() == "gantui: error: --ui and --no-ui: choose one"
+
+
+def test_a_jobs_metrics_rows_follow_rank_0s_clock(tmp_path):
+    """As on CUDA, where the intervals follow the clock (the hidden flag asks for it on the CPU):
+    rank 0's clock names the step of each next row, every rank takes it there."""
+    out = tmp_path / "run"
+    done = subprocess.run(torchrun("--clock-intervals", "--steps", "40", "--out", str(out), *QUICK[:4],
+                                   "--eval-every", "0"), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "by the clock: log every 0.5 s, sample every 60 s, save every 600 s" in done.stdout
+    got = rows(out)
+    steps, times = [r["step"] for r in got], [r["time"] for r in got]
+    assert steps[0] == 10 and steps[-1] == 40 and len(steps) >= 4  # the first by steps, then rank 0's lead
+    gaps = sorted(b - a for a, b in zip(times[1:-1], times[2:-1]))
+    assert 0.25 < gaps[len(gaps) // 2] < 1.5, (steps, gaps)  # half a second apart, whatever the step rate
+    assert all(len(r["rank_images_per_s"]) == 2 for r in got)
+    assert status(out)["state"] == "done" and load_checkpoint(out)["step"] == 40

@@ -20,7 +20,7 @@ from gantui.cli.parser import fail
 
 
 def train_rank(args: argparse.Namespace, world) -> int:
-    from gantui.cli.train import build_config, check_not_another_run, wants_ui
+    from gantui.cli.train import build_config, check_not_another_run, timed_intervals, wants_ui
     from gantui.config import Config, ConfigError
     from gantui.engine import distributed
     from gantui.engine.checkpoint import CheckpointError
@@ -38,7 +38,7 @@ def train_rank(args: argparse.Namespace, world) -> int:
             config, state = build_config(args, world.size)
             if config.sync_bn and resolve_device(config.device).type != "cuda":
                 raise ConfigError("--sync-bn needs CUDA (SyncBatchNorm runs on GPUs only)")
-            config.timed = ()  # by steps, which every rank counts alike (each rank's clock differs)
+            config.timed = timed_intervals(config, args, resolve_device(config.device).type)  # rank 0's clock
             lock = RunDir(config.out).lock()  # noqa: F841 (held until the process exits)
             check_not_another_run(config, args)
             prepare_data(config, resolve_device(config.device))

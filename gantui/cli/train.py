@@ -73,6 +73,7 @@ def train_parser() -> Parser:
     add("--nproc", help="train with N processes through torchrun (DDP; N or auto: one per visible GPU); "
                         "under torchrun itself, leave it out")
     add("--fault-nan-step", type=int, help=argparse.SUPPRESS)  # test hook for the divergence guard
+    add("--clock-intervals", action="store_true", help=argparse.SUPPRESS)  # test hook: by the clock, as on CUDA
     return p
 
 
@@ -107,7 +108,7 @@ def build_config(args: argparse.Namespace, world_size: int = 1) -> tuple[Config,
     from gantui.engine.checkpoint import load_checkpoint, resolve_checkpoint
     from gantui.run.rundir import default_run_dir, run_dir_of
 
-    overrides = {k: v for k, v in vars(args).items() if v is not None and k not in ("no_ui", "ui", "on_hangup", "nproc")}
+    overrides = {k: v for k, v in vars(args).items() if v is not None and k not in ("no_ui", "ui", "on_hangup", "nproc", "clock_intervals")}
     if args.data is not None and args.dataset is None:
         overrides["dataset"] = FOLDER
     if args.lr is not None:  # --lr sets both rates unless each is given
@@ -160,7 +161,8 @@ def timed_intervals(config: Config, args: argparse.Namespace, device_type: str) 
     given (a resumed run keeps its own, less any flag given now); on other devices none."""
     from gantui.config import TIMED
 
-    timed = config.timed if args.resume else TIMED if device_type == "cuda" else ()
+    by_clock = device_type == "cuda" or getattr(args, "clock_intervals", False)
+    timed = config.timed if args.resume else TIMED if by_clock else ()
     return tuple(kind for kind in timed if getattr(args, kind) is None)
 
 

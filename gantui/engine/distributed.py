@@ -18,8 +18,9 @@ import torch.distributed as dist
 # How long a collective waits for a rank that does not come (a rank that died: torchrun then ends
 # the others; a rank evaluating or writing a checkpoint for rank 0 takes seconds, not minutes).
 COLLECTIVE_TIMEOUT = datetime.timedelta(minutes=10)
-# The decisions exchanged at each metrics interval, in this order: summed over the ranks, > 0 is yes.
-FLAGS = ("stop", "pause", "save", "set")
+# The decisions exchanged at each metrics interval, in this order, summed over the ranks: > 0 is
+# yes; `row_in`, rank 0's alone: the steps to the next row (its clock leads: engine/intervals.py).
+FLAGS = ("stop", "pause", "save", "set", "checkpoint", "row_in")
 
 
 @dataclass(frozen=True)
@@ -113,11 +114,11 @@ def barrier(world: World) -> None:
         dist.barrier()
 
 
-def exchange(world: World, means: torch.Tensor, own: list[float], flags: dict[str, bool]
-             ) -> tuple[list[float], list[list[float]], dict[str, bool]]:
+def exchange(world: World, means: torch.Tensor, own: list[float], flags: dict[str, float]
+             ) -> tuple[list[float], list[list[float]], dict[str, float]]:
     """One all-reduce, and the interval's one host read: the metrics' means averaged over the
     ranks, every rank's `own` figures (its images/s, its device's; NaN for one it has not), and
-    the decisions (`flags`: any rank's yes is everyone's)."""
+    the decisions (`flags`, summed: any rank's yes is everyone's)."""
     width = len(own)
     slots = torch.zeros(world.size, width, dtype=torch.float64)
     slots[world.rank] = torch.tensor(own, dtype=torch.float64)
@@ -129,7 +130,7 @@ def exchange(world: World, means: torch.Tensor, own: list[float], flags: dict[st
     n = means.numel()
     values = vector.tolist()
     ranks = [values[n + r * width:n + (r + 1) * width] for r in range(world.size)]
-    agreed = {name: values[n + world.size * width + i] > 0 for i, name in enumerate(FLAGS)}
+    agreed = {name: values[n + world.size * width + i] for i, name in enumerate(FLAGS)}
     return [v / world.size for v in values[:n]], ranks, agreed
 
 

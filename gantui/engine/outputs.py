@@ -29,7 +29,7 @@ def none_for_nan(value: float) -> float | None:
 class Outputs:
     """The trainer's outputs; its attributes are the trainer's (config, gan, run_dir, world...)."""
 
-    def _log(self, flags: dict[str, bool] | None = None) -> dict[str, bool]:
+    def _log(self, flags: dict[str, float] | None = None) -> dict[str, float]:
         """A metrics row; with many ranks, their means, and the decisions (`flags`) they agree on."""
         steps = self.gan.meter.steps
         elapsed = max(time.perf_counter() - self._interval_start, 1e-9)

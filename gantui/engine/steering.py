@@ -59,8 +59,13 @@ def agree_at_interval(trainer: Any) -> bool:
     step. True: stop here."""
     world, main = trainer.world, trainer.world.main
     pending = trainer._pending() if main else {}
+    lead = {}
+    if main:  # rank 0's clock: when the next row and checkpoint fall
+        rate = trainer.gan.meter.steps / max(time.perf_counter() - trainer._interval_start, 1e-9)
+        lead = trainer.intervals.lead(rate)
     agreed = trainer._log({"stop": trainer._stop.is_set(), "pause": main and not trainer._running.is_set(),
-                           "save": "save" in pending, "set": "set" in pending})
+                           "save": "save" in pending, "set": "set" in pending, **lead})
+    trainer.intervals.follow(trainer.step, agreed)
     if agreed["set"]:
         apply_settings(trainer, broadcast(world, pending.get("set")))
     if "resample" in pending:

@@ -186,7 +186,8 @@ class Trainer(Controls, Outputs):
     def _loop(self) -> None:
         cfg = self.config
         self.intervals = Intervals({"log_every": cfg.log_every, "sample_every": cfg.sample_every,
-                                    "save_every": cfg.save_every, "eval_every": self.eval_every}, cfg.timed)
+                                    "save_every": cfg.save_every, "eval_every": self.eval_every}, cfg.timed,
+                                   ranks=self.world.size)
         if cfg.timed:
             self.emit(ev.Notice(f"at this device's speed, by the clock: {self.intervals.describe()} "
                                 "(a step flag given wins)"))
