@@ -9,7 +9,8 @@
 threads on every core), and plain against plain (A/A). images/s from the run's rows after a
 warm-up. `channel`: two gloo processes time `distributed.exchange` (the metrics, each rank's
 images/s and device figures, and the decisions: one all-reduce) against an all-reduce of the
-metrics alone, the cost of agreeing on pause, stop, save and settings at each interval.
+metrics alone, the cost of agreeing on pause, stop, save, settings and the next row at each
+interval, with the bare all-reduce timed twice (the A/A).
 """
 from __future__ import annotations
 
@@ -41,12 +42,13 @@ def timed(fn, n=2000):
     for _ in range(n):
         fn()
     return (time.perf_counter() - began) / n
-plain = exchange = 0.0
-for _ in range(3):  # interleaved: the machine's noise falls on both alike
+plain = again = exchange = 0.0
+for _ in range(5):  # interleaved: the machine's noise falls on all three alike
     plain += timed(lambda: dist.all_reduce(means.clone()) or means.tolist())
-    exchange += timed(lambda: distributed.exchange(world, means, own, {"stop": False, "pause": False}))
+    exchange += timed(lambda: distributed.exchange(world, means, own, {"stop": 0.0, "pause": 0.0, "row_in": 12.0}))
+    again += timed(lambda: dist.all_reduce(means.clone()) or means.tolist())  # the A/A
 if world.main:
-    print(plain / 3 * 1e6, exchange / 3 * 1e6)
+    print(plain / 5 * 1e6, exchange / 5 * 1e6, again / 5 * 1e6)
 distributed.stop()
 """
 
@@ -98,10 +100,12 @@ def channel(args: argparse.Namespace) -> dict:
                           capture_output=True, text=True, timeout=600)
     if done.returncode != 0:
         raise SystemExit(done.stderr[-2000:])
-    plain, exchange = map(float, done.stdout.split())
-    result = {"plain_all_reduce_us": plain, "exchange_us": exchange, "date": time.strftime("%Y-%m-%d")}
-    print(f"an all-reduce of 10 metrics: {plain:.0f} us; the interval's exchange (metrics, per-rank figures, "
-          f"decisions): {exchange:.0f} us ({exchange - plain:+.0f} us once an interval)")
+    plain, exchange, again = map(float, done.stdout.split())
+    result = {"plain_all_reduce_us": plain, "exchange_us": exchange, "aa_all_reduce_us": again,
+              "date": time.strftime("%Y-%m-%d")}
+    print(f"an all-reduce of 10 metrics: {plain:.0f} us, and again (A/A): {again:.0f} us; the interval's exchange "
+          f"(metrics, per-rank figures, decisions): {exchange:.0f} us ({exchange - plain:+.0f} us once an "
+          f"interval; A/A {again - plain:+.0f} us)")
     return result
 
 
