@@ -15,3 +15,17 @@ def tiny_config(tmp_path):
         return Config(**{**base, **overrides}).validate()
 
     return make
+
+
+@pytest.fixture(autouse=True)
+def no_trainer_left_running():
+    """A dashboard test that fails leaves its trainer thread training; stopped here, it cannot
+    disturb the tests after it in this process (their random streams, their CPU)."""
+    yield
+    from helpers import SESSIONS
+
+    while SESSIONS:
+        session = SESSIONS.pop()
+        session.trainer.stop()
+        session.thread.join(60)
+        session.run.close()

@@ -36,12 +36,16 @@ class AlwaysPreview:
         pass
 
 
+SESSIONS: list[Session] = []
+
+
 def make_app(config) -> GanApp:
     """The dashboard on a run in this process (no socket), as `gantui` builds it; the test may read
     the trainer as `app.trainer` (the app itself never does)."""
     session = Session(config, serve=False)
     session.hub.pacer.floor = session.hub.pacer.interval = 0.1
     session.start()
+    SESSIONS.append(session)  # stopped after the test, however it ended (conftest.py)
     app = GanApp(LocalLink(session.hub))
     app.trainer = session.trainer
     return app
