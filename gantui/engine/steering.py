@@ -16,12 +16,17 @@ def apply_commands(trainer: Any) -> None:
     if "set" in pending:
         apply_settings(trainer, pending["set"])
     if "resample" in pending:
-        trainer.samples.resample()
-        trainer.emit(ev.Notice("preview noise resampled"))
-        if trainer.previews is not None:
-            trainer._preview(trainer.config.preview_count)
+        resample(trainer)
     if "save" in pending:
         trainer._save("manual")
+
+
+def resample(trainer: Any) -> None:
+    """New preview noise, and a preview drawn with it at once (rank 0's, in a job)."""
+    trainer.samples.resample()
+    trainer.emit(ev.Notice("preview noise resampled"))
+    if trainer.previews is not None:
+        trainer._preview(trainer.config.preview_count)
 
 
 def apply_settings(trainer: Any, values: dict[str, Any]) -> None:
@@ -69,8 +74,7 @@ def agree_at_interval(trainer: Any) -> bool:
     if agreed["set"]:
         apply_settings(trainer, broadcast(world, pending.get("set")))
     if "resample" in pending:
-        trainer.samples.resample()
-        trainer.emit(ev.Notice("preview noise resampled"))
+        resample(trainer)
     if agreed["save"]:
         trainer._save("manual")
     stop = agreed["stop"] or (agreed["pause"] and paused_together(trainer))
