@@ -294,6 +294,7 @@ async def test_the_dashboard_on_a_loop_shows_its_panes_and_only_the_keys_it_take
         await wait_for(pilot, lambda: app.preview_pane.channels == 3)  # the images' shape, announced
         run.finish()
         await wait_for(pilot, lambda: app.finished is not None)
+        assert app.check_action("resample", ()) is False and app.check_action("tune", ()) is False  # still hidden
         await pilot.press("q")
     replay = replay_snapshot(RunDir(tmp_path / "run"))
     assert replay.total_steps == 0 and replay.step == 3

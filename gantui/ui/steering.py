@@ -14,6 +14,9 @@ class Steering:
     """Mixed into GanApp: `link`, `started`, `finished`, `lost`, `paused` are the app's."""
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        loop = self.started is not None and self.started.producer != "gantui"
+        if loop and (action == "resample" or (action == "tune" and not self.started.tunable)):
+            return False  # a loop's images are its own; a loop that declares no settings has no form
         if action in STEERING and not self.steerable():
             return None  # greyed out once the run has ended, or for a replay
         if action == "stop_run":
@@ -22,9 +25,6 @@ class Steering:
             return not self.paused  # False hides it: the footer shows Pause or Resume
         if action == "resume":
             return self.paused
-        loop = self.started is not None and self.started.producer != "gantui"
-        if loop and (action == "resample" or (action == "tune" and not self.started.tunable)):
-            return False  # a loop's images are its own; a loop that declares no settings has no form
         return True
 
     def steerable(self) -> bool:
