@@ -30,6 +30,28 @@ def status(out: Path) -> dict:
     return json.loads((out / "status.json").read_text())
 
 
+def two_machines(*args: str, env=lambda k: {}) -> list[subprocess.Popen]:
+    """Two launchers as two machines of one process each (torchrun's static rendezvous);
+    `env(k)`: what machine k's environment adds."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return [subprocess.Popen(torchrun(*args, nproc=1, launcher=(
+        "--nnodes", "2", "--node-rank", str(k), "--master-addr", "127.0.0.1", "--master-port", str(port))),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, **env(k)}) for k in (0, 1)]
+
+
+def outputs_of(nodes: list[subprocess.Popen]) -> list[tuple[str, str]]:
+    try:
+        return [node.communicate(timeout=300) for node in nodes]
+    finally:
+        for node in nodes:
+            if node.poll() is None:
+                node.kill()
+
+
 def test_two_ranks_train_one_run_and_resume_it_exactly(tmp_path):
     whole, half = tmp_path / "whole", tmp_path / "half"
     done = subprocess.run(torchrun("--steps", "20", "--save-every", "10", "--out", str(whole), *QUICK),
@@ -156,24 +178,14 @@ def test_a_killed_rank_is_restarted_by_torchrun_and_the_run_resumes_to_its_end(t
 
 
 def test_two_launchers_as_two_machines_train_one_run_that_gantui_stop_ends(tmp_path):
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     out = tmp_path / "run"
-    nodes = [subprocess.Popen(torchrun("--steps", "100000", "--out", str(out), *QUICK, nproc=1, launcher=(
-        "--nnodes", "2", "--node-rank", str(k), "--master-addr", "127.0.0.1", "--master-port", str(port))),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for k in (0, 1)]
+    nodes = two_machines("--steps", "100000", "--out", str(out), *QUICK)
     try:
         wait_for_step(out, 10, timeout=180)
         stopped = subprocess.run([sys.executable, "-m", "gantui", "stop", str(out)], capture_output=True, text=True,
                                  timeout=300)
-        outputs = [node.communicate(timeout=300) for node in nodes]
     finally:
-        for node in nodes:
-            if node.poll() is None:
-                node.kill()
+        outputs = outputs_of(nodes)
     assert stopped.returncode == 0 and stopped.stdout.startswith("stopped run at step"), stopped.stderr
     assert [node.returncode for node in nodes] == [0, 0], outputs[0][1][-2000:] + outputs[1][1][-2000:]
     assert "gantui: training on cpu" in outputs[0][0] and "gantui: training" not in outputs[1][0]  # rank 0's machine
@@ -233,27 +245,14 @@ def test_a_folder_of_images_trains_under_two_processes_with_one_cache(tmp_path):
 def test_two_machines_each_cache_their_folder_and_roll_back_together_from_rank_0s_checkpoint(tmp_path):
     """Two launchers as two machines, each with a cache of its own: each machine's first process
     decodes the folder; a NaN at step 7 rolls both back to rank 0's checkpoint of step 5."""
-    import socket
-
     from test_folder import write_images
 
     write_images(tmp_path / "images", 300, size=(40, 36))
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     out = tmp_path / "run"
-    flags = ("--data", str(tmp_path / "images"), "--image-size", "32", "--steps", "15", "--save-every", "5",
-             "--fault-nan-step", "7", "--out", str(out), *QUICK)
-    nodes = [subprocess.Popen(torchrun(*flags, nproc=1, launcher=(
-        "--nnodes", "2", "--node-rank", str(k), "--master-addr", "127.0.0.1", "--master-port", str(port))),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, "XDG_CACHE_HOME": str(tmp_path / f"cache{k}")}) for k in (0, 1)]
-    try:
-        outputs = [node.communicate(timeout=300) for node in nodes]
-    finally:
-        for node in nodes:
-            if node.poll() is None:
-                node.kill()
+    nodes = two_machines("--data", str(tmp_path / "images"), "--image-size", "32", "--steps", "15", "--save-every",
+                         "5", "--fault-nan-step", "7", "--out", str(out), *QUICK,
+                         env=lambda k: {"XDG_CACHE_HOME": str(tmp_path / f"cache{k}")})
+    outputs = outputs_of(nodes)
     assert [node.returncode for node in nodes] == [0, 0], outputs[0][1][-2000:] + outputs[1][1][-2000:]
     for k in (0, 1):  # each machine's own cache
         assert len(list((tmp_path / f"cache{k}" / "gantui" / "folders").iterdir())) >= 1
@@ -267,27 +266,13 @@ def test_two_machines_each_cache_their_folder_and_roll_back_together_from_rank_0
 def test_each_machine_fetches_the_dataset_onto_its_own_disk_and_one_that_cannot_stops_the_job(tmp_path):
     """Two launchers as two machines with a cache of their own: rank 0's machine has the dataset's
     files, the other none and no network: that machine's line, on both, exit 2 on both."""
-    import socket
-
     from test_datasets import write_idx
 
     write_idx(tmp_path / "cache0" / "gantui" / "datasets" / "FashionMNIST" / "raw")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     offline = {"http_proxy": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9"}
-    nodes = [subprocess.Popen(torchrun("--dataset", "fashion-mnist", "--steps", "4", "--out", str(tmp_path / "run"),
-                                       *QUICK, nproc=1, launcher=("--nnodes", "2", "--node-rank", str(k), "--master-addr",
-                                                                  "127.0.0.1", "--master-port", str(port))),
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              env={**os.environ, **offline, "XDG_CACHE_HOME": str(tmp_path / f"cache{k}")})
-             for k in (0, 1)]
-    try:
-        outputs = [node.communicate(timeout=300) for node in nodes]
-    finally:
-        for node in nodes:
-            if node.poll() is None:
-                node.kill()
+    nodes = two_machines("--dataset", "fashion-mnist", "--steps", "4", "--out", str(tmp_path / "run"), *QUICK,
+                         env=lambda k: {**offline, "XDG_CACHE_HOME": str(tmp_path / f"cache{k}")})
+    outputs = outputs_of(nodes)
     line = "gantui: rank 1's machine: fashion-mnist: not found and not downloaded"
     for node, (_, err) in zip(nodes, outputs):
         assert node.returncode != 0 and err.count(line) == 1, err[-2000:]

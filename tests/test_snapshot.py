@@ -112,7 +112,7 @@ class FolderEngine(ScriptedEngine):
 
 def scripted_app(engine=ScriptedEngine, clock=lambda: 0.0) -> GanApp:
     """The dashboard on a scripted run in this process, through the same hub as a real one."""
-    hub = RunHub()
+    hub = RunHub(clock=clock)  # the elapsed time on screen, whatever the machine's load
     scripted = engine(hub.publish)
     hub.attach(scripted)
     threading.Thread(target=scripted.run, daemon=True).start()

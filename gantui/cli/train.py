@@ -108,7 +108,8 @@ def build_config(args: argparse.Namespace, world_size: int = 1) -> tuple[Config,
     from gantui.engine.checkpoint import load_checkpoint, resolve_checkpoint
     from gantui.run.rundir import default_run_dir, run_dir_of
 
-    overrides = {k: v for k, v in vars(args).items() if v is not None and k not in ("no_ui", "ui", "on_hangup", "nproc", "clock_intervals")}
+    launch_only = ("no_ui", "ui", "on_hangup", "nproc", "clock_intervals")  # how to run it, not the run's config
+    overrides = {k: v for k, v in vars(args).items() if v is not None and k not in launch_only}
     if args.data is not None and args.dataset is None:
         overrides["dataset"] = FOLDER
     if args.lr is not None:  # --lr sets both rates unless each is given

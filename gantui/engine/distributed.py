@@ -65,9 +65,9 @@ def start(world: World) -> None:
 def round_store() -> dist.Store | None:
     """The store this round of the job meets in. torchrun's agent keeps one store for all its
     rounds: after a restart, gloo's keys from the failed round are still there, and a rank that
-    reads a dead peer's address waits for it until the timeout (pytorch#135712; seen here once in a
-    few restarts). Each round gets keys of its own, named by the restart count, which the ranks of
-    one machine share. (Several machines whose agents count restarts differently: set
+    reads a dead peer's address waits for it until the timeout, or fails (pytorch#135712; 2 of 2
+    restarts here). Each round gets keys of its own, named by the restart count, which the ranks
+    of one machine share. (Several machines whose agents count restarts differently: set
     TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1 on each, and rank 0 serves a new store every round.)
     None: no agent store, the default (`env://`)."""
     if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True":

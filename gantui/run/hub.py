@@ -82,9 +82,12 @@ class Consumer:
 
 
 class RunHub:
-    def __init__(self, pacer: Pacer | None = None, check_set: CheckSet | None = None) -> None:
-        """`check_set`: checks a `set` command's values (raising ValueError); None refuses them."""
+    def __init__(self, pacer: Pacer | None = None, check_set: CheckSet | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        """`check_set`: checks a `set` command's values (raising ValueError); None refuses them.
+        `clock`: what a snapshot's elapsed time is counted by."""
         self.pacer = pacer or Pacer()
+        self.clock = clock
         self.check_set = check_set
         self.controls: Controls | None = None
         self._lock = threading.RLock()
@@ -122,7 +125,7 @@ class RunHub:
             self.history.extend(event.history)
             self.quality.extend(event.quality)
             self.sets.extend(event.sets)
-            self.started, self._started_at = replace(event, history=[], quality=[], sets=[]), time.monotonic()
+            self.started, self._started_at = replace(event, history=[], quality=[], sets=[]), self.clock()
             self.step, self.epoch, self.state = event.step, event.epoch, event.state
             self.images_per_s = event.images_per_s
         elif isinstance(event, ev.Metrics):
@@ -155,7 +158,7 @@ class RunHub:
             if self.started is None:
                 return None
             return replace(self.started, step=self.step, epoch=self.epoch, images_per_s=self.images_per_s,
-                           elapsed=time.monotonic() - self._started_at,
+                           elapsed=self.clock() - self._started_at,
                            history=list(self.history), quality=list(self.quality), sets=list(self.sets), state=self.state,
                            preview=self.preview, finished=self.finished)
 
