@@ -10,6 +10,7 @@ others train silently.
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import subprocess
 import sys
@@ -70,8 +71,14 @@ def train_rank(args: argparse.Namespace, world) -> int:
         else:
             code = session.run_headless(HeadlessPrinter(out, config.batch_size))
     finally:
+        finished = session.finished
+        # The trainer's DDP modules hold the process group, and reference cycles keep them until a
+        # garbage collection: at the interpreter's exit, where gloo's threads can abort the process
+        # (SIGABRT, "terminate called without an active exception", once in a full test run). Freed
+        # here, before the group is destroyed.
+        del session
+        gc.collect()
         distributed.stop()
-    finished = session.finished
     if not world.main and finished is not None and finished.error:  # rank 0 says the rest
         print(f"gantui: rank {world.rank}: {finished.error}", file=sys.stderr, flush=True)
     return code
