@@ -283,7 +283,8 @@ def test_each_machine_fetches_the_dataset_onto_its_own_disk_and_one_that_cannot_
 
 def test_under_plain_torchrun_ui_has_rank_0_draw_the_dashboard_and_q_stops_every_rank_saved(tmp_path):
     import pty
-    import select
+
+    from test_failures import drain
 
     out = tmp_path / "run"
     main, child = pty.openpty()
@@ -292,24 +293,14 @@ def test_under_plain_torchrun_ui_has_rank_0_draw_the_dashboard_and_q_stops_every
                            stderr=child, env=env, start_new_session=True)
     os.close(child)
     screen = b""
-
-    def read(seconds: float) -> None:
-        nonlocal screen
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            if select.select([main], [], [], 0.2)[0]:
-                try:
-                    screen += os.read(main, 65536)
-                except OSError:
-                    return
     try:
         wait_for_step(out, 10, timeout=180)
-        read(2)
+        screen += drain(main, 2)
         assert b"TRAINING" in screen and b"batch 32 (2" in screen  # the dashboard, with the global batch
         os.write(main, b"q")
         deadline = time.monotonic() + 120
         while job.poll() is None and time.monotonic() < deadline:
-            read(0.5)
+            screen += drain(main, 0.5)
         assert job.wait(timeout=5) == 0, screen[-3000:]
     finally:
         if job.poll() is None:
