@@ -37,12 +37,13 @@ def train_rank(args: argparse.Namespace, world) -> int:
         try:
             restarted(args)
             config, state = build_config(args, world.size)
-            if config.sync_bn and resolve_device(config.device).type != "cuda":
+            device = resolve_device(config.device)
+            if config.sync_bn and device.type != "cuda":
                 raise ConfigError("--sync-bn needs CUDA (SyncBatchNorm runs on GPUs only)")
-            config.timed = timed_intervals(config, args, resolve_device(config.device).type)  # rank 0's clock
+            config.timed = timed_intervals(config, args, device.type)  # rank 0's clock
             lock = RunDir(config.out).lock()  # noqa: F841 (held until the process exits)
             check_not_another_run(config, args)
-            prepare_data(config, resolve_device(config.device))
+            prepare_data(config, device)
             outcome = ("ok", config.to_dict(), state)
         except (ConfigError, DeviceError, CheckpointError, RunDirBusy, DatasetError) as err:
             outcome = ("error", str(err), None)
