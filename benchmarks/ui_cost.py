@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from helpers import disc_images  # noqa: E402
+from support import disc_images  # noqa: E402
 from test_snapshot import FolderEngine, ScriptedEngine, scripted_app  # noqa: E402 (the snapshot tests' engines)
 
 from gantui.run import events as ev  # noqa: E402

@@ -22,7 +22,7 @@ def no_trainer_left_running():
     """A dashboard test that fails leaves its trainer thread training; stopped here, it cannot
     disturb the tests after it in this process (their random streams, their CPU)."""
     yield
-    from helpers import SESSIONS
+    from support import SESSIONS
 
     while SESSIONS:
         session = SESSIONS.pop()

@@ -7,7 +7,7 @@ import time
 import numpy as np
 
 from gantui.engine.checkpoint import load_checkpoint
-from helpers import make_app, wait_for
+from support import make_app, wait_for
 
 
 def long_run(tiny_config):

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from gantui.datasets import DATASETS
-from helpers import make_app, wait_for
+from support import make_app, wait_for
 
 
 @pytest.fixture(autouse=True)

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from gantui.engine.checkpoint import load_checkpoint
-from helpers import wait_for_step
+from support import wait_for_step
 from test_robustness import controlling_terminal, dashboard_in_a_pty
 from test_watch import Peer, last_step, start
 

@@ -117,7 +117,7 @@ async def test_the_gpu_pane_shows_a_line_per_rank():
             self._stop.wait(60)
             return ev.Finished("stopped", self.step)
 
-    from helpers import wait_for
+    from support import wait_for
 
     app = scripted_app(TwoGPUs)
     async with app.run_test(size=(80, 24)) as pilot:

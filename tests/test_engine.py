@@ -14,7 +14,7 @@ from gantui.engine.data import load_dataset, normalise
 from gantui.engine.trainer import Trainer
 
 METRIC_KEYS = ("loss_d", "loss_g", "d_real", "d_fake", "acc_real", "acc_fake", "grad_g", "grad_d")
-from helpers import AlwaysPreview
+from support import AlwaysPreview
 
 
 def test_bundled_mnist_is_the_training_split():

@@ -20,7 +20,7 @@ from gantui.engine.checkpoint import load_checkpoint
 from gantui.run.rundir import RunDir
 from gantui.engine.trainer import Trainer
 from gantui.session import run_headless
-from helpers import FAST, make_app, wait_for, wait_for_step
+from support import FAST, make_app, wait_for, wait_for_step
 
 
 def fail_at(monkeypatch, step: int, error: Exception) -> None:

@@ -167,7 +167,7 @@ async def test_the_dashboard_shows_the_first_decode_then_the_samples():
     import threading
 
     from gantui.run import events as ev
-    from helpers import disc_images
+    from support import disc_images
     from test_snapshot import FolderEngine, scripted_app
 
     class Decoding(FolderEngine):

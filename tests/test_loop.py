@@ -276,7 +276,7 @@ async def test_the_dashboard_on_a_loop_shows_its_panes_and_only_the_keys_it_take
     for a loop that declares no settings; its replay has no made-up total."""
     from gantui.run.client import LocalLink
     from gantui.ui.app import GanApp
-    from helpers import wait_for
+    from support import wait_for
 
     run = gantui.init(out=tmp_path / "run", serve=False, quiet=True)
     app = GanApp(LocalLink(run.hub))

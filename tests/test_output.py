@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import FAST, wait_for_step
+from support import FAST, wait_for_step
 
 
 @pytest.fixture

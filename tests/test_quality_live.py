@@ -18,7 +18,7 @@ from gantui.engine.trainer import Trainer
 from gantui.evaluation import metrics
 from gantui.evaluation.classifier import EvaluatorError
 from gantui.session import run_headless
-from helpers import make_app, wait_for
+from support import make_app, wait_for
 
 
 def quality_rows(out) -> list[dict]:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from gantui.engine.checkpoint import load_checkpoint
-from helpers import wait_for_step
+from support import wait_for_step
 
 QUICK = ["--batch-size", "16", "--device", "cpu", "--log-every", "5", "--eval-every", "0"]
 

@@ -15,7 +15,7 @@ from gantui.engine.checkpoint import FORMAT, load_checkpoint
 from gantui.engine.gan import GAN
 from gantui.engine.objectives import gradient_penalty, r1_penalty
 from gantui.engine.trainer import Trainer
-from helpers import FAST, AlwaysPreview
+from support import FAST, AlwaysPreview
 
 BEFORE_SPLIT = Path(__file__).parent / "data" / "default_recipe_before_split.json"
 

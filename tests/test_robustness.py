@@ -20,7 +20,7 @@ from gantui.run import events as ev
 from gantui.engine.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from gantui.config import Config
 from gantui.engine.trainer import Trainer
-from helpers import FAST, wait_for_step
+from support import FAST, wait_for_step
 
 def start(out: Path, *args: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "gantui", "--no-ui", "--out", str(out), *FAST, *args],

@@ -94,7 +94,7 @@ def test_cifar10_loads_from_its_batch_files_and_trains(tmp_path, monkeypatch, ti
     assert labels[:20].tolist() == batches[0][1]
 
     from gantui.engine.trainer import Trainer
-    from helpers import AlwaysPreview
+    from support import AlwaysPreview
 
     events = []
     cfg = tiny_config(dataset="cifar10", data_root=str(tmp_path / "data"), conditional=True, batch_size=8, steps=6,

@@ -95,7 +95,7 @@ class FolderEngine(ScriptedEngine):
     """A 64x64 RGB run on a folder of images: colour previews, the Quality pane off."""
 
     def run(self) -> ev.Finished:
-        from helpers import disc_images
+        from support import disc_images
 
         rows = [{"step": 10 * i, "epoch": 1, "loss_d": 1.2 + 0.2 * math.sin(i / 5), "loss_g": 0.9 + 0.3 * math.cos(i / 7),
                  "d_real": 0.6, "d_fake": 0.4, "acc_real": 0.7, "acc_fake": 0.65, "images_per_s": 120.0,

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from gantui.engine.checkpoint import load_checkpoint
-from helpers import FAST, wait_for_step
+from support import FAST, wait_for_step
 
 
 def start(out: Path, *args: str) -> subprocess.Popen:

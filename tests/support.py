@@ -1,4 +1,4 @@
-"""Helpers shared by the test modules."""
+"""What the tests share: subprocess helpers, scripted engines, waits on conditions. No test module imports another; they import this."""
 from __future__ import annotations
 
 import time
