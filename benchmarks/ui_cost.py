@@ -18,8 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from support import disc_images  # noqa: E402
-from test_snapshot import FolderEngine, ScriptedEngine, scripted_app  # noqa: E402 (the snapshot tests' engines)
+from support import FolderEngine, ScriptedEngine, disc_images, scripted_app  # noqa: E402 (the tests' scripted engines)
 
 from gantui.run import events as ev  # noqa: E402
 from gantui.engine.data import load_mnist_arrays  # noqa: E402

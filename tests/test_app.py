@@ -85,7 +85,7 @@ async def test_help_screen_and_too_small_terminal(tiny_config):
 
 async def test_a_flood_of_metrics_rows_is_painted_at_most_once_a_second():
     """At GPU speed rows come every few milliseconds: the panes get them all, in a few repaints."""
-    from test_snapshot import ScriptedEngine, scripted_app
+    from support import ScriptedEngine, scripted_app
 
     from gantui.run import events as ev
     from gantui.common import HISTORY
@@ -166,7 +166,7 @@ def test_a_headless_run_nobody_watches_generates_no_previews(tiny_config):
 
 
 async def test_what_another_terminal_does_this_one_is_told():
-    from test_snapshot import ScriptedEngine, scripted_app
+    from support import ScriptedEngine, scripted_app
 
     from gantui.run import events as ev
 

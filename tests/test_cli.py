@@ -8,12 +8,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from support import gantui
+
 METRIC_ROW_KEYS = {"step", "epoch", "loss_d", "loss_g", "d_real", "d_fake", "acc_real", "acc_fake",
                    "images_per_s", "time"}
-
-
-def gantui(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "gantui", *args], capture_output=True, text=True, timeout=timeout)
 
 
 def test_headless_run_writes_the_run_directory(tmp_path):

@@ -3,13 +3,8 @@ cannot happen (offline, a stalled server) refused in one line, a Quality pane th
 from __future__ import annotations
 
 import json
-import os
 import socket
-import struct
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import hashlib
 
@@ -17,29 +12,13 @@ import numpy as np
 import pytest
 
 from gantui.datasets import DATASETS
-from support import make_app, wait_for
+from support import gantui, make_app, wait_for, write_idx
 
 
 @pytest.fixture(autouse=True)
 def own_cache(tmp_path, monkeypatch):
     """Each test's own user cache (evaluators, folders): the subprocesses inherit it."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-
-
-def write_idx(raw: Path, n: int = 96, seed: int = 0) -> None:
-    """The four files of an MNIST-like torchvision dataset, in IDX format, with `n` random images."""
-    raw.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    for split in ("train", "t10k"):
-        images = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
-        labels = (np.arange(n) % 10).astype(np.uint8)
-        (raw / f"{split}-images-idx3-ubyte").write_bytes(struct.pack(">IIII", 0x803, n, 28, 28) + images.tobytes())
-        (raw / f"{split}-labels-idx1-ubyte").write_bytes(struct.pack(">II", 0x801, n) + labels.tobytes())
-
-
-def gantui(*args: str, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "gantui", *args], capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, **(env or {})})
 
 
 def test_an_mnist_like_dataset_trains_from_its_files_without_quality(tmp_path):

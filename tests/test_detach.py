@@ -11,9 +11,7 @@ import time
 from pathlib import Path
 
 from gantui.engine.checkpoint import load_checkpoint
-from support import wait_for_step
-from test_robustness import controlling_terminal, dashboard_in_a_pty
-from test_watch import Peer, last_step, start
+from support import Peer, controlling_terminal, dashboard_in_a_pty, last_step, start, wait_for_step
 
 TERM_ENV = {"TERM": "xterm-256color", "COLUMNS": "120", "LINES": "40"}
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 import contextlib
 import os
 import pty
-import select
 import signal
 import subprocess
 import sys
@@ -20,7 +19,7 @@ from gantui.engine.checkpoint import load_checkpoint
 from gantui.run.rundir import RunDir
 from gantui.engine.trainer import Trainer
 from gantui.session import run_headless
-from support import FAST, make_app, wait_for, wait_for_step
+from support import FAST, drain, make_app, wait_for, wait_for_step
 
 
 def fail_at(monkeypatch, step: int, error: Exception) -> None:
@@ -101,17 +100,6 @@ def test_second_signal_exits_at_once_headless(tmp_path):
     assert time.monotonic() - sent < 3
     assert "Traceback" not in err
     assert load_checkpoint(out)["step"] == 0  # the save in flight was atomic: the old checkpoint is whole
-
-
-def drain(fd: int, seconds: float) -> bytes:
-    data, deadline = b"", time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if select.select([fd], [], [], 0.05)[0]:
-            try:
-                data += os.read(fd, 65536)
-            except OSError:
-                break
-    return data
 
 
 def test_second_signal_exits_at_once_dashboard(tmp_path):

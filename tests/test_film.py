@@ -1,8 +1,6 @@
 """`gantui gif` and `gantui interpolate`, in fresh processes; the files read back."""
 from __future__ import annotations
 
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -11,10 +9,7 @@ from PIL import Image
 
 from gantui.engine.sample import slerp
 from gantui.cli.film import LABEL_HEIGHT
-
-
-def gantui(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "gantui", *args], capture_output=True, text=True, timeout=timeout)
+from support import gantui
 
 
 @pytest.fixture(scope="module")
@@ -124,7 +119,7 @@ async def test_the_samples_pane_scrubs_through_a_finished_runs_grids(run):
 
 
 async def test_scrubbing_without_saved_grids_says_why():
-    from test_snapshot import scripted_app
+    from support import scripted_app
 
     app = scripted_app()
     async with app.run_test(size=(120, 40)) as pilot:

@@ -17,20 +17,8 @@ from PIL import Image
 
 from gantui.engine import folder
 from gantui.engine.data import DatasetError
-
-
-def write_images(root: Path, n: int, size: tuple[int, int] = (80, 72), seed: int = 0, grey: bool = False) -> None:
-    """Coloured discs on dark ground, half PNG and half JPEG, in two subfolders."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[:size[1], :size[0]]
-    for i in range(n):
-        image = np.zeros((size[1], size[0], 3), np.uint8)
-        r, cx, cy = rng.integers(6, 20), rng.integers(15, size[0] - 15), rng.integers(15, size[1] - 15)
-        image[(yy - cy) ** 2 + (xx - cx) ** 2 < r * r] = rng.integers(60, 256, 3)
-        sub = root / ("a" if i % 2 else "b" / Path("deeper"))
-        sub.mkdir(parents=True, exist_ok=True)
-        picture = Image.fromarray(image).convert("L" if grey else "RGB")
-        picture.save(sub / (f"{i:05d}.png" if i % 2 else f"{i:05d}.jpg"))
+import support
+from support import write_images
 
 
 def png_header_only(path: Path, width: int, height: int) -> None:
@@ -54,9 +42,8 @@ def add_bad_files(root: Path) -> None:
 
 
 def gantui(*args: str, cache: Path, timeout: int = 300) -> subprocess.CompletedProcess:
-    env = {**os.environ, "XDG_CACHE_HOME": str(cache)}
-    return subprocess.run([sys.executable, "-m", "gantui", *args], capture_output=True, text=True, timeout=timeout,
-                          env=env)
+    """A fresh process with a user cache of its own."""
+    return support.gantui(*args, timeout=timeout, env={"XDG_CACHE_HOME": str(cache)})
 
 
 def test_a_64x64_rgb_folder_trains_50_steps_with_bad_files_skipped_and_a_cached_second_start(tmp_path):
@@ -168,7 +155,7 @@ async def test_the_dashboard_shows_the_first_decode_then_the_samples():
 
     from gantui.run import events as ev
     from support import disc_images
-    from test_snapshot import FolderEngine, scripted_app
+    from support import FolderEngine, scripted_app
 
     class Decoding(FolderEngine):
         go = threading.Event()

@@ -23,7 +23,7 @@ from gantui.run.history import History
 from gantui.run.replay import replay_snapshot
 from gantui.run.rundir import RunDir
 from gantui.run.runs import run_state, summary
-from test_watch import Peer, gantui as gantui_cli
+from support import Peer, gantui as gantui_cli
 
 LOOP = textwrap.dedent("""
     import sys, time, torch, gantui

@@ -1,15 +1,12 @@
 """No run is lost: signals, a second process, corrupt checkpoints, full disks, divergence."""
 from __future__ import annotations
 
-import fcntl
 import json
 import os
-import pty
 import select
 import signal
 import subprocess
 import sys
-import termios
 import time
 from pathlib import Path
 
@@ -20,12 +17,7 @@ from gantui.run import events as ev
 from gantui.engine.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from gantui.config import Config
 from gantui.engine.trainer import Trainer
-from support import FAST, wait_for_step
-
-def start(out: Path, *args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "gantui", "--no-ui", "--out", str(out), *FAST, *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
+from support import FAST, controlling_terminal, dashboard_in_a_pty, start, wait_for_step
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
 def test_signal_saves_and_exits_128_plus_signal(tmp_path, signum):
@@ -173,22 +165,6 @@ def test_metrics_jsonl_is_strict_json(tiny_config):
         json.loads(line)
 
 
-def dashboard_in_a_pty(out: Path, *args: str, **popen_kwargs) -> tuple[subprocess.Popen, int]:
-    """A long dashboard run in a fresh pseudo-terminal, once it shows TRAINING and has logged step 2."""
-    main, child = pty.openpty()
-    env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": "100", "LINES": "30"}
-    proc = subprocess.Popen([sys.executable, "-m", "gantui", "--out", str(out), *FAST, "--steps", "100000", *args],
-                            stdin=child, stdout=child, stderr=child, env=env, **popen_kwargs)
-    os.close(child)
-    screen = b""
-    deadline = time.monotonic() + 120
-    while b"TRAINING" not in screen and time.monotonic() < deadline:
-        if select.select([main], [], [], 0.2)[0]:
-            screen += os.read(main, 65536)
-    wait_for_step(out, 2)
-    return proc, main
-
-
 def test_dashboard_in_a_terminal_saves_on_sighup(tmp_path):
     """With --on-hangup stop, an SSH drop as before: the dashboard gets SIGHUP, saves, exits 129."""
     out = tmp_path / "run"
@@ -209,12 +185,6 @@ def test_dashboard_in_a_terminal_saves_on_sighup(tmp_path):
         if proc.poll() is None:
             proc.kill()
         os.close(main)
-
-
-def controlling_terminal() -> None:
-    """In the child: a session of its own whose controlling terminal is its stdin, as under sshd or tmux."""
-    os.setsid()
-    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
 
 def test_dashboard_whose_terminal_is_gone_saves_and_exits(tmp_path):

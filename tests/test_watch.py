@@ -4,7 +4,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -15,59 +14,7 @@ from pathlib import Path
 import pytest
 
 from gantui.engine.checkpoint import load_checkpoint
-from support import FAST, wait_for_step
-
-
-def start(out: Path, *args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "gantui", "--no-ui", "--out", str(out), *FAST, *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def gantui(*args: str, timeout: float = 120, **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "gantui", *args], capture_output=True, text=True,
-                          timeout=timeout, **kwargs)
-
-
-class Peer:
-    """A scripted client of a run's socket."""
-
-    def __init__(self, out: Path) -> None:
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.connect(str(out / "gantui.sock"))
-        self.sock.settimeout(30)
-        self.buffer = b""
-
-    def send(self, data: bytes) -> None:
-        self.sock.sendall(data)
-
-    def cmd(self, cmd: str, **fields) -> None:
-        self.send(json.dumps({"cmd": cmd, **fields}).encode() + b"\n")
-
-    def read(self) -> dict | None:
-        while b"\n" not in self.buffer:
-            chunk = self.sock.recv(1 << 20)
-            if not chunk:
-                return None
-            self.buffer += chunk
-        line, self.buffer = self.buffer.split(b"\n", 1)
-        return json.loads(line)
-
-    def until(self, predicate, timeout: float = 60) -> dict:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            msg = self.read()
-            assert msg is not None, "the run closed the connection"
-            if predicate(msg):
-                return msg
-        raise AssertionError("timed out")
-
-    def close(self) -> None:
-        self.sock.close()
-
-
-def last_step(out: Path) -> int:
-    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line.strip()]
-    return max(r["step"] for r in rows if "loss_d" in r)
+from support import FAST, Peer, gantui, last_step, start, wait_for_step
 
 
 @pytest.fixture
