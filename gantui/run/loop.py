@@ -66,12 +66,27 @@ def checker(tunable: dict[str, float]) -> Callable[[dict[str, Any]], dict[str, A
     return check
 
 
+class RunConfig(dict):
+    """`run.config`: the loop's config as config.json holds it. `update(...)` adds to both, as
+    wandb's `run.config.update` does, for what a loop learns after `init` (Lightning's
+    hyperparameters, TensorBoard's `add_hparams`)."""
+
+    def __init__(self, values: dict[str, Any], changed: Callable[[], Any]) -> None:
+        super().__init__(values)
+        self._changed = changed
+
+    def update(self, *values: Any, **more: Any) -> None:  # type: ignore[override]
+        super().update(json_ready(dict(*values, **more)))
+        self._changed()
+
+
 class LoopAPI:
     """The calls a user's loop makes; mixed into `Run` (publisher.py), whose parts it uses."""
 
     def open_loop(self, name: str, config: dict[str, Any], tunable: dict[str, float],
                   total_steps: int | None, device: str) -> None:
-        self.name, self.user_config, self.tunable = name, json_ready(config), dict(tunable)
+        self.name, self.tunable = name, dict(tunable)
+        self.user_config = RunConfig(json_ready(config), lambda: self._ended or self._write_config())
         self.total_steps = total_steps or 0
         self.device = device
         self.combiner = Combiner()
@@ -160,6 +175,18 @@ class LoopAPI:
         a watcher changed (of those declared with `tunable=`; `run.tunable` holds them all)."""
         self._on_set = fn
 
+    @property
+    def config(self) -> RunConfig:
+        """The config given to `init`; `run.config.update({...})` adds to it and to config.json."""
+        return self.user_config
+
+    def flush(self) -> None:
+        """What was logged so far out now: the pending row to the watchers and metrics.jsonl, the
+        file written (the end of a Lightning stage, TensorBoard's `flush`). The run goes on."""
+        if not self._ended:
+            self._flush_row()
+            self.writer.sync()
+
     def finish(self, error: str | None = None) -> None:
         """The end of the run: its last row, its state (done, stopped, or error with `error`)."""
         if self._ended:
@@ -244,7 +271,12 @@ class NullRun:
     def poll(self) -> None: ...
     def on_save(self, fn: Callable[[], Any]) -> None: ...
     def on_set(self, fn: Callable[[dict[str, float]], Any]) -> None: ...
+    def flush(self) -> None: ...
     def finish(self, error: str | None = None) -> None: ...
+
+    @property
+    def config(self) -> RunConfig:
+        return RunConfig({}, lambda: None)
 
     def __enter__(self) -> NullRun:
         return self
