@@ -3,7 +3,8 @@
 Rank 0 owns the run (its directory, its socket, its checkpoints); every decision that depends on one
 process's view (a watcher's pause, stop, save or setting, a signal to any rank, a periodic
 checkpoint) is exchanged at the metrics interval, in the same all-reduce as the metrics: one small
-collective per interval, and every rank applies the outcome at the same step.
+collective per interval, and every rank applies the outcome at the same step (run/agreement.py:
+the protocol, which a user's loop under torch.distributed shares).
 """
 from __future__ import annotations
 
@@ -15,12 +16,11 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from gantui.run.agreement import FLAGS  # the decisions exchanged, shared with a user's loop
+
 # How long a collective waits for a rank that does not come (a rank that died: torchrun then ends
 # the others; a rank evaluating or writing a checkpoint for rank 0 takes seconds, not minutes).
 COLLECTIVE_TIMEOUT = datetime.timedelta(minutes=10)
-# The decisions exchanged at each metrics interval, in this order, summed over the ranks: > 0 is
-# yes; `row_in`, rank 0's alone: the steps to the next row (its clock leads: engine/intervals.py).
-FLAGS = ("stop", "pause", "save", "set", "checkpoint", "row_in")
 
 
 @dataclass(frozen=True)
@@ -133,12 +133,3 @@ def exchange(world: World, means: torch.Tensor, own: list[float], flags: dict[st
     agreed = {name: values[n + world.size * width + i] for i, name in enumerate(FLAGS)}
     return [v / world.size for v in values[:n]], ranks, agreed
 
-
-def agree(world: World, flags: dict[str, bool]) -> dict[str, bool]:
-    """While paused: every rank calls this in a loop, rank 0 after waiting a fraction of a second
-    for a resume or a stop, the others in the collective meanwhile (a CPU tensor: gloo, whose
-    timeout a pause of any length never reaches, as rank 0 answers every fraction of a second)."""
-    vector = torch.tensor([float(flags.get(name, False)) for name in FLAGS])
-    if world.many:
-        dist.all_reduce(vector)
-    return {name: value > 0 for name, value in zip(FLAGS, vector.tolist())}

@@ -6,13 +6,14 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from gantui.engine.distributed import agree, broadcast
 from gantui.run import events as ev
+from gantui.run.agreement import Ranks, settle
 
 
-def apply_commands(trainer: Any) -> None:
-    """What `_pending` drained since the last step: settings, then a resample, then a save."""
-    pending = trainer._pending()
+def apply_commands(trainer: Any, pending: dict[str, Any] | None = None) -> None:
+    """What `_pending` drained since the last step (or what the ranks agreed): settings, then a
+    resample, then a save."""
+    pending = trainer._pending() if pending is None else pending
     if "set" in pending:
         apply_settings(trainer, pending["set"])
     if "resample" in pending:
@@ -58,11 +59,42 @@ def wait_while_paused(trainer: Any) -> None:
     trainer.emit(ev.Paused(False, trainer.step))
 
 
+class TrainerSide:
+    """The trainer as the ranks' protocol sees it (run/agreement.py, shared with a user's loop)."""
+
+    def __init__(self, trainer: Any) -> None:
+        self.trainer = trainer
+
+    def pending(self) -> dict[str, Any]:
+        return self.trainer._pending()
+
+    def commands(self, pending: dict[str, Any]) -> None:
+        apply_commands(self.trainer, pending)
+
+    def stopping(self) -> bool:
+        return self.trainer._stop.is_set()
+
+    def held(self) -> bool:
+        return not self.trainer._running.is_set()
+
+    def wait(self, seconds: float) -> None:
+        self.trainer._running.wait(seconds)
+
+    def announce(self, paused: bool) -> None:
+        self.trainer._write_status("paused" if paused else "training")
+        self.trainer.emit(ev.Paused(paused, self.trainer.step))
+
+
+def ranks_of(trainer: Any) -> Ranks:
+    """The job's ranks, agreeing through the default group (its CPU tensors go through gloo)."""
+    return Ranks(trainer.world.rank, trainer.world.size)
+
+
 def agree_at_interval(trainer: Any) -> bool:
     """A torchrun job's step boundary, at the metrics interval: rank 0's commands and any rank's
-    stop (a signal) go out with the metrics (one all-reduce), and every rank applies them at this
-    step. True: stop here."""
-    world, main = trainer.world, trainer.world.main
+    stop (a signal) go out with the metrics (one all-reduce), and every rank does them at this
+    step (run/agreement.py). True: stop here."""
+    main = trainer.world.main
     pending = trainer._pending() if main else {}
     lead = {}
     if main:  # rank 0's clock: when the next row and checkpoint fall
@@ -71,32 +103,10 @@ def agree_at_interval(trainer: Any) -> bool:
     agreed = trainer._log({"stop": trainer._stop.is_set(), "pause": main and not trainer._running.is_set(),
                            "save": "save" in pending, "set": "set" in pending, **lead})
     trainer.intervals.follow(trainer.step, agreed)
-    if agreed["set"]:
-        apply_settings(trainer, broadcast(world, pending.get("set")))
-    if "resample" in pending:
-        resample(trainer)
-    if agreed["save"]:
-        trainer._save("manual")
-    stop = agreed["stop"] or (agreed["pause"] and paused_together(trainer))
+    stop = settle(ranks_of(trainer), agreed, pending, TrainerSide(trainer))
+    if agreed["pause"]:
+        trainer._interval_start, trainer._interval_images = time.perf_counter(), 0  # paused time is not training
     if stop:
         trainer._stop.set()  # every rank ends as stopped
     return stop
 
-
-def paused_together(trainer: Any) -> bool:
-    """Every rank waits until rank 0 is resumed (or any rank is stopped); True: stopped."""
-    world, main = trainer.world, trainer.world.main
-    if main:
-        trainer._write_status("paused")
-        trainer.emit(ev.Paused(True, trainer.step))
-    while True:
-        if main:
-            trainer._running.wait(0.2)
-        agreed = agree(world, {"stop": trainer._stop.is_set(), "pause": main and not trainer._running.is_set()})
-        if agreed["stop"] or not agreed["pause"]:
-            break
-    if main and not agreed["stop"]:
-        trainer._write_status("training")
-        trainer.emit(ev.Paused(False, trainer.step))
-    trainer._interval_start, trainer._interval_images = time.perf_counter(), 0  # paused time is not training
-    return agreed["stop"]

@@ -1,6 +1,8 @@
 """`gantui.init`: a run for a loop of the user's own, and what finishes it when the loop does not.
 
-Only global rank 0 publishes; any other rank gets a `NullRun`. A run the script forgot to finish
+Only global rank 0 publishes. Under an initialised torch.distributed every other rank gets a run
+that writes nothing but takes part in the steering (loopranks.py: a pause, stop, save or setting
+reaches every rank at one step); under torchrun's RANK without one, a `NullRun`. A run the script forgot to finish
 is finished at exit (as an error when an uncaught exception ended the script: `sys.excepthook`
 is chained, never replaced). No signal handler is installed in the user's process.
 """
@@ -16,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from gantui.run.loop import NullRun, checker
+from gantui.run.loopranks import LoopRanks, job
 from gantui.run.publisher import Run
 from gantui.run.rundir import RunDirBusy, runs_root
 
@@ -46,18 +49,29 @@ def init(name: str | None = None, config: dict[str, Any] | None = None, out: str
          serve: bool = True, quiet: bool = False) -> Any:
     """A run for a loop of your own: its directory (`out`, or a new one under the runs directory),
     served to `gantui watch` from the start. Prints how to watch it unless `quiet`."""
-    if global_rank() != 0:
-        return NullRun()
+    world = job()
+    if world is None and global_rank() != 0:
+        return NullRun()  # no process group to agree through
     for key, value in (tunable or {}).items():
         if not isinstance(value, int | float) or isinstance(value, bool):
             raise TypeError(f"gantui: init(): the live setting {key!r} must be a number, got {value!r}")
     path = Path(out).expanduser().resolve() if out is not None else default_out(name or "")
     try:
-        run = Run(path, serve=serve, check_set=checker(dict(tunable or {})) if tunable else None, echo=True)
+        if world is not None and world[0] != 0:  # rank 0's path reaches it at the first step boundary
+            run = Run(path, serve=False, lock=False, write=False)
+        else:
+            run = Run(path, serve=serve, check_set=checker(dict(tunable or {})) if tunable else None, echo=True)
         run.open_loop(name or path.name, dict(config or {}), dict(tunable or {}), total_steps, device)
     except (OSError, RunDirBusy) as err:  # gantui's own I/O never ends the user's run
         print(f"gantui: warning: the run is not published ({err})", file=sys.stderr, flush=True)
-        return NullRun()
+        if world is None:
+            return NullRun()
+        run = Run(path, serve=False, lock=False, write=False)  # rank 0 still takes part in the steering
+        run.open_loop(name or path.name, dict(config or {}), dict(tunable or {}), total_steps, device)
+    if world is not None:
+        run._ranks = LoopRanks(run, *world)
+        if not run.writes:
+            return run
     _open_runs.add(run)
     if not quiet:
         print(f"gantui: publishing to {run.path}; watch it with: gantui watch {run.path}", file=sys.stderr, flush=True)

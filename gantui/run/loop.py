@@ -23,7 +23,7 @@ from typing import Any
 
 from gantui.run import events as ev
 from gantui.run import images as img
-from gantui.run.combine import Combiner
+from gantui.run.rows import Rows
 
 GRID_INTERVAL = 10.0  # seconds between the sample grids a loop's images leave in samples/
 GRID_TILES = 64
@@ -80,8 +80,20 @@ class RunConfig(dict):
         self._changed()
 
 
+def ending(error: BaseException | None) -> tuple[str | None, str | None]:
+    """How an exception that ended the loop ends its run, as Lightning records it: (None, None) for
+    a normal end (or `sys.exit(0)`), ("stopped", None) for Ctrl-C, ("error", text) otherwise."""
+    if error is None or isinstance(error, SystemExit) and error.code in (None, 0):
+        return None, None
+    if isinstance(error, KeyboardInterrupt):
+        return "stopped", None
+    return "error", f"{type(error).__name__}: {error}"
+
+
 class LoopAPI:
     """The calls a user's loop makes; mixed into `Run` (publisher.py), whose parts it uses."""
+
+    _ranks: Any = None  # under torch.distributed: the agreement at the step boundaries (loopranks.py)
 
     def open_loop(self, name: str, config: dict[str, Any], tunable: dict[str, float],
                   total_steps: int | None, device: str) -> None:
@@ -89,10 +101,10 @@ class LoopAPI:
         self.user_config = RunConfig(json_ready(config), lambda: self._ended or self._write_config())
         self.total_steps = total_steps or 0
         self.device = device
-        self.combiner = Combiner()
+        self.rows = Rows(self._put_row, self.writer.flush_soon, self.warn)  # type: ignore[attr-defined]
+        self.combiner = self.rows.combiner
         self.step = 0
         self.image_shape: list[int] | None = None
-        self._announced_keys = 0
         self._next_grid = 0.0
         self._on_save: Callable[[], Any] | None = None
         self._on_set: Callable[[dict[str, float]], Any] | None = None
@@ -104,6 +116,8 @@ class LoopAPI:
             run_dir=str(self.path), device=device, step=0, total_steps=self.total_steps, steps_per_epoch=0,
             config=self._config(), evaluation="not evaluated (a loop of your own)", tunable=dict(self.tunable),
             producer="loop"))
+        if self.writes:
+            self.rows.start()  # a quiet loop's last row put out for it
 
     def _config(self) -> dict[str, Any]:
         return {"producer": "loop", "name": self.name, "out": str(self.path), "resolved_device": self.device,
@@ -122,9 +136,11 @@ class LoopAPI:
             raise TypeError(f"gantui: log() takes a dict of numbers, got {type(metrics).__name__}")
         if self._ended:  # after finish(): nothing more is published
             return
-        self.step = self.step + 1 if step is None else int(step)
-        if self.combiner.add(metrics, self.step):
-            self._flush_row()
+        with self.rows.lock:  # log() from several threads: one step count, one set of sums
+            self.step = self.step + 1 if step is None else int(step)
+            due = self.writes and self.combiner.add(metrics, self.step)  # another rank's run writes nothing
+        if due:
+            self._flush_row(wait=False)
         self.poll()
 
     def log_images(self, images: Any, step: int | None = None) -> None:
@@ -132,7 +148,7 @@ class LoopAPI:
         far as wanted, a preview for whoever watches and a grid in samples/ every GRID_INTERVAL s."""
         step = self.step if step is None else int(step)
         img.layout(tuple(images.shape))  # ValueError naming a shape that cannot be images
-        if self._ended:
+        if self._ended or not self.writes:
             return
         wanted = self.hub.previews_due()
         now = time.monotonic()
@@ -154,15 +170,22 @@ class LoopAPI:
         if wanted:
             self.hub.preview_cost(time.perf_counter() - began)
 
-    def poll(self) -> None:
+    def poll(self, step: int | None = None) -> None:
         """A step boundary with nothing to log: a watcher's pause waits here, a save or a setting
-        is done here (`log` does this itself)."""
-        if self.controls.asked:
+        is done here (`log` does this itself). Under torch.distributed every rank calls it (or
+        `log`) at its steps, and `step` (default: the last logged) is how far this rank has come."""
+        ranks = self._ranks
+        if ranks is not None and not ranks.alone:
+            ranks.boundary(self.step if step is None else step)
+        elif self.controls.asked:
             self._steer()
 
     @property
     def should_stop(self) -> bool:
-        """True once someone stopped the run (`gantui stop`, `x` in a watcher)."""
+        """True once someone stopped the run (`gantui stop`, `x` in a watcher); under
+        torch.distributed, on every rank at the same step."""
+        if self._ranks is not None and not self._ranks.alone:
+            return self._ranks.stopped
         return self.controls._stop.is_set()
 
     def on_save(self, fn: Callable[[], Any]) -> None:
@@ -189,11 +212,14 @@ class LoopAPI:
 
     def finish(self, error: str | None = None) -> None:
         """The end of the run: its last row, its state (done, stopped, or error with `error`)."""
+        self._finish("error" if error else "stopped" if self.should_stop else "done", error)
+
+    def _finish(self, reason: str, error: str | None = None) -> None:
         if self._ended:
             return
         self._ended = True
+        self.rows.close()
         self._flush_row()
-        reason = "error" if error else "stopped" if self.should_stop else "done"
         self.end(ev.Finished(reason, self.step, error=error), self.total_steps)  # type: ignore[attr-defined]
         self.close()  # type: ignore[attr-defined]
 
@@ -201,19 +227,20 @@ class LoopAPI:
         return self
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: Any) -> None:
-        if kind is not None and issubclass(kind, Exception):
-            self.finish(error=f"{kind.__name__}: {error}")
-        else:
+        reason, text = ending(error)
+        if reason is None:
             self.finish()
+        else:
+            self._finish(reason, text)
 
     # -- at the loop's step boundary ------------------------------------------------------
-    def _flush_row(self) -> None:
-        row = self.combiner.row()
-        if row is None:
-            return
-        if len(self.combiner.keys) != self._announced_keys:  # a key logged for the first time: a curve
-            self._announced_keys = len(self.combiner.keys)
-            self.publish(ev.Schema(schema_for(self.combiner.keys), self.image_shape))
+    def _flush_row(self, wait: bool = True) -> None:
+        """The pending row out (rows.py); `wait=False`: not while the background thread puts one out."""
+        self.rows.out(wait)
+
+    def _put_row(self, row: dict[str, Any], keys: list[str] | None) -> None:
+        if keys is not None:  # a key logged for the first time: a curve
+            self.publish(ev.Schema(schema_for(keys), self.image_shape))
             self._write_config()
         self.publish(ev.Metrics(row))
 
@@ -232,8 +259,9 @@ class LoopAPI:
             self.status("training", step=self.step, total_steps=self.total_steps)
             self.publish(ev.Paused(False, self.step))
 
-    def _commands(self) -> None:
-        pending = self.controls._pending()
+    def _commands(self, pending: dict[str, Any] | None = None) -> None:
+        """Settings, a resample, a save: those drained here, or `pending` (what the ranks agreed)."""
+        pending = self.controls._pending() if pending is None else pending
         if "set" in pending:
             values = pending["set"]
             self.tunable.update(values)
@@ -268,7 +296,7 @@ class NullRun:
 
     def log(self, metrics: dict[str, Any], step: int | None = None) -> None: ...
     def log_images(self, images: Any, step: int | None = None) -> None: ...
-    def poll(self) -> None: ...
+    def poll(self, step: int | None = None) -> None: ...
     def on_save(self, fn: Callable[[], Any]) -> None: ...
     def on_set(self, fn: Callable[[dict[str, float]], Any]) -> None: ...
     def flush(self) -> None: ...

@@ -1,0 +1,143 @@
+"""A user's loop under torch.distributed: every rank takes part in the steering.
+
+`gantui.init` on every rank: rank 0's run publishes, the others' write nothing; all of them agree
+(run/agreement.py, the built-in trainer's protocol) at the loop's step boundaries, so a pause, a
+stop, a save and live settings reach every rank at the same step. Torch-free at import.
+"""
+from __future__ import annotations
+
+import math
+import sys
+import time
+from typing import Any
+
+from gantui.run import events as ev
+from gantui.run.agreement import GROUP_TIMEOUT, JOIN_TIMEOUT, LOOP_PERIOD, Ranks, settle
+from gantui.run.rundir import RunDir
+
+
+def job() -> tuple[int, int] | None:
+    """(rank, size) under an initialised torch.distributed of several processes, else None."""
+    dist = sys.modules.get("torch.distributed")
+    if dist is None or not dist.is_available() or not dist.is_initialized() or dist.get_world_size() < 2:
+        return None
+    return dist.get_rank(), dist.get_world_size()
+
+
+class LoopSide:
+    """A loop's run as the protocol sees it (agreement.Side)."""
+
+    def __init__(self, run: Any) -> None:
+        self.run = run
+        self.controls = run.controls
+
+    def pending(self) -> dict[str, Any]:
+        return self.controls._pending()
+
+    def commands(self, pending: dict[str, Any]) -> None:
+        self.run._commands(pending)
+
+    def stopping(self) -> bool:
+        return self.controls._stop.is_set()
+
+    def held(self) -> bool:
+        return self.controls.paused
+
+    def wait(self, seconds: float) -> None:
+        self.controls._running.wait(seconds)
+
+    def announce(self, paused: bool) -> None:
+        run = self.run
+        if paused:
+            run._flush_row()
+        run.status("paused" if paused else "training", step=run.step, total_steps=run.total_steps)
+        run.publish(ev.Paused(paused, run.step))
+
+
+class LoopRanks:
+    """The agreement at a loop's step boundaries.
+
+    A boundary's step is the largest a rank has reached (`log`'s step, or its count of calls
+    without one; `poll(step=...)`), so every rank meets an agreed step at the same call of a loop
+    they all run, however many calls one rank adds at a step (Lightning's logger on rank 0). The
+    first agreement is at the first boundary; each names the next from rank 0's clock (LOOP_PERIOD
+    at its step rate), in the exchange itself. The ranks meet on a gloo group of their own, made by
+    every rank at the first boundary: when a rank does not come within JOIN_TIMEOUT (a script
+    that calls `run.log` on rank 0 alone) each rank is steered alone, with one warning saying so,
+    rather than hang."""
+
+    def __init__(self, run: Any, rank: int, size: int) -> None:
+        self.side = LoopSide(run)
+        self.run = run
+        self.ranks = Ranks(rank, size)
+        self.at = -math.inf
+        self.next = -math.inf
+        self.joined = False
+        self.alone = False  # the others never came, or an exchange failed: steered here alone
+        self.stopped = False  # agreed: every rank leaves its loop at this step
+        self._since: tuple[float, float] | None = None  # (step, time) at the last agreement
+
+    def boundary(self, step: float) -> None:
+        """A step boundary of the loop's: a compare, and at an agreed step the exchange."""
+        if step > self.at:
+            self.at = step
+        if self.at < self.next or self.alone:
+            return
+        side, main = self.side, self.ranks.main
+        pending = side.pending() if main else {}
+        try:
+            if not self.joined:
+                self._join()
+            agreed = self.ranks.agree({"stop": side.stopping(), "pause": main and side.held(),
+                                       "save": "save" in pending, "set": "set" in pending, "row_in": self._lead()})
+            self.next = self.at + max(1, int(agreed["row_in"]))
+            self.stopped = settle(self.ranks, agreed, pending, side) or self.stopped
+        except Exception as err:  # a rank gone, a timeout: the loop goes on, steered here alone
+            self.alone = True
+            if not isinstance(err, _Alone):
+                self._warn(f"the ranks no longer agree ({type(err).__name__}: {err}); from here on a pause, stop, "
+                              "save or setting reaches this rank alone")
+            side.commands(pending)
+
+    def _warn(self, text: str) -> None:
+        """Rank 0's to its watchers and stderr; another rank's to its stderr."""
+        if self.ranks.main:
+            self.run.warn(text)
+        else:
+            print(f"gantui: rank {self.ranks.rank}: warning: {text}", file=sys.stderr, flush=True)
+
+    def _lead(self) -> float:
+        """Rank 0: the steps to the next agreement, from its step rate since the last one."""
+        if not self.ranks.main:
+            return 0.0
+        now = time.monotonic()
+        since, self._since = self._since, (self.at, now)
+        if since is None or now <= since[1]:
+            return 1.0
+        return float(max(1, round((self.at - since[0]) / (now - since[1]) * LOOP_PERIOD)))
+
+    def _join(self) -> None:
+        """The ranks' own gloo group (a CPU group, whatever the job's default backend: a pause
+        waits there), made by every rank at its first boundary; rank 0's run directory is sent to
+        the others (their `run.path`)."""
+        import torch.distributed as dist
+
+        try:
+            group = dist.new_group(backend="gloo", timeout=JOIN_TIMEOUT)
+        except Exception as err:
+            who = "the other ranks" if self.ranks.main else "rank 0"
+            self._warn(f"{who} did not reach the loop's first step boundary within {JOIN_TIMEOUT.seconds} s "
+                          f"({type(err).__name__}): under torch.distributed every rank calls gantui.init and "
+                          "run.log (or run.poll(step=...)) at the same steps (README: Distributed); a pause, stop, "
+                          "save or setting reaches this rank alone")
+            raise _Alone from None
+        group.set_timeout(GROUP_TIMEOUT)
+        self.ranks.group = group
+        self.joined = True
+        path = self.ranks.broadcast(str(self.run.path) if self.run.writes else None)
+        if path and not self.run.writes:
+            self.run.dir = RunDir(path)
+
+
+class _Alone(Exception):
+    """Out of `_join` once its warning is given."""

@@ -1,0 +1,126 @@
+"""A user's loop under torch.distributed (2 gloo processes through torchrun, fresh each test): every
+rank stops and pauses together, and a save or a setting reaches every rank at one step."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+from support import Peer, gantui, gantui_traceback, wait_for_step
+
+# The README's loop, under DDP, with a process group whose timeout (5 s) a pause outlasts.
+LOOP = textwrap.dedent("""
+    import datetime, json, sys, torch, torch.distributed as dist, gantui
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    out, report = sys.argv[1], sys.argv[2]
+    dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=5))
+    rank = dist.get_rank()
+    torch.manual_seed(rank)
+    model = DDP(torch.nn.Linear(8, 1))
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    run = gantui.init(name="ddp", out=out, tunable={"lr": 0.01}, quiet=True)
+    done = {"saved": [], "set": []}
+    def save():
+        done["saved"].append(step)
+        json.dump(done, open(f"{report}/rank{rank}.json", "w"))
+        return f"{out}/model.pt"
+    def changed(values):
+        done["set"].append([step, values["lr"]])
+        json.dump(done, open(f"{report}/rank{rank}.json", "w"))
+    run.on_save(save)
+    run.on_set(changed)
+    step = 0
+    while step < 10**9:
+        step += 1
+        loss = model(torch.randn(16, 8)).pow(2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        run.log({"loss": loss}, step=step)
+        if run.should_stop:
+            break
+    run.finish()
+    done["last"] = step
+    json.dump(done, open(f"{report}/rank{rank}.json", "w"))
+    dist.destroy_process_group()
+""")
+
+
+def torchrun(script: Path, *args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                             str(script), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def start_job(tmp_path: Path) -> tuple[Path, Path, subprocess.Popen]:
+    script, out, report = tmp_path / "loop.py", tmp_path / "run", tmp_path / "report"
+    script.write_text(LOOP)
+    report.mkdir()
+    job = torchrun(script, str(out), str(report))
+    deadline = time.monotonic() + 120
+    while not (out / "gantui.sock").exists():
+        assert job.poll() is None, job.communicate()
+        assert time.monotonic() < deadline, "the loop did not start"
+        time.sleep(0.05)
+    return out, report, job
+
+
+def ranks(report: Path) -> list[dict]:
+    return [json.loads((report / f"rank{rank}.json").read_text()) for rank in (0, 1)]
+
+
+def ended(job: subprocess.Popen) -> str:
+    try:
+        _, err = job.communicate(timeout=120)
+    finally:
+        if job.poll() is None:
+            job.kill()
+    assert job.returncode == 0, err[-3000:]
+    assert not gantui_traceback(err), err[-3000:]
+    return err
+
+
+def test_gantui_stop_ends_every_rank_of_a_ddp_loop_at_one_step(tmp_path):
+    out, report, job = start_job(tmp_path)
+    try:
+        wait_for_step(out, 20)
+        stopped = gantui("stop", str(out))
+        assert stopped.returncode == 0, stopped.stderr
+    finally:
+        ended(job)
+    first, second = ranks(report)
+    assert first["last"] == second["last"] >= 20  # every rank left its loop at the same step
+    assert json.loads((out / "status.json").read_text())["state"] == "stopped"
+
+
+def test_a_pause_outlasting_the_groups_timeout_holds_every_rank_and_a_save_or_setting_reaches_them_paused(tmp_path):
+    out, report, job = start_job(tmp_path)
+    try:
+        wait_for_step(out, 20)
+        peer = Peer(out)
+        peer.until(lambda m: m["type"] == "snapshot")
+        peer.cmd("pause")
+        paused = peer.until(lambda m: m["type"] == "paused" and m["paused"])
+        held = time.monotonic()
+        peer.cmd("save")
+        peer.until(lambda m: m["type"] == "saved")
+        peer.cmd("set", values={"lr": 0.5})
+        peer.until(lambda m: m["type"] == "settings")
+        done = ranks(report)  # both ranks did them, at the step they paused at, while paused
+        assert [d["saved"] for d in done] == [[paused["step"]]] * 2
+        assert [d["set"] for d in done] == [[[paused["step"], 0.5]]] * 2
+        while time.monotonic() - held < 7:  # longer than the process group's 5 s timeout
+            assert job.poll() is None, job.communicate()
+            time.sleep(0.1)
+        assert json.loads((out / "status.json").read_text())["state"] == "paused"
+        peer.cmd("resume")
+        peer.until(lambda m: m["type"] == "paused" and not m["paused"])
+        wait_for_step(out, paused["step"] + 20)  # every rank trains again (DDP steps them together)
+        assert gantui("stop", str(out)).returncode == 0
+    finally:
+        ended(job)
+    first, second = ranks(report)
+    assert first["last"] == second["last"] > paused["step"]
