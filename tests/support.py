@@ -43,6 +43,21 @@ def gantui(*args: str, timeout: float = 300, env: dict | None = None, **kwargs) 
                           env={**os.environ, **(env or {})}, **kwargs)
 
 
+def refused(capsys, *argv: str, code: int = 2) -> str:
+    """`gantui ARGV` in this process, for a refusal (each entry point keeps one fresh-process canary):
+    asserts the exit code, returns what went to stderr."""
+    import pytest
+
+    from gantui.cli import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(list(argv))
+    err = capsys.readouterr().err
+    assert exited.value.code == code, err
+    assert "Traceback" not in err
+    return err
+
+
 def start(out: Path, *args: str) -> subprocess.Popen:
     """A headless run into `out`, left running (FAST flags; later flags win)."""
     return subprocess.Popen([sys.executable, "-m", "gantui", "--no-ui", "--out", str(out), *FAST, *args],

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from support import gantui
+from support import gantui, refused
 
 METRIC_ROW_KEYS = {"step", "epoch", "loss_d", "loss_g", "d_real", "d_fake", "acc_real", "acc_fake",
                    "images_per_s", "time"}
@@ -63,10 +63,23 @@ def test_not_a_terminal_falls_back_to_headless(tmp_path):
     (["sample", "/nonexistent.pt", "--out", "x.png"], "no such file or directory"),
     (["sample", "/nonexistent.pt", "--out", "x.jpg"], "use a .png or .npy"),
 ])
-def test_bad_input_is_one_line_and_exit_2(args, needle):
-    result = gantui("--no-ui", *args) if args[0] != "sample" else gantui(*args)
-    assert result.returncode == 2
-    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+def test_bad_input_is_one_line_and_exit_2(capsys, args, needle):
+    err = refused(capsys, "--no-ui", *args) if args[0] != "sample" else refused(capsys, *args)
+    assert len(err.strip().splitlines()) == 1 and needle in err, err
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--no-ui", "--batch-size", "0"], "--batch-size must be a positive integer"),  # cli/train.py
+    (["sample", "/nonexistent.pt", "--out", "x.jpg"], "use a .png or .npy"),  # cli/sample.py
+    (["gif", "/nonexistent", "--out", "x.mp4"], "use a .gif or .webp file name"),  # cli/film.py
+    (["evaluator", "fit", "--dataset", "mnist"], "mnist's evaluator ships with gantui"),  # cli/scoring.py
+    (["stop", "/nonexistent"], "/nonexistent"),  # cli/commands.py
+], ids=["train", "sample", "film", "scoring", "commands"])
+def test_each_entry_point_refuses_in_one_line_in_a_fresh_process(args, needle):
+    """The canaries: the refusals above run in this process (main(argv)); one of each command module
+    runs as a user runs it, to show that no traceback escapes `python -m gantui`."""
+    result = gantui(*args, timeout=120)
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert needle in result.stderr and "Traceback" not in result.stderr
 
 

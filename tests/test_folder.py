@@ -18,7 +18,7 @@ from PIL import Image
 from gantui.engine import folder
 from gantui.engine.data import DatasetError
 import support
-from support import write_images
+from support import refused, write_images
 
 
 def png_header_only(path: Path, width: int, height: int) -> None:
@@ -115,14 +115,13 @@ def test_the_cached_start_of_2000_images_is_under_a_second(tmp_path):
                                                "recursively; 1 unreadable or empty)"),
     (lambda d: (d / "x.png").write_text("text"), "none of its 1 image files could be decoded (1 not an image)"),
 ])
-def test_a_folder_without_usable_images_is_one_line_and_exit_2(tmp_path, setup, message):
+def test_a_folder_without_usable_images_is_one_line_and_exit_2(tmp_path, monkeypatch, capsys, setup, message):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     data = tmp_path / "images"
     data.mkdir()
     setup(data)
-    run = gantui("--no-ui", "--data", str(data), "--out", str(tmp_path / "run"), cache=tmp_path / "cache", timeout=60)
-    assert run.returncode == 2
-    assert run.stderr.strip().splitlines()[-1] == f"gantui: error: --data {data}: {message}"
-    assert "Traceback" not in run.stderr
+    err = refused(capsys, "--no-ui", "--data", str(data), "--out", str(tmp_path / "run"))
+    assert err.strip().splitlines()[-1] == f"gantui: error: --data {data}: {message}"
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
@@ -176,11 +175,12 @@ async def test_the_dashboard_shows_the_first_decode_then_the_samples():
         app.trainer.stop()
 
 
-def test_an_empty_folder_is_refused_before_the_run_whatever_the_flags(tmp_path):
+def test_an_empty_folder_is_refused_before_the_run_whatever_the_flags(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     (tmp_path / "images").mkdir()
-    run = gantui("--no-ui", "--data", str(tmp_path / "images"), "--channels", "3", "--image-size", "32", "--out",
-                 str(tmp_path / "run"), cache=tmp_path / "cache", timeout=60)
-    assert run.returncode == 2 and "no images found" in run.stderr and len(run.stderr.strip().splitlines()) == 1
+    err = refused(capsys, "--no-ui", "--data", str(tmp_path / "images"), "--channels", "3", "--image-size", "32",
+                  "--out", str(tmp_path / "run"))
+    assert "no images found" in err and len(err.strip().splitlines()) == 1
 
 
 def test_a_signal_during_the_first_decode_stops_it_at_once(tmp_path):

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from gantui.engine.checkpoint import load_checkpoint
-from support import Peer, drain, gantui_traceback, wait_for_step, write_idx, write_images
+from support import Peer, drain, gantui_traceback, refused, wait_for_step, write_idx, write_images
 
 QUICK = ["--batch-size", "16", "--device", "cpu", "--log-every", "5", "--eval-every", "0"]
 
@@ -52,7 +52,7 @@ def outputs_of(nodes: list[subprocess.Popen]) -> list[tuple[str, str]]:
                 node.kill()
 
 
-def test_two_ranks_train_one_run_and_resume_it_exactly(tmp_path):
+def test_two_ranks_train_one_run_and_resume_it_exactly(tmp_path, capsys):
     whole, half = tmp_path / "whole", tmp_path / "half"
     done = subprocess.run(torchrun("--steps", "20", "--save-every", "10", "--out", str(whole), *QUICK),
                           capture_output=True, text=True, timeout=300)
@@ -79,10 +79,8 @@ def test_two_ranks_train_one_run_and_resume_it_exactly(tmp_path):
             assert resumed[step][key] == pytest.approx(rows_at(got, step)[key], rel=1e-5, abs=1e-6), (step, key)
 
     # another number of processes: one line, exit 2, on every path
-    alone = subprocess.run([sys.executable, "-m", "gantui", "--resume", str(half), "--steps", "30", "--no-ui"],
-                           capture_output=True, text=True, timeout=120)
-    assert alone.returncode == 2 and alone.stderr.strip().count("\n") == 0
-    assert "written by 2 processes, resumed by 1: resume it with --nproc 2" in alone.stderr
+    alone = refused(capsys, "--resume", str(half), "--steps", "30", "--no-ui")
+    assert alone.strip().count("\n") == 0 and "written by 2 processes, resumed by 1: resume it with --nproc 2" in alone
 
 
 def rows_at(got: list[dict], step: int) -> dict:
@@ -117,10 +115,9 @@ def test_a_watchers_pause_holds_every_rank_and_sigterm_stops_them_at_one_step(tm
 
 
 @pytest.mark.parametrize("value", ["0", "-1", "two"])
-def test_bad_nproc_is_one_line_and_exit_2(value):
-    done = subprocess.run([sys.executable, "-m", "gantui", "--nproc", value, "--no-ui"], capture_output=True,
-                          text=True, timeout=60)
-    assert done.returncode == 2 and done.stderr.count("\n") == 1 and "--nproc" in done.stderr
+def test_bad_nproc_is_one_line_and_exit_2(capsys, value):
+    err = refused(capsys, "--nproc", value, "--no-ui")
+    assert err.count("\n") == 1 and "--nproc" in err
 
 
 def test_gantui_nproc_launches_the_job_and_a_signal_ends_it_saved(tmp_path):
@@ -212,11 +209,9 @@ def test_every_recipe_trains_under_two_processes(tmp_path, recipe):
     assert status(out)["state"] == "done"
 
 
-def test_sync_bn_in_one_process_is_one_line_and_exit_2():
-    done = subprocess.run([sys.executable, "-m", "gantui", "--sync-bn", "--no-ui", "--device", "cpu"],
-                          capture_output=True, text=True, timeout=60)
-    assert done.returncode == 2 and done.stderr.count("\n") == 1
-    assert "--sync-bn is for several processes" in done.stderr
+def test_sync_bn_in_one_process_is_one_line_and_exit_2(capsys):
+    err = refused(capsys, "--sync-bn", "--no-ui", "--device", "cpu")
+    assert err.count("\n") == 1 and "--sync-bn is for several processes" in err
 
 
 def test_sync_bn_on_the_cpu_is_refused_on_every_rank(tmp_path):
@@ -301,9 +296,8 @@ def test_under_plain_torchrun_ui_has_rank_0_draw_the_dashboard_and_q_stops_every
     assert load_checkpoint(out)["world_size"] == 2
 
 
-def test_ui_and_no_ui_together_are_one_line_and_exit_2():
-    done = subprocess.run([sys.executable, "-m", "gantui", "--ui", "--no-ui"], capture_output=True, text=True, timeout=60)
-    assert done.returncode == 2 and done.stderr.strip() == "gantui: error: --ui and --no-ui: choose one"
+def test_ui_and_no_ui_together_are_one_line_and_exit_2(capsys):
+    assert refused(capsys, "--ui", "--no-ui").strip() == "gantui: error: --ui and --no-ui: choose one"
 
 
 def test_a_jobs_metrics_rows_follow_rank_0s_clock(tmp_path):
