@@ -7,34 +7,59 @@ The logger takes `gantui.init`'s arguments; `log_metrics` and `log_hyperparams` 
 logger, `log_images(images, step)` for the Samples pane. A logger never sees the Trainer, so its
 callback is what steers it: a watcher's pause holds the loop at the end of the batch, and a stop
 sets the Trainer's own `should_stop` (Lightning then ends the fit as it does for early stopping).
-Rank zero alone publishes (`rank_zero_only`), as in every Lightning logger.
+Rank zero alone publishes (`rank_zero_only`), as in every Lightning logger. One run holds every
+stage of a script (`validate`, `fit`, `test`...): it ends at a failure, at `logger.finish()`, or
+at the script's exit. Works with either package, `lightning` or `pytorch-lightning`.
 """
 from __future__ import annotations
 
+import importlib
+import sys
 from argparse import Namespace
+from pathlib import Path
 from typing import Any
 
-try:
-    from lightning.pytorch.callbacks import Callback
-    from lightning.pytorch.loggers.logger import Logger, rank_zero_experiment
-    from lightning.pytorch.utilities import rank_zero_only
-except ImportError:
-    try:
-        from pytorch_lightning.callbacks import Callback
-        from pytorch_lightning.loggers.logger import Logger, rank_zero_experiment
-        from pytorch_lightning.utilities import rank_zero_only
-    except ImportError:
-        raise ImportError("gantui.lightning needs PyTorch Lightning: pip install 'gantui[lightning]'") from None
-
 from gantui.run.api import init
-from gantui.run.loop import json_ready
 
 
-class GantuiLogger(Logger):
+def lightning_package() -> str:
+    """`lightning.pytorch` or `pytorch_lightning`: the one the script imported, else the modern one.
+    Both may be installed; the logger's classes must come from the Trainer's package, whose
+    Trainer sets the rank that package's `rank_zero_only` reads."""
+    names = ["lightning.pytorch", "pytorch_lightning"]
+    if "pytorch_lightning" in sys.modules and "lightning" not in sys.modules:
+        names.reverse()
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            continue
+        return name
+    raise ImportError("gantui.lightning needs Lightning: pip install 'gantui[lightning]'")
+
+
+PACKAGE = lightning_package()
+Callback = importlib.import_module(f"{PACKAGE}.callbacks").Callback
+Logger = importlib.import_module(f"{PACKAGE}.loggers.logger").Logger
+rank_zero_experiment = importlib.import_module(f"{PACKAGE}.loggers.logger").rank_zero_experiment
+rank_zero_only = importlib.import_module(f"{PACKAGE}.utilities").rank_zero_only
+
+
+def process_group() -> Any:
+    """torch.distributed when a group of several processes is up, else None (torch not imported)."""
+    dist = sys.modules.get("torch.distributed")
+    if dist is None or not dist.is_available() or not dist.is_initialized() or dist.get_world_size() < 2:
+        return None
+    return dist
+
+
+class GantuiLogger(Logger):  # type: ignore[misc,valid-type]
     def __init__(self, name: str | None = None, out: str | None = None, **init_args: Any) -> None:
         super().__init__()
         self._name, self._out, self._init_args = name, out, init_args
         self._run: Any = None
+        self._path: str | None = None  # the run's directory, as every rank knows it
+        self._shared = False  # rank 0's directory sent to the other ranks
 
     @property
     @rank_zero_experiment
@@ -50,19 +75,32 @@ class GantuiLogger(Logger):
 
     @property
     def version(self) -> str:
-        return self.experiment.path.name if getattr(self.experiment, "path", None) else "0"
+        path = self._run_dir()
+        return Path(path).name if path else "0"
 
     @property
     def save_dir(self) -> str | None:
-        path = getattr(self.experiment, "path", None)
-        return str(path) if path else None
+        return self._run_dir()
+
+    def _run_dir(self) -> str | None:
+        """The run's directory on every rank, without the experiment (on the other ranks a dummy
+        whose every attribute is a method). `out` when given; else rank 0's, sent to the other
+        ranks in the first call each makes once torch.distributed is up: Lightning reads
+        `save_dir` on every rank right after it starts the process group."""
+        if self._out is not None:
+            return str(Path(self._out).expanduser().resolve())
+        dist = process_group()
+        if dist is not None and not self._shared:
+            box = [str(self.experiment.path or "") if dist.get_rank() == 0 else None]
+            dist.broadcast_object_list(box, src=0)
+            self._path, self._shared = box[0] or None, True
+        elif self._path is None and not self._shared and rank_zero_only.rank == 0:
+            self._path = str(self.experiment.path or "") or None
+        return self._path
 
     @rank_zero_only
     def log_hyperparams(self, params: dict[str, Any] | Namespace, *args: Any, **kwargs: Any) -> None:
-        run = self.experiment
-        if hasattr(run, "user_config"):
-            run.user_config.update(json_ready(vars(params) if isinstance(params, Namespace) else dict(params)))
-            run._write_config()
+        self.experiment.config.update(vars(params) if isinstance(params, Namespace) else params)
 
     @rank_zero_only
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
@@ -74,8 +112,20 @@ class GantuiLogger(Logger):
 
     @rank_zero_only
     def finalize(self, status: str) -> None:
+        """Lightning calls this at the end of every stage (`fit`, `validate`, `test`, `predict`):
+        what was logged is written out, and the next stage goes on in the same run. A failed
+        stage ends it, as an error."""
+        if self._run is None:
+            return
+        if status == "failed":
+            self._run.finish(error="a Lightning stage failed")
+        else:
+            self._run.flush()
+
+    def finish(self) -> None:
+        """The run's end now (otherwise at the script's exit); what a later stage logs is dropped."""
         if self._run is not None:
-            self._run.finish(error="the fit failed" if status == "failed" else None)
+            self._run.finish()
 
     def callback(self) -> Callback:
         """The Trainer callback that honours a watcher's pause and stop."""
