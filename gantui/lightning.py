@@ -132,14 +132,29 @@ class GantuiLogger(Logger):  # type: ignore[misc,valid-type]
         return GantuiSteering(self)
 
 
-class GantuiSteering(Callback):
+class GantuiSteering(Callback):  # type: ignore[misc,valid-type]
+    """On every rank (the logger publishes on rank 0 alone): at the end of each batch the ranks
+    agree (run/loopranks.py), so a watcher's pause holds every rank, a stop ends the fit on every
+    rank at one step (EarlyStopping's way), and `s` saves a checkpoint through Lightning's
+    `trainer.save_checkpoint`, which every rank calls (rank 0 writes it); the watchers are told
+    where it went."""
+
     def __init__(self, logger: GantuiLogger) -> None:
         self.logger = logger
+        self._run: Any = None
+        self._trainer: Any = None
 
     def on_train_batch_end(self, trainer: Any, *args: Any, **kwargs: Any) -> None:
-        if not trainer.is_global_zero:
-            return
-        run = self.logger.experiment
-        run.poll()  # a pause waits here; saves and settings are done here
-        if run.should_stop:
-            trainer.should_stop = True
+        self._trainer = trainer
+        if self._run is None:  # rank 0's run publishes; another rank's writes nothing but takes part
+            self._run = self.logger.experiment if trainer.is_global_zero else init(quiet=True)
+            self._run.on_save(self._save)
+        run = self._run
+        run.poll(step=trainer.global_step)  # a pause waits here; saves and settings are done here
+        if run.should_stop and not trainer.should_stop:  # on every rank at this step
+            trainer.should_stop = trainer.strategy.reduce_boolean_decision(True, all=False)
+
+    def _save(self) -> str:
+        path = f"{self._run.path}/checkpoints/step-{self._trainer.global_step}.ckpt"
+        self._trainer.save_checkpoint(path)
+        return path

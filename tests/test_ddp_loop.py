@@ -124,3 +124,69 @@ def test_a_pause_outlasting_the_groups_timeout_holds_every_rank_and_a_save_or_se
         ended(job)
     first, second = ranks(report)
     assert first["last"] == second["last"] > paused["step"]
+
+
+# A GAN in Lightning, trained by 2 CPU processes (DDP), steered through GantuiLogger's callback.
+LIGHTNING = textwrap.dedent("""
+    import json, sys, torch
+    try:
+        import lightning.pytorch as pl
+    except ImportError:
+        import pytorch_lightning as pl
+    from gantui.lightning import GantuiLogger
+
+    class GAN(pl.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.automatic_optimization = False
+            self.G, self.D = torch.nn.Linear(4, 8), torch.nn.Linear(8, 1)
+
+        def training_step(self, batch, index):
+            opt_g, opt_d = self.optimizers()
+            noise = torch.randn(len(batch), 4)  # every parameter in each backward (DDP's rule)
+            loss_d = self.D(self.G(noise)).mean() - self.D(batch).mean()
+            opt_d.zero_grad(); self.manual_backward(loss_d); opt_d.step()
+            loss_g = -self.D(self.G(noise)).mean()
+            opt_g.zero_grad(); self.manual_backward(loss_g); opt_g.step()
+            self.log_dict({"loss/D": loss_d, "loss/G": loss_g})
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.G.parameters(), lr=0.01), torch.optim.SGD(self.D.parameters(), lr=0.01)
+
+        def train_dataloader(self):
+            return torch.utils.data.DataLoader(torch.randn(64, 8), batch_size=8)
+
+        def on_fit_end(self):
+            json.dump({"last": self.global_step}, open(f"{sys.argv[2]}/rank{self.global_rank}.json", "w"))
+
+    if __name__ == "__main__":
+        logger = GantuiLogger(name="gan", out=sys.argv[1], quiet=True)
+        trainer = pl.Trainer(strategy="ddp", accelerator="cpu", devices=2, max_steps=10**9, logger=logger,
+                             callbacks=[logger.callback()], log_every_n_steps=1, enable_progress_bar=False,
+                             enable_checkpointing=False, enable_model_summary=False)
+        trainer.fit(GAN())
+""")
+
+
+def test_a_lightning_gan_under_ddp_saves_through_lightning_and_every_rank_stops_at_one_step(tmp_path):
+    script, out, report = tmp_path / "gan.py", tmp_path / "run", tmp_path / "report"
+    script.write_text(LIGHTNING)
+    report.mkdir()
+    job = torchrun(script, str(out), str(report))
+    try:
+        deadline = time.monotonic() + 120
+        while not (out / "gantui.sock").exists():
+            assert job.poll() is None, job.communicate()
+            assert time.monotonic() < deadline, "the fit did not start"
+            time.sleep(0.05)
+        wait_for_step(out, 10)
+        peer = Peer(out)
+        peer.until(lambda m: m["type"] == "snapshot")
+        peer.cmd("save")
+        saved = peer.until(lambda m: m["type"] == "saved")
+        assert Path(saved["checkpoint"]).is_file() and Path(saved["checkpoint"]).parent == out / "checkpoints"
+        assert gantui("stop", str(out)).returncode == 0
+    finally:
+        ended(job)
+    first, second = ranks(report)
+    assert first["last"] == second["last"]
