@@ -348,3 +348,10 @@ def scripted_app(engine=ScriptedEngine, clock=lambda: 0.0) -> GanApp:
     app = GanApp(LocalLink(hub), clock=clock)
     app.trainer = scripted
     return app
+
+
+# -- torchrun ------------------------------------------------------------------------------
+def torchrun(*args: str, nproc: int = 2, launcher: tuple[str, ...] = ("--standalone",)) -> list[str]:
+    """The command line of a torchrun job of `python -m gantui ARGS` (gloo on the CPU)."""
+    return [sys.executable, "-m", "torch.distributed.run", *launcher, f"--nproc-per-node={nproc}",
+            "-m", "gantui", *args]

@@ -13,6 +13,8 @@ A torchrun job's ranks each have a clock of their own, and the metrics row and t
 taken by every rank at one step: rank 0's clock leads. At each row it names the step of the next
 (its step rate times the period) and whether a checkpoint is due, in the row's one all-reduce, and
 every rank follows (`lead`, `follow`). The grid and the evaluation are rank 0's alone: its clock.
+A rollback takes the job back to an earlier step, and its intervals with it (`restart`): the next row
+named before it lies past the step of the divergence, and a stop, a pause or a save waits for a row.
 """
 from __future__ import annotations
 
@@ -43,6 +45,13 @@ class Intervals:
             return self._period_passed(kind)
         every = self.steps[kind]
         return bool(every) and step % every == 0
+
+    def restart(self, step: int) -> None:
+        """After a rollback to `step`, every rank: the job's next row falls as its first did, by
+        steps from there, and a checkpoint agreed at the diverged row is dropped (the one rolled
+        back to is on disk)."""
+        self.next_row = step + self.steps["log_every"]
+        self.checkpoint = False
 
     def lead(self, steps_per_s: float) -> dict[str, float]:
         """Rank 0, at a job's metrics row: the steps to the next row and whether a checkpoint is due,

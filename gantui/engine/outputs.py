@@ -73,6 +73,7 @@ class Outputs:
         bad_step = self.step
         self.artifacts.wait()  # last.pt as the newest save left it
         self._load_state(self._rollback_target(), history=False)
+        self.intervals.restart(self.step)  # a job's next row lay past the diverged step
         self.guard.rolled_back()
         self.gan.halve_lr()  # of the current rates, never more
         self.gan.meter.reset()
