@@ -15,8 +15,23 @@ class NVMLError(Exception):
     pass
 
 
+@pytest.fixture(autouse=True)
+def no_cuda(monkeypatch):
+    """CUDA says nothing (as on this CPU machine, and on a GPU one alike) unless a test says what."""
+    import torch
+
+    def none(index):
+        raise RuntimeError("no CUDA here")
+
+    monkeypatch.setattr(torch.cuda, "get_device_properties", none)
+
+
+SLOW = ("handle-0", "handle-GPU-slow")  # NVML's board 0 by the PCI bus, the slower of two
+
+
 def fake_nvml(*, init_error: str | None = None, power_error: bool = False) -> types.ModuleType:
-    """nvidia-ml-py's calls gantui makes, answering for GPU 3 (index) and GPU-abc (UUID)."""
+    """nvidia-ml-py's calls gantui makes, answering for GPU 3 (index) and GPU-abc (UUID); two boards
+    in NVML's (PCI bus) order, GPU-slow (index 0, 12% busy) and GPU-fast (index 1, 97%)."""
     nvml = types.ModuleType("pynvml")
     nvml.NVMLError = NVMLError
     nvml.NVML_TEMPERATURE_GPU = 0
@@ -33,6 +48,8 @@ def fake_nvml(*, init_error: str | None = None, power_error: bool = False) -> ty
 
     def by_uuid(uuid):
         nvml.calls.append(("uuid", uuid))
+        if uuid not in ("GPU-abc", "GPU-slow", "GPU-fast"):
+            raise NVMLError("Not Found")
         return f"handle-{uuid}"
 
     def power(handle):
@@ -42,7 +59,7 @@ def fake_nvml(*, init_error: str | None = None, power_error: bool = False) -> ty
 
     nvml.nvmlInit, nvml.nvmlShutdown = init, lambda: nvml.calls.append("shutdown")
     nvml.nvmlDeviceGetHandleByIndex, nvml.nvmlDeviceGetHandleByUUID = by_index, by_uuid
-    nvml.nvmlDeviceGetUtilizationRates = lambda h: types.SimpleNamespace(gpu=97, memory=40)
+    nvml.nvmlDeviceGetUtilizationRates = lambda h: types.SimpleNamespace(gpu=12 if h in SLOW else 97, memory=40)
     nvml.nvmlDeviceGetMemoryInfo = lambda h: types.SimpleNamespace(used=40 * 2**30, total=80 * 2**30, free=40 * 2**30)
     nvml.nvmlDeviceGetPowerUsage = power
     nvml.nvmlDeviceGetTemperature = lambda h, sensor: 64
@@ -66,9 +83,31 @@ def test_a_gpus_figures_through_nvml_and_cuda_visible_devices(monkeypatch):
     assert device_lines(row) == ["GPU0 97% 40.0/80 GiB 612 W 64°C"]
 
 
+def test_cudas_device_is_found_in_nvml_by_its_uuid_where_the_two_orders_differ(monkeypatch):
+    """CUDA numbers the faster board 0, NVML numbers boards by PCI bus: CUDA's device 0 is NVML's
+    board 1. The pane shows the board the process trains on, found by the UUID CUDA gives."""
+    import torch
+
+    nvml = fake_nvml()
+    monkeypatch.setitem(sys.modules, "pynvml", nvml)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    cuda = ["fast", "slow"]  # fastest first; CUDA's UUIDs carry no GPU- prefix
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda i: types.SimpleNamespace(uuid=cuda[i]))
+    for index, busy in ((0, 97.0), (1, 12.0)):
+        stats = DeviceStats("cuda", index)
+        stats.poll()
+        assert stats.latest["util"] == busy and stats.unavailable is None
+        assert nvml.calls[-1] == ("uuid", f"GPU-{cuda[index]}")
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda i: types.SimpleNamespace(uuid="MIG-gone"))
+    stats = DeviceStats("cuda", 1)  # a UUID NVML does not know: CUDA_VISIBLE_DEVICES, or the index
+    stats.poll()
+    assert nvml.calls[-2:] == [("uuid", "MIG-gone"), ("index", 1)] and stats.unavailable is None
+
+
 def test_a_call_nvml_refuses_leaves_that_figure_out(monkeypatch):
     monkeypatch.setitem(sys.modules, "pynvml", fake_nvml(power_error=True))
-    stats = DeviceStats("cuda", 0)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    stats = DeviceStats("cuda", 1)
     stats.poll()
     assert stats.latest["power"] is None and stats.latest["util"] == 97.0
     assert device_lines({"devices": [{"kind": "GPU", **stats.latest}]}) == ["GPU0 97% 40.0/80 GiB 64°C"]
@@ -103,7 +142,7 @@ def test_a_cpu_process_shows_its_cpu_use_and_memory():
 
 
 async def test_the_gpu_pane_shows_a_line_per_rank():
-    from test_snapshot import ScriptedEngine, scripted_app
+    from support import ScriptedEngine, scripted_app
 
     from gantui.run import events as ev
 

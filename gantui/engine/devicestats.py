@@ -3,7 +3,8 @@ temperature through NVML (nvidia-ml-py, module `pynvml`), or on the CPU the proc
 memory. Polled by a thread of its own every POLL_INTERVAL seconds (NVML's utilisation is sampled by
 the driver over 1/6-1 s: faster shows nothing new); the training thread only reads the latest.
 One `nvmlInit`, the handle cached, every call guarded: a figure NVML cannot give is None.
-Torch-free.
+The board is found by its UUID: CUDA numbers devices fastest first, NVML by PCI bus, so on a server
+with mixed GPUs CUDA's index is another board's in NVML. Torch is imported only to ask CUDA for it.
 """
 from __future__ import annotations
 
@@ -17,9 +18,22 @@ POLL_INTERVAL = 1.5
 FIELDS = ("util", "mem", "mem_total", "power", "temp")  # %, MiB, MiB, W, degrees C
 
 
+def cuda_uuid(index: int) -> str | None:
+    """CUDA's device `index` as NVML names it (GPU-..., or MIG-... for a MIG instance); None where
+    torch cannot say (no CUDA, a torch without `uuid`)."""
+    try:
+        import torch
+
+        uuid = str(torch.cuda.get_device_properties(index).uuid)
+    except Exception:
+        return None
+    return uuid if uuid.startswith(("GPU-", "MIG-")) else f"GPU-{uuid}"
+
+
 def physical_gpu(index: int) -> str | int:
-    """The GPU that CUDA's device `index` is: its entry in CUDA_VISIBLE_DEVICES (an index, or a
-    GPU-/MIG- UUID), or the index itself when that is not set."""
+    """Without a UUID from CUDA: CUDA's device `index`'s entry in CUDA_VISIBLE_DEVICES (an index, or
+    a GPU-/MIG- UUID), or the index itself when that is not set (right only where CUDA's order is
+    the bus's: CUDA_DEVICE_ORDER=PCI_BUS_ID, or GPUs all alike)."""
     visible = [v.strip() for v in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if v.strip()]
     if index >= len(visible):
         return index
@@ -39,9 +53,10 @@ class DeviceStats:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         if kind == "cuda":
-            self._open_nvml(physical_gpu(index or 0))
+            self._open_nvml([gpu for gpu in (cuda_uuid(index or 0), physical_gpu(index or 0)) if gpu is not None])
 
-    def _open_nvml(self, gpu: str | int) -> None:
+    def _open_nvml(self, gpus: list[str | int]) -> None:
+        """The first of `gpus` (UUIDs or NVML indices) that NVML finds."""
         try:
             import pynvml
         except ImportError:
@@ -49,11 +64,19 @@ class DeviceStats:
             return
         try:
             pynvml.nvmlInit()
-            self._handle = (pynvml.nvmlDeviceGetHandleByIndex(gpu) if isinstance(gpu, int)
-                            else pynvml.nvmlDeviceGetHandleByUUID(gpu))
-        except Exception as err:  # NVMLError: no driver, no such GPU...
+        except Exception as err:  # NVMLError: no driver...
             self.unavailable = f"NVML unavailable: {err}"
             return
+        for gpu in gpus:
+            try:
+                self._handle = (pynvml.nvmlDeviceGetHandleByIndex(gpu) if isinstance(gpu, int)
+                                else pynvml.nvmlDeviceGetHandleByUUID(gpu))
+                break
+            except Exception as err:  # NVMLError: no such GPU...
+                self.unavailable = f"NVML unavailable: {err}"
+        else:
+            return
+        self.unavailable = None
         self._nvml = pynvml
 
     def start(self) -> DeviceStats:
