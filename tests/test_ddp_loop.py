@@ -50,21 +50,34 @@ LOOP = textwrap.dedent("""
 """)
 
 
-def torchrun(script: Path, *args: str) -> subprocess.Popen:
+def torchrun(*program: str | Path) -> subprocess.Popen:
+    """A 2-process gloo job of `program` (a script and its arguments, or `-m gantui ...`)."""
     return subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-                             str(script), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             *map(str, program)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def start_job(tmp_path: Path) -> tuple[Path, Path, subprocess.Popen]:
-    script, out, report = tmp_path / "loop.py", tmp_path / "run", tmp_path / "report"
-    script.write_text(LOOP)
-    report.mkdir()
-    job = torchrun(script, str(out), str(report))
-    deadline = time.monotonic() + 120
+def started(job: subprocess.Popen, out: Path) -> None:
+    """Until the job serves its run (its socket), or fails."""
+    deadline = time.monotonic() + 300
     while not (out / "gantui.sock").exists():
         assert job.poll() is None, job.communicate()
-        assert time.monotonic() < deadline, "the loop did not start"
+        assert time.monotonic() < deadline, "the job did not start"
         time.sleep(0.05)
+
+
+def start_job(tmp_path: Path, script_text: str = LOOP) -> tuple[Path, Path, subprocess.Popen]:
+    """`script_text` under torchrun, writing its run into RUN and each rank's report into REPORT,
+    once it serves its run (killed when it does not)."""
+    script, out, report = tmp_path / "script.py", tmp_path / "run", tmp_path / "report"
+    script.write_text(script_text)
+    report.mkdir()
+    job = torchrun(script, out, report)
+    try:
+        started(job, out)
+    except BaseException:
+        job.kill()
+        job.communicate()
+        raise
     return out, report, job
 
 
@@ -74,7 +87,7 @@ def ranks(report: Path) -> list[dict]:
 
 def ended(job: subprocess.Popen) -> str:
     try:
-        _, err = job.communicate(timeout=120)
+        _, err = job.communicate(timeout=300)
     finally:
         if job.poll() is None:
             job.kill()
@@ -169,16 +182,8 @@ LIGHTNING = textwrap.dedent("""
 
 
 def test_a_lightning_gan_under_ddp_saves_through_lightning_and_every_rank_stops_at_one_step(tmp_path):
-    script, out, report = tmp_path / "gan.py", tmp_path / "run", tmp_path / "report"
-    script.write_text(LIGHTNING)
-    report.mkdir()
-    job = torchrun(script, str(out), str(report))
+    out, report, job = start_job(tmp_path, LIGHTNING)
     try:
-        deadline = time.monotonic() + 120
-        while not (out / "gantui.sock").exists():
-            assert job.poll() is None, job.communicate()
-            assert time.monotonic() < deadline, "the fit did not start"
-            time.sleep(0.05)
         wait_for_step(out, 10)
         peer = Peer(out)
         peer.until(lambda m: m["type"] == "snapshot")
@@ -190,3 +195,63 @@ def test_a_lightning_gan_under_ddp_saves_through_lightning_and_every_rank_stops_
         ended(job)
     first, second = ranks(report)
     assert first["last"] == second["last"]
+
+
+# A tiny DDP model on 2 gloo processes; the scripts below add their loops.
+DDP_SETUP = textwrap.dedent("""
+    import json, sys, time, torch, torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    out, report = sys.argv[1], sys.argv[2]
+    dist.init_process_group("gloo")
+    rank = dist.get_rank()
+    model = DDP(torch.nn.Linear(8, 1))
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+
+    def train_step():
+        loss = model(torch.randn(16, 8)).pow(2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        return loss
+""")
+
+
+# `if rank == 0: run = gantui.init(...)`: a DDP loop whose rank 0 alone publishes, then rank 0 alone
+# goes on until stopped while rank 1 waits for it at the end (a barrier of the job's own group).
+RANK_ZERO = DDP_SETUP + textwrap.dedent("""
+    import gantui
+    if rank == 0:
+        run = gantui.init(name="rank0", out=out, quiet=True)
+    first = None
+    for step in range(1, 31):  # every rank: a short DDP loop
+        loss = train_step()
+        if rank == 0:
+            began = time.monotonic()
+            run.log({"loss": loss}, step=step)
+            first = time.monotonic() - began if first is None else first
+    if rank == 0:  # then rank 0 alone, until someone stops it
+        while not run.should_stop and step < 10**9:
+            step += 1
+            run.log({"loss": model.module(torch.randn(16, 8)).pow(2).mean()}, step=step)
+        run.finish()
+        json.dump({"first": first, "last": step}, open(f"{report}/rank0.json", "w"))
+    dist.barrier()
+    dist.destroy_process_group()
+""")
+
+
+def test_a_script_that_logs_on_rank_0_alone_is_steered_there_at_once_with_one_warning(tmp_path):
+    out, report, job = start_job(tmp_path, RANK_ZERO)
+    try:
+        wait_for_step(out, 40, timeout=300)  # past the DDP loop: rank 0 alone
+        stopped = gantui("stop", str(out))
+        assert stopped.returncode == 0, stopped.stderr
+    finally:
+        err = ended(job)
+    done = json.loads((report / "rank0.json").read_text())
+    assert done["first"] < 10  # not a join timeout: rank 0 saw rank 1 never called gantui.init
+    assert done["last"] >= 40
+    warnings = [line for line in err.splitlines() if line.startswith("gantui") and "warning" in line]
+    assert len(warnings) == 1 and "rank 1 did not call gantui.init" in warnings[0], err[-3000:]
+    assert json.loads((out / "status.json").read_text())["state"] == "stopped"

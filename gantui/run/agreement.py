@@ -23,7 +23,8 @@ from typing import Any, Protocol
 # `row_in`, rank 0's alone: the steps to the next agreement (its clock leads).
 FLAGS = ("stop", "pause", "save", "set", "checkpoint", "row_in")
 PAUSE_ANSWER = 0.2  # seconds: how often rank 0 answers the ranks waiting in a pause
-JOIN_TIMEOUT = datetime.timedelta(seconds=60)  # a loop's ranks meeting for the first time
+JOIN_TIMEOUT = datetime.timedelta(seconds=20)  # a loop's ranks meeting for the first time, once all are known to come
+MARK_WAIT = 5.0  # seconds rank 0 waits, at a loop's first boundary, for ranks not yet in gantui.init
 GROUP_TIMEOUT = datetime.timedelta(minutes=30)  # then: gloo's own default for one exchange
 LOOP_PERIOD = 0.25  # seconds between a loop's agreements: its metrics rows' (run/combine.py)
 

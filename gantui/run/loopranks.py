@@ -6,14 +6,18 @@ stop, a save and live settings reach every rank at the same step. Torch-free at 
 """
 from __future__ import annotations
 
+import itertools
 import math
+import os
 import sys
 import time
 from typing import Any
 
 from gantui.run import events as ev
-from gantui.run.agreement import GROUP_TIMEOUT, JOIN_TIMEOUT, LOOP_PERIOD, Ranks, settle
+from gantui.run.agreement import GROUP_TIMEOUT, JOIN_TIMEOUT, LOOP_PERIOD, MARK_WAIT, Ranks, settle
 from gantui.run.rundir import RunDir
+
+_serial = itertools.count()  # the nth gantui.init of this process meets the others' nth
 
 
 def job() -> tuple[int, int] | None:
@@ -62,14 +66,16 @@ class LoopRanks:
     they all run, however many calls one rank adds at a step (Lightning's logger on rank 0). The
     first agreement is at the first boundary; each names the next from rank 0's clock (LOOP_PERIOD
     at its step rate), in the exchange itself. The ranks meet on a gloo group of their own, made by
-    every rank at the first boundary: when a rank does not come within JOIN_TIMEOUT (a script
-    that calls `run.log` on rank 0 alone) each rank is steered alone, with one warning saying so,
-    rather than hang."""
+    every rank at the first boundary once rank 0 has seen every rank's gantui.init (Roll): a
+    script that calls `gantui.init` on rank 0 alone is steered there alone, with one warning, at
+    once; a rank that called it but never reaches a boundary costs JOIN_TIMEOUT once. Never a
+    hang."""
 
     def __init__(self, run: Any, rank: int, size: int) -> None:
         self.side = LoopSide(run)
         self.run = run
         self.ranks = Ranks(rank, size)
+        self.roll = Roll(rank, size)
         self.at = -math.inf
         self.next = -math.inf
         self.joined = False
@@ -102,7 +108,7 @@ class LoopRanks:
     def _warn(self, text: str) -> None:
         """Rank 0's to its watchers and stderr; another rank's to its stderr."""
         if self.ranks.main:
-            self.run.warn(text)
+            self.run.publish(ev.Notice(text, "warning"))
         else:
             print(f"gantui: rank {self.ranks.rank}: warning: {text}", file=sys.stderr, flush=True)
 
@@ -122,6 +128,10 @@ class LoopRanks:
         the others (their `run.path`)."""
         import torch.distributed as dist
 
+        word = self.roll.word()
+        if word != "join":
+            self._warn(self.roll.why(word))
+            raise _Alone
         try:
             group = dist.new_group(backend="gloo", timeout=JOIN_TIMEOUT)
         except Exception as err:
@@ -141,3 +151,71 @@ class LoopRanks:
 
 class _Alone(Exception):
     """Out of `_join` once its warning is given."""
+
+
+class Roll:
+    """Which ranks came, known before any rank calls `new_group` (which waits for every rank):
+    each rank's gantui.init marks itself in the job's store (the default group's), and at its first
+    boundary rank 0 writes the word every rank follows: "join" once every rank has marked itself
+    (waiting MARK_WAIT at most, and only for ranks not yet marked), else the ranks missing. A rank
+    whose rank 0 never says (it called gantui.init but reaches no boundary) writes "late" after
+    JOIN_TIMEOUT; the first word written is everyone's (`compare_set`), so no rank meets alone."""
+
+    def __init__(self, rank: int, size: int) -> None:
+        self.rank, self.size = rank, size
+        self.store: Any = None  # None: no store to be had; the ranks meet in new_group (JOIN_TIMEOUT)
+        restart = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+        self.prefix = f"gantui/loop/{restart}/{next(_serial)}/"
+        try:
+            from torch.distributed import distributed_c10d
+
+            store = distributed_c10d._get_default_store()
+            store.set(f"{self.prefix}rank{rank}", "1")
+            self.store = store
+        except Exception:  # a store of another kind, none: new_group alone decides
+            pass
+
+    def word(self) -> str:
+        """'join', 'missing R,S' (rank 0 went on without them) or 'late' (a rank waited for rank 0)."""
+        store, key = self.store, f"{self.prefix}word"
+        if store is None:
+            return "join"
+        try:
+            if self.rank == 0:
+                missing, deadline = self.missing(), time.monotonic() + MARK_WAIT
+                while missing and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                    missing = self.missing()
+                said = "join" if not missing else "missing " + ",".join(map(str, missing))
+            else:
+                try:
+                    store.wait([key], JOIN_TIMEOUT)
+                except Exception:  # rank 0 never came to its first boundary
+                    pass
+                said = "late"
+            value = store.compare_set(key, "", said)
+            return value.decode() if isinstance(value, bytes) else str(value)
+        except Exception as err:  # the store gone: the ranks no longer agree
+            return f"store {type(err).__name__}: {err}"
+
+    def missing(self) -> list[int]:
+        """The ranks that have not called gantui.init (as far as the store says)."""
+        keys = [f"{self.prefix}rank{rank}" for rank in range(1, self.size)]
+        if self.store.check(keys):
+            return []
+        return [rank for rank, key in enumerate(keys, 1) if not self.store.check([key])]
+
+    def why(self, word: str) -> str:
+        """The warning for a word other than 'join'."""
+        alone = ("a pause, stop, save or setting reaches this rank alone; for every rank to stop and pause "
+                 "together, call gantui.init and run.log (or run.poll(step=...)) on every rank (README: Distributed)")
+        if word.startswith("missing "):
+            ranks = word.split(" ", 1)[1]
+            if self.rank == 0:
+                return (f"rank{'s' * (',' in ranks)} {ranks} did not call gantui.init (within {MARK_WAIT:.0f} s of rank 0's first step "
+                        f"boundary): {alone}")
+            return f"this rank called gantui.init after rank 0 went on without it: {alone}"
+        if word == "late":
+            return (f"a rank waited {JOIN_TIMEOUT.seconds} s for rank 0's first step boundary and went on: "
+                    f"{alone}")
+        return f"the ranks cannot meet ({word}): {alone}"
