@@ -9,7 +9,8 @@ import textwrap
 import time
 from pathlib import Path
 
-from support import Peer, gantui, gantui_traceback, wait_for_step
+from gantui.engine.checkpoint import load_checkpoint
+from support import NEVER, Peer, gantui, gantui_traceback, wait_for_step
 
 # The README's loop, under DDP, with a process group whose timeout (5 s) a pause outlasts.
 LOOP = textwrap.dedent("""
@@ -254,4 +255,67 @@ def test_a_script_that_logs_on_rank_0_alone_is_steered_there_at_once_with_one_wa
     assert done["last"] >= 40
     warnings = [line for line in err.splitlines() if line.startswith("gantui") and "warning" in line]
     assert len(warnings) == 1 and "rank 1 did not call gantui.init" in warnings[0], err[-3000:]
+    assert json.loads((out / "status.json").read_text())["state"] == "stopped"
+
+
+QUICK = ["--batch-size", "16", "--device", "cpu", "--log-every", "5", "--eval-every", "0"]
+
+
+def test_the_trainers_save_and_setting_pressed_while_paused_are_done_at_once_on_every_rank(tmp_path):
+    out = tmp_path / "run"
+    job = torchrun("-m", "gantui", "--no-ui", "--out", out, "--steps", NEVER, "--save-every", NEVER, *QUICK)
+    try:
+        started(job, out)
+        wait_for_step(out, 10, timeout=300)
+        peer = Peer(out)
+        peer.until(lambda m: m["type"] == "snapshot")
+        peer.cmd("pause")
+        paused = peer.until(lambda m: m["type"] == "paused" and m["paused"], timeout=120)
+        peer.cmd("save")  # a gather of every rank's random streams: rank 1 takes part, paused
+        saved = peer.until(lambda m: m["type"] == "saved", timeout=60)
+        state = load_checkpoint(out)
+        assert saved["step"] == state["step"] == paused["step"] and len(state["ranks"]) == 2
+        assert json.loads((out / "status.json").read_text())["state"] == "paused"
+        assert json.loads((out / "status.json").read_text())["step"] == paused["step"]
+        peer.cmd("set", values={"d_steps": 2})  # on rank 0 alone, D's collectives would no longer match
+        settings = peer.until(lambda m: m["type"] == "settings", timeout=60)
+        assert settings["step"] == paused["step"]
+        assert json.loads((out / "status.json").read_text())["state"] == "paused"
+        peer.cmd("resume")
+        peer.until(lambda m: m["type"] == "paused" and not m["paused"], timeout=60)
+        wait_for_step(out, paused["step"] + 10, timeout=300)  # both ranks train on, two D steps each
+        assert gantui("stop", str(out)).returncode == 0
+    finally:
+        err = ended(job)
+    final = load_checkpoint(out)
+    assert final["gan"]["d_updates"] - state["gan"]["d_updates"] == 2 * (final["step"] - paused["step"]), err[-3000:]
+    assert json.loads((out / "status.json").read_text())["state"] == "stopped"
+
+
+# TensorBoard code under DDP: the drop-in on every rank, a scalar a step.
+TENSORBOARD = DDP_SETUP + textwrap.dedent("""
+    from gantui.tensorboard import SummaryWriter
+    writer = SummaryWriter(out)
+    step = 0
+    while step < 10**9:
+        step += 1
+        loss = train_step()
+        writer.add_scalar("loss", loss.item(), step)
+        if writer.should_stop:
+            break
+    writer.close()
+    json.dump({"last": step}, open(f"{report}/rank{rank}.json", "w"))
+    dist.destroy_process_group()
+""")
+
+
+def test_gantui_stop_ends_every_rank_of_a_tensorboard_script_under_ddp_at_one_step(tmp_path):
+    out, report, job = start_job(tmp_path, TENSORBOARD)
+    try:
+        wait_for_step(out, 20, timeout=300)
+        assert gantui("stop", str(out)).returncode == 0
+    finally:
+        err = ended(job)
+    first, second = ranks(report)
+    assert first["last"] == second["last"] >= 20, err[-3000:]
     assert json.loads((out / "status.json").read_text())["state"] == "stopped"
