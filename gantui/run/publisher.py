@@ -140,5 +140,5 @@ class Run(LoopAPI):
         if self.server is not None:
             self.server.close()
         if self._lock_fd is not None:
-            os.close(self._lock_fd)
+            self.dir.unlock(self._lock_fd)
             self._lock_fd = None

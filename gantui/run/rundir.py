@@ -94,6 +94,28 @@ def by_step(paths: Any) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
+_held: dict[int, tuple[int, int]] = {}  # the run locks this process holds: fd -> (device, inode)
+
+
+def _drop_inherited_locks() -> None:
+    """In a forked child (a DataLoader worker): close the copies of the parent's run locks, so a
+    child that outlives its run does not keep it "training". Closing a copy releases nothing of
+    the parent's (flock: the lock lives while any copy is open); an fd no longer the lock file's
+    (closed and reused since) is left alone."""
+    for fd, identity in list(_held.items()):
+        try:
+            info = os.fstat(fd)
+            if (info.st_dev, info.st_ino) == identity:
+                os.close(fd)
+        except OSError:
+            pass
+    _held.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_drop_inherited_locks)
+
+
 class RunDirBusy(RuntimeError):
     """Another process holds the run directory."""
 
@@ -125,7 +147,15 @@ class RunDir:
             raise RunDirBusy(f"{self.path} is in use by another gantui process (pid {holder})") from None
         os.ftruncate(fd, 0)
         os.write(fd, str(os.getpid()).encode())
+        info = os.fstat(fd)
+        _held[fd] = (info.st_dev, info.st_ino)
         return fd
+
+    @staticmethod
+    def unlock(fd: int) -> None:
+        """Release what `lock` returned."""
+        _held.pop(fd, None)
+        os.close(fd)
 
     def is_locked(self) -> bool:
         """Whether a live gantui process holds this run directory (it is training or serving it)."""
