@@ -4,11 +4,14 @@ The trainer calls `publish` from its thread; the hub keeps a snapshot of the run
 that joins late starts from the whole picture) and hands each event to every consumer's
 `deliver`, which must never block (a Textual `post_message`, a bounded per-client queue, the
 headless printer's queue). Consumers steer the run through `command`, which touches only the trainer's
-thread-safe controls. Torch-free.
+thread-safe controls. `publish` never raises into the producer (a user's loop, a background
+flush): a consumer whose `deliver` fails is warned of once on stderr and goes on getting events.
+Torch-free.
 """
 from __future__ import annotations
 
 import itertools
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -107,6 +110,7 @@ class RunHub:
         self.step = self.epoch = 0
         self.images_per_s = 0.0
         self._asked: dict[str, str] = {}  # "pause"/"resume" -> who asked last, for the Paused event
+        self._warned: set[str] = set()  # what failed in publish, said once each
 
     def attach(self, controls: Controls) -> None:
         self.controls = controls
@@ -114,11 +118,23 @@ class RunHub:
     # -- the publisher's side (the trainer's thread) -----------------------------------
     def publish(self, event: ev.Event) -> None:
         with self._lock:
-            event = self._record(event)
-            if isinstance(event, ev.Started):
-                event = self.snapshot()  # with the run's past, which the hub holds
+            try:
+                event = self._record(event)
+                if isinstance(event, ev.Started):
+                    event = self.snapshot()  # with the run's past, which the hub holds
+            except Exception as err:
+                self._warn_once("the hub", f"could not record a {type(event).__name__} ({type(err).__name__}: {err})")
             for consumer in list(self._consumers.values()):
-                consumer.deliver(event)
+                try:
+                    consumer.deliver(event)
+                except Exception as err:
+                    self._warn_once(consumer.name, f"a watcher ({consumer.name}) failed to take a "
+                                    f"{type(event).__name__}: {type(err).__name__}: {err}")
+
+    def _warn_once(self, who: str, text: str) -> None:
+        if who not in self._warned:
+            self._warned.add(who)
+            print(f"gantui: warning: {text}; the run goes on", file=sys.stderr, flush=True)
 
     def _record(self, event: ev.Event) -> ev.Event:
         if isinstance(event, ev.Started):  # a past it brings joins the hub's (the trainer's resume fills the hub itself)
