@@ -17,13 +17,14 @@ import weakref
 from pathlib import Path
 from typing import Any
 
-from gantui.run.loop import NullRun, checker
+from gantui.run.arguments import Arguments
+from gantui.run.loop import NullRun, checker, ending
 from gantui.run.loopranks import LoopRanks, job
 from gantui.run.publisher import Run
 from gantui.run.rundir import RunDirBusy, runs_root
 
 _open_runs: weakref.WeakSet[Any] = weakref.WeakSet()
-_uncaught: list[str] = []  # the message of an exception that ended the script
+_uncaught: list[BaseException] = []  # what ended the script: an uncaught exception, sys.exit's SystemExit
 
 
 def global_rank() -> int:
@@ -52,16 +53,16 @@ def init(name: str | None = None, config: dict[str, Any] | None = None, out: str
     world = job()
     if world is None and global_rank() != 0:
         return NullRun()  # no process group to agree through
-    for key, value in (tunable or {}).items():
-        if not isinstance(value, int | float) or isinstance(value, bool):
-            raise TypeError(f"gantui: init(): the live setting {key!r} must be a number, got {value!r}")
-    path = Path(out).expanduser().resolve() if out is not None else default_out(name or "")
+    given = Arguments(name, config, out, tunable, total_steps, device)  # read (or refused) before anything is held
+    name, config, tunable, total_steps, device = given.name, given.config, given.tunable, given.total_steps, given.device
+    finish_previous()
+    path = given.out or default_out(name or "")
     try:
         if world is not None and world[0] != 0:  # rank 0's path reaches it at the first step boundary
             run = Run(path, serve=False, lock=False, write=False)
         else:
             run = Run(path, serve=serve, check_set=checker(dict(tunable or {})) if tunable else None, echo=True)
-        run.open_loop(name or path.name, dict(config or {}), dict(tunable or {}), total_steps, device)
+        opened(run, name or path.name, dict(config or {}), dict(tunable or {}), total_steps, device)
     except (OSError, RunDirBusy) as err:  # gantui's own I/O never ends the user's run
         print(f"gantui: warning: the run is not published ({err})", file=sys.stderr, flush=True)
         if world is None:
@@ -79,25 +80,52 @@ def init(name: str | None = None, config: dict[str, Any] | None = None, out: str
     return run
 
 
+def opened(run: Run, *args: Any) -> None:
+    """`run.open_loop(*args)`, or, when it fails, the run closed (its lock and socket released)
+    before the error goes on."""
+    try:
+        run.open_loop(*args)
+    except BaseException:
+        run.close()
+        raise
+
+
+def finish_previous() -> None:
+    """A second `init` in one process (a notebook cell run twice) finishes the run before, as wandb does."""
+    for run in list(_open_runs):
+        if not run._ended:
+            print(f"gantui: init() again: the previous run is finished ({run.path})", file=sys.stderr, flush=True)
+            run.finish()
+
+
 _hooked = False
 
 
 def _install_hooks() -> None:
-    """At exit, finish what the loop left open: as an error when an exception ended the script."""
+    """At exit, finish what the loop left open: as an error when an exception or `sys.exit` with a
+    non-zero status ended the script, as stopped after a Ctrl-C (`sys.exit` is wrapped to learn
+    its status, as wandb does: an atexit hook cannot read it)."""
     global _hooked
     if _hooked:
         return
     _hooked = True
-    previous = sys.excepthook
+    previous, previous_exit = sys.excepthook, sys.exit
 
     def excepthook(kind: type[BaseException], error: BaseException, tb: Any) -> None:
-        if issubclass(kind, Exception):
-            _uncaught.append(f"{kind.__name__}: {error}")
+        _uncaught.append(error)
         previous(kind, error, tb)
 
-    sys.excepthook = excepthook
+    def exit(status: Any = None) -> Any:
+        _uncaught.append(SystemExit(status))
+        return previous_exit(status)
+
+    sys.excepthook, sys.exit = excepthook, exit
 
     @atexit.register
     def finish_open_runs() -> None:
+        reason, error = ending(_uncaught[-1] if _uncaught else None)
         for run in list(_open_runs):
-            run.finish(error=_uncaught[-1] if _uncaught else None)
+            if reason is None:
+                run.finish()
+            else:
+                run._finish(reason, error)

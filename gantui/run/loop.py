@@ -17,8 +17,9 @@ signal handler.
 from __future__ import annotations
 
 import math
+import numbers
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from gantui.run import events as ev
@@ -30,14 +31,18 @@ GRID_TILES = 64
 
 
 def json_ready(value: Any) -> Any:
-    """A user's config as JSON: numbers, strings, lists and dicts kept, anything else as its text."""
-    if isinstance(value, bool | int | str) or value is None:
+    """A user's config as JSON: numbers (numpy's too), strings, lists and mappings kept, anything
+    else (a torch.device, a Path, an enum) as its text."""
+    if value is None or type(value) in (bool, int, str):
         return value
-    if isinstance(value, float):
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        value = float(value)
         return value if math.isfinite(value) else str(value)
-    if isinstance(value, dict):
+    if isinstance(value, Mapping):
         return {str(k): json_ready(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
+    if isinstance(value, list | tuple | set | frozenset):
         return [json_ready(v) for v in value]
     return str(value)
 
