@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import json
 import os
+import pty
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 from gantui.engine.checkpoint import load_checkpoint
-from support import NEVER, gantui, gantui_traceback, torchrun
+from support import NEVER, TERM, drain, gantui, gantui_traceback, torchrun, wait_for_step
+
+QUICK = ["--batch-size", "16", "--device", "cpu", "--log-every", "5", "--eval-every", "0"]
 
 
 def lines(out: Path) -> list[dict]:
@@ -76,3 +80,103 @@ def test_under_rank_0s_clock_a_job_rolled_back_logs_again_at_once_and_a_stop_the
     assert final["state"] == "stopped" and load_checkpoint(out)["step"] == final["step"]
     assert final["step"] in [row["step"] for row in lines(out) if "event" not in row]  # at a row, every rank
     assert not gantui_traceback(err)
+
+
+def long_run_dir(tmp_path: Path) -> Path:
+    """A run directory whose RUN/gantui.sock is too long for a socket address (over 107 bytes), as
+    on cluster scratch disks: the run is served from the runtime directory instead."""
+    out = tmp_path / "scratch-disk-of-a-cluster-with-a-long-name" / ("a-run-with-a-long-name-" * 3 + "run")
+    assert len(os.fsencode(out / "gantui.sock")) > 107
+    return out
+
+
+def launcher_in_a_pty(out: Path) -> tuple[subprocess.Popen, int]:
+    """`gantui --nproc 2` in a fresh pseudo-terminal."""
+    main, child = pty.openpty()
+    launcher = subprocess.Popen([sys.executable, "-m", "gantui", "--nproc", "2", "--steps", NEVER, "--out", str(out),
+                                 *QUICK], stdin=child, stdout=child, stderr=child, env={**os.environ, **TERM},
+                                start_new_session=True)
+    os.close(child)
+    return launcher, main
+
+
+def until_its_dashboard(launcher: subprocess.Popen, main: int, out: Path) -> None:
+    """Until the launcher's dashboard shows the job training, d in its footer, past step 10."""
+    screen, deadline = b"", time.monotonic() + 300
+    while not (b"TRAINING" in screen and b"Detach" in screen):
+        assert launcher.poll() is None and time.monotonic() < deadline, screen[-2000:]
+        screen += drain(main, 0.2)
+    wait_for_step(out, 10, timeout=300)
+
+
+def shown_until_exit(launcher: subprocess.Popen, main: int, timeout: float = 300) -> bytes:
+    screen, deadline = b"", time.monotonic() + timeout
+    while launcher.poll() is None and time.monotonic() < deadline:
+        screen += drain(main, 0.2)
+    return screen + drain(main, 0.2)
+
+
+def end(launcher: subprocess.Popen, main: int, out: Path) -> None:
+    """After the test, however it went: the job the launcher started runs in a session of its own;
+    its torchrun (the launcher's child) passes a SIGTERM to every rank and waits for them. A job
+    left detached is stopped as its line says."""
+    if launcher.poll() is None:
+        for pid in children(launcher.pid):
+            os.kill(pid, signal.SIGTERM)
+            until(lambda: pid not in children(launcher.pid), 120, "the job to end")
+        os.killpg(launcher.pid, signal.SIGKILL)
+    os.close(main)
+    if (out / "status.json").exists() and status(out)["state"] in ("training", "paused"):
+        gantui("stop", str(out), timeout=300)
+
+
+def children(pid: int) -> list[int]:
+    """Live child processes of `pid` (Linux's /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.append(int(stat.parent.name))
+    return found
+
+
+def test_the_launchers_q_stops_every_rank_saved_where_the_socket_path_is_too_long(tmp_path):
+    """`gantui --nproc 2` finds rank 0's socket as `gantui watch` does (here in the runtime directory)
+    and its dashboard is the job's: q stops every rank at one step, saved, as q does in one process."""
+    out = long_run_dir(tmp_path)
+    launcher, main = launcher_in_a_pty(out)
+    try:
+        until_its_dashboard(launcher, main, out)
+        os.write(main, b"q")
+        screen = shown_until_exit(launcher, main)
+        assert launcher.wait(timeout=5) == 0, screen[-3000:]
+        final = status(out)
+        assert final["state"] == "stopped" and load_checkpoint(out)["step"] == final["step"]
+        assert load_checkpoint(out)["world_size"] == 2
+    finally:
+        end(launcher, main, out)
+
+
+def test_the_launchers_d_detaches_and_says_how_to_attach_again_and_how_to_stop_the_job(tmp_path):
+    """d (tmux's detach) leaves the job training without its dashboard; the line printed on leaving
+    names `gantui watch RUN` and `gantui stop RUN`, and the latter ends every rank, saved."""
+    out = tmp_path / "run"
+    launcher, main = launcher_in_a_pty(out)
+    try:
+        until_its_dashboard(launcher, main, out)
+        os.write(main, b"d")
+        screen = shown_until_exit(launcher, main).decode(errors="replace")
+        assert launcher.wait(timeout=5) == 0, screen[-3000:]
+        assert f"gantui watch {out}" in screen and f"gantui stop {out}" in screen, screen[-3000:]
+        step = max(row["step"] for row in lines(out) if "event" not in row)
+        wait_for_step(out, step + 1, timeout=300)  # the job trains on without its dashboard
+        assert status(out)["state"] == "training"
+        stopped = gantui("stop", str(out), timeout=300)
+        assert stopped.returncode == 0, stopped.stderr
+        until(lambda: status(out)["state"] == "stopped", 300, "the job to stop")
+        assert load_checkpoint(out)["step"] == status(out)["step"]
+    finally:
+        end(launcher, main, out)

@@ -176,20 +176,56 @@ def launch(argv: list[str], args: argparse.Namespace, ui: bool) -> int:
     out.mkdir(parents=True, exist_ok=True)
     log = open(out / "gantui.log", "ab")
     job = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
-    from gantui.run.runs import is_run
-
-    while job.poll() is None and not ((out / "gantui.sock").exists() and is_run(out)):
-        time.sleep(0.1)  # served, and written as a run (its config): what `gantui watch` attaches to
-    if job.poll() is not None:
+    try:
+        path = served(out, job)
+    except KeyboardInterrupt:  # the job is this launcher's: a Ctrl-C before the dashboard stops it, saved
+        job.terminate()  # torchrun passes it to every rank
+        job.wait()
+        return 130
+    if path is None:
         sys.stderr.write((out / "gantui.log").read_text(errors="replace")[-2000:])
         return job.returncode
-    from gantui.cli.commands import watch
-
-    code = watch([str(out)])
-    if job.poll() is None:
-        print(f"gantui: the run goes on ({n} processes): gantui watch {out} | gantui stop {out}")
+    code = dashboard(path)
+    if job.poll() is None and code == DETACHED:
+        print(f"gantui: detached; the job goes on ({n} processes). Attach again: gantui watch {out}   "
+              f"Stop it, saved: gantui stop {out}", flush=True)
         return 0
-    return job.returncode if code == 0 else code
+    job.wait()  # q: every rank stopped at one step and saved; the launcher ends with the job
+    return job.returncode or code
+
+
+DETACHED = -1  # the dashboard left the job running (d, or its terminal hung up)
+
+
+def served(out: Path, job: subprocess.Popen) -> Path | None:
+    """Rank 0's socket once the run is written (its config) and served, found as `gantui watch`
+    finds it: RUN/gantui.sock, or where RUN/gantui.sock.path says when that path is too long for a
+    socket. None: the job ended first."""
+    from gantui.run.rundir import RunDir
+    from gantui.run.runs import is_run
+    from gantui.run.server import socket_answers
+
+    run_dir = RunDir(out)
+    while job.poll() is None:
+        path = run_dir.find_socket() if is_run(out) else None
+        if path is not None and path.exists() and socket_answers(path):
+            return path
+        time.sleep(0.1)
+    return None
+
+
+def dashboard(path: Path) -> int:
+    """The job's dashboard, as its owner: q stops every rank, saved; d leaves the job running."""
+    from gantui.run.client import socket_link
+    from gantui.ui.app import GanApp
+
+    app = GanApp(socket_link(path), job=True)
+    code = app.run()
+    if app.lost and app.started is None:
+        fail(app.lost)
+    if app.detached:
+        return DETACHED
+    return code if code is not None else app.exit_code()
 
 
 def foreground(launcher: list[str]) -> int:

@@ -56,6 +56,7 @@ class GanApp(Steering, Leaving, Layout, App[int]):
         Binding("t", "tune", "Tune"),
         Binding("x", "stop_run", "Stop run"),
         Binding("q", "quit_run", "Quit"),
+        Binding("d", "detach", "Detach"),
         Binding("ctrl+c", "quit_run", "Quit", show=False, priority=True),
         Binding("question_mark", "help", "Help", key_display="?"),
         Binding("left", "scrub(-1)", "Older grid", show=False),
@@ -64,9 +65,14 @@ class GanApp(Steering, Leaving, Layout, App[int]):
     ]
     paused: reactive[bool] = reactive(False, bindings=True)
 
-    def __init__(self, link: Link, *, on_hangup: str = "detach", clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, link: Link, *, on_hangup: str = "detach", clock: Callable[[], float] = time.monotonic,
+                 job: bool = False) -> None:
+        """`job`: this dashboard started the run in processes of its own (`gantui --nproc`): it owns
+        it as a dashboard owns a run in its process (q stops it, saved), and d leaves it running."""
         super().__init__()
         self.link, self.on_hangup, self.clock = link, on_hangup, clock
+        self.job = job
+        self.owner = link.owner or job  # q and a stop signal stop the run, not only this dashboard
         self.started: ev.Started | None = None
         self.finished: ev.Finished | None = None
         self.lost: str | None = None  # why the link to a live run went
@@ -200,7 +206,7 @@ class GanApp(Steering, Leaving, Layout, App[int]):
         self.preview_pane.run_dir = RunDir(event.run_dir)  # over ssh, a path this machine may not have
         if event.preview is not None:
             self.preview_pane.show(event.preview)
-        where = "replay (read-only) of" if not event.live else "run directory:" if self.link.owner else "watching"
+        where = "replay (read-only) of" if not event.live else "run directory:" if self.owner else "watching"
         self.notify(f"{where} {event.run_dir}", timeout=6)
         self.sub_title = "" if event.live else "replay, read-only"
         self.ask_for_previews(self.preview_pane.capacity())
@@ -271,6 +277,9 @@ class GanApp(Steering, Leaving, Layout, App[int]):
         self.refresh_bindings()
         if self.started is None:  # never reached the run: nothing to show
             self.exit(2, return_code=2)
+            return
+        if self.quitting:  # the job ended before its last words reached this dashboard
+            self.leave(self.exit_code())
             return
         if self.finished is None:
             self.notify(f"{reason}; q quits", severity="error", timeout=3600)

@@ -26,6 +26,8 @@ def terminal_alive(fd: int = 0) -> bool:
 
 class Leaving:
     link: Any
+    owner: bool
+    job: bool
     on_hangup: str
     signal_received: int | None
     detached: bool
@@ -37,7 +39,7 @@ class Leaving:
     def on_stop_signal(self, signum: int) -> None:
         if self.detached:
             return  # going already; a hang-up comes twice (from the kernel, then from the shell)
-        if not self.link.owner:  # a watcher's terminal went, or it was told to go: only the watcher goes
+        if not self.owner:  # a watcher's terminal went, or it was told to go: only the watcher goes
             self.signal_received = signum  # so that a hung terminal cannot keep it from leaving
             self.leave(0)
             return
@@ -61,6 +63,13 @@ class Leaving:
         os.close(devnull)
         self.exit(0, return_code=0)
 
+    def action_detach(self) -> None:
+        """d: the dashboard goes, the job it started goes on (tmux's detach); the launcher says how
+        to attach again and how to stop it."""
+        if self.job:
+            self.detached = True
+            self.exit(0, return_code=0)
+
     def leave(self, code: int) -> None:
         """Exit with `code` as both the app's result and its return code."""
         if self.signal_received is not None:  # the terminal may be gone: do not wait on it for ever
@@ -72,7 +81,7 @@ class Leaving:
     def exit_code(self) -> int:
         if self.started is None and self.lost:
             return 2  # never reached the run
-        if not self.link.owner:
+        if not self.owner:
             return 0
         if self.finished is not None and self.finished.reason in EXIT_CODES:
             return EXIT_CODES[self.finished.reason]

@@ -7,7 +7,7 @@ from gantui.ui.widgets.confirm_screen import ConfirmScreen
 from gantui.ui.widgets.help_screen import HelpScreen
 from gantui.ui.widgets.settings_screen import SettingsScreen
 
-STEERING = ("pause", "resume", "toggle_pause", "save", "resample", "stop_run", "tune")
+STEERING = ("pause", "resume", "toggle_pause", "save", "resample", "stop_run", "tune", "detach")
 
 
 class Steering:
@@ -17,10 +17,12 @@ class Steering:
         loop = self.started is not None and self.started.producer != "gantui"
         if loop and (action == "resample" or (action == "tune" and not self.started.tunable)):
             return False  # a loop's images are its own; a loop that declares no settings has no form
+        if action == "detach" and not self.job:
+            return False  # only a job this dashboard started goes on without it (a watcher's q leaves)
         if action in STEERING and not self.steerable():
             return None  # greyed out once the run has ended, or for a replay
         if action == "stop_run":
-            return not self.link.owner  # in this process q stops the run
+            return not self.owner  # the owner's q stops the run
         if action == "pause":
             return not self.paused  # False hides it: the footer shows Pause or Resume
         if action == "resume":
@@ -64,7 +66,7 @@ class Steering:
         self.push_screen(ConfirmScreen("Stop the run? It saves a checkpoint, then ends."), answered)
 
     def action_quit_run(self) -> None:
-        if self.finished is not None or self.lost or not self.link.owner:
+        if self.finished is not None or self.lost or not self.owner:
             self.leave(self.exit_code())  # a watcher leaves; the run goes on
             return
         if not self.quitting:

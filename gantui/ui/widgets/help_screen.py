@@ -17,6 +17,7 @@ HELP = """\
 | `r` | resample the preview noise (training is not disturbed) |
 | `t` | live settings: learning rates, D steps, penalty weights, EMA (applied at the next step) |
 | `q` / `ctrl+c` | save a checkpoint, then quit (in `gantui watch`: leave; the run goes on) |
+| `d` | `gantui --nproc N`: detach; the job goes on (`gantui watch` attaches again) |
 | `x` | in `gantui watch`: save, then stop the run (asks first) |
 | `left` / `right` | the Samples pane steps back and forth through the run's saved grids; `end`: live again |
 | `?` | this help; `escape` closes it |
