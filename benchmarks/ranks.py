@@ -2,6 +2,7 @@
 
     python benchmarks/ranks.py speed --pairs 2      # 2 processes vs 1, images/s, with an A/A pair
     python benchmarks/ranks.py channel              # the interval's exchange vs a bare all-reduce
+    python benchmarks/ranks.py loop --runs 3        # a user's loop: its agreement, its log() between
 
 `speed`: the default recipe headless on the CPU for `--seconds`, one run after the other (a
 2-process job cannot run beside a 1-process one on a 2-core machine without sharing its cores):
@@ -10,7 +11,12 @@ threads on every core), and plain against plain (A/A). images/s from the run's r
 warm-up. `channel`: two gloo processes time `distributed.exchange` (the metrics, each rank's
 images/s and device figures, and the decisions: one all-reduce) against an all-reduce of the
 metrics alone, the cost of agreeing on pause, stop, save, settings and the next row at each
-interval, with the bare all-reduce timed twice (the A/A).
+interval, with the bare all-reduce timed twice (the A/A). `loop`: two gloo processes of a user's
+loop (`gantui.init` on each) time one agreement (`LoopRanks.boundary` at an agreed step: rank 0's
+commands drained, the flags' all-reduce on the ranks' own gloo group, the outcome done) against a
+bare all-reduce of as many float64s on that group, the bare timed twice (the A/A); and, on each
+rank, `run.log` between agreements (the boundary a compare) against `run.log` of a run with no
+ranks, that timed twice (the A/A). Five interleaved rounds a run.
 """
 from __future__ import annotations
 
@@ -26,6 +32,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench import metric_rows  # noqa: E402
+
+from gantui.run.agreement import FLAGS  # noqa: E402
 
 CHANNEL = """
 import os, time, torch, torch.distributed as dist
@@ -51,6 +59,87 @@ if world.main:
     print(plain / 5 * 1e6, exchange / 5 * 1e6, again / 5 * 1e6)
 distributed.stop()
 """
+
+LOOP = """
+import json, math, sys, time, torch, torch.distributed as dist, gantui
+from gantui.run.agreement import FLAGS
+dist.init_process_group("gloo")
+run = gantui.init(name="bench", out=sys.argv[1], serve=False, quiet=True)
+ranks = run._ranks
+run.log({"loss": 0.0}, step=1)  # the first boundary: the ranks meet on a gloo group of their own
+assert ranks.joined, "the ranks did not meet"
+group, step = ranks.ranks.group, 1
+def timed(fn, n):
+    for _ in range(n // 20):
+        fn()
+    dist.barrier(group)
+    began = time.perf_counter()
+    for _ in range(n):
+        fn()
+    return (time.perf_counter() - began) / n
+def agreement():
+    global step
+    step += 1
+    ranks.next = -math.inf  # this step is an agreed one
+    ranks.boundary(step)
+def bare():
+    vector = torch.tensor([0.0] * len(FLAGS), dtype=torch.float64)
+    dist.all_reduce(vector, group=group)
+    vector.tolist()
+def logged(with_ranks):
+    def call():
+        global step
+        step += 1
+        run.log({"loss": 0.5}, step=step)
+    def timing():
+        run._ranks = ranks if with_ranks else None
+        ranks.next = math.inf  # between agreements: the boundary is a compare
+        took = timed(call, 100000)
+        run._ranks, ranks.next = ranks, -math.inf
+        return took
+    return timing
+sums = dict.fromkeys(("bare", "agreement", "bare_again", "log_ranks", "log_alone", "log_alone_again"), 0.0)
+for _ in range(5):  # interleaved: the machine's noise falls on each alike
+    sums["bare"] += timed(bare, 1000)
+    sums["agreement"] += timed(agreement, 1000)
+    sums["bare_again"] += timed(bare, 1000)  # the A/A
+    sums["log_ranks"] += logged(True)()
+    sums["log_alone"] += logged(False)()
+    sums["log_alone_again"] += logged(False)()  # the A/A
+mine = {k: v / 5 for k, v in sums.items()}
+every = [None, None]
+dist.all_gather_object(every, mine, group=group)
+if dist.get_rank() == 0:
+    print(json.dumps(every))
+run.finish()
+dist.destroy_process_group()
+"""
+
+
+def loop(args: argparse.Namespace) -> dict:
+    runs = []
+    for i in range(args.runs):
+        with tempfile.TemporaryDirectory() as tmp:
+            done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
+                                   "--no-python", sys.executable, "-c", LOOP, str(Path(tmp) / "run")],
+                                  capture_output=True, text=True, timeout=900)
+        if done.returncode != 0:
+            raise SystemExit(done.stderr[-2000:])
+        ranks = json.loads(done.stdout.strip().splitlines()[-1])
+        first = ranks[0]
+        row = {"bare_all_reduce_us": first["bare"] * 1e6, "agreement_us": first["agreement"] * 1e6,
+               "aa_all_reduce_us": first["bare_again"] * 1e6,
+               "log_call_ns": [{"with_ranks": r["log_ranks"] * 1e9, "without": r["log_alone"] * 1e9,
+                                "aa_without": r["log_alone_again"] * 1e9} for r in ranks]}
+        runs.append(row)
+        logs = "; ".join(f"rank {k}: {c['with_ranks'] - c['without']:+.0f} ns (A/A {c['aa_without'] - c['without']:+.0f})"
+                         for k, c in enumerate(row["log_call_ns"]))
+        print(f"run {i + 1}: a bare all-reduce of {len(FLAGS)} float64s {row['bare_all_reduce_us']:.0f} us, "
+              f"again (A/A) {row['aa_all_reduce_us']:.0f} us; the loop's agreement {row['agreement_us']:.0f} us "
+              f"({row['agreement_us'] - row['bare_all_reduce_us']:+.0f} us; A/A "
+              f"{row['aa_all_reduce_us'] - row['bare_all_reduce_us']:+.0f} us); run.log between agreements, "
+              f"with the ranks against without: {logs}", flush=True)
+    return {"runs": runs, "date": time.strftime("%Y-%m-%d"), "cpus": os.cpu_count()}
 
 
 def run_speed(tmp: Path, name: str, nproc: int, args: argparse.Namespace) -> float:
@@ -111,13 +200,14 @@ def channel(args: argparse.Namespace) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("what", choices=("speed", "channel"))
+    p.add_argument("what", choices=("speed", "channel", "loop"))
     p.add_argument("--pairs", type=int, default=2)
+    p.add_argument("--runs", type=int, default=1, help="loop: fresh jobs, one after the other")
     p.add_argument("--seconds", type=float, default=40.0, help="speed: seconds of rows per run")
     p.add_argument("--warmup", type=float, default=5.0, help="speed: seconds left out at the start")
     p.add_argument("--json", type=Path)
     args = p.parse_args()
-    result = speed(args) if args.what == "speed" else channel(args)
+    result = {"speed": speed, "channel": channel, "loop": loop}[args.what](args)
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
 
