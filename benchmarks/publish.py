@@ -87,22 +87,31 @@ def calibrate(target_ms: float) -> int:
 
 
 def calls(args: argparse.Namespace) -> dict:
+    """Each kind `--repeat` times, alternating, each in a run of its own; the median call, in the
+    calling thread's CPU time (what the loop pays; a shared machine's waits left out). Two trees
+    (before/after a change) are compared by running this under each, interleaved, from outside the
+    checkout (PYTHONPATH=TREE), an A/A pair of one tree beside them."""
     import torch
 
     import gantui
 
-    result = {}
+    taken: dict[str, list[float]] = {"floats": [], "tensors": []}
     with tempfile.TemporaryDirectory() as tmp:
-        for kind in ("floats", "tensors"):
-            run = gantui.init(out=Path(tmp) / kind, quiet=True)
-            values = [0.5, 0.25, 0.75] if kind == "floats" else [torch.tensor(v) for v in (0.5, 0.25, 0.75)]
-            began = time.perf_counter()
-            for step in range(1, args.n + 1):
-                run.log({"loss_d": values[0], "loss_g": values[1], "d_x": values[2]}, step=step)
-            took = time.perf_counter() - began
-            run.finish()
-            result[kind] = args.n / took
-            print(f"run.log() with three {kind}: {args.n / took:,.0f} calls/s ({took / args.n * 1e6:.1f} us a call)")
+        for i in range(args.repeat):
+            for kind in taken:
+                run = gantui.init(out=Path(tmp) / f"{kind}-{i}", quiet=True)
+                values = [0.5, 0.25, 0.75] if kind == "floats" else [torch.tensor(v) for v in (0.5, 0.25, 0.75)]
+                began = time.thread_time()  # the loop's thread's CPU time: a busy machine's preemptions left out
+                for step in range(1, args.n + 1):
+                    run.log({"loss_d": values[0], "loss_g": values[1], "d_x": values[2]}, step=step)
+                taken[kind].append((time.thread_time() - began) / args.n)
+                run.finish()
+    result = {}
+    for kind, seconds in taken.items():
+        call = statistics.median(seconds)
+        result[kind] = 1 / call
+        print(f"run.log() with three {kind}: {1 / call:,.0f} calls/s ({call * 1e6:.2f} us a call, median of "
+              f"{len(seconds)}: {', '.join(f'{s * 1e6:.2f}' for s in seconds)})")
     return result
 
 
@@ -172,6 +181,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("what", choices=("calls", "loop"))
     p.add_argument("--n", type=int, default=200_000, help="calls: log() calls of each kind")
+    p.add_argument("--repeat", type=int, default=5, help="calls: runs of each kind, the median taken")
     p.add_argument("--pairs", type=int, default=3)
     p.add_argument("--seconds", type=float, default=20.0, help="loop: how long each process runs")
     p.add_argument("--warmup", type=float, default=3.0, help="loop: seconds left out at the start")
