@@ -123,16 +123,40 @@ def drain(fd: int, seconds: float) -> bytes:
     return data
 
 
-def dashboard_in_a_pty(out: Path, *args: str, **popen_kwargs) -> tuple[subprocess.Popen, int]:
-    """A long dashboard run in a fresh pseudo-terminal, once it shows TRAINING and has logged step 2."""
+def read_until(fd: int, condition, timeout: float = 60) -> bytes:
+    """What a pseudo-terminal shows until `condition(shown)` holds or the terminal closes (read all
+    along, so that a full terminal blocks nobody): a wait on the screen, not on the clock."""
+    data, deadline = b"", time.monotonic() + timeout
+    while not condition(data):
+        assert time.monotonic() < deadline, f"timed out; the terminal showed ...{data[-300:]!r}"
+        if select.select([fd], [], [], 0.05)[0]:
+            try:
+                chunk = os.read(fd, 65536)
+            except OSError:  # the other end closed
+                break
+            if not chunk:
+                break
+            data += chunk
+    return data
+
+
+def wait_until(condition, timeout: float = 60, what: str = "the condition") -> None:
+    """Poll `condition` until it holds, with a deadline (never a fixed sleep)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)
+
+
+def dashboard_in_a_pty(out: Path, *args: str, entry: tuple[str, ...] = ("-m", "gantui"), env: dict | None = None,
+                       **popen_kwargs) -> tuple[subprocess.Popen, int]:
+    """A long dashboard run in a fresh pseudo-terminal, once it shows TRAINING and has logged step 2.
+    `entry` is what python runs (a `-c` script that wraps gantui's main, for one); `env` adds to ours."""
     main, child = pty.openpty()
-    proc = subprocess.Popen([sys.executable, "-m", "gantui", "--out", str(out), *FAST, "--steps", NEVER, *args],
-                            stdin=child, stdout=child, stderr=child, env={**os.environ, **TERM}, **popen_kwargs)
+    proc = subprocess.Popen([sys.executable, *entry, "--out", str(out), *FAST, "--steps", NEVER, *args], stdin=child,
+                            stdout=child, stderr=child, env={**os.environ, **TERM, **(env or {})}, **popen_kwargs)
     os.close(child)
-    screen = b""
-    deadline = time.monotonic() + 120
-    while b"TRAINING" not in screen and time.monotonic() < deadline:
-        screen += drain(main, 0.2)
+    read_until(main, lambda screen: b"TRAINING" in screen, timeout=120)
     wait_for_step(out, 2)
     return proc, main
 
