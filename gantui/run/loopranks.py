@@ -11,6 +11,7 @@ import math
 import os
 import sys
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from gantui.run import events as ev
@@ -182,10 +183,10 @@ class Roll:
             return "join"
         try:
             if self.rank == 0:
-                missing, deadline = self.missing(), time.monotonic() + MARK_WAIT
+                missing, deadline = self.missing(range(1, self.size)), time.monotonic() + MARK_WAIT
                 while missing and time.monotonic() < deadline:
                     time.sleep(0.05)
-                    missing = self.missing()
+                    missing = self.missing(missing)
                 said = "join" if not missing else "missing " + ",".join(map(str, missing))
             else:
                 try:
@@ -198,23 +199,24 @@ class Roll:
         except Exception as err:  # the store gone: the ranks no longer agree
             return f"store {type(err).__name__}: {err}"
 
-    def missing(self) -> list[int]:
-        """The ranks that have not called gantui.init (as far as the store says)."""
-        keys = [f"{self.prefix}rank{rank}" for rank in range(1, self.size)]
-        if self.store.check(keys):
+    def missing(self, ranks: Iterable[int]) -> list[int]:
+        """Those of `ranks` that have not called gantui.init (as far as the store says)."""
+        ranks = list(ranks)
+        if self.store.check([f"{self.prefix}rank{rank}" for rank in ranks]):
             return []
-        return [rank for rank, key in enumerate(keys, 1) if not self.store.check([key])]
+        return [rank for rank in ranks if not self.store.check([f"{self.prefix}rank{rank}"])]
 
     def why(self, word: str) -> str:
         """The warning for a word other than 'join'."""
         alone = ("a pause, stop, save or setting reaches this rank alone; for every rank to stop and pause "
                  "together, call gantui.init and run.log (or run.poll(step=...)) on every rank (README: Distributed)")
         if word.startswith("missing "):
-            ranks = word.split(" ", 1)[1]
-            if self.rank == 0:
-                return (f"rank{'s' * (',' in ranks)} {ranks} did not call gantui.init (within {MARK_WAIT:.0f} s of rank 0's first step "
-                        f"boundary): {alone}")
-            return f"this rank called gantui.init after rank 0 went on without it: {alone}"
+            missing = word.split(" ", 1)[1].split(",")
+            if str(self.rank) in missing:
+                return f"this rank called gantui.init after rank 0 went on without it: {alone}"
+            named = ",".join(missing[:8]) + (f",... ({len(missing)} ranks)" if len(missing) > 8 else "")
+            return (f"rank{'s' * (len(missing) > 1)} {named} did not call gantui.init (within {MARK_WAIT:.0f} s of "
+                    f"rank 0's first step boundary): {alone}")
         if word == "late":
             return (f"a rank waited {JOIN_TIMEOUT.seconds} s for rank 0's first step boundary and went on: "
                     f"{alone}")
