@@ -3,6 +3,8 @@ rank stops and pauses together, and a save or a setting reaches every rank at on
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -54,7 +56,8 @@ LOOP = textwrap.dedent("""
 def torchrun(*program: str | Path) -> subprocess.Popen:
     """A 2-process gloo job of `program` (a script and its arguments, or `-m gantui ...`)."""
     return subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-                             *map(str, program)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             *map(str, program)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
 
 
 def started(job: subprocess.Popen, out: Path) -> None:
@@ -76,8 +79,7 @@ def start_job(tmp_path: Path, script_text: str = LOOP) -> tuple[Path, Path, subp
     try:
         started(job, out)
     except BaseException:
-        job.kill()
-        job.communicate()
+        kill(job)
         raise
     return out, report, job
 
@@ -86,12 +88,24 @@ def ranks(report: Path) -> list[dict]:
     return [json.loads((report / f"rank{rank}.json").read_text()) for rank in (0, 1)]
 
 
+def kill(job: subprocess.Popen) -> None:
+    """A job the test gave up on, ended with its ranks: SIGTERM (torchrun passes it on), then SIGKILL."""
+    for sig, wait in ((signal.SIGTERM, 60), (signal.SIGKILL, 60)):
+        if job.poll() is None:
+            os.killpg(job.pid, sig)
+            try:
+                job.communicate(timeout=wait)
+            except subprocess.TimeoutExpired:
+                pass
+
+
 def ended(job: subprocess.Popen) -> str:
+    """The job's stderr once it ends by itself: exit 0, no traceback of gantui's (killed at 300 s)."""
     try:
         _, err = job.communicate(timeout=300)
-    finally:
-        if job.poll() is None:
-            job.kill()
+    except BaseException:
+        kill(job)
+        raise
     assert job.returncode == 0, err[-3000:]
     assert not gantui_traceback(err), err[-3000:]
     return err
@@ -103,8 +117,10 @@ def test_gantui_stop_ends_every_rank_of_a_ddp_loop_at_one_step(tmp_path):
         wait_for_step(out, 20)
         stopped = gantui("stop", str(out))
         assert stopped.returncode == 0, stopped.stderr
-    finally:
-        ended(job)
+    except BaseException:
+        kill(job)
+        raise
+    ended(job)
     first, second = ranks(report)
     assert first["last"] == second["last"] >= 20  # every rank left its loop at the same step
     assert json.loads((out / "status.json").read_text())["state"] == "stopped"
@@ -134,8 +150,10 @@ def test_a_pause_outlasting_the_groups_timeout_holds_every_rank_and_a_save_or_se
         peer.until(lambda m: m["type"] == "paused" and not m["paused"])
         wait_for_step(out, paused["step"] + 20)  # every rank trains again (DDP steps them together)
         assert gantui("stop", str(out)).returncode == 0
-    finally:
-        ended(job)
+    except BaseException:
+        kill(job)
+        raise
+    ended(job)
     first, second = ranks(report)
     assert first["last"] == second["last"] > paused["step"]
 
@@ -192,8 +210,10 @@ def test_a_lightning_gan_under_ddp_saves_through_lightning_and_every_rank_stops_
         saved = peer.until(lambda m: m["type"] == "saved")
         assert Path(saved["checkpoint"]).is_file() and Path(saved["checkpoint"]).parent == out / "checkpoints"
         assert gantui("stop", str(out)).returncode == 0
-    finally:
-        ended(job)
+    except BaseException:
+        kill(job)
+        raise
+    ended(job)
     first, second = ranks(report)
     assert first["last"] == second["last"]
 
@@ -248,10 +268,12 @@ def test_a_script_that_logs_on_rank_0_alone_is_steered_there_at_once_with_one_wa
         wait_for_step(out, 40, timeout=300)  # past the DDP loop: rank 0 alone
         stopped = gantui("stop", str(out))
         assert stopped.returncode == 0, stopped.stderr
-    finally:
-        err = ended(job)
+    except BaseException:
+        kill(job)
+        raise
+    err = ended(job)
     done = json.loads((report / "rank0.json").read_text())
-    assert done["first"] < 10  # not a join timeout: rank 0 saw rank 1 never called gantui.init
+    assert done["first"] < 10, done  # not a join timeout: rank 0 saw rank 1 never called gantui.init
     assert done["last"] >= 40
     warnings = [line for line in err.splitlines() if line.startswith("gantui") and "warning" in line]
     assert len(warnings) == 1 and "rank 1 did not call gantui.init" in warnings[0], err[-3000:]
@@ -283,10 +305,12 @@ def test_the_trainers_save_and_setting_pressed_while_paused_are_done_at_once_on_
         assert json.loads((out / "status.json").read_text())["state"] == "paused"
         peer.cmd("resume")
         peer.until(lambda m: m["type"] == "paused" and not m["paused"], timeout=60)
-        wait_for_step(out, paused["step"] + 10, timeout=300)  # both ranks train on, two D steps each
+        wait_for_step(out, paused["step"] + 5, timeout=300)  # both ranks train on, two D steps each
         assert gantui("stop", str(out)).returncode == 0
-    finally:
-        err = ended(job)
+    except BaseException:
+        kill(job)
+        raise
+    err = ended(job)
     final = load_checkpoint(out)
     assert final["gan"]["d_updates"] - state["gan"]["d_updates"] == 2 * (final["step"] - paused["step"]), err[-3000:]
     assert json.loads((out / "status.json").read_text())["state"] == "stopped"
@@ -314,8 +338,10 @@ def test_gantui_stop_ends_every_rank_of_a_tensorboard_script_under_ddp_at_one_st
     try:
         wait_for_step(out, 20, timeout=300)
         assert gantui("stop", str(out)).returncode == 0
-    finally:
-        err = ended(job)
+    except BaseException:
+        kill(job)
+        raise
+    err = ended(job)
     first, second = ranks(report)
     assert first["last"] == second["last"] >= 20, err[-3000:]
     assert json.loads((out / "status.json").read_text())["state"] == "stopped"
