@@ -132,8 +132,8 @@ def loop(args: argparse.Namespace) -> dict:
                "log_call_ns": [{"with_ranks": r["log_ranks"] * 1e9, "without": r["log_alone"] * 1e9,
                                 "aa_without": r["log_alone_again"] * 1e9} for r in ranks]}
         runs.append(row)
-        logs = "; ".join(f"rank {k}: {c['with_ranks'] - c['without']:+.0f} ns (A/A {c['aa_without'] - c['without']:+.0f})"
-                         for k, c in enumerate(row["log_call_ns"]))
+        logs = "; ".join(f"rank {k}: {c['with_ranks'] - c['without']:+.0f} ns "
+                         f"(A/A {c['aa_without'] - c['without']:+.0f})" for k, c in enumerate(row["log_call_ns"]))
         print(f"run {i + 1}: a bare all-reduce of {len(FLAGS)} float64s {row['bare_all_reduce_us']:.0f} us, "
               f"again (A/A) {row['aa_all_reduce_us']:.0f} us; the loop's agreement {row['agreement_us']:.0f} us "
               f"({row['agreement_us'] - row['bare_all_reduce_us']:+.0f} us; A/A "
