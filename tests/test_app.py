@@ -21,7 +21,7 @@ async def test_space_pauses_and_resumes(tiny_config):
         await pilot.press("space")
         await wait_for(pilot, lambda: app.link.hub.state == "paused")  # the trainer's Paused event
         stopped_at = app.trainer.step
-        await pilot.pause(1.0)
+        await pilot.pause(0.5)  # a window, not a wait: nothing may train in it (a CPU step takes a few ms)
         assert app.trainer.step == stopped_at
         assert "PAUSED" in str(app.status_line.render())
         await pilot.press("space")
@@ -199,9 +199,9 @@ async def test_t_opens_the_settings_form_which_checks_and_applies_at_a_step_boun
         assert field.value == "0.0002"  # the run's current value
         field.value = "2"
         await pilot.press("enter")
-        await pilot.pause(0.2)
+        refusal = "--lr-g must be between 0 and 1, got 2.0"
+        await wait_for(pilot, lambda: refusal in str(app.screen.query_one("#settings-error").render()))
         assert isinstance(app.screen, SettingsScreen)  # refused, with the flag's own message
-        assert "--lr-g must be between 0 and 1, got 2.0" in str(app.screen.query_one("#settings-error").render())
         field.value = "0.0001"
         app.screen.query_one("#d_steps", Input).value = "2"
         await pilot.press("enter")

@@ -66,7 +66,7 @@ def test_controls_from_another_thread(tiny_config):
         while not any(isinstance(e, ev.Paused) and e.paused for e in events) and time.monotonic() < deadline:
             time.sleep(0.01)
         paused_at = trainer.step
-        time.sleep(0.5)
+        time.sleep(0.5)  # a window, not a wait: no step may come in it (a CPU step takes a few ms)
         assert trainer.step == paused_at  # no steps while paused
 
         noise = trainer.samples.fixed_noise.clone()

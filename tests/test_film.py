@@ -9,7 +9,7 @@ from PIL import Image
 
 from gantui.engine.sample import slerp
 from gantui.cli.film import LABEL_HEIGHT
-from support import gantui
+from support import gantui, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -100,9 +100,9 @@ async def test_the_samples_pane_scrubs_through_a_finished_runs_grids(run):
 
     app = GanApp(ReplayLink(RunDir(run)))
     async with app.run_test(size=(120, 40)) as pilot:
-        await pilot.pause(0.3)
         pane = app.preview_pane
-        assert pane.step == 40 and pane.scrub is None
+        await wait_for(pilot, lambda: pane.step == 40)  # the replay's last grid is on screen
+        assert pane.scrub is None
         seen = []
         for _ in range(5):
             await pilot.press("left")
@@ -123,9 +123,8 @@ async def test_scrubbing_without_saved_grids_says_why():
 
     app = scripted_app()
     async with app.run_test(size=(120, 40)) as pilot:
-        await pilot.pause(0.3)
+        await wait_for(pilot, lambda: app.preview_pane.step == 1200)  # the scripted run's preview is on screen
         await pilot.press("left")
-        await pilot.pause(0.1)
+        await wait_for(pilot, lambda: any("no saved grids on this machine" in n.message for n in app._notifications))
         assert app.preview_pane.scrub is None and app.preview_pane.step == 1200
-        assert any("no saved grids on this machine" in n.message for n in app._notifications)
         app.trainer.stop()

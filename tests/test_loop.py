@@ -23,7 +23,7 @@ from gantui.run.history import History
 from gantui.run.replay import replay_snapshot
 from gantui.run.rundir import RunDir
 from gantui.run.runs import run_state, summary
-from support import Peer, gantui as gantui_cli
+from support import Peer, gantui as gantui_cli, wait_until
 
 LOOP = textwrap.dedent("""
     import sys, time, torch, gantui
@@ -80,8 +80,7 @@ def test_a_loop_is_listed_watched_paused_set_saved_stopped_and_replayed(tmp_path
 
         peer.cmd("pause")  # the loop waits inside its next log()
         paused = peer.until(lambda m: m["type"] == "paused")
-        time.sleep(0.5)
-        assert RunDir(out).read_status()["state"] == "paused"
+        wait_until(lambda: RunDir(out).read_status()["state"] == "paused", what="status.json to say paused")
         still = rows(out)[-1]["step"]
         assert still == paused["step"]
         peer.cmd("set", values={"lr": 0.5})
@@ -91,7 +90,7 @@ def test_a_loop_is_listed_watched_paused_set_saved_stopped_and_replayed(tmp_path
         peer.cmd("set", values={"batch_size": 2})
         refused = peer.until(lambda m: m["type"] == "error")
         assert "not a live setting of this run" in refused["error"]
-        time.sleep(0.3)
+        time.sleep(0.3)  # a window, not a wait: nothing may train in it
         assert rows(out)[-1]["step"] == still  # nothing trained while paused
         peer.cmd("resume")
         peer.until(lambda m: m["type"] == "metrics" and m["rows"][-1]["step"] > still)
@@ -284,7 +283,7 @@ async def test_the_dashboard_on_a_loop_shows_its_panes_and_only_the_keys_it_take
         await wait_for(pilot, lambda: app.started is not None)
         for step in range(1, 4):
             run.log({"loss/G": 1.0 / step, "loss/D": 0.5, "D_x": torch.tensor(0.25)}, step=step)
-            time.sleep(0.3)  # a row each
+            time.sleep(0.3)  # a loop's pace, not a wait: a row each (logs closer than the run's interval are one row)
         run.log_images(torch.rand(4, 3, 32, 32), step=3)
         await wait_for(pilot, lambda: [p.border_title for p in app.metric_panes if p.display] == ["loss", "D"])
         await wait_for(pilot, lambda: len(app.metric_panes[0].lines[0].values) == 3)

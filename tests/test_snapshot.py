@@ -1,13 +1,15 @@
 """The dashboard's look, with a scripted engine so every frame is the same."""
 from __future__ import annotations
 
-from support import CollapsingEngine, FolderEngine, ScriptedEngine, WassersteinEngine, scripted_app
+from support import CollapsingEngine, FolderEngine, ScriptedEngine, WassersteinEngine, scripted_app, wait_for
 
 
 async def settle(pilot) -> None:
-    await pilot.pause(0.5)
-    pilot.app.clear_notifications()
-    await pilot.pause(0.1)
+    """Once the scripted run's history and preview are in, without the start-up notices."""
+    app = pilot.app
+    await wait_for(pilot, lambda: app.started is not None and app.preview_pane.images is not None)
+    app.clear_notifications()
+    await pilot.pause()
 
 
 def test_dashboard_120x40(snap_compare):
@@ -42,7 +44,8 @@ async def test_at_80x24_at_least_4_samples_of_a_64x64_rgb_run_show():
 
     app = scripted_app(FolderEngine)
     async with app.run_test(size=(80, 24)) as pilot:
-        await pilot.pause(0.5)
+        await wait_for(pilot, lambda: app.preview_pane.images is not None)
+        await pilot.pause()  # and drawn at its size
         pane = app.preview_pane
         cols, rows, scale = layout_for(pane.content_size.width, pane.content_size.height, 64)
         assert cols * rows >= 4 and scale > 1 and pane.images.shape == (16, 64, 64, 3)

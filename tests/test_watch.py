@@ -59,7 +59,7 @@ def test_a_run_serves_a_snapshot_events_and_commands(live_run):
     b.cmd("pause")
     paused = a.until(lambda m: m["type"] == "paused")
     assert paused["paused"] and paused["by"] == b_name  # a's dashboard says: paused from another terminal
-    time.sleep(1.0)
+    time.sleep(1.0)  # a window, not a wait: no row may come in it (the writer flushes rows once a second)
     assert last_step(out) <= paused["step"]
     assert json.loads((out / "status.json").read_text())["state"] == "paused"
     a.cmd("resume")
@@ -114,7 +114,7 @@ def test_a_client_that_never_reads_does_not_slow_training_and_is_dropped(tmp_pat
     proc = start(out, "--steps", "1000000", "--eval-every", "0")
     wait_for_step(out, 10)
     t0, s0 = time.monotonic(), last_step(out)
-    time.sleep(6)
+    time.sleep(6)  # a measurement, not a wait: the rate before the stuck client
     before = (last_step(out) - s0) / (time.monotonic() - t0)
     stuck = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
