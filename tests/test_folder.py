@@ -18,7 +18,7 @@ from PIL import Image
 from gantui.engine import folder
 from gantui.engine.data import DatasetError
 import support
-from support import refused, write_images
+from support import refused, wait_for, write_images
 
 
 def png_header_only(path: Path, width: int, height: int) -> None:
@@ -46,12 +46,14 @@ def gantui(*args: str, cache: Path, timeout: int = 300) -> subprocess.CompletedP
     return support.gantui(*args, timeout=timeout, env={"XDG_CACHE_HOME": str(cache)})
 
 
-def test_a_64x64_rgb_folder_trains_50_steps_with_bad_files_skipped_and_a_cached_second_start(tmp_path):
+def test_a_64x64_rgb_folder_trains_with_bad_files_skipped_and_a_cached_second_start(tmp_path):
+    """Five metrics rows of finite, moving losses: ten steps logged every two (a 64x64 RGB step is the
+    slowest on the CPU; fifty logged every ten showed the same)."""
     data = tmp_path / "images"
     write_images(data, 300)
     add_bad_files(data)
-    run = gantui("--no-ui", "--data", str(data), "--steps", "50", "--batch-size", "32", "--out", str(tmp_path / "run"),
-                 cache=tmp_path / "cache")
+    run = gantui("--no-ui", "--data", str(data), "--steps", "10", "--log-every", "2", "--batch-size", "32",
+                 "--out", str(tmp_path / "run"), cache=tmp_path / "cache")
     assert run.returncode == 0, run.stderr
     assert "decoding 301/301 images" in run.stdout  # the truncated PNG is found corrupt only then
     summary = next(line for line in run.stdout.splitlines() if line.startswith(f"information: {data}"))
@@ -74,7 +76,7 @@ def test_a_64x64_rgb_folder_trains_50_steps_with_bad_files_skipped_and_a_cached_
                    cache=tmp_path / "cache")
     assert again.returncode == 0, again.stderr
     assert "from the cache" in again.stdout and "decoding" not in again.stdout
-    resumed = gantui("--no-ui", "--resume", str(tmp_path / "run"), "--steps", "52", cache=tmp_path / "cache")
+    resumed = gantui("--no-ui", "--resume", str(tmp_path / "run"), "--steps", "12", cache=tmp_path / "cache")
     assert resumed.returncode == 0 and "from the cache" in resumed.stdout, resumed.stderr
 
 
@@ -166,12 +168,10 @@ async def test_the_dashboard_shows_the_first_decode_then_the_samples():
 
     app = scripted_app(Decoding)
     async with app.run_test(size=(120, 40)) as pilot:
-        await pilot.pause(0.3)
-        text = str(app.preview_pane.render())
-        assert "decoding images 256/1,024 (25%)" in text
+        await wait_for(pilot, lambda: "decoding images 256/1,024 (25%)" in str(app.preview_pane.render()))
         Decoding.go.set()
-        await pilot.pause(0.5)
-        assert app.preview_pane.images is not None and app.preview_pane.images.shape == disc_images(16).shape
+        await wait_for(pilot, lambda: app.preview_pane.images is not None)
+        assert app.preview_pane.images.shape == disc_images(16).shape
         app.trainer.stop()
 
 
