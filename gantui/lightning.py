@@ -60,13 +60,15 @@ class GantuiLogger(Logger):  # type: ignore[misc,valid-type]
         self._run: Any = None
         self._path: str | None = None  # the run's directory, as every rank knows it
         self._shared = False  # rank 0's directory sent to the other ranks
+        self._steered = False  # callback() made: its callback brings every rank into the agreement
 
     @property
     @rank_zero_experiment
     def experiment(self) -> Any:
         """The gantui run (made at first use, on rank zero)."""
         if self._run is None:
-            self._run = init(name=self._name, out=self._out, **self._init_args)
+            # without the callback nothing runs on the other ranks: steered on rank 0 alone
+            self._run = init(name=self._name, out=self._out, ranks=self._steered, **self._init_args)
         return self._run
 
     @property
@@ -114,11 +116,16 @@ class GantuiLogger(Logger):  # type: ignore[misc,valid-type]
     def finalize(self, status: str) -> None:
         """Lightning calls this at the end of every stage (`fit`, `validate`, `test`, `predict`):
         what was logged is written out, and the next stage goes on in the same run. A failed
-        stage ends it, as an error."""
+        stage ends it: stopped after a Ctrl-C, else an error with the exception's text (Lightning
+        calls this while handling it)."""
         if self._run is None:
             return
         if status == "failed":
-            self._run.finish(error="a Lightning stage failed")
+            kind, error, tb = sys.exc_info()
+            if error is None:
+                self._run.finish(error="a Lightning stage failed")
+            else:
+                self._run.__exit__(kind, error, tb)
         else:
             self._run.flush()
 
@@ -128,7 +135,8 @@ class GantuiLogger(Logger):  # type: ignore[misc,valid-type]
             self._run.finish()
 
     def callback(self) -> Callback:
-        """The Trainer callback that honours a watcher's pause and stop."""
+        """The Trainer callback that honours a watcher's pause and stop (on every rank)."""
+        self._steered = True
         return GantuiSteering(self)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -122,21 +123,31 @@ def test_validate_fit_and_test_in_one_script_are_one_run_done_at_exit(tmp_path, 
     assert keys.index("val/D") < keys.index("loss/D") < keys.index("test/D")
     assert max(r["step"] for r in rows if "loss/D" in r) == 5  # 12 optimizer steps: 6 batches, G's and D's
     assert run_state(run) == "done"
+    # no callback: nothing on rank 1 to agree with, so rank 0's run is steered alone, without a
+    # wait for rank 1 and without a warning that it never came
+    assert not [line for line in proc.stderr.splitlines() if line.startswith("gantui") and "warning" in line], proc.stderr
     assert run.read_config()["config"] == {"lr": 2e-4, "z": 8}  # the hyperparameters, through run.config
     assert run.grids()  # log_images
+
+
+def fitting(tmp_path, out):
+    """A Lightning GAN fitting towards a step it cannot reach, once it has logged step 20."""
+    proc = subprocess.Popen([sys.executable, str(write_script(tmp_path, PACKAGES[-1])), "fit", "100000", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 180
+    while not [r for r in RunDir(out).read_metrics() if r.get("step", 0) >= 20]:
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError(proc.communicate())
+        time.sleep(0.1)
+    return proc
 
 
 @needs_lightning
 def test_a_lightning_gan_publishes_and_is_stopped_through_lightnings_flag(tmp_path):
     out = tmp_path / "lit"
-    proc = subprocess.Popen([sys.executable, str(write_script(tmp_path, PACKAGES[-1])), "fit", "100000", str(out)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = fitting(tmp_path, out)
     try:
-        deadline = time.monotonic() + 180
-        while not [r for r in RunDir(out).read_metrics() if r.get("step", 0) >= 20]:
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
         stopped = gantui_cli("stop", str(out))
         assert stopped.returncode == 0, stopped.stderr
         stdout, _ = proc.communicate(timeout=60)
@@ -166,3 +177,20 @@ def test_ddp_on_two_cpu_processes_sets_up_and_fits_with_rank_zeros_run_directory
     rows = [r for r in run.read_metrics() if "event" not in r]
     assert rows and rows[-1]["step"] == 3 and "loss/fit" in rows[-1]
     assert run_state(run) == "done"
+    # no callback: nothing on rank 1 to agree with, so rank 0's run is steered alone, without a
+    # wait for rank 1 and without a warning that it never came
+    assert not [line for line in proc.stderr.splitlines() if line.startswith("gantui") and "warning" in line], proc.stderr
+
+
+@needs_lightning
+def test_ctrl_c_in_a_lightning_fit_records_the_run_as_stopped(tmp_path):
+    """Lightning catches the KeyboardInterrupt and calls finalize("failed") while handling it: the
+    run ends stopped, as Lightning records an interrupted fit, not as an error."""
+    out = tmp_path / "lit"
+    proc = fitting(tmp_path, out)
+    try:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert run_state(RunDir(out)) == "stopped"

@@ -47,10 +47,12 @@ def default_out(name: str) -> Path:
 
 def init(name: str | None = None, config: dict[str, Any] | None = None, out: str | os.PathLike | None = None, *,
          tunable: dict[str, float] | None = None, total_steps: int | None = None, device: str = "your loop",
-         serve: bool = True, quiet: bool = False) -> Any:
+         serve: bool = True, quiet: bool = False, ranks: bool = True) -> Any:
     """A run for a loop of your own: its directory (`out`, or a new one under the runs directory),
-    served to `gantui watch` from the start. Prints how to watch it unless `quiet`."""
-    world = job()
+    served to `gantui watch` from the start. Prints how to watch it unless `quiet`. `ranks=False`:
+    under torch.distributed this rank's run is steered alone, not with the other ranks (a
+    rank-zero-only logger with nothing on the other ranks to agree with)."""
+    world = job() if ranks else None
     if world is None and global_rank() != 0:
         return NullRun()  # no process group to agree through
     given = Arguments(name, config, out, tunable, total_steps, device)  # read (or refused) before anything is held
