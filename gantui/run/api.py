@@ -17,8 +17,8 @@ import weakref
 from pathlib import Path
 from typing import Any
 
-from gantui.run.arguments import Arguments
-from gantui.run.loop import NullRun, checker, ending
+from gantui.run.arguments import Arguments, checker
+from gantui.run.loop import NullRun, ending
 from gantui.run.loopranks import LoopRanks, job
 from gantui.run.publisher import Run
 from gantui.run.rundir import RunDirBusy, runs_root

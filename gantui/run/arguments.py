@@ -1,4 +1,5 @@
-"""What `gantui.init` is given, as people pass it: read into plain values before anything is opened.
+"""What `gantui.init` is given, as people pass it: read into plain values before anything is
+opened; the config as config.json holds it (`run.config`), and the check of live settings.
 
 A config may be a dict, any mapping, an `argparse.Namespace` (wandb takes one), a
 `SimpleNamespace` or a dataclass; a device anything with a text (`torch.device("cuda")`); a
@@ -9,9 +10,10 @@ directory is locked or its socket bound.
 from __future__ import annotations
 
 import dataclasses
+import math
 import numbers
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -73,3 +75,44 @@ def as_steps(total_steps: Any) -> int | None:
     if number is None or not number.is_integer() or number < 0:
         raise TypeError(f"gantui: init(): total_steps must be a whole number of steps, got {total_steps!r}")
     return int(number)
+
+
+def json_ready(value: Any) -> Any:
+    """A user's config as JSON: numbers (numpy's too), strings, lists and mappings kept, anything
+    else (a torch.device, a Path, an enum) as its text."""
+    if value is None or type(value) in (bool, int, str):
+        return value
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        value = float(value)
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, Mapping):
+        return {str(k): json_ready(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [json_ready(v) for v in value]
+    return str(value)
+
+
+def checker(tunable: dict[str, float]) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    def check(values: dict[str, Any]) -> dict[str, Any]:
+        for key in values:
+            if key not in tunable:
+                raise ValueError(f"{key!r} is not a live setting of this run (it declares: "
+                                 f"{', '.join(tunable) or 'none'})")
+        return {k: float(v) for k, v in values.items()}
+    return check
+
+
+class RunConfig(dict):
+    """`run.config`: the loop's config as config.json holds it. `update(...)` adds to both, as
+    wandb's `run.config.update` does, for what a loop learns after `init` (Lightning's
+    hyperparameters, TensorBoard's `add_hparams`)."""
+
+    def __init__(self, values: dict[str, Any], changed: Callable[[], Any]) -> None:
+        super().__init__(values)
+        self._changed = changed
+
+    def update(self, *values: Any, **more: Any) -> None:  # type: ignore[override]
+        super().update(json_ready(dict(*values, **more)))
+        self._changed()

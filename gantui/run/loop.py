@@ -16,35 +16,17 @@ signal handler.
 """
 from __future__ import annotations
 
-import math
-import numbers
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 from gantui.run import events as ev
 from gantui.run import images as img
+from gantui.run.arguments import RunConfig, json_ready
 from gantui.run.rows import Rows
 
 GRID_INTERVAL = 10.0  # seconds between the sample grids a loop's images leave in samples/
 GRID_TILES = 64
-
-
-def json_ready(value: Any) -> Any:
-    """A user's config as JSON: numbers (numpy's too), strings, lists and mappings kept, anything
-    else (a torch.device, a Path, an enum) as its text."""
-    if value is None or type(value) in (bool, int, str):
-        return value
-    if isinstance(value, numbers.Integral):
-        return int(value)
-    if isinstance(value, numbers.Real):
-        value = float(value)
-        return value if math.isfinite(value) else str(value)
-    if isinstance(value, Mapping):
-        return {str(k): json_ready(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | set | frozenset):
-        return [json_ready(v) for v in value]
-    return str(value)
 
 
 def schema_for(keys: list[str]) -> list[dict[str, Any]]:
@@ -59,30 +41,6 @@ def schema_for(keys: list[str]) -> list[dict[str, Any]]:
             group, label = (key.split("_", 1)[0], key) if "_" in key else ("metrics", key)
         panes.setdefault(group, []).append([key, label, ".4g"])
     return [{"title": title, "lines": lines} for title, lines in panes.items()]
-
-
-def checker(tunable: dict[str, float]) -> Callable[[dict[str, Any]], dict[str, Any]]:
-    def check(values: dict[str, Any]) -> dict[str, Any]:
-        for key in values:
-            if key not in tunable:
-                raise ValueError(f"{key!r} is not a live setting of this run (it declares: "
-                                 f"{', '.join(tunable) or 'none'})")
-        return {k: float(v) for k, v in values.items()}
-    return check
-
-
-class RunConfig(dict):
-    """`run.config`: the loop's config as config.json holds it. `update(...)` adds to both, as
-    wandb's `run.config.update` does, for what a loop learns after `init` (Lightning's
-    hyperparameters, TensorBoard's `add_hparams`)."""
-
-    def __init__(self, values: dict[str, Any], changed: Callable[[], Any]) -> None:
-        super().__init__(values)
-        self._changed = changed
-
-    def update(self, *values: Any, **more: Any) -> None:  # type: ignore[override]
-        super().update(json_ready(dict(*values, **more)))
-        self._changed()
 
 
 def ending(error: BaseException | None) -> tuple[str | None, str | None]:
