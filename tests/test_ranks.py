@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from gantui.engine.checkpoint import load_checkpoint
-from support import NEVER, Peer, drain, gantui, gantui_traceback, refused, wait_for_step, write_idx, write_images
+from support import (NEVER, Peer, gantui, gantui_traceback, read_until, refused, wait_for_step, wait_until, write_idx,
+                     write_images)
 
 QUICK = ["--batch-size", "16", "--device", "cpu", "--log-every", "5", "--eval-every", "0"]
 
@@ -99,8 +100,9 @@ def test_a_watchers_pause_holds_every_rank_and_sigterm_stops_them_at_one_step(tm
         peer.read(), peer.read()  # hello, snapshot
         peer.cmd("pause")
         paused = peer.until(lambda m: m["type"] == "paused" and m["paused"], timeout=120)
-        time.sleep(2.0)
-        assert rows(out)[-1]["step"] <= paused["step"] and status(out)["state"] == "paused"
+        wait_until(lambda: status(out)["state"] == "paused", what="status.json to say paused")
+        time.sleep(1.0)  # a window, not a wait: no row may come in it (the writer flushes rows once a second)
+        assert rows(out)[-1]["step"] <= paused["step"]
         peer.cmd("resume")
         peer.until(lambda m: m["type"] == "paused" and not m["paused"], timeout=60)
         wait_for_step(out, paused["step"] + 5, timeout=120)  # every rank trains again (they step together)
@@ -334,12 +336,9 @@ def test_under_plain_torchrun_ui_has_rank_0_draw_the_dashboard_and_q_stops_every
     screen = b""
     try:
         wait_for_step(out, 10, timeout=180)
-        screen += drain(main, 2)
-        assert b"TRAINING" in screen and b"batch 32 (2" in screen  # the dashboard, with the global batch
-        os.write(main, b"q")
-        deadline = time.monotonic() + 120
-        while job.poll() is None and time.monotonic() < deadline:
-            screen += drain(main, 0.5)
+        screen += read_until(main, lambda shown: b"TRAINING" in shown and b"batch 32 (2" in shown)
+        os.write(main, b"q")  # the dashboard, with the global batch, is up: q
+        screen += read_until(main, lambda _: job.poll() is not None, timeout=120)
         assert job.wait(timeout=5) == 0, screen[-3000:]
     finally:
         if job.poll() is None:
