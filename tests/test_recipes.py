@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import torch
 
-from gantui.cli import main
 from gantui.config import LOSSES, Config, ConfigError, check_live
 from gantui.engine.checkpoint import FORMAT, load_checkpoint
 from gantui.engine.gan import GAN
@@ -181,14 +180,11 @@ RECIPES = [["--loss", "minimax"], ["--loss", "hinge", "--spectral-norm"], ["--lo
 
 
 @pytest.mark.parametrize("recipe", RECIPES, ids=lambda r: " ".join(r))
-def test_every_recipe_trains_from_the_command_line(tmp_path, recipe, capsys):
-    """The command line's own path (main, in this process: what is checked is the recipe the flags
-    build and how it trains, no guarantee a fresh process must show; the train command's fresh-process
-    canary is test_the_default_recipe_trains_as_before_the_split)."""
+def test_every_recipe_trains_from_the_command_line(tmp_path, recipe):
     out = tmp_path / "run"
-    code = main(["--no-ui", *FAST, "--steps", "8", "--eval-every", "8", "--eval-n", "100", "--out", str(out), *recipe])
-    printed, err = capsys.readouterr()
-    assert code == 0, err
+    done = subprocess.run([sys.executable, "-m", "gantui", "--no-ui", *FAST, "--steps", "8", "--eval-every", "8",
+                           "--eval-n", "100", "--out", str(out), *recipe], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     metrics = [r for r in rows if "loss_d" in r]
     schema = json.loads((out / "config.json").read_text())["schema"]
@@ -197,7 +193,7 @@ def test_every_recipe_trains_from_the_command_line(tmp_path, recipe, capsys):
     assert len({r["loss_g"] for r in metrics}) == 4  # the losses move
     quality = [r for r in rows if r.get("event") == "quality"]
     assert quality and ("cond_acc" in quality[-1]) == ("--conditional" in recipe)
-    assert "quality at step 8" in printed
+    assert "quality at step 8" in done.stdout
 
 
 def test_d_steps_counts_batches_epochs_and_images(tiny_config):
@@ -303,16 +299,11 @@ def as_version_1(state: dict) -> dict:
             "rollbacks": 0, "d_won": 0}
 
 
-def test_a_version_1_checkpoint_resumes_exactly_and_samples(tmp_path, capsys):
-    """The run converted to version 1 and its resume are fresh processes (a guarantee; and a run
-    trained by main() here holds its directory's lock until this process ends); the straight run it is
-    compared with, and the sample and eval commands on it, are main() in this process (the commands
-    run in fresh processes in test_cli and test_evaluation)."""
+def test_a_version_1_checkpoint_resumes_exactly_and_samples(tmp_path):
     straight, old = tmp_path / "straight", tmp_path / "old"
-    run = ["--no-ui", *FAST, "--eval-every", "0"]
-    assert main([*run, "--out", str(straight), "--steps", "12"]) == 0
-    assert subprocess.run([sys.executable, "-m", "gantui", *run, "--out", str(old), "--steps", "6"],
-                          capture_output=True).returncode == 0
+    run = [sys.executable, "-m", "gantui", "--no-ui", *FAST, "--eval-every", "0"]
+    assert subprocess.run([*run, "--out", str(straight), "--steps", "12"], capture_output=True).returncode == 0
+    assert subprocess.run([*run, "--out", str(old), "--steps", "6"], capture_output=True).returncode == 0
     last = old / "checkpoints" / "last.pt"
     v1 = as_version_1(load_checkpoint(last))
     for path in (old / "checkpoints").iterdir():
@@ -327,12 +318,14 @@ def test_a_version_1_checkpoint_resumes_exactly_and_samples(tmp_path, capsys):
     for key in ("generator", "discriminator"):
         assert all(torch.equal(a["gan"][key][k], b["gan"][key][k]) for k in a["gan"][key]), key
     torch.save(v1, tmp_path / "v1.pt")
-    capsys.readouterr()
-    assert main(["sample", str(tmp_path / "v1.pt"), "--n", "16", "--out", str(tmp_path / "s.npy")]) == 0
+    sample = subprocess.run([sys.executable, "-m", "gantui", "sample", str(tmp_path / "v1.pt"), "--n", "16",
+                             "--out", str(tmp_path / "s.npy")], capture_output=True, text=True, timeout=300)
+    assert sample.returncode == 0, sample.stderr
     assert np.load(tmp_path / "s.npy").shape == (16, 28, 28)
-    capsys.readouterr()
-    assert main(["eval", str(tmp_path / "v1.pt"), "--n", "200", "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["fid_n"] == 200
+    scored = subprocess.run([sys.executable, "-m", "gantui", "eval", str(tmp_path / "v1.pt"), "--n", "200", "--json"],
+                            capture_output=True, text=True, timeout=300)
+    assert scored.returncode == 0, scored.stderr
+    assert json.loads(scored.stdout)["fid_n"] == 200
 
 
 def test_a_checkpoint_from_a_newer_gantui_is_refused_in_one_line(tmp_path, capsys):
