@@ -215,21 +215,34 @@ def test_the_history_of_a_long_run_covers_it_in_bounded_memory():
     assert {b - a for a, b in zip(older, older[1:])} == {history.stride}  # the older part evenly thinned
 
 
+def parsing_all(path: Path, rows: int, sample: int = 30_000) -> float:
+    """Seconds to parse every row of metrics.jsonl, extrapolated from `sample` rows: what reading
+    the whole file would cost on this machine, now (so the test holds on a slow or busy one)."""
+    began = time.perf_counter()
+    with open(path) as f:
+        for _, line in zip(range(sample), f):
+            json.loads(line)
+    return (time.perf_counter() - began) * rows / sample
+
+
 def test_runs_and_replay_read_a_run_of_millions_of_rows_quickly(tmp_path):
+    """`gantui runs` and a replay read the last MiB and 2,000 sampled lines, not the file: each
+    takes under a tenth of what parsing all 3 million rows takes on the same machine."""
     out = tmp_path / "run"
     RunDir(out).create().write_config({"producer": "loop", "schema": [{"title": "loss", "lines": [["a", "a", ".4g"]]}]})
     with open(out / "metrics.jsonl", "w") as f:
         block = 100_000
         for start in range(0, 3_000_000, block):
             f.write("".join(f'{{"step": {s}, "a": 0.5}}\n' for s in range(start + 1, start + block + 1)))
+    whole = parsing_all(out / "metrics.jsonl", 3_000_000)
     began = time.perf_counter()
     row = summary(RunDir(out))
     took = time.perf_counter() - began
-    assert row["step"] == 3_000_000 and took < 1.0, took
+    assert row["step"] == 3_000_000 and took < whole / 10, (took, whole)
     began = time.perf_counter()
     replay = replay_snapshot(RunDir(out))
     took = time.perf_counter() - began
-    assert replay.history[0]["step"] == 1 and replay.history[-1]["step"] == 3_000_000 and took < 1.0, took
+    assert replay.history[0]["step"] == 1 and replay.history[-1]["step"] == 3_000_000 and took < whole / 10, (took, whole)
     assert len(replay.history) <= 2000
 
 
