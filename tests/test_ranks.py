@@ -14,15 +14,10 @@ from pathlib import Path
 import pytest
 
 from gantui.engine.checkpoint import load_checkpoint
-from support import (NEVER, Peer, gantui, gantui_traceback, read_until, refused, wait_for_step, wait_until, write_idx,
-                     write_images)
+from support import (NEVER, Peer, gantui, gantui_traceback, read_until, refused, torchrun, wait_for_step, wait_until,
+                     write_idx, write_images)
 
 QUICK = ["--batch-size", "16", "--device", "cpu", "--log-every", "5", "--eval-every", "0"]
-
-
-def torchrun(*args: str, nproc: int = 2, launcher: tuple[str, ...] = ("--standalone",)) -> list[str]:
-    return [sys.executable, "-m", "torch.distributed.run", *launcher, f"--nproc-per-node={nproc}",
-            "-m", "gantui", *args]
 
 
 def rows(out: Path) -> list[dict]:
