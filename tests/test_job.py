@@ -180,3 +180,32 @@ def test_the_launchers_d_detaches_and_says_how_to_attach_again_and_how_to_stop_t
         assert load_checkpoint(out)["step"] == status(out)["step"]
     finally:
         end(launcher, main, out)
+
+
+def test_the_launchers_wait_for_its_job_stops_it_at_a_ctrl_c_and_ends_it_at_a_second():
+    """After q the launcher waits for the job to save and stop; a Ctrl-C there passes a stop on
+    (SIGTERM), a second ends the job's processes at once: no traceback, no job left behind. The
+    job here ignores SIGTERM, as a rank stuck in a save would."""
+    import threading
+
+    from gantui.cli.ranks import ended
+
+    job = subprocess.Popen([sys.executable, "-c", "import signal, time\n"
+                            "signal.signal(signal.SIGTERM, signal.SIG_IGN)\nprint(flush=True)\ntime.sleep(600)"],
+                           stdout=subprocess.PIPE, start_new_session=True)
+    job.stdout.readline()  # its SIGTERM handler is in place
+
+    def interrupt() -> None:
+        for _ in range(2):
+            time.sleep(0.3)  # the pace of a person's two Ctrl-Cs; the wait is the function's
+            os.kill(os.getpid(), signal.SIGINT)
+
+    pressing = threading.Thread(target=interrupt)
+    pressing.start()
+    try:
+        code = ended(job)
+    finally:
+        pressing.join()
+        if job.poll() is None:
+            job.kill()
+    assert code == 130 and job.returncode == -signal.SIGKILL

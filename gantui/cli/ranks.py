@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import gc
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -180,18 +181,34 @@ def launch(argv: list[str], args: argparse.Namespace, ui: bool) -> int:
         path = served(out, job)
     except KeyboardInterrupt:  # the job is this launcher's: a Ctrl-C before the dashboard stops it, saved
         job.terminate()  # torchrun passes it to every rank
-        job.wait()
-        return 130
+        return ended(job) or 130
     if path is None:
         sys.stderr.write((out / "gantui.log").read_text(errors="replace")[-2000:])
         return job.returncode
-    code = dashboard(path)
+    code = dashboard(path, out)
     if job.poll() is None and code == DETACHED:
-        print(f"gantui: detached; the job goes on ({n} processes). Attach again: gantui watch {out}   "
-              f"Stop it, saved: gantui stop {out}", flush=True)
+        print(f"gantui: detached; the job goes on ({n} processes). {how_to_reach(out)}", flush=True)
         return 0
-    job.wait()  # q: every rank stopped at one step and saved; the launcher ends with the job
-    return job.returncode or code
+    return ended(job) or code  # q: every rank stopped at one step and saved; the launcher ends with the job
+
+
+def how_to_reach(out: Path) -> str:
+    return f"Attach again: gantui watch {out}   Stop it, saved: gantui stop {out}"
+
+
+def ended(job: subprocess.Popen) -> int:
+    """The job's exit code, waited for. A Ctrl-C meanwhile stops every rank, saved (torchrun passes
+    SIGTERM on); a second ends the job's processes at once. Never a traceback."""
+    try:
+        return job.wait()
+    except KeyboardInterrupt:
+        job.terminate()
+    try:
+        return job.wait()
+    except KeyboardInterrupt:
+        os.killpg(job.pid, signal.SIGKILL)  # the job's own session: torchrun and every rank
+        job.wait()
+        return 130
 
 
 DETACHED = -1  # the dashboard left the job running (d, or its terminal hung up)
@@ -214,7 +231,7 @@ def served(out: Path, job: subprocess.Popen) -> Path | None:
     return None
 
 
-def dashboard(path: Path) -> int:
+def dashboard(path: Path, out: Path) -> int:
     """The job's dashboard, as its owner: q stops every rank, saved; d leaves the job running."""
     from gantui.run.client import socket_link
     from gantui.ui.app import GanApp
@@ -222,7 +239,7 @@ def dashboard(path: Path) -> int:
     app = GanApp(socket_link(path), job=True)
     code = app.run()
     if app.lost and app.started is None:
-        fail(app.lost)
+        fail(f"{app.lost}; the job goes on. {how_to_reach(out)}")
     if app.detached:
         return DETACHED
     return code if code is not None else app.exit_code()
