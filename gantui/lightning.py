@@ -68,7 +68,7 @@ class GantuiLogger(Logger):  # type: ignore[misc,valid-type]
         """The gantui run (made at first use, on rank zero)."""
         if self._run is None:
             # without the callback nothing runs on the other ranks: steered on rank 0 alone
-            self._run = init(name=self._name, out=self._out, ranks=self._steered, **self._init_args)
+            self._run = init(name=self._name, out=self._out, ranks=self._steered, reinit=False, **self._init_args)
         return self._run
 
     @property

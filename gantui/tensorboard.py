@@ -36,7 +36,7 @@ class SummaryWriter:
             stamp = datetime.now().strftime("%b%d_%H-%M-%S")
             log_dir = Path("runs") / f"{stamp}_{socket.gethostname()}{comment}"
         self.log_dir = str(log_dir)
-        self.run = init(name=Path(self.log_dir).name, out=self.log_dir)
+        self.run = init(name=Path(self.log_dir).name, out=self.log_dir, reinit=False)  # train and val writers side by side
         self._step: int | None = None
         self._row: dict[str, Any] = {}
         self._tags: set[str] = set()  # the tags given a value at the current step

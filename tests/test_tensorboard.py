@@ -62,6 +62,33 @@ NO_STEPS = textwrap.dedent("""
 """)
 
 
+TRAIN_AND_VAL = textwrap.dedent("""
+    import sys
+    from gantui.tensorboard import SummaryWriter
+
+    train = SummaryWriter(sys.argv[1] + "/train")  # the usual pair: one writer per split
+    val = SummaryWriter(sys.argv[1] + "/val")
+    for step in range(1, 6):
+        train.add_scalar("loss", 1.0 / step, step)
+        val.add_scalar("acc", step / 10, step)
+    train.close()  # val is left to the script's exit
+""")
+
+
+def test_a_train_and_a_val_writer_in_one_process_are_two_runs_that_each_keep_their_rows(tmp_path):
+    script, out = tmp_path / "tb.py", tmp_path / "tb"
+    script.write_text(TRAIN_AND_VAL)
+    proc = subprocess.run([sys.executable, str(script), str(out)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "init() again" not in proc.stderr  # the second writer finishes nothing
+    for split, key in (("train", "loss"), ("val", "acc")):
+        run = RunDir(out / split)
+        points = curves(run)
+        assert sum(r["steps"] for r in points) == 5 and points[-1]["step"] == 5 and key in points[-1], split
+        assert run_state(run) == "done"
+        assert run.read_status()["step"] == 5, split
+
+
 def test_calls_without_a_step_are_each_a_point_and_reach_the_file_at_exit_without_close(tmp_path):
     script, out = tmp_path / "tb.py", tmp_path / "tb"
     script.write_text(NO_STEPS)

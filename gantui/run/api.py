@@ -24,6 +24,7 @@ from gantui.run.publisher import Run
 from gantui.run.rundir import RunDirBusy, runs_root
 
 _open_runs: weakref.WeakSet[Any] = weakref.WeakSet()
+_owned: weakref.WeakSet[Any] = weakref.WeakSet()  # opened with reinit=False: no later init finishes them
 _uncaught: list[BaseException] = []  # what ended the script: an uncaught exception, sys.exit's SystemExit
 
 
@@ -47,17 +48,20 @@ def default_out(name: str) -> Path:
 
 def init(name: str | None = None, config: dict[str, Any] | None = None, out: str | os.PathLike | None = None, *,
          tunable: dict[str, float] | None = None, total_steps: int | None = None, device: str = "your loop",
-         serve: bool = True, quiet: bool = False, ranks: bool = True) -> Any:
+         serve: bool = True, quiet: bool = False, ranks: bool = True, reinit: bool = True) -> Any:
     """A run for a loop of your own: its directory (`out`, or a new one under the runs directory),
     served to `gantui watch` from the start. Prints how to watch it unless `quiet`. `ranks=False`:
     under torch.distributed this rank's run is steered alone, not with the other ranks (a
-    rank-zero-only logger with nothing on the other ranks to agree with)."""
+    rank-zero-only logger with nothing on the other ranks to agree with). `reinit=False`: leave
+    the runs already open in this process as they are, and this one is not finished by a later
+    `init` either (an adapter that owns its runs: TensorBoard's train and val writers)."""
     world = job() if ranks else None
     if world is None and global_rank() != 0:
         return NullRun()  # no process group to agree through
     given = Arguments(name, config, out, tunable, total_steps, device)  # read (or refused) before anything is held
     name, config, tunable, total_steps, device = given.name, given.config, given.tunable, given.total_steps, given.device
-    finish_previous()
+    if reinit:
+        finish_previous()
     path = given.out or default_out(name or "")
     try:
         if world is not None and world[0] != 0:  # rank 0's path reaches it at the first step boundary
@@ -76,6 +80,8 @@ def init(name: str | None = None, config: dict[str, Any] | None = None, out: str
         if not run.writes:
             return run
     _open_runs.add(run)
+    if not reinit:
+        _owned.add(run)
     if not quiet:
         print(f"gantui: publishing to {run.path}; watch it with: gantui watch {run.path}", file=sys.stderr, flush=True)
     _install_hooks()
@@ -93,9 +99,10 @@ def opened(run: Run, *args: Any) -> None:
 
 
 def finish_previous() -> None:
-    """A second `init` in one process (a notebook cell run twice) finishes the run before, as wandb does."""
+    """A second `init` in one process (a notebook cell run twice) finishes the run before, as wandb
+    does; not a run opened with `reinit=False`, whose adapter finishes it."""
     for run in list(_open_runs):
-        if not run._ended:
+        if not run._ended and run not in _owned:
             print(f"gantui: init() again: the previous run is finished ({run.path})", file=sys.stderr, flush=True)
             run.finish()
 
