@@ -123,6 +123,10 @@ def test_no_failure_kills_the_writer_or_raises_out_of_log(tmp_path, capfd):
     ("run = gantui.init(out=OUT)\nrun.log({'a': 1.0})\nsys.exit(1)", "error", "SystemExit: 1"),
     ("with gantui.init(out=OUT) as run:\n    sys.exit('bad data')", "error", "SystemExit: bad data"),
     ("run = gantui.init(out=OUT)\nrun.log({'a': 1.0})\nsys.exit(0)", "done", None),
+    # a sys.exit caught, and the loop went on: not how the script ended
+    ("run = gantui.init(out=OUT)\ntry:\n    sys.exit(2)\nexcept SystemExit:\n    pass\nrun.log({'a': 1.0})", "done", None),
+    ("run = gantui.init(out=OUT)\ntry:\n    sys.exit(2)\nexcept SystemExit:\n    pass\nrun.log({'a': 1.0})\nsys.exit(3)",
+     "error", "SystemExit: 3"),
 ])
 def test_ctrl_c_is_stopped_and_a_failing_exit_an_error(tmp_path, ending, state, error):
     script(tmp_path, ending)

@@ -26,6 +26,7 @@ from gantui.run.rundir import RunDirBusy, runs_root
 _open_runs: weakref.WeakSet[Any] = weakref.WeakSet()
 _owned: weakref.WeakSet[Any] = weakref.WeakSet()  # opened with reinit=False: no later init finishes them
 _uncaught: list[BaseException] = []  # what ended the script: an uncaught exception, sys.exit's SystemExit
+_steps_at_exit: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()  # each open run's step at sys.exit
 
 
 def global_rank() -> int:
@@ -126,15 +127,26 @@ def _install_hooks() -> None:
 
     def exit(status: Any = None) -> Any:
         _uncaught.append(SystemExit(status))
+        _steps_at_exit.clear()
+        _steps_at_exit.update((run, run.step) for run in _open_runs)
         return previous_exit(status)
 
     sys.excepthook, sys.exit = excepthook, exit
 
     @atexit.register
     def finish_open_runs() -> None:
-        reason, error = ending(_uncaught[-1] if _uncaught else None)
+        last = _uncaught[-1] if _uncaught else None
+        if isinstance(last, SystemExit) and went_on():
+            last = None  # a sys.exit the script caught: the program went on, and ended normally
+        reason, error = ending(last)
         for run in list(_open_runs):
             if reason is None:
                 run.finish()
             else:
                 run._finish(reason, error)
+
+
+def went_on() -> bool:
+    """Whether a run logged (or one was opened) after the last `sys.exit`: then its SystemExit
+    was caught and is not what ended the script."""
+    return any(run not in _steps_at_exit or run.step != _steps_at_exit[run] for run in _open_runs)
