@@ -95,14 +95,9 @@ class SummaryWriter:
         self.add_images(tag, img_tensor, global_step, walltime, dataformats)
 
     def add_text(self, tag: str, text_string: str, global_step: int | None = None, *args: Any, **kwargs: Any) -> None:
-        from gantui.run import events as ev
-
         if self._closed:
             return
-        step = self._at(global_step)
-        if hasattr(self.run, "row"):
-            self.run.row({"event": "text", "step": step, "tag": tag, "text": str(text_string)})
-            self.run.publish(ev.Notice(f"{tag}: {text_string}"))
+        self.run.notice(text_string, self._at(global_step), tag=tag)
 
     def add_histogram(self, tag: str, values: Any, global_step: int | None = None, *args: Any, **kwargs: Any) -> None:
         """Four curves, `tag/mean`, `tag/std`, `tag/min` and `tag/max`: gantui draws no histograms."""

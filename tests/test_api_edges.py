@@ -116,6 +116,24 @@ def test_no_failure_kills_the_writer_or_raises_out_of_log(tmp_path, capfd):
     assert err.count("a watcher (broken) failed") == 1
 
 
+# -- text ------------------------------------------------------------------------------------
+def test_run_notice_is_a_text_row_and_a_notice_to_the_watchers(tmp_path):
+    from gantui.run.loop import NullRun
+
+    run = gantui.init(out=tmp_path / "run", serve=False, quiet=True)
+    seen: list = []
+    run.hub.subscribe(seen.append)
+    run.log({"loss": 1.0}, step=7)
+    run.notice("lr halved")  # at the last logged step
+    run.notice(42, step=9)
+    run.finish()
+    run.notice("after finish")  # ignored, as log() after finish()
+    assert [e.text for e in seen if isinstance(e, ev.Notice)] == ["lr halved", "42"]
+    texts = [r for r in RunDir(tmp_path / "run").read_metrics() if r.get("event") == "text"]
+    assert [(r["step"], r["text"]) for r in texts] == [(7, "lr halved"), (9, "42")]
+    NullRun().notice("on another rank: nothing")
+
+
 # -- how the loop ended ----------------------------------------------------------------------
 @pytest.mark.parametrize("ending, state, error", [
     ("run = gantui.init(out=OUT)\nrun.log({'a': 1.0})\nraise KeyboardInterrupt", "stopped", None),

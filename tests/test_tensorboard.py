@@ -50,6 +50,22 @@ def test_summary_writer_code_runs_in_gantui_by_changing_its_import(tmp_path, cap
     assert [p["title"] for p in run.read_config()["schema"]] == ["Loss", "D"]
 
 
+def test_add_text_is_a_text_row_and_a_notice_to_the_watchers(tmp_path):
+    from gantui.run import events as ev
+    from gantui.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(tmp_path / "tb")
+    seen: list = []
+    writer.run.hub.subscribe(seen.append)
+    writer.add_scalar("loss", 1.0, 3)
+    writer.add_text("note", "lr halved", 3)
+    writer.close()
+    writer.add_text("note", "after close", 4)  # ignored, as every call after close()
+    assert [e.text for e in seen if isinstance(e, ev.Notice)] == ["note: lr halved"]
+    texts = [r for r in RunDir(tmp_path / "tb").read_metrics() if r.get("event") == "text"]
+    assert [(r["step"], r["tag"], r["text"]) for r in texts] == [(3, "note", "lr halved")]
+
+
 NO_STEPS = textwrap.dedent("""
     import sys
     from gantui.tensorboard import SummaryWriter

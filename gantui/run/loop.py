@@ -166,6 +166,16 @@ class LoopAPI:
         """The config given to `init`; `run.config.update({...})` adds to it and to config.json."""
         return self.user_config
 
+    def notice(self, text: str, step: int | None = None, tag: str | None = None) -> None:
+        """A line of text for the run (TensorBoard's `add_text`): a `text` row of metrics.jsonl at
+        `step` (default: the last logged) and a notice to whoever watches, prefixed by `tag`."""
+        if self._ended or not self.writes:
+            return
+        text = str(text)
+        self.row({"event": "text", "step": self.step if step is None else int(step),
+                  **({"tag": tag} if tag is not None else {}), "text": text})
+        self.publish(ev.Notice(f"{tag}: {text}" if tag is not None else text))
+
     def flush(self) -> None:
         """What was logged so far out now: the pending row to the watchers and metrics.jsonl, the
         file written (the end of a Lightning stage, TensorBoard's `flush`). The run goes on."""
@@ -263,6 +273,7 @@ class NullRun:
     def on_save(self, fn: Callable[[], Any]) -> None: ...
     def on_set(self, fn: Callable[[dict[str, float]], Any]) -> None: ...
     def flush(self) -> None: ...
+    def notice(self, text: str, step: int | None = None, tag: str | None = None) -> None: ...
     def finish(self, error: str | None = None) -> None: ...
 
     @property
