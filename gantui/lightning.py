@@ -68,7 +68,8 @@ class GantuiLogger(Logger):  # type: ignore[misc,valid-type]
         """The gantui run (made at first use, on rank zero)."""
         if self._run is None:
             # without the callback nothing runs on the other ranks: steered on rank 0 alone
-            self._run = init(name=self._name, out=self._out, ranks=self._steered, reinit=False, **self._init_args)
+            self._run = init(name=self._name, out=self._out, ranks=self._steered, reinit=False,
+                             steer="poll" if self._steered else "log", **self._init_args)
         return self._run
 
     @property
@@ -137,6 +138,8 @@ class GantuiLogger(Logger):  # type: ignore[misc,valid-type]
     def callback(self) -> Callback:
         """The Trainer callback that honours a watcher's pause and stop (on every rank)."""
         self._steered = True
+        if hasattr(self._run, "_steer_on"):  # made before (log_hyperparams): joins the ranks all the same
+            self._run._steer_on, self._run._ranks_wanted = "poll", self._run._ranks is None
         return GantuiSteering(self)
 
 
@@ -155,12 +158,16 @@ class GantuiSteering(Callback):  # type: ignore[misc,valid-type]
     def on_train_batch_end(self, trainer: Any, *args: Any, **kwargs: Any) -> None:
         self._trainer = trainer
         if self._run is None:  # rank 0's run publishes; another rank's writes nothing but takes part
-            self._run = self.logger.experiment if trainer.is_global_zero else init(quiet=True)
+            self._run = self.logger.experiment if trainer.is_global_zero else init(quiet=True, steer="poll")
             self._run.on_save(self._save)
         run = self._run
-        run.poll(step=trainer.global_step)  # a pause waits here; saves and settings are done here
-        if run.should_stop and not trainer.should_stop:  # on every rank at this step
-            trainer.should_stop = trainer.strategy.reduce_boolean_decision(True, all=False)
+        run.poll(step=trainer.global_step)  # the step boundary on every rank: a pause waits here
+        if run.should_stop and not trainer.should_stop:
+            ranks = getattr(run, "_ranks", None)
+            if ranks is not None and not ranks.alone:  # agreed: every rank stops at this step, so all meet here
+                trainer.should_stop = trainer.strategy.reduce_boolean_decision(True, all=False)
+            else:  # steered alone: a collective here would meet another rank's gradients
+                trainer.should_stop = True
 
     def _save(self) -> str:
         path = f"{self._run.path}/checkpoints/step-{self._trainer.global_step}.ckpt"

@@ -49,13 +49,21 @@ def default_out(name: str) -> Path:
 
 def init(name: str | None = None, config: dict[str, Any] | None = None, out: str | os.PathLike | None = None, *,
          tunable: dict[str, float] | None = None, total_steps: int | None = None, device: str = "your loop",
-         serve: bool = True, quiet: bool = False, ranks: bool = True, reinit: bool = True) -> Any:
+         serve: bool = True, quiet: bool = False, ranks: bool = True, reinit: bool = True,
+         steer: str = "log") -> Any:
     """A run for a loop of your own: its directory (`out`, or a new one under the runs directory),
     served to `gantui watch` from the start. Prints how to watch it unless `quiet`. `ranks=False`:
     under torch.distributed this rank's run is steered alone, not with the other ranks (a
     rank-zero-only logger with nothing on the other ranks to agree with). `reinit=False`: leave
     the runs already open in this process as they are, and this one is not finished by a later
-    `init` either (an adapter that owns its runs: TensorBoard's train and val writers)."""
+    `init` either (an adapter that owns its runs: TensorBoard's train and val writers). With
+    `ranks=True` a run made before the process group joins the ranks at its first step boundary
+    once it is up. `steer`: which calls are step boundaries (a pause waits there; under
+    torch.distributed the ranks agree there): "log" (default) `log` and `poll`; "poll" `poll` alone,
+    for an integration that calls `poll` on every rank at the same points and `log` on some
+    (Lightning's callback)."""
+    if steer not in ("log", "poll"):
+        raise ValueError(f"gantui: init(steer=...) takes 'log' or 'poll', not {steer!r}")
     world = job() if ranks else None
     if world is None and global_rank() != 0:
         return NullRun()  # no process group to agree through
@@ -76,6 +84,7 @@ def init(name: str | None = None, config: dict[str, Any] | None = None, out: str
             return NullRun()
         run = Run(path, serve=False, lock=False, write=False)  # rank 0 still takes part in the steering
         run.open_loop(name or path.name, dict(config or {}), dict(tunable or {}), total_steps, device)
+    run._steer_on, run._ranks_wanted = steer, ranks and world is None
     if world is not None:
         run._ranks = LoopRanks(run, *world)
         if not run.writes:

@@ -16,6 +16,7 @@ signal handler.
 """
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -57,6 +58,9 @@ class LoopAPI:
     """The calls a user's loop makes; mixed into `Run` (publisher.py), whose parts it uses."""
 
     _ranks: Any = None  # under torch.distributed: the agreement at the step boundaries (loopranks.py)
+    _ranks_wanted = False  # init(ranks=True) before torch.distributed was up: _ranks made once it is
+    _steer_on = "log"  # init(steer=...): "log": log() and poll() are step boundaries; "poll": poll() alone
+    _boundary_thread: int | None = None  # the thread whose boundaries do the ranks' exchange
 
     def open_loop(self, name: str, config: dict[str, Any], tunable: dict[str, float],
                   total_steps: int | None, device: str) -> None:
@@ -104,7 +108,7 @@ class LoopAPI:
             due = self.writes and self.combiner.add(metrics, self.step)  # another rank's run writes nothing
         if due:
             self._flush_row(wait=False)
-        self.poll()
+        self._boundary(None, "log")
 
     def log_images(self, images: Any, step: int | None = None) -> None:
         """A batch of images (NCHW or NHWC, float in [-1, 1] or [0, 1], or uint8): copied only as
@@ -137,10 +141,29 @@ class LoopAPI:
         """A step boundary with nothing to log: a watcher's pause waits here, a save or a setting
         is done here (`log` does this itself). Under torch.distributed every rank calls it (or
         `log`) at its steps, and `step` (default: the last logged) is how far this rank has come."""
+        self._boundary(step, "poll")
+
+    def _boundary(self, step: int | None, by: str) -> None:
+        """A step boundary (after `finish`, none). Under torch.distributed the ranks' exchange is
+        done by the first thread that reached a boundary alone (collectives from two threads would
+        cross); the agreement is made at the first boundary once torch.distributed is up."""
+        if self._ended or by == "log" and self._steer_on == "poll":
+            return
         ranks = self._ranks
-        if ranks is not None and not ranks.alone:
-            ranks.boundary(self.step if step is None else step)
-        elif self.controls.asked:
+        if ranks is not None and not ranks.alone or ranks is None and self._ranks_wanted:
+            me = threading.get_ident()
+            with self.rows.lock:
+                self._boundary_thread = self._boundary_thread or me
+            if me != self._boundary_thread:
+                return
+            if ranks is None:
+                from gantui.run.loopranks import made_late
+
+                ranks = self._ranks = made_late(self)  # None until torch.distributed is up
+            if ranks is not None and not ranks.alone:
+                ranks.boundary(self.step if step is None else step)
+                return
+        if self.controls.asked:
             self._steer()
 
     @property

@@ -29,6 +29,13 @@ def job() -> tuple[int, int] | None:
     return dist.get_rank(), dist.get_world_size()
 
 
+def made_late(run: Any) -> LoopRanks | None:
+    """The agreement of a run made before torch.distributed was up (`init(ranks=True)` on rank 0
+    before the process group, as Lightning's logger is), at its first boundary once it is."""
+    world = job()
+    return None if world is None else LoopRanks(run, *world)
+
+
 class LoopSide:
     """A loop's run as the protocol sees it (agreement.Side)."""
 
@@ -89,6 +96,9 @@ class LoopRanks:
         if step > self.at:
             self.at = step
         if self.at < self.next or self.alone:
+            return
+        if job() is None:  # the process group destroyed (a last log after it, at exit): alone, quietly
+            self.alone = True
             return
         side, main = self.side, self.ranks.main
         pending = side.pending() if main else {}
