@@ -375,7 +375,9 @@ def scripted_app(engine=ScriptedEngine, clock=lambda: 0.0) -> GanApp:
 
 
 # -- torchrun ------------------------------------------------------------------------------
-def torchrun(*args: str, nproc: int = 2, launcher: tuple[str, ...] = ("--standalone",)) -> list[str]:
-    """The command line of a torchrun job of `python -m gantui ARGS` (gloo on the CPU)."""
+def torchrun(*args: str, nproc: int = 2, launcher: tuple[str, ...] = ("--standalone",),
+             program: tuple[str, ...] = ("-m", "gantui")) -> list[str]:
+    """The command line of a torchrun job of `python -m gantui ARGS` (gloo on the CPU); `program=()`:
+    of ARGS, a script and its arguments."""
     return [sys.executable, "-m", "torch.distributed.run", *launcher, f"--nproc-per-node={nproc}",
-            "-m", "gantui", *args]
+            *program, *args]

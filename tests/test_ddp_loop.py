@@ -6,13 +6,12 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import textwrap
 import time
 from pathlib import Path
 
 from gantui.engine.checkpoint import load_checkpoint
-from support import NEVER, Peer, gantui, gantui_traceback, wait_for_step
+from support import NEVER, Peer, gantui, gantui_traceback, torchrun, wait_for_step
 
 # The README's loop, under DDP, with a process group whose timeout (5 s) a pause outlasts.
 LOOP = textwrap.dedent("""
@@ -53,11 +52,10 @@ LOOP = textwrap.dedent("""
 """)
 
 
-def torchrun(*program: str | Path) -> subprocess.Popen:
+def launch(*program: str | Path) -> subprocess.Popen:
     """A 2-process gloo job of `program` (a script and its arguments, or `-m gantui ...`)."""
-    return subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-                             *map(str, program)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+    return subprocess.Popen(torchrun(*map(str, program), program=()), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
 
 
 def started(job: subprocess.Popen, out: Path) -> None:
@@ -75,7 +73,7 @@ def start_job(tmp_path: Path, script_text: str = LOOP) -> tuple[Path, Path, subp
     script, out, report = tmp_path / "script.py", tmp_path / "run", tmp_path / "report"
     script.write_text(script_text)
     report.mkdir()
-    job = torchrun(script, out, report)
+    job = launch(script, out, report)
     try:
         started(job, out)
     except BaseException:
@@ -99,10 +97,10 @@ def kill(job: subprocess.Popen) -> None:
                 pass
 
 
-def ended(job: subprocess.Popen) -> str:
-    """The job's stderr once it ends by itself: exit 0, no traceback of gantui's (killed at 300 s)."""
+def ended(job: subprocess.Popen, timeout: float = 300) -> str:
+    """The job's stderr once it ends by itself: exit 0, no traceback of gantui's (killed at `timeout`)."""
     try:
-        _, err = job.communicate(timeout=300)
+        _, err = job.communicate(timeout=timeout)
     except BaseException:
         kill(job)
         raise
@@ -159,7 +157,7 @@ def test_a_pause_outlasting_the_groups_timeout_holds_every_rank_and_a_save_or_se
 
 
 # A GAN in Lightning, trained by 2 CPU processes (DDP), steered through GantuiLogger's callback.
-LIGHTNING = textwrap.dedent("""
+LIGHTNING_GAN = textwrap.dedent("""
     import json, sys, torch
     try:
         import lightning.pytorch as pl
@@ -191,12 +189,32 @@ LIGHTNING = textwrap.dedent("""
         def on_fit_end(self):
             json.dump({"last": self.global_step}, open(f"{sys.argv[2]}/rank{self.global_rank}.json", "w"))
 
+    def trainer(logger, **kwargs):
+        return pl.Trainer(strategy="ddp", accelerator="cpu", devices=2, max_steps=10**9, logger=logger,
+                          callbacks=[logger.callback()], log_every_n_steps=1, enable_progress_bar=False,
+                          enable_checkpointing=False, enable_model_summary=False, **kwargs)
+""")
+LIGHTNING = LIGHTNING_GAN + textwrap.dedent("""
     if __name__ == "__main__":
         logger = GantuiLogger(name="gan", out=sys.argv[1], quiet=True)
-        trainer = pl.Trainer(strategy="ddp", accelerator="cpu", devices=2, max_steps=10**9, logger=logger,
-                             callbacks=[logger.callback()], log_every_n_steps=1, enable_progress_bar=False,
-                             enable_checkpointing=False, enable_model_summary=False)
-        trainer.fit(GAN())
+        trainer(logger).fit(GAN())
+""")
+# As many scripts do: hyperparameters logged before the process group is up, a validation before fit
+# (rank 0's logger logs while rank 1 has not come to its first batch).
+LIGHTNING_ORDINARY = LIGHTNING_GAN + textwrap.dedent("""
+    class Validated(GAN):
+        def validation_step(self, batch, index):
+            self.log("val/D", self.D(batch).mean())
+
+        val_dataloader = GAN.train_dataloader
+
+    if __name__ == "__main__":
+        logger = GantuiLogger(name="gan", out=sys.argv[1], quiet=True)
+        logger.log_hyperparams({"lr": 0.01})
+        model = Validated()
+        run = trainer(logger, limit_val_batches=2, check_val_every_n_epoch=10**6)
+        run.validate(model)
+        run.fit(model)
 """)
 
 
@@ -216,6 +234,22 @@ def test_a_lightning_gan_under_ddp_saves_through_lightning_and_every_rank_stops_
     ended(job)
     first, second = ranks(report)
     assert first["last"] == second["last"]
+
+
+def test_a_lightning_script_that_logs_hyperparameters_and_validates_before_fit_is_stopped_on_every_rank_at_one_step(
+        tmp_path):
+    out, report, job = start_job(tmp_path, LIGHTNING_ORDINARY)
+    try:
+        wait_for_step(out, 10)
+        assert gantui("stop", str(out), timeout=120).returncode == 0
+    except BaseException:
+        kill(job)
+        raise
+    err = ended(job, timeout=120)  # before: rank 0 steered alone, its stop met rank 1's all-reduce and hung
+    first, second = ranks(report)
+    assert first["last"] == second["last"], err[-3000:]
+    assert "did not call gantui.init" not in err and "alone" not in err, err[-3000:]
+    assert json.loads((out / "status.json").read_text())["state"] == "stopped"
 
 
 # A tiny DDP model on 2 gloo processes; the scripts below add their loops.
@@ -285,7 +319,7 @@ QUICK = ["--batch-size", "16", "--device", "cpu", "--log-every", "5", "--eval-ev
 
 def test_the_trainers_save_and_setting_pressed_while_paused_are_done_at_once_on_every_rank(tmp_path):
     out = tmp_path / "run"
-    job = torchrun("-m", "gantui", "--no-ui", "--out", out, "--steps", NEVER, "--save-every", NEVER, *QUICK)
+    job = launch("-m", "gantui", "--no-ui", "--out", out, "--steps", NEVER, "--save-every", NEVER, *QUICK)
     try:
         started(job, out)
         wait_for_step(out, 10, timeout=300)
