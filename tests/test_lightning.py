@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 
 import pytest
@@ -16,6 +17,7 @@ import pytest
 from gantui.run.rundir import RunDir
 from gantui.run.runs import run_state
 from support import gantui as gantui_cli
+from support import wait_until
 
 PACKAGES = [name for name in ("lightning", "pytorch_lightning") if importlib.util.find_spec(name) is not None]
 MODULES = {"lightning": "lightning.pytorch", "pytorch_lightning": "pytorch_lightning"}
@@ -194,3 +196,37 @@ def test_ctrl_c_in_a_lightning_fit_records_the_run_as_stopped(tmp_path):
     finally:
         proc.kill()
     assert run_state(RunDir(out)) == "stopped"
+
+
+def returns(call, timeout: float = 30) -> bool:
+    """`call()` came back within `timeout` (a pause would hold it)."""
+    thread = threading.Thread(target=call, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    return not thread.is_alive()
+
+
+def test_under_steer_poll_a_pause_holds_poll_not_log_and_poll_after_finish_does_nothing(tmp_path):
+    """The callback's mode (init(steer='poll')): what the logger logs is no step boundary."""
+    import gantui
+
+    run = gantui.init(out=tmp_path / "run", quiet=True, serve=False, steer="poll")
+    run.controls.pause()
+    assert returns(lambda: run.log({"loss": 1.0}))
+    held = threading.Thread(target=run.poll, daemon=True)
+    held.start()
+    wait_until(lambda: RunDir(tmp_path / "run").read_status()["state"] == "paused", what="poll to hold the pause")
+    run.controls.resume()
+    held.join(30)
+    assert not held.is_alive()
+    with pytest.raises(ValueError, match="steer"):
+        gantui.init(out=tmp_path / "other", quiet=True, serve=False, steer="every")
+
+
+def test_poll_after_finish_does_nothing_as_log(tmp_path):
+    import gantui
+
+    run = gantui.init(out=tmp_path / "run", quiet=True, serve=False)
+    run.finish()
+    run.controls.pause()
+    assert returns(run.poll)  # before: a pause pressed after the end held poll() for ever
