@@ -16,7 +16,6 @@ signal handler.
 """
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -24,6 +23,7 @@ from typing import Any
 from gantui.run import events as ev
 from gantui.run import images as img
 from gantui.run.arguments import RunConfig, json_ready
+from gantui.run.loopranks import ranks_boundary
 from gantui.run.rows import Rows
 
 GRID_INTERVAL = 10.0  # seconds between the sample grids a loop's images leave in samples/
@@ -144,25 +144,11 @@ class LoopAPI:
         self._boundary(step, "poll")
 
     def _boundary(self, step: int | None, by: str) -> None:
-        """A step boundary (after `finish`, none). Under torch.distributed the ranks' exchange is
-        done by the first thread that reached a boundary alone (collectives from two threads would
-        cross); the agreement is made at the first boundary once torch.distributed is up."""
+        """A step boundary (after `finish`, none; `log`'s, not under `init(steer="poll")`)."""
         if self._ended or by == "log" and self._steer_on == "poll":
             return
-        ranks = self._ranks
-        if ranks is not None and not ranks.alone or ranks is None and self._ranks_wanted:
-            me = threading.get_ident()
-            with self.rows.lock:
-                self._boundary_thread = self._boundary_thread or me
-            if me != self._boundary_thread:
-                return
-            if ranks is None:
-                from gantui.run.loopranks import made_late
-
-                ranks = self._ranks = made_late(self)  # None until torch.distributed is up
-            if ranks is not None and not ranks.alone:
-                ranks.boundary(self.step if step is None else step)
-                return
+        if (self._ranks is not None or self._ranks_wanted) and ranks_boundary(self, step):
+            return
         if self.controls.asked:
             self._steer()
 

@@ -10,6 +10,7 @@ import itertools
 import math
 import os
 import sys
+import threading
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -29,11 +30,25 @@ def job() -> tuple[int, int] | None:
     return dist.get_rank(), dist.get_world_size()
 
 
-def made_late(run: Any) -> LoopRanks | None:
-    """The agreement of a run made before torch.distributed was up (`init(ranks=True)` on rank 0
-    before the process group, as Lightning's logger is), at its first boundary once it is."""
-    world = job()
-    return None if world is None else LoopRanks(run, *world)
+def ranks_boundary(run: Any, step: float | None) -> bool:
+    """A run's step boundary among the ranks; False: no agreement (none yet, or steered alone).
+    A run made before torch.distributed was up (`init(ranks=True)` on rank 0 before the process
+    group, as Lightning's logger is) joins at its first boundary once it is. The exchange is done
+    by the first thread that reached a boundary alone: collectives from two threads would cross."""
+    if run._ranks is None:
+        with run.rows.lock:  # one agreement, whichever thread comes first
+            world = run._ranks is None and job()
+            if world:
+                run._ranks = LoopRanks(run, *world)
+    ranks = run._ranks
+    if ranks is None or ranks.alone:
+        return False
+    me = threading.get_ident()
+    with run.rows.lock:
+        run._boundary_thread = run._boundary_thread or me
+    if me == run._boundary_thread:
+        ranks.boundary(run.step if step is None else step)
+    return True
 
 
 class LoopSide:
