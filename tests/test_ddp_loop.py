@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from gantui.engine.checkpoint import load_checkpoint
-from support import NEVER, Peer, gantui, gantui_traceback, torchrun, wait_for_step
+from support import NEVER, Peer, gantui, gantui_traceback, torchrun, wait_for_step, wait_until
 
 # The README's loop, under DDP, with a process group whose timeout (5 s) a pause outlasts.
 LOOP = textwrap.dedent("""
@@ -86,6 +86,15 @@ def ranks(report: Path) -> list[dict]:
     return [json.loads((report / f"rank{rank}.json").read_text()) for rank in (0, 1)]
 
 
+def reports(report: Path) -> list[dict]:
+    """The ranks' reports as far as written: a rank's own at the agreed step may come a moment
+    after rank 0 tells the watchers (an empty one while it is being written)."""
+    try:
+        return ranks(report)
+    except (OSError, ValueError):
+        return [{}]
+
+
 def kill(job: subprocess.Popen) -> None:
     """A job the test gave up on, ended with its ranks: SIGTERM (torchrun passes it on), then SIGKILL."""
     for sig, wait in ((signal.SIGTERM, 60), (signal.SIGKILL, 60)):
@@ -137,6 +146,7 @@ def test_a_pause_outlasting_the_groups_timeout_holds_every_rank_and_a_save_or_se
         peer.until(lambda m: m["type"] == "saved")
         peer.cmd("set", values={"lr": 0.5})
         peer.until(lambda m: m["type"] == "settings")
+        wait_until(lambda: all(d.get("set") for d in reports(report)), what="every rank to do the setting")
         done = ranks(report)  # both ranks did them, at the step they paused at, while paused
         assert [d["saved"] for d in done] == [[paused["step"]]] * 2
         assert [d["set"] for d in done] == [[[paused["step"], 0.5]]] * 2
