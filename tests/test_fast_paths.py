@@ -11,7 +11,7 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from gantui.engine.device import use_bf16
+from gantui.engine.device import cpu_threads, use_bf16
 from gantui.engine.models import ConvTranspose2d, Discriminator, Dropout
 from gantui.engine.trainer import Trainer
 
@@ -138,6 +138,15 @@ def test_precision_choice():
     assert use_bf16("bf16", cpu) and not use_bf16("fp32", cpu)
     assert not use_bf16("fp32", cuda)
     assert use_bf16("auto", cpu) == bool(getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)())
+
+
+def test_cpu_threads_follow_omp_num_threads_else_the_cores_shared_among_a_machines_ranks(monkeypatch):
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
+    assert cpu_threads({}) == 4
+    assert cpu_threads({"LOCAL_WORLD_SIZE": "2"}) == 2  # two ranks on four cores: two threads each
+    assert cpu_threads({"LOCAL_WORLD_SIZE": "8"}) == 1
+    assert cpu_threads({"OMP_NUM_THREADS": "3", "LOCAL_WORLD_SIZE": "2"}) == 3  # the user's, or torchrun's 1
+    assert cpu_threads({"OMP_NUM_THREADS": "many"}) == 4
 
 
 @pytest.mark.parametrize("precision", ["bf16", "fp32"])

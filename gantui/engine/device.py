@@ -4,6 +4,7 @@ from __future__ import annotations
 import ctypes
 import os
 import platform
+from collections.abc import Mapping
 
 import torch
 
@@ -64,15 +65,34 @@ def keep_freed_memory() -> bool:
     return bool(libc.mallopt(M_MMAP_THRESHOLD, 32 << 20) and libc.mallopt(M_TRIM_THRESHOLD, 1 << 30))
 
 
+def cpu_threads(environ: Mapping[str, str] = os.environ) -> int | None:
+    """The threads a CPU run takes: OMP_NUM_THREADS when it is set (torchrun sets 1 for several
+    ranks a machine), else the cores this process may use shared among the job's ranks on this
+    machine (torch counts the machine's cores, which oversubscribes a container, a `taskset` or
+    two ranks: their threads wait on each other's, 3x slower measured on 2 cores beside one busy
+    process); None where the cores cannot be known."""
+    try:
+        return max(int(environ["OMP_NUM_THREADS"]), 1)
+    except (KeyError, ValueError):
+        pass
+    if not hasattr(os, "sched_getaffinity"):
+        return None
+    try:
+        ranks = max(int(environ.get("LOCAL_WORLD_SIZE", "1")), 1)
+    except ValueError:
+        ranks = 1
+    return max(len(os.sched_getaffinity(0)) // ranks, 1)
+
+
 def configure_backend(device: torch.device) -> None:
-    """TF32 and cuDNN autotuning on CUDA; on the CPU one thread per core this process may use
-    (torch counts the machine's cores, which oversubscribes a container or a `taskset`), and
-    freed memory kept for reuse."""
+    """TF32 and cuDNN autotuning on CUDA; on the CPU `cpu_threads` threads and freed memory
+    kept for reuse."""
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
         torch.backends.cudnn.benchmark = True
     elif device.type == "cpu":
-        if hasattr(os, "sched_getaffinity"):
-            torch.set_num_threads(max(len(os.sched_getaffinity(0)), 1))
+        threads = cpu_threads()
+        if threads:
+            torch.set_num_threads(threads)
         keep_freed_memory()
