@@ -1,6 +1,13 @@
 from __future__ import annotations
 
+import os
+
 import pytest
+
+# Every process of the suite, this one and the runs it starts, trains on one thread: the tests run
+# side by side (pytest-xdist), and processes of two threads each on two cores wait on each other's
+# threads (gantui.engine.device.cpu_threads reads this, as torch does).
+os.environ["OMP_NUM_THREADS"] = "1"
 
 from gantui.config import Config
 

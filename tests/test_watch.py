@@ -112,46 +112,56 @@ def test_a_client_that_never_reads_does_not_slow_training_and_is_dropped(tmp_pat
     # No classifier loading midway: RSS is the queue's. The run's stdout is not read until the end
     # either: its pipe fills (~30 s here), and neither the trainer nor the server may wait for it.
     proc = start(out, "--steps", "1000000", "--eval-every", "0")
-    wait_for_step(out, 10)
-    t0, s0 = time.monotonic(), last_step(out)
-    time.sleep(6)  # a measurement, not a wait: the rate before the stuck client
-    before = (last_step(out) - s0) / (time.monotonic() - t0)
-    stuck = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    stuck.connect(str(out / "gantui.sock"))
-    stuck.sendall(b'{"cmd": "preview", "count": 64}\n')  # ~67 KB a preview, never read
-    rss = lambda: int(next(line.split()[1] for line in Path(f"/proc/{proc.pid}/status").read_text().splitlines()  # noqa: E731
-                           if line.startswith("VmRSS")))
-    rss_start = rss()
-    t1, s1 = time.monotonic(), last_step(out)
-    other = Peer(out)  # another watcher, which reads, resamples: a 64-digit preview each time, sent to all
-    def keep_reading() -> None:
-        with contextlib.suppress(OSError):
-            while other.read() is not None:
-                pass
+    try:
+        wait_for_step(out, 10)
+        t0, s0 = time.monotonic(), last_step(out)
+        time.sleep(6)  # a measurement, not a wait: the rate before the stuck client
+        before = (last_step(out) - s0) / (time.monotonic() - t0)
+        stuck = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        stuck.connect(str(out / "gantui.sock"))
+        stuck.sendall(b'{"cmd": "preview", "count": 64}\n')  # ~67 KB a preview, never read
+        rss = lambda: int(next(line.split()[1] for line in Path(f"/proc/{proc.pid}/status").read_text().splitlines()  # noqa: E731
+                               if line.startswith("VmRSS")))
+        rss_start = rss()
+        t1, s1 = time.monotonic(), last_step(out)
+        other = Peer(out)  # another watcher, which reads, resamples: a 64-digit preview each time, sent to all
+        def keep_reading() -> None:
+            with contextlib.suppress(OSError):
+                while other.read() is not None:
+                    pass
 
-    reader = threading.Thread(target=keep_reading, daemon=True)
-    reader.start()
-    for _ in range(250):  # 25 s, past the drain timeout (20 s)
-        other.cmd("resample")
-        time.sleep(0.1)
-    other.close()
-    during = (last_step(out) - s1) / (time.monotonic() - t1)
-    # A blocked trainer would be ~0. 10 resamples a second each cost a 64-digit preview, and the run's
-    # server encodes it twice while the trainer waits for the GIL: 0.60-0.77 measured on 2 cores.
-    assert during > 0.5 * before, (before, during)
-    assert rss() - rss_start < 100_000  # kB: the client's queue is bounded
-    stuck.settimeout(30)
-    received = 0
-    with contextlib.suppress(ConnectionResetError):
-        while chunk := stuck.recv(1 << 20):  # what the kernel still held for it, then the end: dropped
-            received += len(chunk)
-    print("stuck client read", received, "bytes after", time.monotonic() - t1, "s")
-    assert proc.poll() is None
-    proc.terminate()
-    printed, err = proc.communicate(timeout=60)
-    assert "Traceback" not in err
-    assert "was dropped: not reading" in printed  # the notice, in the run's own log
+        reader = threading.Thread(target=keep_reading, daemon=True)
+        reader.start()
+        for _ in range(250):  # 25 s, past the drain timeout (20 s)
+            other.cmd("resample")
+            time.sleep(0.1)
+        other.close()
+        during = (last_step(out) - s1) / (time.monotonic() - t1)
+        # A trainer blocked by the stuck client stalls until the drain timeout drops it (20 s). 10
+        # resamples a second each cost a 64-digit preview, and the run's server encodes it twice while
+        # the trainer waits for the GIL: 0.60-0.77 of the rate before measured on 2 idle cores; the
+        # suite's other tests beside it (pytest-xdist) load the machine unevenly, hence the margin.
+        rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+        times = [row["time"] for row in rows if row["step"] > s1 and "loss_d" in row]
+        assert len(times) > 10 and max(b - a for a, b in zip(times, times[1:])) < 8, times
+        assert during > 0.3 * before, (before, during)
+        assert rss() - rss_start < 100_000  # kB: the client's queue is bounded
+        stuck.settimeout(30)
+        received = 0
+        with contextlib.suppress(ConnectionResetError):
+            while chunk := stuck.recv(1 << 20):  # what the kernel still held for it, then the end: dropped
+                received += len(chunk)
+        print("stuck client read", received, "bytes after", time.monotonic() - t1, "s")
+        assert proc.poll() is None
+        proc.terminate()
+        printed, err = proc.communicate(timeout=60)
+        assert "Traceback" not in err
+        assert "was dropped: not reading" in printed  # the notice, in the run's own log
+    finally:
+        if proc.poll() is None:  # a failed assert left it training beside the tests after it
+            proc.kill()
+            proc.wait()
 
 
 @pytest.mark.skipif(os.getuid() != 0, reason="needs root to become another user")
