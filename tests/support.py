@@ -66,10 +66,14 @@ def start(out: Path, *args: str) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+def metrics_rows(out: Path) -> list[dict]:
+    """Every line of the run's metrics.jsonl (rows and events), as written so far."""
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line.strip()]
+
+
 def last_step(out: Path) -> int:
     """The step of the run's last metrics row."""
-    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line.strip()]
-    return max(r["step"] for r in rows if "loss_d" in r)
+    return max(r["step"] for r in metrics_rows(out) if "loss_d" in r)
 
 
 class Peer:

@@ -12,13 +12,9 @@ import time
 from pathlib import Path
 
 from gantui.engine.checkpoint import load_checkpoint
-from support import NEVER, TERM, drain, gantui, gantui_traceback, torchrun, wait_for_step
+from support import NEVER, TERM, drain, gantui, gantui_traceback, metrics_rows, torchrun, wait_for_step
 
 QUICK = ["--batch-size", "16", "--device", "cpu", "--log-every", "5", "--eval-every", "0"]
-
-
-def lines(out: Path) -> list[dict]:
-    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line.strip()]
 
 
 def status(out: Path) -> dict:
@@ -61,7 +57,7 @@ def test_under_rank_0s_clock_a_job_rolled_back_logs_again_at_once_and_a_stop_the
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
         def after_rollback() -> list[dict]:
-            got = lines(out) if (out / "metrics.jsonl").exists() else []
+            got = metrics_rows(out) if (out / "metrics.jsonl").exists() else []
             marks = [i for i, row in enumerate(got) if row.get("event") == "rollback"]
             later = [row for row in got[marks[0] + 1:] if "event" not in row] if marks else []
             return [got[marks[0]], later[0]] if later else []
@@ -78,7 +74,7 @@ def test_under_rank_0s_clock_a_job_rolled_back_logs_again_at_once_and_a_stop_the
     assert job.returncode == 0, err[-2000:]
     final = status(out)
     assert final["state"] == "stopped" and load_checkpoint(out)["step"] == final["step"]
-    assert final["step"] in [row["step"] for row in lines(out) if "event" not in row]  # at a row, every rank
+    assert final["step"] in [row["step"] for row in metrics_rows(out) if "event" not in row]  # at a row, every rank
     assert not gantui_traceback(err)
 
 
@@ -171,7 +167,7 @@ def test_the_launchers_d_detaches_and_says_how_to_attach_again_and_how_to_stop_t
         screen = shown_until_exit(launcher, main).decode(errors="replace")
         assert launcher.wait(timeout=5) == 0, screen[-3000:]
         assert f"gantui watch {out}" in screen and f"gantui stop {out}" in screen, screen[-3000:]
-        step = max(row["step"] for row in lines(out) if "event" not in row)
+        step = max(row["step"] for row in metrics_rows(out) if "event" not in row)
         wait_for_step(out, step + 1, timeout=300)  # the job trains on without its dashboard
         assert status(out)["state"] == "training"
         stopped = gantui("stop", str(out), timeout=300)

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from gantui.engine.checkpoint import load_checkpoint
-from support import (NEVER, Peer, gantui, gantui_traceback, read_until, refused, torchrun, wait_for_step, wait_until,
-                     write_idx, write_images)
+from support import (NEVER, Peer, gantui, gantui_traceback, metrics_rows, read_until, refused, torchrun, wait_for_step,
+                     wait_until, write_idx, write_images)
 
 QUICK = ["--batch-size", "16", "--device", "cpu", "--log-every", "5", "--eval-every", "0"]
 
@@ -164,7 +164,7 @@ def test_a_killed_rank_is_restarted_by_torchrun_and_the_run_resumes_from_its_che
         wait_for_step(out, 15, timeout=180)
         os.kill(worker_of_rank(job.pid, 1), signal.SIGKILL)
         deadline = time.monotonic() + 300
-        while not (resumed := [e for e in events(out) if e.get("event") == "resume"]):
+        while not (resumed := [e for e in metrics_rows(out) if e.get("event") == "resume"]):
             assert time.monotonic() < deadline and job.poll() is None, "the job did not resume"
             time.sleep(0.1)
         wait_for_step(out, resumed[0]["step"] + 5, timeout=180)  # the restarted round trains on
@@ -178,10 +178,6 @@ def test_a_killed_rank_is_restarted_by_torchrun_and_the_run_resumes_from_its_che
     assert resumed[0]["step"] >= 10 and resumed[0]["step"] % 10 == 0  # from the last checkpoint
     final = status(out)
     assert final["state"] == "stopped" and load_checkpoint(out)["step"] == final["step"] > resumed[0]["step"]
-
-
-def events(out: Path) -> list[dict]:
-    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line.strip()]
 
 
 def test_two_launchers_as_two_machines_train_one_run_that_gantui_stop_ends(tmp_path):

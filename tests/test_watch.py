@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from gantui.engine.checkpoint import load_checkpoint
-from support import FAST, Peer, gantui, last_step, start, wait_for_step
+from support import FAST, Peer, gantui, last_step, metrics_rows, start, wait_for_step
 
 
 @pytest.fixture
@@ -142,8 +142,7 @@ def test_a_client_that_never_reads_does_not_slow_training_and_is_dropped(tmp_pat
         # resamples a second each cost a 64-digit preview, and the run's server encodes it twice while
         # the trainer waits for the GIL: 0.60-0.77 of the rate before measured on 2 idle cores; the
         # suite's other tests beside it (pytest-xdist) load the machine unevenly, hence the margin.
-        rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-        times = [row["time"] for row in rows if row["step"] > s1 and "loss_d" in row]
+        times = [row["time"] for row in metrics_rows(out) if row["step"] > s1 and "loss_d" in row]
         assert len(times) > 10 and max(b - a for a, b in zip(times, times[1:])) < 8, times
         assert during > 0.3 * before, (before, during)
         assert rss() - rss_start < 100_000  # kB: the client's queue is bounded
