@@ -186,6 +186,22 @@ async def test_what_another_terminal_does_this_one_is_told():
         await pilot.press("q")
 
 
+async def test_an_event_arriving_while_the_dashboard_closes_is_dropped():
+    """The run goes on after a detach or a quit: its last events can reach a dashboard whose screens
+    are already gone, and must not raise there."""
+    from support import scripted_app
+
+    from gantui.run import events as ev
+    from gantui.ui.messages import message_for
+
+    app = scripted_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: app.started is not None)
+    assert app.screen_stack == []  # what the closing app looks like when the event lands
+    app.on_engine_event(message_for(ev.Finished("stopped", 5, checkpoint="last.pt")))
+    assert app.finished is None
+
+
 async def test_t_opens_the_settings_form_which_checks_and_applies_at_a_step_boundary(tiny_config):
     from gantui.ui.widgets.settings_screen import SettingsScreen
     from textual.widgets import Input

@@ -139,6 +139,8 @@ class GanApp(Steering, Leaving, Layout, App[int]):
     # -- events from the run -------------------------------------------------------------
     @on(EngineEvent)
     def on_engine_event(self, message: EngineEvent) -> None:
+        if not self.screen_stack:  # closing (a quit, a detach): the run's last words have nowhere to go
+            return
         event = message.event
         if isinstance(event, ev.Metrics):
             self.pending_rows.append(event.row)
