@@ -83,15 +83,15 @@ def test_each_entry_point_refuses_in_one_line_in_a_fresh_process(args, needle):
     assert needle in result.stderr and "Traceback" not in result.stderr
 
 
-def test_a_fresh_run_refuses_a_directory_holding_a_run(tmp_path):
+def test_a_fresh_run_refuses_a_directory_holding_a_run(tmp_path, capsys):
     out = tmp_path / "run"
     tiny = ["--no-ui", "--steps", "2", "--batch-size", "8", "--log-every", "1", "--eval-every", "0", "--out", str(out)]
     assert gantui(*tiny).returncode == 0
     before = (out / "metrics.jsonl").read_bytes(), sorted(p.name for p in (out / "checkpoints").iterdir())
 
-    again = gantui(*tiny)
-    assert again.returncode == 2 and len(again.stderr.strip().splitlines()) == 1, again.stderr
-    assert f"--out {out} already holds a run: continue it with --resume {out}" in again.stderr
+    again = refused(capsys, *tiny)
+    assert len(again.strip().splitlines()) == 1, again
+    assert f"--out {out} already holds a run: continue it with --resume {out}" in again
     assert ((out / "metrics.jsonl").read_bytes(), sorted(p.name for p in (out / "checkpoints").iterdir())) == before
 
     elsewhere = gantui(*tiny[:-2], "--resume", str(out), "--out", str(tmp_path / "other"), "--steps", "3")

@@ -188,17 +188,23 @@ def train(argv: list[str]) -> int:
         from gantui.cli.ranks import train_rank
 
         return train_rank(args, world)
+    lock = None  # the run directory's, held until the run ends (a refusal lets it go at once)
     try:
         config, state = build_config(args)
         device = resolve_device(config.device)
         config.timed = timed_intervals(config, args, device.type)
-        lock = RunDir(config.out).lock()  # noqa: F841 (held until the process exits)
+        lock = RunDir(config.out).lock()
         check_not_another_run(config, args)
         prepare_data(config, device)
     except (ConfigError, DeviceError, CheckpointError, RunDirBusy, DatasetError) as err:
+        if lock is not None:
+            os.close(lock)
         fail(str(err))
     from gantui.session import run_dashboard, run_headless
 
-    if wants_ui(args):
-        return run_dashboard(config, state, on_hangup=args.on_hangup)
-    return run_headless(config, state)
+    try:
+        if wants_ui(args):
+            return run_dashboard(config, state, on_hangup=args.on_hangup)
+        return run_headless(config, state)
+    finally:
+        os.close(lock)
