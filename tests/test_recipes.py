@@ -299,17 +299,19 @@ def as_version_1(state: dict) -> dict:
             "rollbacks": 0, "d_won": 0}
 
 
-def test_a_version_1_checkpoint_resumes_exactly_and_samples(tmp_path):
+def test_a_version_1_checkpoint_resumes_exactly_and_samples(tmp_path, capsys):
+    """A fresh process resumes a first-release checkpoint to the straight run's weights; sample and
+    eval (in this process) read it too."""
+    from gantui.cli import main
+
     straight, old = tmp_path / "straight", tmp_path / "old"
-    run = [sys.executable, "-m", "gantui", "--no-ui", *FAST, "--eval-every", "0"]
-    assert subprocess.run([*run, "--out", str(straight), "--steps", "12"], capture_output=True).returncode == 0
-    assert subprocess.run([*run, "--out", str(old), "--steps", "6"], capture_output=True).returncode == 0
-    last = old / "checkpoints" / "last.pt"
-    v1 = as_version_1(load_checkpoint(last))
-    for path in (old / "checkpoints").iterdir():
-        path.unlink()
-    torch.save(v1, last)
-    assert torch.load(last, weights_only=True)["version"] == 1
+    done = subprocess.run([sys.executable, "-m", "gantui", "--no-ui", *FAST, "--eval-every", "0", "--save-every", "6",
+                           "--out", str(straight), "--steps", "12"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    v1 = as_version_1(load_checkpoint(straight / "checkpoints" / "step-00000006.pt"))
+    (old / "checkpoints").mkdir(parents=True)
+    torch.save(v1, old / "checkpoints" / "last.pt")
+    assert torch.load(old / "checkpoints" / "last.pt", weights_only=True)["version"] == 1
     resumed = subprocess.run([sys.executable, "-m", "gantui", "--no-ui", "--resume", str(old), "--steps", "12"],
                              capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
@@ -318,14 +320,11 @@ def test_a_version_1_checkpoint_resumes_exactly_and_samples(tmp_path):
     for key in ("generator", "discriminator"):
         assert all(torch.equal(a["gan"][key][k], b["gan"][key][k]) for k in a["gan"][key]), key
     torch.save(v1, tmp_path / "v1.pt")
-    sample = subprocess.run([sys.executable, "-m", "gantui", "sample", str(tmp_path / "v1.pt"), "--n", "16",
-                             "--out", str(tmp_path / "s.npy")], capture_output=True, text=True, timeout=300)
-    assert sample.returncode == 0, sample.stderr
+    assert main(["sample", str(tmp_path / "v1.pt"), "--n", "16", "--out", str(tmp_path / "s.npy")]) == 0
     assert np.load(tmp_path / "s.npy").shape == (16, 28, 28)
-    scored = subprocess.run([sys.executable, "-m", "gantui", "eval", str(tmp_path / "v1.pt"), "--n", "200", "--json"],
-                            capture_output=True, text=True, timeout=300)
-    assert scored.returncode == 0, scored.stderr
-    assert json.loads(scored.stdout)["fid_n"] == 200
+    capsys.readouterr()
+    assert main(["eval", str(tmp_path / "v1.pt"), "--n", "200", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["fid_n"] == 200
 
 
 def test_a_checkpoint_from_a_newer_gantui_is_refused_in_one_line(tmp_path, capsys):
