@@ -109,6 +109,32 @@ def test_no_failure_kills_the_writer_or_raises_out_of_log(tmp_path, capfd):
     assert err.count("a watcher (broken) failed") == 1
 
 
+class GonePipe:
+    def write(self, text: str) -> int:
+        raise BrokenPipeError(32, "Broken pipe")
+
+    def flush(self) -> None:
+        raise BrokenPipeError(32, "Broken pipe")
+
+
+@pytest.mark.parametrize("gone", ["closed", "broken pipe"])
+def test_a_loop_whose_stderr_is_gone_is_never_raised_into(tmp_path, monkeypatch, gone):
+    """A closed stderr, or a pipe into `head` that has ended: gantui's lines are lost, the loop goes on."""
+    import io
+
+    stderr = GonePipe() if gone == "broken pipe" else io.StringIO()
+    if gone == "closed":
+        stderr.close()
+    monkeypatch.setattr(sys, "stderr", stderr)
+    out = tmp_path / "run"
+    run = gantui.init(out=out, serve=False)  # says where it publishes
+    run.hub.subscribe(lambda e: 1 / 0 if isinstance(e, ev.Metrics) else None, name="broken")  # warns once
+    run.log({"loss": 1.0}, step=1)
+    run.publish(ev.Notice("the loop's stderr is gone", "warning"))  # echoed to stderr
+    run.finish()
+    assert [r["step"] for r in rows(out)] == [1]
+
+
 # -- text ------------------------------------------------------------------------------------
 def test_run_notice_is_a_text_row_and_a_notice_to_the_watchers(tmp_path):
     from gantui.run.loop import NullRun

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from gantui.run.arguments import Arguments, checker
+from gantui.run.hub import say
 from gantui.run.loop import NullRun, ending
 from gantui.run.loopranks import LoopRanks, job
 from gantui.run.publisher import Run
@@ -79,7 +80,7 @@ def init(name: str | None = None, config: dict[str, Any] | None = None, out: str
             run = Run(path, serve=serve, check_set=checker(dict(tunable or {})) if tunable else None, echo=True)
         opened(run, name or path.name, dict(config or {}), dict(tunable or {}), total_steps, device)
     except (OSError, RunDirBusy) as err:  # gantui's own I/O never ends the user's run
-        print(f"gantui: warning: the run is not published ({err})", file=sys.stderr, flush=True)
+        say(f"gantui: warning: the run is not published ({err})")
         if world is None:
             return NullRun()
         run = Run(path, serve=False, lock=False, write=False)  # rank 0 still takes part in the steering
@@ -93,7 +94,7 @@ def init(name: str | None = None, config: dict[str, Any] | None = None, out: str
     if not reinit:
         _owned.add(run)
     if not quiet:
-        print(f"gantui: publishing to {run.path}; watch it with: gantui watch {run.path}", file=sys.stderr, flush=True)
+        say(f"gantui: publishing to {run.path}; watch it with: gantui watch {run.path}")
     _install_hooks()
     return run
 
@@ -113,7 +114,7 @@ def finish_previous() -> None:
     does; not a run opened with `reinit=False`, whose adapter finishes it."""
     for run in list(_open_runs):
         if not run._ended and run not in _owned:
-            print(f"gantui: init() again: the previous run is finished ({run.path})", file=sys.stderr, flush=True)
+            say(f"gantui: init() again: the previous run is finished ({run.path})")
             run.finish()
 
 

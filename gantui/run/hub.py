@@ -21,6 +21,15 @@ from typing import Any, Protocol
 from gantui.run import events as ev
 from gantui.run.history import History
 
+
+def say(line: str) -> None:
+    """A line of gantui's to stderr, from a user's process too: a closed or missing stderr (a pipe
+    into `head`, a service without one) loses the line, never raises into the caller's loop."""
+    try:
+        print(line, file=sys.stderr, flush=True)
+    except (OSError, AttributeError, ValueError):  # a broken pipe, sys.stderr None, a closed file
+        pass
+
 Deliver = Callable[[ev.Event], Any]
 CheckSet = Callable[[dict[str, Any]], dict[str, Any]]
 
@@ -134,7 +143,7 @@ class RunHub:
     def _warn_once(self, who: str, text: str) -> None:
         if who not in self._warned:
             self._warned.add(who)
-            print(f"gantui: warning: {text}; the run goes on", file=sys.stderr, flush=True)
+            say(f"gantui: warning: {text}; the run goes on")
 
     def _record(self, event: ev.Event) -> ev.Event:
         if isinstance(event, ev.Started):  # a past it brings joins the hub's (the trainer's resume fills the hub itself)

@@ -17,6 +17,7 @@ from typing import Any
 
 from gantui.run import events as ev
 from gantui.run.agreement import GROUP_TIMEOUT, JOIN_TIMEOUT, LOOP_PERIOD, MARK_WAIT, Ranks, settle
+from gantui.run.hub import say
 from gantui.run.rundir import RunDir
 
 _serial = itertools.count()  # the nth gantui.init of this process meets the others' nth
@@ -136,7 +137,7 @@ class LoopRanks:
         if self.ranks.main:
             self.run.publish(ev.Notice(text, "warning"))
         else:
-            print(f"gantui: rank {self.ranks.rank}: warning: {text}", file=sys.stderr, flush=True)
+            say(f"gantui: rank {self.ranks.rank}: warning: {text}")
 
     def _lead(self) -> float:
         """Rank 0: the steps to the next agreement, from its step rate since the last one."""

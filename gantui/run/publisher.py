@@ -18,7 +18,7 @@ from typing import Any
 
 from gantui.run import events as ev
 from gantui.run.controls import Controls
-from gantui.run.hub import CheckSet, RunHub
+from gantui.run.hub import CheckSet, RunHub, say
 from gantui.run.loop import LoopAPI
 from gantui.run.rundir import RunDir
 from gantui.run.server import RunServer
@@ -67,8 +67,7 @@ class Run(LoopAPI):
             try:
                 self.server.start()
             except OSError as err:
-                print(f"gantui: warning: the run is not served ({err}); `gantui watch` cannot attach",
-                      file=sys.stderr, flush=True)
+                say(f"gantui: warning: the run is not served ({err}); `gantui watch` cannot attach")
                 self.server = None
 
     # -- the producer's side ---------------------------------------------------------------
@@ -79,7 +78,7 @@ class Run(LoopAPI):
             if event is None:
                 return
             if self.echo and event.level != "information":
-                print(f"gantui: {event.level}: {event.text}", file=sys.stderr, flush=True)
+                say(f"gantui: {event.level}: {event.text}")
         elif isinstance(event, ev.Metrics | ev.Quality):
             self.writer.put(event.row if "time" in event.row else {"time": time.time(), **event.row})
         elif isinstance(event, ev.Settings):
