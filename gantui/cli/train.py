@@ -196,15 +196,17 @@ def train(argv: list[str]) -> int:
         lock = RunDir(config.out).lock()
         check_not_another_run(config, args)
         prepare_data(config, device)
-    except (ConfigError, DeviceError, CheckpointError, RunDirBusy, DatasetError) as err:
+    except BaseException as err:
         if lock is not None:
-            os.close(lock)
-        fail(str(err))
+            RunDir.unlock(lock)
+        if isinstance(err, (ConfigError, DeviceError, CheckpointError, RunDirBusy, DatasetError)):
+            fail(str(err))
+        raise
     from gantui.session import run_dashboard, run_headless
 
-    try:
-        if wants_ui(args):
-            return run_dashboard(config, state, on_hangup=args.on_hangup)
-        return run_headless(config, state)
-    finally:
-        os.close(lock)
+    if wants_ui(args):
+        code = run_dashboard(config, state, on_hangup=args.on_hangup)
+    else:
+        code = run_headless(config, state)
+    RunDir.unlock(lock)  # the run has ended (not on an exception: its trainer thread may still write)
+    return code
