@@ -1,5 +1,6 @@
 """A torchrun job past its happy path: a rollback under rank 0's clock, a run directory whose socket
-path is too long, the launcher's dashboard leaving (q stops, d detaches). Fresh processes."""
+path is too long, the launcher's dashboard leaving (q stops, d detaches). Fresh processes, but for
+the launcher's exit status when its job ends as it detaches (in this process, the job stubbed)."""
 from __future__ import annotations
 
 import json
@@ -205,3 +206,27 @@ def test_the_launchers_wait_for_its_job_stops_it_at_a_ctrl_c_and_ends_it_at_a_se
         if job.poll() is None:
             job.kill()
     assert code == 130 and job.returncode == -signal.SIGKILL
+
+
+def test_a_job_that_ends_while_its_dashboard_detaches_leaves_with_its_own_exit_status(tmp_path, monkeypatch):
+    """The launcher in this process, the job a process that ends at once: `d` pressed as it ends is
+    the job's status (0), not the dashboard's DETACHED."""
+    from gantui.cli import ranks
+    from gantui.cli.train import train_parser
+
+    jobs: list[subprocess.Popen] = []
+    popen = subprocess.Popen
+
+    def job(cmd, **kwargs):
+        jobs.append(popen([sys.executable, "-c", "pass"], **kwargs))
+        return jobs[-1]
+
+    def dashboard(path, out):
+        jobs[-1].wait()  # the job has ended before the detach is looked at
+        return ranks.DETACHED
+
+    monkeypatch.setattr(ranks.subprocess, "Popen", job)
+    monkeypatch.setattr(ranks, "served", lambda out, job: out / "gantui.sock")
+    monkeypatch.setattr(ranks, "dashboard", dashboard)
+    argv = ["--nproc", "2", "--out", str(tmp_path / "run")]
+    assert ranks.launch(argv, train_parser().parse_args(argv), ui=True) == 0

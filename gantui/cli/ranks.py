@@ -189,6 +189,8 @@ def launch(argv: list[str], args: argparse.Namespace, ui: bool) -> int:
     if job.poll() is None and code == DETACHED:
         print(f"gantui: detached; the job goes on ({n} processes). {how_to_reach(out)}", flush=True)
         return 0
+    if code == DETACHED:  # detached, but the job ended meanwhile: its own exit status
+        return ended(job)
     return ended(job) or code  # q: every rank stopped at one step and saved; the launcher ends with the job
 
 
