@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from gantui.run.combine import number
+from gantui.run.hub import say
 from gantui.run.images import layout
 from gantui.run.api import init
 
@@ -160,7 +161,7 @@ class SummaryWriter:
     def _warn_once(self, name: str, text: str) -> None:
         if name not in self._warned:
             self._warned.add(name)
-            print(f"gantui: {text}", file=sys.stderr)
+            say(f"gantui: {text}")
 
     def __getattr__(self, name: str) -> Any:
         if not name.startswith("add_"):
