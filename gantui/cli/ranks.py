@@ -186,11 +186,11 @@ def launch(argv: list[str], args: argparse.Namespace, ui: bool) -> int:
         sys.stderr.write((out / "gantui.log").read_text(errors="replace")[-2000:])
         return job.returncode
     code = dashboard(path, out)
-    if job.poll() is None and code == DETACHED:
+    if code == DETACHED:
+        if job.poll() is not None:  # the job ended meanwhile: its own exit status
+            return ended(job)
         print(f"gantui: detached; the job goes on ({n} processes). {how_to_reach(out)}", flush=True)
         return 0
-    if code == DETACHED:  # detached, but the job ended meanwhile: its own exit status
-        return ended(job)
     return ended(job) or code  # q: every rank stopped at one step and saved; the launcher ends with the job
 
 

@@ -21,17 +21,17 @@ from typing import Any, Protocol
 from gantui.run import events as ev
 from gantui.run.history import History
 
-
-def say(line: str) -> None:
-    """A line of gantui's to stderr, from a user's process too: a closed or missing stderr (a pipe
-    into `head`, a service without one) loses the line, never raises into the caller's loop."""
-    try:
-        print(line, file=sys.stderr, flush=True)
-    except (OSError, AttributeError, ValueError):  # a broken pipe, sys.stderr None, a closed file
-        pass
-
 Deliver = Callable[[ev.Event], Any]
 CheckSet = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+def say(line: str) -> None:
+    """A line of gantui's to stderr, from a user's process too: a stderr that is gone (a pipe into
+    `head` that ended, a closed file) loses the line, never raises into the caller's loop."""
+    try:
+        print(line, file=sys.stderr, flush=True)
+    except (OSError, ValueError):  # a broken pipe; I/O on a closed file
+        pass
 
 
 class Controls(Protocol):
