@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import signal
+import sys
 from typing import Any
 
 HISTORY = 2000  # metric rows kept in memory, in checkpoints and in snapshots, for the curves
@@ -86,3 +87,12 @@ def format_quality(row: dict[str, Any]) -> str:
             f" KL {row['kl']:.3f} | confidence {row['confidence']:.3f} score {row['score']:.2f}"
             + (f" | {row['cond_acc']:.1%} drawn as asked" if row.get("cond_acc") is not None else "")
             + f" | took {row['eval_s']:.1f} s")
+
+
+def say(line: str) -> None:
+    """A line of gantui's to stderr, from a user's process too: a stderr that is gone (a pipe into
+    `head` that ended, a closed file) loses the line, never raises into the caller's loop."""
+    try:
+        print(line, file=sys.stderr, flush=True)
+    except (OSError, ValueError):  # a broken pipe; I/O on a closed file
+        pass

@@ -23,8 +23,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from gantui.common import say
 from gantui.run.combine import number
-from gantui.run.hub import say
 from gantui.run.images import layout
 from gantui.run.api import init
 

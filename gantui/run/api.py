@@ -17,8 +17,8 @@ import weakref
 from pathlib import Path
 from typing import Any
 
+from gantui.common import say
 from gantui.run.arguments import Arguments, checker
-from gantui.run.hub import say
 from gantui.run.loop import NullRun, ending
 from gantui.run.loopranks import LoopRanks, job
 from gantui.run.publisher import Run

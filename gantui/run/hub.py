@@ -11,27 +11,18 @@ Torch-free.
 from __future__ import annotations
 
 import itertools
-import sys
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
+from gantui.common import say
 from gantui.run import events as ev
 from gantui.run.history import History
 
 Deliver = Callable[[ev.Event], Any]
 CheckSet = Callable[[dict[str, Any]], dict[str, Any]]
-
-
-def say(line: str) -> None:
-    """A line of gantui's to stderr, from a user's process too: a stderr that is gone (a pipe into
-    `head` that ended, a closed file) loses the line, never raises into the caller's loop."""
-    try:
-        print(line, file=sys.stderr, flush=True)
-    except (OSError, ValueError):  # a broken pipe; I/O on a closed file
-        pass
 
 
 class Controls(Protocol):

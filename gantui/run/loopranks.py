@@ -15,9 +15,9 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
+from gantui.common import say
 from gantui.run import events as ev
 from gantui.run.agreement import GROUP_TIMEOUT, JOIN_TIMEOUT, LOOP_PERIOD, MARK_WAIT, Ranks, settle
-from gantui.run.hub import say
 from gantui.run.rundir import RunDir
 
 _serial = itertools.count()  # the nth gantui.init of this process meets the others' nth

@@ -9,16 +9,15 @@ is in `loop.py`. Torch-free.
 """
 from __future__ import annotations
 
-import os
-import sys
 import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from gantui.common import say
 from gantui.run import events as ev
 from gantui.run.controls import Controls
-from gantui.run.hub import CheckSet, RunHub, say
+from gantui.run.hub import CheckSet, RunHub
 from gantui.run.loop import LoopAPI
 from gantui.run.rundir import RunDir
 from gantui.run.server import RunServer
