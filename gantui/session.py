@@ -14,7 +14,7 @@ import threading
 from typing import Any, TextIO
 
 from gantui.run import events as ev
-from gantui.common import EXIT_CODES, STOP_SIGNALS
+from gantui.common import EXIT_CODES, STOP_SIGNALS, say
 from gantui.config import Config
 from gantui.engine.distributed import World
 from gantui.engine.trainer import Trainer
@@ -57,7 +57,7 @@ class Session:
             if received:  # a second signal: leave now
                 os._exit(128 + signum)
             received.append(signum)
-            print(f"gantui: {signal.Signals(signum).name}, saving and stopping", file=sys.stderr, flush=True)
+            say(f"gantui: {signal.Signals(signum).name}, saving and stopping")
             self.trainer.stop()
 
         previous = {s: signal.signal(s, on_signal) for s in STOP_SIGNALS if s not in self._ignored()}

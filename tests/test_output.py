@@ -82,3 +82,17 @@ def test_output_that_goes_away_does_not_end_the_run(tmp_path, start):
     assert "Traceback" not in err and "Exception ignored" not in err, err
     assert "stopped at step" in log.read_text().splitlines()[-1]
     assert (out / "checkpoints" / "last.pt").exists()
+
+
+def test_a_signal_with_stdout_and_stderr_gone_still_saves_and_stops(tmp_path, start):
+    """`gantui --no-ui 2>&1 | head`: the signal's own line cannot be written, the run saves anyway."""
+    out = tmp_path / "run"
+    proc = start(out)
+    proc.stdout.readline()
+    proc.stdout.close()
+    proc.stderr.close()
+    wait_for_step(out, 5)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 128 + signal.SIGTERM
+    assert (out / "checkpoints" / "last.pt").exists()
+    assert json.loads((out / "status.json").read_text())["state"] == "stopped"
