@@ -195,15 +195,18 @@ def test_a_signal_during_the_first_decode_stops_it_at_once(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "gantui", "--no-ui", "--data", str(data), "--out",
                              str(tmp_path / "run")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
-        assert proc.stdout.readline().startswith("decoding 32/600 images")
+        first = proc.stdout.readline()
+        assert first.startswith("decoding 32/600 images")
         proc.send_signal(signal.SIGTERM)
         start = time.monotonic()
         out, err = proc.communicate(timeout=60)
     finally:
         proc.kill()
-    # The decode stopped short of its end (a line each tenth: the last would be 600/600); the time
-    # is only a guard against a hang, since beside other work the interpreter's exit alone took 6 s.
-    assert "decoding 600/600" not in out and time.monotonic() - start < 30, ("the decode ran on", out)
+    # The decode stopped within its first half (a line each tenth; a stop seen within 32 files); the
+    # time is only a guard against a hang: beside other work the interpreter's exit alone took 6 s.
+    decoded = [int(line.split()[1].split("/")[0]) for line in (first + out).splitlines()
+               if line.startswith("decoding ")]
+    assert max(decoded) < 300 and time.monotonic() - start < 30, ("the decode ran on", out)
     assert proc.returncode == 143, err
     assert "stopped at step 0" in out and "nothing trained, nothing saved" in out and "Traceback" not in err
     assert not (tmp_path / "cache" / "gantui" / "folders").exists() or not any((tmp_path / "cache" / "gantui"
