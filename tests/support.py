@@ -67,11 +67,11 @@ def start(out: Path, *args: str) -> subprocess.Popen:
 
 
 def metrics_rows(out: Path) -> list[dict]:
-    """Every line of the run's metrics.jsonl (rows and events), as written so far: a last line the
-    run is still writing is left for the next read; any other line that does not parse fails."""
-    text = (out / "metrics.jsonl").read_text()
-    whole = text[:text.rfind("\n") + 1]
-    return [json.loads(line) for line in whole.splitlines() if line.strip()]
+    """The run's metrics.jsonl (rows and events) as written so far, read as gantui reads it: a line
+    cut short (one still being written) is skipped; no file, no rows."""
+    from gantui.run.rundir import RunDir
+
+    return RunDir(out).read_metrics()
 
 
 def last_step(out: Path) -> int:
