@@ -24,7 +24,7 @@ from gantui.run import events as ev
 from gantui.run.history import History
 from gantui.run.rundir import RunDir
 from gantui.run.runs import all_runs, run_state
-from support import Peer, wait_until
+from support import Peer, popen, run_process, wait_until
 
 
 def rows(out: Path) -> list[dict]:
@@ -38,7 +38,7 @@ def released(out: Path) -> bool:
 def script(tmp_path: Path, body: str, **popen) -> subprocess.CompletedProcess:
     """`body` in a fresh process, with OUT the run's directory."""
     code = f"import gantui, os, sys\nOUT = {str(tmp_path / 'run')!r}\n" + textwrap.dedent(body)
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, **popen)
+    return run_process([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, **popen)
 
 
 # -- arguments, and nothing killing a background thread ------------------------------------
@@ -180,7 +180,7 @@ def test_a_real_ctrl_c_in_a_loop_records_the_run_as_stopped(tmp_path):
             if step == 1:
                 print("ready", flush=True)
     """)
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert proc.stdout.readline() == "ready\n"
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)

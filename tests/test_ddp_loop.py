@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from gantui.engine.checkpoint import load_checkpoint
-from support import NEVER, Peer, gantui, gantui_traceback, torchrun, wait_for_step, wait_until
+from support import NEVER, Peer, gantui, gantui_traceback, popen, torchrun, wait_for_step, wait_until
 
 # The README's loop, under DDP, with a process group whose timeout (5 s) a pause outlasts.
 LOOP = textwrap.dedent("""
@@ -54,8 +54,8 @@ LOOP = textwrap.dedent("""
 
 def launch(*program: str | Path) -> subprocess.Popen:
     """A 2-process gloo job of `program` (a script and its arguments, or `-m gantui ...`)."""
-    return subprocess.Popen(torchrun(*map(str, program), program=()), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    return popen(torchrun(*map(str, program), program=()), stdout=subprocess.PIPE,
+                 stderr=subprocess.PIPE, text=True, start_new_session=True)
 
 
 def started(job: subprocess.Popen, out: Path) -> None:

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from gantui.engine.checkpoint import load_checkpoint
-from support import Peer, controlling_terminal, dashboard_in_a_pty, last_step, start, wait_for_step
+from support import Peer, controlling_terminal, dashboard_in_a_pty, last_step, popen, run_process, start, wait_for_step
 
 TERM_ENV = {"TERM": "xterm-256color", "COLUMNS": "120", "LINES": "40"}
 
@@ -21,8 +21,8 @@ class Terminal:
 
     def __init__(self, *args: str, env: dict | None = None) -> None:
         self.main, child = pty.openpty()
-        self.proc = subprocess.Popen([sys.executable, "-m", "gantui", *args], stdin=child, stdout=child, stderr=child,
-                                     env={**os.environ, **TERM_ENV, **(env or {})}, start_new_session=True)
+        self.proc = popen([sys.executable, "-m", "gantui", *args], stdin=child, stdout=child, stderr=child,
+                          env={**os.environ, **TERM_ENV, **(env or {})}, start_new_session=True)
         os.close(child)
         self.screen = b""
 
@@ -84,8 +84,8 @@ def test_a_hang_up_detaches_the_run_which_trains_on_and_can_be_watched_and_stopp
         snapshot = peer.read()
         assert snapshot["state"] == "training" and snapshot["step"] >= step + 10
         peer.close()
-        stopped = subprocess.run([sys.executable, "-m", "gantui", "stop", str(out)], capture_output=True,
-                                 text=True, timeout=120)
+        stopped = run_process([sys.executable, "-m", "gantui", "stop", str(out)], capture_output=True,
+                              text=True, timeout=120)
         assert stopped.returncode == 0, stopped.stderr
         assert proc.wait(timeout=30) == 0
         assert load_checkpoint(out)["step"] >= step + 10
@@ -166,9 +166,9 @@ def test_watch_host_run_goes_through_the_transport(tmp_path):
         watcher.press(b"q")
         assert watcher.exit_code() == 0
         assert run.poll() is None
-        missing = subprocess.run([sys.executable, "-m", "gantui", "watch", f"somehost:{tmp_path / 'nowhere'}"],
-                                 env={**os.environ, **env}, capture_output=True, text=True, timeout=60,
-                                 stdin=subprocess.DEVNULL)
+        missing = run_process([sys.executable, "-m", "gantui", "watch", f"somehost:{tmp_path / 'nowhere'}"],
+                              env={**os.environ, **env}, capture_output=True, text=True, timeout=60,
+                              stdin=subprocess.DEVNULL)
         assert missing.returncode == 2  # not a terminal: refused before anything is drawn
     finally:
         if watcher is not None:

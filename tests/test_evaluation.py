@@ -11,7 +11,7 @@ import torch
 from gantui.engine.data import load_mnist_arrays
 from gantui.evaluation.classifier import SHA256, load_classifier, real_stats
 from gantui.evaluation.metrics import classify, evaluate, frechet_distance
-from support import refused
+from support import refused, run_process
 
 
 def real_test(n: int = 10000, seed: int = 0) -> tuple[torch.Tensor, np.ndarray]:
@@ -103,15 +103,14 @@ def test_agrees_with_torchmetrics():
 
 def test_eval_command(tmp_path, capsys):
     import json
-    import subprocess
     import sys
 
     from gantui.cli import main
     from gantui.config import Config
     from gantui.engine.trainer import Trainer
 
-    run = lambda *args: subprocess.run([sys.executable, "-m", "gantui", "eval", *args],  # noqa: E731
-                                       capture_output=True, text=True, timeout=300)
+    run = lambda *args: run_process([sys.executable, "-m", "gantui", "eval", *args],  # noqa: E731
+                                    capture_output=True, text=True, timeout=300)
     real = run("--real", "--n", "500", "--json")
     assert real.returncode == 0, real.stderr
     figures = json.loads(real.stdout)

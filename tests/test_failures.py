@@ -18,7 +18,7 @@ from gantui.engine.checkpoint import load_checkpoint
 from gantui.run.rundir import RunDir
 from gantui.engine.trainer import Trainer
 from gantui.session import run_headless
-from support import FAST, NEVER, dashboard_in_a_pty, make_app, read_until, wait_for, wait_for_step, wait_until
+from support import FAST, NEVER, dashboard_in_a_pty, make_app, popen, read_until, wait_for, wait_for_step, wait_until
 
 
 def fail_at(monkeypatch, step: int, error: Exception) -> None:
@@ -88,9 +88,9 @@ SLOW_SAVE = textwrap.dedent("""
 
 def test_second_signal_exits_at_once_headless(tmp_path):
     out, saving = tmp_path / "run", tmp_path / "saving"
-    proc = subprocess.Popen([sys.executable, "-c", SLOW_SAVE, "--no-ui", "--out", str(out), *FAST,
-                             "--steps", NEVER], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "SLOW_SAVE_BEGAN": str(saving)})
+    proc = popen([sys.executable, "-c", SLOW_SAVE, "--no-ui", "--out", str(out), *FAST,
+                  "--steps", NEVER], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                 env={**os.environ, "SLOW_SAVE_BEGAN": str(saving)})
     wait_for_step(out, 2)
     proc.send_signal(signal.SIGTERM)
     wait_until(saving.exists, what="the final save")  # the trainer is now in its (hanging) final save
@@ -159,9 +159,9 @@ def test_a_really_full_disk_is_reported_and_training_goes_on(tmp_path):
         pytest.skip("no tmpfs can be mounted here")
     try:
         out = disk / "run"
-        proc = subprocess.Popen([sys.executable, "-m", "gantui", "--no-ui", "--out", str(out), *FAST, "--steps",
-                                 "1000000", "--sample-every", "4", "--save-every", "1000000", "--eval-every", "0"],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc = popen([sys.executable, "-m", "gantui", "--no-ui", "--out", str(out), *FAST, "--steps",
+                     "1000000", "--sample-every", "4", "--save-every", "1000000", "--eval-every", "0"],
+                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         wait_for_step(out, 4)
         with contextlib.suppress(OSError), open(disk / "filler", "wb") as filler:
             while True:

@@ -18,7 +18,7 @@ from PIL import Image
 from gantui.engine import folder
 from gantui.engine.data import DatasetError
 import support
-from support import refused, wait_for, write_images
+from support import popen, refused, run_process, wait_for, write_images
 
 
 def png_header_only(path: Path, width: int, height: int) -> None:
@@ -101,8 +101,8 @@ def test_the_cached_start_of_2000_images_is_under_a_second(tmp_path):
             "f = load(scan(sys.argv[1], 64)); print(f.cached, f.images.shape[0], time.perf_counter() - t)")
     times = []
     for _ in range(2):
-        out = subprocess.run([sys.executable, "-c", code, str(data)], capture_output=True, text=True, env=env,
-                             check=True).stdout.split()
+        out = run_process([sys.executable, "-c", code, str(data)], capture_output=True, text=True, env=env,
+                          check=True).stdout.split()
         times.append((out[0], int(out[1]), float(out[2])))
     assert times[0][:2] == ("False", 2000) and times[1][:2] == ("True", 2000)
     assert times[1][2] < 1.0, times
@@ -192,8 +192,8 @@ def test_a_signal_during_the_first_decode_stops_it_at_once(tmp_path):
     for i in range(1, 600):
         os.link(data / "0000.png", data / f"{i:04d}.png")  # the same file, 600 names, no disk
     env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
-    proc = subprocess.Popen([sys.executable, "-m", "gantui", "--no-ui", "--data", str(data), "--out",
-                             str(tmp_path / "run")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    proc = popen([sys.executable, "-m", "gantui", "--no-ui", "--data", str(data), "--out",
+                 str(tmp_path / "run")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
         first = proc.stdout.readline()
         assert first.startswith("decoding 32/600 images")

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from gantui.engine.checkpoint import load_checkpoint
-from support import NEVER, TERM, drain, gantui, gantui_traceback, metrics_rows, torchrun, wait_for_step
+from support import NEVER, TERM, drain, gantui, gantui_traceback, metrics_rows, popen, torchrun, wait_for_step
 
 QUICK = ["--batch-size", "16", "--device", "cpu", "--log-every", "5", "--eval-every", "0"]
 
@@ -53,9 +53,9 @@ def test_under_rank_0s_clock_a_job_rolled_back_logs_again_at_once_and_a_stop_the
     """A NaN at step 30 under clock intervals: rolled back to the start's checkpoint (step 0), the
     next row is at step 10, not past step 30; `gantui stop` then ends every rank at one row, saved."""
     out = tmp_path / "run"
-    job = subprocess.Popen(torchrun("--clock-intervals", "--steps", NEVER, "--fault-nan-step", "30", "--out", str(out),
-                                    "--batch-size", "16", "--device", "cpu", "--eval-every", "0"),
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    job = popen(torchrun("--clock-intervals", "--steps", NEVER, "--fault-nan-step", "30", "--out", str(out),
+                         "--batch-size", "16", "--device", "cpu", "--eval-every", "0"),
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
         def after_rollback() -> list[dict]:
             got = metrics_rows(out)
@@ -90,9 +90,9 @@ def long_run_dir(tmp_path: Path) -> Path:
 def launcher_in_a_pty(out: Path) -> tuple[subprocess.Popen, int]:
     """`gantui --nproc 2` in a fresh pseudo-terminal."""
     main, child = pty.openpty()
-    launcher = subprocess.Popen([sys.executable, "-m", "gantui", "--nproc", "2", "--steps", NEVER, "--out", str(out),
-                                 *QUICK], stdin=child, stdout=child, stderr=child, env={**os.environ, **TERM},
-                                start_new_session=True)
+    launcher = popen([sys.executable, "-m", "gantui", "--nproc", "2", "--steps", NEVER, "--out", str(out),
+                     *QUICK], stdin=child, stdout=child, stderr=child, env={**os.environ, **TERM},
+                     start_new_session=True)
     os.close(child)
     return launcher, main
 
@@ -187,9 +187,9 @@ def test_the_launchers_wait_for_its_job_stops_it_at_a_ctrl_c_and_ends_it_at_a_se
 
     from gantui.cli.ranks import ended
 
-    job = subprocess.Popen([sys.executable, "-c", "import signal, time\n"
-                            "signal.signal(signal.SIGTERM, signal.SIG_IGN)\nprint(flush=True)\ntime.sleep(600)"],
-                           stdout=subprocess.PIPE, start_new_session=True)
+    job = popen([sys.executable, "-c", "import signal, time\n"
+                 "signal.signal(signal.SIGTERM, signal.SIG_IGN)\nprint(flush=True)\ntime.sleep(600)"],
+                stdout=subprocess.PIPE, start_new_session=True)
     job.stdout.readline()  # its SIGTERM handler is in place
 
     def interrupt() -> None:

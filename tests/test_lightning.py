@@ -16,8 +16,7 @@ import pytest
 
 from gantui.run.rundir import RunDir
 from gantui.run.runs import run_state
-from support import gantui as gantui_cli
-from support import wait_until
+from support import gantui as gantui_cli, popen, run_process, wait_until
 
 PACKAGES = [name for name in ("lightning", "pytorch_lightning") if importlib.util.find_spec(name) is not None]
 MODULES = {"lightning": "lightning.pytorch", "pytorch_lightning": "pytorch_lightning"}
@@ -114,8 +113,8 @@ def test_validate_fit_and_test_in_one_script_are_one_run_done_at_exit(tmp_path, 
     """Lightning calls finalize("success") at the end of every stage: the run goes on to the next
     stage and ends at the script's exit."""
     out = tmp_path / "lit"
-    proc = subprocess.run([sys.executable, str(write_script(tmp_path, package)), "stages", "12", str(out)],
-                          capture_output=True, text=True, timeout=300)
+    proc = run_process([sys.executable, str(write_script(tmp_path, package)), "stages", "12", str(out)],
+                       capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     run = RunDir(out)
     rows = [r for r in run.read_metrics() if "event" not in r]
@@ -134,8 +133,8 @@ def test_validate_fit_and_test_in_one_script_are_one_run_done_at_exit(tmp_path, 
 
 def fitting(tmp_path, out):
     """A Lightning GAN fitting towards a step it cannot reach, once it has logged step 20."""
-    proc = subprocess.Popen([sys.executable, str(write_script(tmp_path, PACKAGES[-1])), "fit", "100000", str(out)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = popen([sys.executable, str(write_script(tmp_path, PACKAGES[-1])), "fit", "100000", str(out)],
+                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 180
     while not [r for r in RunDir(out).read_metrics() if r.get("step", 0) >= 20]:
         if proc.poll() is not None or time.monotonic() > deadline:
@@ -167,8 +166,8 @@ def test_ddp_on_two_cpu_processes_sets_up_and_fits_with_rank_zeros_run_directory
     """ModelCheckpoint reads save_dir and version on every rank: rank 1 gets rank 0's run
     directory (shared when torch.distributed is up), not a dummy experiment's method."""
     env = {**os.environ, "XDG_DATA_HOME": str(tmp_path / "data")}  # the default runs directory
-    proc = subprocess.run([sys.executable, str(write_script(tmp_path, PACKAGES[0])), "ddp", "4"],
-                          capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env)
+    proc = run_process([sys.executable, str(write_script(tmp_path, PACKAGES[0])), "ddp", "4"],
+                       capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env)
     assert proc.returncode == 0, proc.stderr
     runs = list((tmp_path / "data" / "gantui" / "runs").iterdir())
     assert len(runs) == 1, runs

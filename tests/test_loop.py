@@ -23,7 +23,7 @@ from gantui.run.history import History
 from gantui.run.replay import replay_snapshot
 from gantui.run.rundir import RunDir
 from gantui.run.runs import run_state, summary
-from support import Peer, gantui as gantui_cli, wait_until
+from support import Peer, gantui as gantui_cli, popen, run_process, wait_until
 
 LOOP = textwrap.dedent("""
     import sys, time, torch, gantui
@@ -50,8 +50,8 @@ def start_loop(tmp_path: Path, steps: int = 10**7) -> tuple[Path, subprocess.Pop
     script = tmp_path / "loop.py"
     script.write_text(LOOP)
     out = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, str(script), str(out), str(steps)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = popen([sys.executable, str(script), str(out), str(steps)], stdout=subprocess.PIPE,
+                 stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
     while not (out / "gantui.sock").exists() or not (out / "metrics.jsonl").exists():
         assert proc.poll() is None, proc.communicate()
@@ -131,7 +131,7 @@ def test_a_killed_loop_is_listed_as_killed(tmp_path):
 def test_a_run_the_loop_did_not_finish_is_finished_for_it(tmp_path, ending, state, error):
     out = tmp_path / "run"
     script = f"import gantui\nOUT = {str(out)!r}\n{ending}\n"
-    subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=60)
+    run_process([sys.executable, "-c", script], capture_output=True, timeout=60)
     status = RunDir(out).read_status()
     assert status["state"] == state and status.get("error") == error
     assert not RunDir(out).is_locked() and not (out / "gantui.sock").exists()
@@ -140,8 +140,8 @@ def test_a_run_the_loop_did_not_finish_is_finished_for_it(tmp_path, ending, stat
 def test_other_ranks_get_a_run_that_does_nothing(tmp_path):
     script = ("import gantui\nrun = gantui.init(out=%r)\nrun.log({'a': 'not even checked'})\n"
               "print(type(run).__name__, run.should_stop)\nrun.finish()" % str(tmp_path / "run"))
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
-                          env={**os.environ, "RANK": "1"})
+    done = run_process([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+                       env={**os.environ, "RANK": "1"})
     assert done.stdout.split() == ["NullRun", "False"] and not (tmp_path / "run").exists()
 
 

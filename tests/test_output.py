@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from support import FAST, wait_for_step
+from support import FAST, popen, wait_for_step
 
 
 @pytest.fixture
@@ -32,9 +32,9 @@ def start():
 
 
 def launch(out: Path) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, "-m", "gantui", "--no-ui", "--out", str(out), *FAST, "--log-every", "1",
-                             "--steps", "1000000", "--eval-every", "0"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = popen([sys.executable, "-m", "gantui", "--no-ui", "--out", str(out), *FAST, "--log-every", "1",
+                 "--steps", "1000000", "--eval-every", "0"],
+                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     fcntl.fcntl(proc.stdout.fileno(), fcntl.F_SETPIPE_SZ, 4096)  # full after ~25 lines (before any is written)
     return proc
 

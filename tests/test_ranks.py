@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from gantui.engine.checkpoint import load_checkpoint
-from support import (NEVER, Peer, gantui, gantui_traceback, metrics_rows, read_until, refused, torchrun, wait_for_step,
-                     wait_until, write_idx, write_images)
+from support import (NEVER, Peer, gantui, gantui_traceback, metrics_rows, popen, read_until, refused, run_process,
+                     torchrun, wait_for_step, wait_until, write_idx, write_images)
 
 QUICK = ["--batch-size", "16", "--device", "cpu", "--log-every", "5", "--eval-every", "0"]
 
@@ -36,7 +36,7 @@ def two_machines(*args: str, env=lambda k: {}) -> list[subprocess.Popen]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    return [subprocess.Popen(torchrun(*args, nproc=1, launcher=(
+    return [popen(torchrun(*args, nproc=1, launcher=(
         "--nnodes", "2", "--node-rank", str(k), "--master-addr", "127.0.0.1", "--master-port", str(port))),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, **env(k)}) for k in (0, 1)]
 
@@ -52,8 +52,8 @@ def outputs_of(nodes: list[subprocess.Popen]) -> list[tuple[str, str]]:
 
 def test_two_ranks_train_one_run_and_resume_it_exactly(tmp_path, capsys):
     whole, half = tmp_path / "whole", tmp_path / "half"
-    done = subprocess.run(torchrun("--steps", "20", "--save-every", "10", "--out", str(whole), *QUICK),
-                          capture_output=True, text=True, timeout=300)
+    done = run_process(torchrun("--steps", "20", "--save-every", "10", "--out", str(whole), *QUICK),
+                       capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.count("gantui: training on cpu") == 1  # rank 0 prints; the other trains silently
     assert sorted(p.name for p in tmp_path.iterdir()) == ["whole"]  # one run directory
@@ -66,10 +66,9 @@ def test_two_ranks_train_one_run_and_resume_it_exactly(tmp_path, capsys):
     assert not (state["ranks"][0]["torch"] == state["ranks"][1]["torch"]).all()  # seed + rank
     assert status(whole)["state"] == "done"
 
-    first = subprocess.run(torchrun("--steps", "10", "--save-every", "10", "--out", str(half), *QUICK),
-                           capture_output=True, text=True, timeout=300)
-    assert first.returncode == 0, first.stderr[-2000:]
-    again = subprocess.run(torchrun("--resume", str(half), "--steps", "20"), capture_output=True, text=True, timeout=300)
+    # the straight run's step-10 checkpoint, resumed into a directory of its own by a fresh job
+    again = run_process(torchrun("--resume", str(whole / "checkpoints" / "step-00000010.pt"), "--out", str(half),
+                                 "--steps", "20"), capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr[-2000:]
     resumed = {r["step"]: r for r in rows(half)}
     for step in (15, 20):  # fresh processes, the same world size: the same numbers
@@ -87,8 +86,8 @@ def rows_at(got: list[dict], step: int) -> dict:
 
 def test_a_watchers_pause_holds_every_rank_and_sigterm_stops_them_at_one_step(tmp_path):
     out = tmp_path / "run"
-    job = subprocess.Popen(torchrun("--steps", NEVER, "--out", str(out), *QUICK), stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE, text=True, start_new_session=True)
+    job = popen(torchrun("--steps", NEVER, "--out", str(out), *QUICK), stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
         wait_for_step(out, 10, timeout=180)
         peer = Peer(out)
@@ -121,8 +120,8 @@ def test_bad_nproc_is_one_line_and_exit_2(capsys, value):
 
 def test_gantui_nproc_launches_the_job_and_a_signal_ends_it_saved(tmp_path):
     out = tmp_path / "run"
-    job = subprocess.Popen([sys.executable, "-m", "gantui", "--nproc", "2", "--steps", NEVER, "--out", str(out),
-                            *QUICK], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    job = popen([sys.executable, "-m", "gantui", "--nproc", "2", "--steps", NEVER, "--out", str(out),
+                *QUICK], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         wait_for_step(out, 10, timeout=180)
         job.send_signal(signal.SIGINT)  # Ctrl-C in its terminal
@@ -157,9 +156,9 @@ def test_a_killed_rank_is_restarted_by_torchrun_and_the_run_resumes_from_its_che
     """A budget the job cannot reach before the kill lands, however fast the machine; once the
     restarted round trains past its checkpoint, `gantui stop` ends it, saved, exit 0."""
     out = tmp_path / "run"
-    job = subprocess.Popen(torchrun("--steps", NEVER, "--save-every", "10", "--out", str(out), *QUICK,
-                                    launcher=("--standalone", "--max-restarts", "1")), stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE, text=True, start_new_session=True)
+    job = popen(torchrun("--steps", NEVER, "--save-every", "10", "--out", str(out), *QUICK,
+                         launcher=("--standalone", "--max-restarts", "1")), stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
         wait_for_step(out, 15, timeout=180)
         os.kill(worker_of_rank(job.pid, 1), signal.SIGKILL)
@@ -185,8 +184,8 @@ def test_two_launchers_as_two_machines_train_one_run_that_gantui_stop_ends(tmp_p
     nodes = two_machines("--steps", NEVER, "--out", str(out), *QUICK)
     try:
         wait_for_step(out, 10, timeout=180)
-        stopped = subprocess.run([sys.executable, "-m", "gantui", "stop", str(out)], capture_output=True, text=True,
-                                 timeout=300)
+        stopped = run_process([sys.executable, "-m", "gantui", "stop", str(out)], capture_output=True, text=True,
+                              timeout=300)
     finally:
         outputs = outputs_of(nodes)
     assert stopped.returncode == 0 and stopped.stdout.startswith("stopped run at step"), stopped.stderr
@@ -202,9 +201,9 @@ def test_the_hardest_recipe_trains_under_two_processes(tmp_path):
     """WGAN-GP (the penalty's double backward through the raw D, beside D's DDP wrapper), two D
     steps a G step, EMA and a conditional G and D: every rank steps together to the end."""
     out = tmp_path / "run"
-    done = subprocess.run(torchrun("--steps", "4", "--log-every", "2", "--out", str(out), *QUICK[:4], "--eval-every",
-                                   "0", "--loss", "wgan-gp", "--d-steps", "2", "--ema", "0.99", "--conditional"),
-                          capture_output=True, text=True, timeout=600)
+    done = run_process(torchrun("--steps", "4", "--log-every", "2", "--out", str(out), *QUICK[:4], "--eval-every",
+                                "0", "--loss", "wgan-gp", "--d-steps", "2", "--ema", "0.99", "--conditional"),
+                       capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     got = rows(out)
     assert [r["step"] for r in got] == [2, 4]
@@ -250,8 +249,8 @@ def test_every_other_recipe_trains_through_its_ddp_wrappers(tmp_path):
                "--loss lsgan --lr-g 1e-4", "--loss minimax --compile"]
     if importlib.util.find_spec("torch._dynamo") is None:
         recipes.pop()
-    done = subprocess.run([sys.executable, "-c", WRAPPED_ALONE, str(tmp_path / "run"), *recipes], capture_output=True,
-                          text=True, timeout=600)
+    done = run_process([sys.executable, "-c", WRAPPED_ALONE, str(tmp_path / "run"), *recipes], capture_output=True,
+                       text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.splitlines() == [f"trained {recipe}" for recipe in recipes]
 
@@ -262,8 +261,8 @@ def test_sync_bn_in_one_process_is_one_line_and_exit_2(capsys):
 
 
 def test_sync_bn_on_the_cpu_is_refused_on_every_rank(tmp_path):
-    done = subprocess.run(torchrun("--sync-bn", "--steps", "2", "--out", str(tmp_path / "run"), *QUICK),
-                          capture_output=True, text=True, timeout=300)
+    done = run_process(torchrun("--sync-bn", "--steps", "2", "--out", str(tmp_path / "run"), *QUICK),
+                       capture_output=True, text=True, timeout=300)
     assert done.returncode != 0 and "gantui: --sync-bn needs CUDA" in done.stderr
     assert not gantui_traceback(done.stderr), done.stderr[-3000:]
 
@@ -271,9 +270,9 @@ def test_sync_bn_on_the_cpu_is_refused_on_every_rank(tmp_path):
 def test_a_folder_of_images_trains_under_two_processes_with_one_cache(tmp_path):
     write_images(tmp_path / "images", 300, size=(40, 36))
     env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
-    done = subprocess.run(torchrun("--data", str(tmp_path / "images"), "--image-size", "32", "--steps", "4",
-                                   "--log-every", "2", "--out", str(tmp_path / "run"), *QUICK[:4], "--eval-every", "0"),
-                          capture_output=True, text=True, timeout=300, env=env)
+    done = run_process(torchrun("--data", str(tmp_path / "images"), "--image-size", "32", "--steps", "4",
+                                "--log-every", "2", "--out", str(tmp_path / "run"), *QUICK[:4], "--eval-every", "0"),
+                       capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.count("decoded and cached") == 1, done.stdout  # rank 0 says it; the others say nothing
     assert len({p.name.split(".")[0] for p in (tmp_path / "cache" / "gantui" / "folders").iterdir()}) == 1  # one key
@@ -321,8 +320,8 @@ def test_under_plain_torchrun_ui_has_rank_0_draw_the_dashboard_and_q_stops_every
     out = tmp_path / "run"
     main, child = pty.openpty()
     env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": "100", "LINES": "30"}
-    job = subprocess.Popen(torchrun("--ui", "--steps", NEVER, "--out", str(out), *QUICK), stdin=child, stdout=child,
-                           stderr=child, env=env, start_new_session=True)
+    job = popen(torchrun("--ui", "--steps", NEVER, "--out", str(out), *QUICK), stdin=child, stdout=child,
+                stderr=child, env=env, start_new_session=True)
     os.close(child)
     screen = b""
     try:
@@ -348,8 +347,8 @@ def test_a_jobs_metrics_rows_follow_rank_0s_clock(tmp_path):
     """As on CUDA, where the intervals follow the clock (the hidden flag asks for it on the CPU):
     rank 0's clock names the step of each next row, every rank takes it there."""
     out = tmp_path / "run"
-    done = subprocess.run(torchrun("--clock-intervals", "--steps", "40", "--out", str(out), *QUICK[:4],
-                                   "--eval-every", "0"), capture_output=True, text=True, timeout=300)
+    done = run_process(torchrun("--clock-intervals", "--steps", "40", "--out", str(out), *QUICK[:4],
+                                "--eval-every", "0"), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "by the clock: log every 0.5 s, sample every 60 s, save every 600 s" in done.stdout
     got = rows(out)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -15,7 +14,7 @@ from gantui.engine.checkpoint import FORMAT, load_checkpoint
 from gantui.engine.gan import GAN
 from gantui.engine.objectives import gradient_penalty, r1_penalty
 from gantui.engine.trainer import Trainer
-from support import FAST, AlwaysPreview, refused
+from support import FAST, AlwaysPreview, refused, run_process
 
 BEFORE_SPLIT = Path(__file__).parent / "data" / "default_recipe_before_split.json"
 
@@ -25,7 +24,7 @@ def test_the_default_recipe_trains_as_before_the_split(tmp_path):
     figures and quality (fp32 on the CPU; a tolerance for kernels that differ between CPUs)."""
     recorded = json.loads(BEFORE_SPLIT.read_text())
     args = recorded["command"].split()[1:] + ["--out", str(tmp_path / "run")]
-    done = subprocess.run([sys.executable, "-m", "gantui", *args], capture_output=True, text=True, timeout=300)
+    done = run_process([sys.executable, "-m", "gantui", *args], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     got = [r for r in rows if "loss_d" in r or r.get("event") == "quality"]
@@ -182,8 +181,8 @@ RECIPES = [["--loss", "minimax"], ["--loss", "hinge", "--spectral-norm"], ["--lo
 @pytest.mark.parametrize("recipe", RECIPES, ids=lambda r: " ".join(r))
 def test_every_recipe_trains_from_the_command_line(tmp_path, recipe):
     out = tmp_path / "run"
-    done = subprocess.run([sys.executable, "-m", "gantui", "--no-ui", *FAST, "--steps", "8", "--eval-every", "8",
-                           "--eval-n", "100", "--out", str(out), *recipe], capture_output=True, text=True, timeout=300)
+    done = run_process([sys.executable, "-m", "gantui", "--no-ui", *FAST, "--steps", "8", "--eval-every", "8",
+                        "--eval-n", "100", "--out", str(out), *recipe], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     metrics = [r for r in rows if "loss_d" in r]
@@ -240,8 +239,8 @@ def test_a_conditional_g_draws_the_digits_asked_for(tiny_config, tmp_path):
     with torch.no_grad():
         expected = G(torch.randn(5, 100, generator=torch.Generator().manual_seed(3)), torch.full((5,), 7))
     assert np.array_equal(images, ((expected + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).squeeze(1).numpy())
-    refused = subprocess.run([sys.executable, "-m", "gantui", "sample", str(tmp_path / "nothing"), "--digit", "12",
-                              "--out", str(tmp_path / "a.png")], capture_output=True, text=True)
+    refused = run_process([sys.executable, "-m", "gantui", "sample", str(tmp_path / "nothing"), "--digit", "12",
+                           "--out", str(tmp_path / "a.png")], capture_output=True, text=True)
     assert refused.returncode == 2 and "--digit must be from 0 to 9" in refused.stderr
 
 
@@ -266,11 +265,11 @@ def test_a_live_set_applies_at_a_step_boundary_and_survives_a_resume(tmp_path):
     real command, no flags) to 12: bit-exact on the CPU, and the resumed run kept the new values."""
     straight, split = tmp_path / "straight", tmp_path / "split"
     for out, steps in ((straight, 12), (split, 9)):
-        done = subprocess.run([sys.executable, "-c", SET_AT_STEP_6, str(out), str(steps)], capture_output=True,
-                              text=True, timeout=300)
+        done = run_process([sys.executable, "-c", SET_AT_STEP_6, str(out), str(steps)], capture_output=True,
+                           text=True, timeout=300)
         assert done.returncode == 0 and done.stdout.strip() == "done", done.stderr
-    resumed = subprocess.run([sys.executable, "-m", "gantui", "--no-ui", "--resume", str(split), "--steps", "12"],
-                             capture_output=True, text=True, timeout=300)
+    resumed = run_process([sys.executable, "-m", "gantui", "--no-ui", "--resume", str(split), "--steps", "12"],
+                          capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
     a, b = load_checkpoint(straight), load_checkpoint(split)
     assert b["config"]["lr_g"] == 1e-4 and b["config"]["d_steps"] == 2 and b["config"]["ema"] == 0.9
@@ -305,15 +304,15 @@ def test_a_version_1_checkpoint_resumes_exactly_and_samples(tmp_path, capsys):
     from gantui.cli import main
 
     straight, old = tmp_path / "straight", tmp_path / "old"
-    done = subprocess.run([sys.executable, "-m", "gantui", "--no-ui", *FAST, "--eval-every", "0", "--save-every", "6",
-                           "--out", str(straight), "--steps", "12"], capture_output=True, text=True, timeout=300)
+    done = run_process([sys.executable, "-m", "gantui", "--no-ui", *FAST, "--eval-every", "0", "--save-every", "6",
+                        "--out", str(straight), "--steps", "12"], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     v1 = as_version_1(load_checkpoint(straight / "checkpoints" / "step-00000006.pt"))
     (old / "checkpoints").mkdir(parents=True)
     torch.save(v1, old / "checkpoints" / "last.pt")
     assert torch.load(old / "checkpoints" / "last.pt", weights_only=True)["version"] == 1
-    resumed = subprocess.run([sys.executable, "-m", "gantui", "--no-ui", "--resume", str(old), "--steps", "12"],
-                             capture_output=True, text=True, timeout=300)
+    resumed = run_process([sys.executable, "-m", "gantui", "--no-ui", "--resume", str(old), "--steps", "12"],
+                          capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
     a, b = load_checkpoint(straight), load_checkpoint(old)
     assert b["version"] == 2 and b["step"] == 12

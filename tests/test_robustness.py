@@ -5,7 +5,6 @@ import json
 import os
 import select
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -17,7 +16,8 @@ from gantui.run import events as ev
 from gantui.engine.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from gantui.config import Config
 from gantui.engine.trainer import Trainer
-from support import FAST, NEVER, controlling_terminal, dashboard_in_a_pty, gantui, refused, start, wait_for_step
+from support import (FAST, NEVER, controlling_terminal, dashboard_in_a_pty, gantui, refused, run_process, start,
+                     wait_for_step)
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
 def test_signal_saves_and_exits_128_plus_signal(tmp_path, signum):
@@ -37,8 +37,8 @@ def test_second_process_on_the_same_run_directory_is_refused(tmp_path):
     first = start(out, "--steps", NEVER)
     try:
         wait_for_step(out, 2)
-        second = subprocess.run([sys.executable, "-m", "gantui", "--no-ui", "--out", str(out), *FAST],
-                                capture_output=True, text=True, timeout=60)
+        second = run_process([sys.executable, "-m", "gantui", "--no-ui", "--out", str(out), *FAST],
+                             capture_output=True, text=True, timeout=60)
         assert second.returncode == 2
         assert "in use by another gantui process" in second.stderr
         assert len(second.stderr.strip().splitlines()) == 1
@@ -204,8 +204,8 @@ def test_dashboard_whose_terminal_is_gone_saves_and_exits(tmp_path):
             proc.kill()
         if main is not None:
             os.close(main)
-    resumed = subprocess.run([sys.executable, "-m", "gantui", "--no-ui", "--resume", str(out), "--steps", str(saved + 1)],
-                             capture_output=True, text=True, timeout=120)
+    resumed = run_process([sys.executable, "-m", "gantui", "--no-ui", "--resume", str(out), "--steps", str(saved + 1)],
+                          capture_output=True, text=True, timeout=120)
     assert resumed.returncode == 0, resumed.stderr  # the lock went with the process
 
 

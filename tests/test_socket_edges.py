@@ -7,12 +7,12 @@ import json
 import socket
 import struct
 
-
 from gantui.run import events as ev
 from gantui.run import server
 from gantui.run.client import ConnectionLost, StreamLink
 from gantui.run.publisher import Run
 from gantui.run.rundir import RunDir
+from support import run_process
 
 
 async def test_lines_that_are_not_gantuis_are_skipped_and_said(tmp_path):
@@ -112,7 +112,6 @@ async def test_the_relays_zlib_stream_is_read_after_a_login_shells_lines(tmp_pat
 
 
 def test_relay_zlib_sends_a_replay_compressed(tmp_path):
-    import subprocess
     import sys
     import zlib
 
@@ -123,8 +122,8 @@ def test_relay_zlib_sends_a_replay_compressed(tmp_path):
     run.start()
     run.publish(ev.Metrics({"step": 1, "loss": 1.0}))
     run.close()
-    done = subprocess.run([sys.executable, "-m", "gantui", "relay", "--zlib", str(out)], input=b"",
-                          capture_output=True, timeout=60)
+    done = run_process([sys.executable, "-m", "gantui", "relay", "--zlib", str(out)], input=b"",
+                       capture_output=True, timeout=60)
     assert done.returncode == 0 and done.stdout.startswith(ZLIB_MARK)
     messages = [json.loads(line) for line in zlib.decompressobj().decompress(done.stdout[len(ZLIB_MARK):]).splitlines()]
     assert [m["type"] for m in messages] == ["hello", "snapshot"] and messages[1]["history"][0]["step"] == 1

@@ -2,7 +2,6 @@
 people write it (no global_step, no close(), histograms, hyperparameters, figures)."""
 from __future__ import annotations
 
-import subprocess
 import sys
 import textwrap
 
@@ -12,6 +11,7 @@ import torch
 
 from gantui.run.rundir import RunDir
 from gantui.run.runs import run_state
+from support import run_process
 
 
 def curves(run: RunDir) -> list[dict]:
@@ -94,7 +94,7 @@ TRAIN_AND_VAL = textwrap.dedent("""
 def test_a_train_and_a_val_writer_in_one_process_are_two_runs_that_each_keep_their_rows(tmp_path):
     script, out = tmp_path / "tb.py", tmp_path / "tb"
     script.write_text(TRAIN_AND_VAL)
-    proc = subprocess.run([sys.executable, str(script), str(out)], capture_output=True, text=True, timeout=120)
+    proc = run_process([sys.executable, str(script), str(out)], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "init() again" not in proc.stderr  # the second writer finishes nothing
     for split, key in (("train", "loss"), ("val", "acc")):
@@ -108,7 +108,7 @@ def test_a_train_and_a_val_writer_in_one_process_are_two_runs_that_each_keep_the
 def test_calls_without_a_step_are_each_a_point_and_reach_the_file_at_exit_without_close(tmp_path):
     script, out = tmp_path / "tb.py", tmp_path / "tb"
     script.write_text(NO_STEPS)
-    proc = subprocess.run([sys.executable, str(script), str(out)], capture_output=True, text=True, timeout=120)
+    proc = run_process([sys.executable, str(script), str(out)], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     run = RunDir(out)
     points = curves(run)
