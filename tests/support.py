@@ -39,50 +39,63 @@ def gantui_traceback(text: str) -> bool:
     return any(f'File "{root}{os.sep}' in text for root in PACKAGE_DIRS)
 
 
+TORCH_FREE = {"stop", "relay", "watch", "runs", "--help"}  # gantui's commands that start without torch
+ENV_AT_START = dict(os.environ)  # the fork server's, whichever test starts it
+
+
 class Forked(subprocess.Popen):
-    """A `subprocess.Popen` of `python -m MODULE ARGS` (or `-c CODE`, or a script) whose process is
-    forked by tests/forkserver.py (torch already imported there) instead of started from scratch:
-    ~4 s of CPU less a run. It is not this process's child: its wait status comes from the server
-    that forked it. A resume always starts from scratch: its guarantee is about a fresh interpreter
-    (another hash seed, nothing imported), and the run it continues was forked."""
+    """A `subprocess.Popen` of python (`-m MODULE`, `-c CODE` or a script) whose process is forked by
+    tests/forkserver.py, where torch is imported already, instead of started from scratch: ~4 s of
+    CPU less a run. It is not this process's child: its wait status comes from the server.
+
+    Only a process that would import torch is forked (one that starts without it gains nothing and
+    would show less). A test of an exact resume starts the resumed run from scratch (`fresh=True`):
+    its claim is about a fresh interpreter (another hash seed, nothing imported)."""
 
     _server: subprocess.Popen | None = None
-    _path = ""
+    _address = ""
     _starting = threading.Lock()
 
     @classmethod
     def serves(cls, args, kwargs) -> bool:
-        return (os.environ.get("GANTUI_TESTS_EXEC") != "1" and len(args) >= 2 and args[0] == sys.executable
-                and (args[1] in ("-m", "-c") or not str(args[1]).startswith("-")) and "--resume" not in args
-                and set(kwargs) <= {"stdin", "stdout", "stderr", "text", "env", "cwd", "start_new_session"})
+        if (os.environ.get("GANTUI_TESTS_EXEC") == "1" or len(args) < 2 or args[0] != sys.executable
+                or not set(kwargs) <= {"stdin", "stdout", "stderr", "text", "env", "cwd",
+                                                               "start_new_session"}):
+            return False
+        if args[1] == "-m":
+            command = (list(args[3:4]) or [""])[0]
+            return args[2] == "torch.distributed.run" or (args[2] == "gantui" and command not in TORCH_FREE)
+        if args[1] == "-c":
+            return "torch" in args[2]
+        return not str(args[1]).startswith("-")  # a script: the suite's import torch, or gantui's trainer
 
     @classmethod
     def _connect(cls) -> socket.socket:
         with cls._starting:
             if cls._server is None or cls._server.poll() is not None:
-                cls._start()
+                cls._address = f"gantui-tests-forkserver-{os.getpid()}-{time.monotonic_ns()}"
+                cls._server = subprocess.Popen([sys.executable, str(Path(__file__).with_name("forkserver.py")),
+                                                cls._address], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                               text=True, env=ENV_AT_START)
+                if cls._server.stdout.readline() != "ready\n":
+                    raise RuntimeError("the fork server did not start")
         conn = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        conn.connect(cls._path)
+        conn.connect("\0" + cls._address)
         return conn
-
-    @classmethod
-    def _start(cls) -> None:
-        import tempfile
-
-        cls._path = os.path.join(tempfile.mkdtemp(prefix="forkserver-"), "s")
-        cls._server = subprocess.Popen([sys.executable, str(Path(__file__).with_name("forkserver.py")), cls._path],
-                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        assert cls._server.stdout.readline() == "ready\n", "the fork server did not start"
 
     def _execute_child(self, args, executable, preexec_fn, close_fds, pass_fds, cwd, env, startupinfo, creationflags,
                        shell, p2cread, p2cwrite, c2pread, c2pwrite, errread, errwrite, restore_signals, gid, gids,
-                       uid, umask, start_new_session, process_group):
-        self._conn = self._connect()
-        request = {"argv": [os.fsdecode(a) for a in args[1:]], "env": dict(os.environ if env is None else env),
-                   "cwd": os.fsdecode(cwd or os.getcwd()), "session": bool(start_new_session)}
+                       uid, umask, start_new_session, process_group=None):  # (3.10 passes no process_group)
+        request = json.dumps({"argv": [os.fsdecode(a) for a in args[1:]], "env": dict(os.environ if env is None else env),
+                              "cwd": os.path.abspath(os.fsdecode(cwd or os.getcwd())),
+                              "session": bool(start_new_session)}).encode()
         fds = [p2cread if p2cread != -1 else 0, c2pwrite if c2pwrite != -1 else 1, errwrite if errwrite != -1 else 2]
-        socket.send_fds(self._conn, [json.dumps(request).encode()], fds)
-        self.pid = json.loads(self._conn.recv(4096))["pid"]
+        self._conn, self._server = self._connect(), Forked._server  # this process's server, if another follows
+        socket.send_fds(self._conn, [request], fds)
+        answer = self._conn.recv(4096)
+        if not answer:
+            raise RuntimeError("the fork server did not fork")
+        self.pid = json.loads(answer)["pid"]
         self._child_created = True
         self._close_pipe_fds(p2cread, p2cwrite, c2pread, c2pwrite, errread, errwrite)
 
@@ -92,7 +105,10 @@ class Forked(subprocess.Popen):
             answer = self._conn.recv(4096)
         except BlockingIOError:
             return 0, 0
-        assert answer, "the fork server went away"
+        if not answer:  # the server has gone: the status is lost (the process may live on; kill() still reaches it)
+            if wait_flags & os.WNOHANG:
+                return 0, 0
+            raise RuntimeError(f"the fork server went away: the end of process {self.pid} is unknown")
         self._conn.close()
         return self.pid, json.loads(answer)["status"]
 
@@ -103,20 +119,22 @@ class Forked(subprocess.Popen):
                     pid, status = self._try_wait(os.WNOHANG)
                     if pid:
                         self._handle_exitstatus(status)
+                    elif _deadstate is not None and self._server.poll() is not None:  # (from __del__)
+                        self.returncode = _deadstate
             finally:
                 self._waitpid_lock.release()
         return self.returncode
 
 
-def popen(args: list, **kwargs) -> subprocess.Popen:
-    """`subprocess.Popen(ARGS)`, forked (`Forked`) where ARGS runs python (`-m`, `-c` or a script)
-    and nothing asked for needs a process started from scratch."""
-    return (Forked if Forked.serves(args, kwargs) else subprocess.Popen)(args, **kwargs)
+def popen(args: list, fresh: bool = False, **kwargs) -> subprocess.Popen:
+    """`subprocess.Popen(ARGS)`, forked (`Forked`) where ARGS is python running something that
+    imports torch, unless `fresh` or something asked for needs a process started from scratch."""
+    return (Forked if not fresh and Forked.serves(args, kwargs) else subprocess.Popen)(args, **kwargs)
 
 
 def run_process(args: list, *, input=None, capture_output: bool = False, timeout: float | None = None,
                 check: bool = False, **kwargs) -> subprocess.CompletedProcess:
-    """`subprocess.run(ARGS, ...)` through `popen`."""
+    """`subprocess.run(ARGS, ...)` through `popen` (`fresh=True`: from scratch)."""
     if input is not None:
         kwargs["stdin"] = subprocess.PIPE
     if capture_output:
@@ -124,9 +142,8 @@ def run_process(args: list, *, input=None, capture_output: bool = False, timeout
     with popen(args, **kwargs) as proc:
         try:
             out, err = proc.communicate(input, timeout=timeout)
-        except subprocess.TimeoutExpired:
+        except BaseException:  # a timeout, or pytest-timeout's: the process goes too, as subprocess.run does
             proc.kill()
-            proc.wait()
             raise
     done = subprocess.CompletedProcess(args, proc.returncode, out, err)
     if check:
@@ -135,7 +152,8 @@ def run_process(args: list, *, input=None, capture_output: bool = False, timeout
 
 
 def gantui(*args: str, timeout: float = 300, env: dict | None = None, **kwargs) -> subprocess.CompletedProcess:
-    """`python -m gantui ARGS` to its end, in a fresh process; `env` adds to this one's environment."""
+    """`python -m gantui ARGS` to its end, in a process of its own (forked unless `fresh=True`: see
+    `Forked`); `env` adds to this one's environment."""
     return run_process([sys.executable, "-m", "gantui", *args], capture_output=True, text=True, timeout=timeout,
                        env={**os.environ, **(env or {})}, **kwargs)
 

@@ -66,9 +66,10 @@ def test_two_ranks_train_one_run_and_resume_it_exactly(tmp_path, capsys):
     assert not (state["ranks"][0]["torch"] == state["ranks"][1]["torch"]).all()  # seed + rank
     assert status(whole)["state"] == "done"
 
-    # the straight run's step-10 checkpoint, resumed into a directory of its own by a fresh job
-    again = run_process(torchrun("--resume", str(whole / "checkpoints" / "step-00000010.pt"), "--out", str(half),
-                                 "--steps", "20"), capture_output=True, text=True, timeout=300)
+    first = run_process(torchrun("--steps", "10", "--save-every", "10", "--out", str(half), *QUICK),
+                        capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr[-2000:]
+    again = run_process(torchrun("--resume", str(half), "--steps", "20"), capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr[-2000:]
     resumed = {r["step"]: r for r in rows(half)}
     for step in (15, 20):  # fresh processes, the same world size: the same numbers

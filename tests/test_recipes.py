@@ -269,7 +269,7 @@ def test_a_live_set_applies_at_a_step_boundary_and_survives_a_resume(tmp_path):
                            text=True, timeout=300)
         assert done.returncode == 0 and done.stdout.strip() == "done", done.stderr
     resumed = run_process([sys.executable, "-m", "gantui", "--no-ui", "--resume", str(split), "--steps", "12"],
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=300, fresh=True)
     assert resumed.returncode == 0, resumed.stderr
     a, b = load_checkpoint(straight), load_checkpoint(split)
     assert b["config"]["lr_g"] == 1e-4 and b["config"]["d_steps"] == 2 and b["config"]["ema"] == 0.9
@@ -312,7 +312,7 @@ def test_a_version_1_checkpoint_resumes_exactly_and_samples(tmp_path, capsys):
     torch.save(v1, old / "checkpoints" / "last.pt")
     assert torch.load(old / "checkpoints" / "last.pt", weights_only=True)["version"] == 1
     resumed = run_process([sys.executable, "-m", "gantui", "--no-ui", "--resume", str(old), "--steps", "12"],
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=300, fresh=True)
     assert resumed.returncode == 0, resumed.stderr
     a, b = load_checkpoint(straight), load_checkpoint(old)
     assert b["version"] == 2 and b["step"] == 12

@@ -60,7 +60,7 @@ def test_resume_after_sigterm_is_bit_exact(tmp_path):
     assert stopped_at >= 6
     end = str(stopped_at + 4)
     assert gantui("--no-ui", "--out", str(straight), *FAST, "--steps", end).returncode == 0
-    resumed = gantui("--no-ui", "--resume", str(split), "--steps", end)
+    resumed = gantui("--no-ui", "--resume", str(split), "--steps", end, fresh=True)
     assert resumed.returncode == 0, resumed.stderr
     a, b = load_checkpoint(straight), load_checkpoint(split)
     assert a["step"] == b["step"] == stopped_at + 4

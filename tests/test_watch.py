@@ -273,7 +273,7 @@ def test_a_fresh_process_resume_is_bit_exact_with_evaluation_on(tmp_path):
     common = ("--no-ui", "--seed", "7", "--device", "cpu", "--eval-n", "300")
     assert gantui(*common, "--out", str(straight), "--steps", "10", timeout=300).returncode == 0
     assert gantui(*common, "--out", str(split), "--steps", "5", timeout=300).returncode == 0
-    resumed = gantui("--no-ui", "--resume", str(split), "--steps", "10", timeout=300)
+    resumed = gantui("--no-ui", "--resume", str(split), "--steps", "10", timeout=300, fresh=True)
     assert resumed.returncode == 0, resumed.stderr
     assert '"event": "quality", "step": 5' in (split / "metrics.jsonl").read_text()  # evaluated before the save
     a, b = load_checkpoint(straight), load_checkpoint(split)
