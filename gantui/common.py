@@ -12,6 +12,11 @@ STOP_SIGNALS = tuple(s for s in (signal.SIGINT, signal.SIGTERM, getattr(signal, 
 STATES = ("starting", "training", "paused", "done", "stopped", "diverged", "error", "killed")
 
 
+class GantuiError(Exception):
+    """What a user asked for that cannot be (a flag, a file, a device, a busy run directory): its
+    message is one line, and `gantui.cli.main` turns it into `gantui: error: ...` and exit 2."""
+
+
 def rare_digits(hist: list[float]) -> list[int]:
     """The digits that hold under RARE_SHARE of the samples."""
     return [digit for digit, share in enumerate(hist) if share < RARE_SHARE]

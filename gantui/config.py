@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass, fields
 from typing import Any
 
+from gantui.common import GantuiError
 from gantui.datasets import DATASETS, FOLDER, IMAGE_SIZES
 
 LOSSES = ("ns", "minimax", "hinge", "wgan-gp", "lsgan")
@@ -29,7 +30,7 @@ def default_eval_every(device_type: str) -> int:
     return 2000 if device_type == "cuda" else 500
 
 
-class ConfigError(ValueError):
+class ConfigError(GantuiError, ValueError):
     """A bad setting; its message is one line meant for the user."""
 
 

@@ -6,13 +6,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from gantui.common import GantuiError
+
 FOLDER = "folder"  # `--data DIR`: a folder of images
 IMAGE_SIZES = (32, 64, 128)  # a folder's images are resized to one of these
 DEFAULT_IMAGE_SIZE = 64
 
 
 
-class DatasetError(Exception):
+class DatasetError(GantuiError):
     """A dataset that cannot be had: one line, naming the files and where they go."""
 
 @dataclass(frozen=True)

@@ -105,3 +105,27 @@ def test_engine_and_headless_import_without_ui_libraries():
             "print(bad); sys.exit(1 if bad else 0)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_what_a_user_cannot_ask_for_is_one_gantui_error_reported_in_one_place(monkeypatch, capsys):
+    """Every user error is a GantuiError, and `main` alone turns one into a line and exit 2,
+    whichever command raised it."""
+    import gantui.cli.sample
+    from gantui.common import GantuiError
+    from gantui.config import ConfigError
+    from gantui.datasets import DatasetError
+    from gantui.engine.checkpoint import CheckpointError
+    from gantui.engine.device import DeviceError
+    from gantui.evaluation.classifier import EvaluatorError
+    from gantui.run.rundir import RunDirBusy
+    from gantui.run.runs import RunNotFound
+
+    for error in (ConfigError, DatasetError, CheckpointError, DeviceError, EvaluatorError, RunDirBusy, RunNotFound):
+        assert issubclass(error, GantuiError), error
+
+    def sample(argv):
+        raise DeviceError(f"--device {argv[-1]}: no such device here")
+
+    monkeypatch.setattr(gantui.cli.sample, "sample", sample)
+    assert refused(capsys, "sample", "cuda:7") == "gantui: error: --device cuda:7: no such device here\n"
+    assert refused(capsys, "watch", "no-such-run").count("\n") == 1  # RunNotFound, from the command itself

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from gantui.cli.parser import Parser, fail
 from gantui.run.rundir import RunDir
-from gantui.run.runs import RunNotFound, all_runs, resolve_run, run_state, summary, table
+from gantui.run.runs import all_runs, resolve_run, run_state, summary, table
 
 STOP_TIMEOUT = 300.0  # seconds `gantui stop` waits for the run's save and exit
 
@@ -22,20 +22,13 @@ def root_arg(p: Parser) -> None:
     p.add_argument("--root", type=Path, help="the runs directory (default: the user data dir's gantui/runs)")
 
 
-def find(spec: str | None, root: Path | None) -> RunDir:
-    try:
-        return resolve_run(spec, root)
-    except RunNotFound as err:
-        fail(str(err))
-
-
 def parse_run(prog: str, description: str, argv: list[str]) -> RunDir:
     """The one-run commands' arguments (RUN, --root), as the run directory they name."""
     p = Parser(prog=prog, description=description)
     p.add_argument("run", nargs="?", help="a run directory or a run's name (default: the newest running run)")
     root_arg(p)
     args = p.parse_args(argv)
-    return find(args.run, args.root)
+    return resolve_run(args.run, args.root)
 
 
 def connect(run_dir: RunDir) -> socket.socket | None:
@@ -70,7 +63,7 @@ def watch(argv: list[str]) -> int:
         host, run = args.run.split(":", 1)
         link = relay_link(host, run)
     else:
-        run_dir = find(args.run, args.root)
+        run_dir = resolve_run(args.run, args.root)
         path = run_dir.find_socket()
         from gantui.run.server import socket_answers
 

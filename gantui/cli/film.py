@@ -9,9 +9,10 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
+from gantui.cli.commands import root_arg
 from gantui.cli.parser import Parser, fail
-from gantui.cli.commands import find, root_arg
 from gantui.run.rundir import atomic_write
+from gantui.run.runs import resolve_run
 
 FORMATS = {".gif": "GIF", ".webp": "WEBP"}
 LABEL_HEIGHT = 20
@@ -52,7 +53,7 @@ def gif(argv: list[str]) -> int:
     check_film(args.out, args.fps)
     if args.every < 1:
         fail(f"--every must be a positive integer, got {args.every}")
-    run_dir = find(args.run, args.root)
+    run_dir = resolve_run(args.run, args.root)
     run = run_dir.path
     grids = run_dir.grids()
     if not grids:
@@ -94,14 +95,9 @@ def interpolate(argv: list[str]) -> int:
     for name, low, high in (("n", 1, 256), ("points", 2, 64), ("frames", 1, 240)):
         if not low <= getattr(args, name) <= high:
             fail(f"--{name} must be from {low} to {high}, got {getattr(args, name)}")
-    from gantui.engine.checkpoint import CheckpointError
-    from gantui.engine.device import DeviceError
     from gantui.engine.sample import latent_walk
 
-    try:
-        grids = latent_walk(args.checkpoint, args.n, args.points, args.frames, seed=args.seed, device=args.device)
-    except (CheckpointError, DeviceError) as err:
-        fail(str(err))
+    grids = latent_walk(args.checkpoint, args.n, args.points, args.frames, seed=args.seed, device=args.device)
     try:
         save_animation([Image.fromarray(grid) for grid in grids], args.out, args.fps)
     except OSError as err:

@@ -23,13 +23,12 @@ from gantui.cli.parser import fail
 
 def train_rank(args: argparse.Namespace, world) -> int:
     from gantui.cli.train import build_config, check_not_another_run, timed_intervals, wants_ui
+    from gantui.common import GantuiError
     from gantui.config import Config, ConfigError
     from gantui.engine import distributed
-    from gantui.engine.checkpoint import CheckpointError
-    from gantui.engine.data import DatasetError
-    from gantui.engine.device import DeviceError, resolve_device
+    from gantui.engine.device import resolve_device
     from gantui.preparing import prepare_data
-    from gantui.run.rundir import RunDir, RunDirBusy
+    from gantui.run.rundir import RunDir
 
     dashboard = world.main and args.ui and wants_ui(args)  # asked for; else rank 0 prints the lines
     distributed.start(world)
@@ -46,7 +45,7 @@ def train_rank(args: argparse.Namespace, world) -> int:
             check_not_another_run(config, args)
             prepare_data(config, device)
             outcome = ("ok", config.to_dict(), state)
-        except (ConfigError, DeviceError, CheckpointError, RunDirBusy, DatasetError) as err:
+        except GantuiError as err:
             outcome = ("error", str(err), None)
     outcome = distributed.broadcast(world, outcome)
     if outcome[0] == "error":
@@ -89,9 +88,9 @@ def train_rank(args: argparse.Namespace, world) -> int:
 def prepare_machine(config: dict, world) -> str | None:
     """The first process of each machine but rank 0's fetches the dataset onto its own disk (or
     looks over the folder there: its cache is this machine's). The problem, or None."""
+    from gantui.common import GantuiError
     from gantui.config import Config
-    from gantui.engine.data import DatasetError
-    from gantui.engine.device import DeviceError, resolve_device
+    from gantui.engine.device import resolve_device
     from gantui.preparing import prepare_data
 
     if world.main or world.local_rank != 0:
@@ -99,7 +98,7 @@ def prepare_machine(config: dict, world) -> str | None:
     try:
         mine = Config.from_dict(config)
         prepare_data(mine, resolve_device(mine.device))
-    except (DatasetError, DeviceError) as err:
+    except GantuiError as err:
         return str(err)
     return None
 
@@ -160,13 +159,10 @@ def launch(argv: list[str], args: argparse.Namespace, ui: bool) -> int:
     rest = without_nproc(argv)
     out = Path(args.out).expanduser().resolve() if args.out else None
     if out is None and args.resume:
-        from gantui.engine.checkpoint import CheckpointError, resolve_checkpoint
+        from gantui.engine.checkpoint import resolve_checkpoint
         from gantui.run.rundir import run_dir_of
 
-        try:
-            out = Path(run_dir_of(resolve_checkpoint(args.resume)))
-        except CheckpointError as err:
-            fail(str(err))
+        out = Path(run_dir_of(resolve_checkpoint(args.resume)))
     if out is None:
         out = default_run_dir()
         rest += ["--out", str(out)]

@@ -28,31 +28,27 @@ def evaluate_command(argv: list[str]) -> int:
     import numpy as np
     import torch
 
-    from gantui.engine.checkpoint import CheckpointError, load_checkpoint
+    from gantui.engine.checkpoint import load_checkpoint
     from gantui.engine.data import from_uint8, load_mnist_arrays, normalise
-    from gantui.engine.device import DeviceError, resolve_device
+    from gantui.engine.device import resolve_device
     from gantui.engine.sample import generate
-    from gantui.evaluation.classifier import EvaluatorError
     from gantui.evaluation.metrics import evaluate
 
-    try:
-        device = str(resolve_device(args.device))
-        dataset = "mnist"
-        if args.real:
-            test = load_mnist_arrays("test")[0]
-            if args.n > len(test):
-                fail(f"--n {args.n}: the MNIST test set has {len(test)} images")
-            images, labels = test[np.random.default_rng(args.seed).permutation(len(test))[:args.n]], None
-        else:
-            state = load_checkpoint(args.checkpoint)  # once: generate takes it
-            dataset = state["config"].get("dataset", "mnist")
-            if off := evaluation_off_reason(dataset):
-                fail(f"{args.checkpoint}: cannot score it: {off}")
-            images, labels = generate(args.checkpoint, args.n, seed=args.seed, device=device, state=state)
-        figures = evaluate(normalise(from_uint8(images)), device, neighbours=True, dataset=dataset,
-                           labels=torch.from_numpy(labels) if labels is not None else None)
-    except (CheckpointError, DeviceError, EvaluatorError) as err:
-        fail(str(err))
+    device = str(resolve_device(args.device))
+    dataset = "mnist"
+    if args.real:
+        test = load_mnist_arrays("test")[0]
+        if args.n > len(test):
+            fail(f"--n {args.n}: the MNIST test set has {len(test)} images")
+        images, labels = test[np.random.default_rng(args.seed).permutation(len(test))[:args.n]], None
+    else:
+        state = load_checkpoint(args.checkpoint)  # once: generate takes it
+        dataset = state["config"].get("dataset", "mnist")
+        if off := evaluation_off_reason(dataset):
+            fail(f"{args.checkpoint}: cannot score it: {off}")
+        images, labels = generate(args.checkpoint, args.n, seed=args.seed, device=device, state=state)
+    figures = evaluate(normalise(from_uint8(images)), device, neighbours=True, dataset=dataset,
+                       labels=torch.from_numpy(labels) if labels is not None else None)
     source = "real MNIST test images" if args.real else args.checkpoint
     if args.json:
         print(json.dumps({"source": source, **figures}))
@@ -88,15 +84,12 @@ def evaluator(argv: list[str]) -> int:
     import torch
 
     from gantui.datasets import evaluator_dir
-    from gantui.engine.data import DatasetError, fetch, load_dataset
+    from gantui.engine.data import fetch, load_dataset
     from gantui.evaluation.fit import encode, fit, write_evaluator
 
     data, cpu = DATASETS[args.dataset], torch.device("cpu")
-    try:
-        fetch(args.dataset, args.data_root)
-        train, test = (load_dataset(data, cpu, args.data_root, train=split) for split in (True, False))
-    except DatasetError as err:
-        fail(str(err))
+    fetch(args.dataset, args.data_root)
+    train, test = (load_dataset(data, cpu, args.data_root, train=split) for split in (True, False))
     print(f"fitting the {args.dataset} evaluator on {len(train[0]):,} training images, {args.epochs} epochs")
     model, stats = fit(train, test, len(data.classes or ()), args.epochs, args.seed)
     folder = evaluator_dir(args.dataset)

@@ -168,11 +168,9 @@ def timed_intervals(config: Config, args: argparse.Namespace, device_type: str) 
 
 
 def train(argv: list[str]) -> int:
-    from gantui.engine.checkpoint import CheckpointError
-    from gantui.engine.data import DatasetError
-    from gantui.engine.device import DeviceError, resolve_device
+    from gantui.engine.device import resolve_device
     from gantui.preparing import prepare_data
-    from gantui.run.rundir import RunDir, RunDirBusy
+    from gantui.run.rundir import RunDir
 
     args = train_parser().parse_args(argv)
     from gantui.engine.distributed import from_env
@@ -196,11 +194,9 @@ def train(argv: list[str]) -> int:
         lock = RunDir(config.out).lock()
         check_not_another_run(config, args)
         prepare_data(config, device)
-    except BaseException as err:
+    except BaseException:  # a refusal (GantuiError, reported by main) lets the directory go at once
         if lock is not None:
             RunDir.unlock(lock)
-        if isinstance(err, (ConfigError, DeviceError, CheckpointError, RunDirBusy, DatasetError)):
-            fail(str(err))
         raise
     from gantui.session import run_dashboard, run_headless
 

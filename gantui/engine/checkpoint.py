@@ -10,13 +10,14 @@ from typing import Any
 
 import torch
 
+from gantui.common import GantuiError
 from gantui.run.rundir import atomic_write, fsync_dir
 
 FORMAT = "gantui-checkpoint"
 VERSION = 2  # 2: the state of each engine part under its own key; 1: one flat dict (the first release)
 
 
-class CheckpointError(Exception):
+class CheckpointError(GantuiError):
     """A checkpoint that cannot be used; the message names the file and the reason."""
 
 

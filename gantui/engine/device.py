@@ -8,10 +8,12 @@ from collections.abc import Mapping
 
 import torch
 
+from gantui.common import GantuiError
+
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters
 
 
-class DeviceError(RuntimeError):
+class DeviceError(GantuiError, RuntimeError):
     """The requested device is not available; the message is one line."""
 
 

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from gantui.common import GantuiError
 from gantui.datasets import DATASETS, evaluator_dir
 
 WEIGHTS = "classifier.pt"
@@ -53,7 +54,7 @@ class Classifier(nn.Module):
         return self.head(self.body(x))
 
 
-class EvaluatorError(RuntimeError):
+class EvaluatorError(GantuiError, RuntimeError):
     """The shipped classifier files are missing or damaged; the message is one line."""
 
 

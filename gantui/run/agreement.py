@@ -15,8 +15,6 @@ Torch-free at import: torch.distributed is imported when a job's ranks first exc
 from __future__ import annotations
 
 import datetime
-import math
-import time
 from typing import Any, Protocol
 
 # The decisions exchanged at each agreement, in this order, summed over the ranks: > 0 is yes;

@@ -13,6 +13,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from gantui.common import GantuiError
+
 SOCKET_NAME = "gantui.sock"
 SOCKET_POINTER = "gantui.sock.path"  # holds the socket's path when RUN_DIR/gantui.sock is too long
 TAIL_BYTES = 1 << 20  # the end of metrics.jsonl read in full by `gantui runs` and replays...
@@ -116,7 +118,7 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_drop_inherited_locks)
 
 
-class RunDirBusy(RuntimeError):
+class RunDirBusy(GantuiError, RuntimeError):
     """Another process holds the run directory."""
 
 

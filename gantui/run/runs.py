@@ -5,12 +5,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+from gantui.common import GantuiError
 from gantui.run.rundir import RunDir, runs_root
 
 LIVE_STATES = ("starting", "training", "paused")
 
 
-class RunNotFound(ValueError):
+class RunNotFound(GantuiError, ValueError):
     """A run name or directory that holds no run; the message is one line."""
 
 
