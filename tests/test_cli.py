@@ -107,9 +107,10 @@ def test_engine_and_headless_import_without_ui_libraries():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_what_a_user_cannot_ask_for_is_one_gantui_error_reported_in_one_place(monkeypatch, capsys):
+def test_what_a_user_cannot_ask_for_is_one_gantui_error_reported_in_one_place(tmp_path, monkeypatch, capsys):
     """Every user error is a GantuiError, and `main` alone turns one into a line and exit 2,
     whichever command raised it."""
+    import gantui.cli.commands
     import gantui.cli.sample
     from gantui.common import GantuiError
     from gantui.config import ConfigError
@@ -128,4 +129,7 @@ def test_what_a_user_cannot_ask_for_is_one_gantui_error_reported_in_one_place(mo
 
     monkeypatch.setattr(gantui.cli.sample, "sample", sample)
     assert refused(capsys, "sample", "cuda:7") == "gantui: error: --device cuda:7: no such device here\n"
-    assert refused(capsys, "watch", "no-such-run").count("\n") == 1  # RunNotFound, from the command itself
+    with pytest.raises(RunNotFound):  # the command itself leaves it to main...
+        gantui.cli.commands.stop(["no-such-run", "--root", str(tmp_path)])
+    said = refused(capsys, "stop", "no-such-run", "--root", str(tmp_path))  # ...which says it, in one line
+    assert said.startswith("gantui: error: no run") and said.count("\n") == 1
