@@ -63,7 +63,7 @@ class Forked(subprocess.Popen):
                                                                "start_new_session"}):
             return False
         if args[1] == "-m":
-            command = (list(args[3:4]) or [""])[0]
+            command = args[3] if len(args) > 3 else ""
             return args[2] == "torch.distributed.run" or (args[2] == "gantui" and command not in TORCH_FREE)
         if args[1] == "-c":
             return "torch" in args[2]

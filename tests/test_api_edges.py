@@ -35,10 +35,10 @@ def released(out: Path) -> bool:
     return not RunDir(out).is_locked() and not (out / "gantui.sock").exists()
 
 
-def script(tmp_path: Path, body: str, **popen) -> subprocess.CompletedProcess:
+def script(tmp_path: Path, body: str, **kwargs) -> subprocess.CompletedProcess:
     """`body` in a fresh process, with OUT the run's directory."""
     code = f"import gantui, os, sys\nOUT = {str(tmp_path / 'run')!r}\n" + textwrap.dedent(body)
-    return run_process([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, **popen)
+    return run_process([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, **kwargs)
 
 
 # -- arguments, and nothing killing a background thread ------------------------------------
