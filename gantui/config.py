@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from gantui.common import GantuiError
@@ -34,49 +34,68 @@ class ConfigError(GantuiError, ValueError):
     """A bad setting; its message is one line meant for the user."""
 
 
+def knob(default: Any, help: str | None, metavar: str | None = None, recipe: bool = False) -> Any:
+    """A setting that is also a flag of `gantui`, with its help (None: a hidden flag), its metavar
+    (integers show N and numbers X unless named) and whether it is one of the recipe's flags. A
+    help that does not speak of its default is followed by it (cli/train.py, docs' flags table)."""
+    return field(default=default, metadata={"help": help, "metavar": metavar, "recipe": recipe})
+
+
 @dataclass
 class Config:
-    dataset: str = "mnist"  # gantui.datasets.DATASETS, or FOLDER for `data`
-    data_root: str | None = None  # where torchvision datasets' files are; None: the user cache dir
-    data: str | None = None  # a folder of images (dataset FOLDER)
-    image_size: int | None = None  # a folder's images are resized to this (IMAGE_SIZES; None: 64)
-    channels: int | None = None  # a folder's: 1 (grey) or 3 (RGB); None: from the images
-    epochs: int = 30
-    steps: int | None = None  # stop after this many steps; overrides epochs
-    batch_size: int = 64
-    lr: float = 2e-4  # sets lr_g and lr_d unless they are given
-    lr_g: float | None = None
-    lr_d: float | None = None
-    beta1: float = 0.5
+    dataset: str = knob("mnist", f"training data: {', '.join(DATASETS)} (default mnist; the others are downloaded "
+                                 "on first use)", "NAME")
+    data_root: str | None = knob(None, "where the datasets' files are, or go when downloaded (default: the user "
+                                       "cache dir)", "DIR")
+    data: str | None = knob(None, "train on a folder of images (png, jpg, jpeg, webp, bmp; found recursively)", "DIR")
+    image_size: int | None = knob(None, "a folder's images are centre-cropped and resized to "
+                                        "32, 64 or 128 (default 64)")
+    channels: int | None = knob(None, "a folder's images as 1 (grey) or 3 (RGB) channels (default: grey only "
+                                      "when all are)")
+    epochs: int = knob(30, "epochs to train")
+    steps: int | None = knob(None, "stop after N steps in all; overrides --epochs")
+    batch_size: int = knob(64, "images per step and process (default 64); with N processes a step trains on N "
+                               "times as many")
+    lr: float = knob(2e-4, "Adam learning rate for G and D")
+    lr_g: float | None = knob(None, "G's learning rate (two time-scale updates; default --lr)")
+    lr_d: float | None = knob(None, "D's learning rate (default --lr)")
+    beta1: float = knob(0.5, "Adam beta1")
     beta2: float = 0.999
-    z_dim: int = 100
-    seed: int = 0
-    loss: str = "ns"  # the objective: non-saturating BCE, minimax, hinge, wgan-gp or lsgan
-    gp: float | None = None  # gradient penalty weight on interpolates; None: 10 with wgan-gp, else 0
-    r1: float = 0.0  # R1 penalty weight (gamma) on real images, applied every R1_EVERY steps
-    spectral_norm: bool = False  # on D's layers
-    ema: float = 0.0  # decay of an EMA of G that drives previews, grids and evaluation; 0: off
-    d_steps: int = 1  # D (critic) steps per G step, each on a new real batch
-    noise: str = "normal"  # the latent distribution: normal or uniform on [-1, 1]
-    diffaug: str = ""  # differentiable augmentations for D, comma-separated (color,translation,cutout)
-    on_collapse: str = "warn"  # or "pause" the run when the mode-collapse warning fires
-    conditional: bool = False  # class-conditional G and D (a projection discriminator)
-    device: str = "auto"
-    precision: str = "auto"  # auto: bf16 autocast on CUDA and on CPUs with AMX, else fp32
-    compile: bool = False  # torch.compile G and D: slower start, faster steady state
-    sync_bn: bool = False  # a torchrun job on CUDA: batch-norm statistics over every rank's batch
-    out: str | None = None  # run directory; None picks one under the user data dir
-    log_every: int = 10
-    sample_every: int = 500
-    save_every: int = 1000
-    keep: int = 3  # periodic checkpoints kept beside last.pt
-    eval_every: int | None = None  # steps per quality evaluation; 0 turns it off; None: see default_eval_every
-    eval_n: int = 2000  # generated images per evaluation, from fixed latents
+    z_dim: int = knob(100, "latent size")
+    seed: int = knob(0, "random seed")
+    loss: str = knob("ns", f"objective: {', '.join(LOSSES)} (default ns: non-saturating BCE)", "NAME", recipe=True)
+    gp: float | None = knob(None, "WGAN-GP gradient penalty weight on interpolates (default 10 with wgan-gp, else 0)",
+                            recipe=True)
+    r1: float = knob(0.0, "R1 penalty weight gamma on real images, lazily every 16 D steps (default 0: off)",
+                     recipe=True)
+    spectral_norm: bool = knob(False, "spectral normalisation on D's layers", recipe=True)
+    ema: float = knob(0.0, "decay of an EMA of G for previews, grids, evaluation and sample (e.g. 0.999; "
+                           "default 0: off)", recipe=True)
+    d_steps: int = knob(1, "D (critic) steps per G step, each on a new batch", recipe=True)
+    noise: str = knob("normal", f"latent distribution: {', '.join(NOISES)}", "NAME", recipe=True)
+    diffaug: str = knob("", f"differentiable augmentation for D: a comma list of {', '.join(AUGMENTS)}",
+                        "POLICIES", recipe=True)
+    conditional: bool = knob(False, "class-conditional G and D (projection discriminator); previews one row per "
+                                    "class", recipe=True)
+    on_collapse: str = knob("warn", "when the mode-collapse warning fires: warn (default) or pause the run",
+                            "ACTION", recipe=True)
+    device: str = knob("auto", "auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps", "DEVICE")
+    precision: str = knob("auto", "auto (bf16 autocast on CUDA and on CPUs with AMX), bf16 or fp32", "MODE")
+    compile: bool = knob(False, "torch.compile the models: a slow first step, then faster ones")
+    sync_bn: bool = knob(False, "with several processes on CUDA: batch norm over every process's batch "
+                                "(SyncBatchNorm)")
+    out: str | None = knob(None, "run directory (default: a new one under the user data dir)", "DIR")
+    log_every: int = knob(10, "steps per metrics line")
+    sample_every: int = knob(500, "steps per PNG grid in samples/")
+    save_every: int = knob(1000, "steps per checkpoint")
+    keep: int = knob(3, "periodic checkpoints kept beside last.pt")
+    eval_every: int | None = knob(None, "steps per quality evaluation, 0 for none (default 500; 2000 on CUDA)")
+    eval_n: int = knob(2000, "images generated per evaluation")
     # Intervals that follow the clock (engine/intervals.py): on CUDA, those whose flag was not given
     timed: tuple[str, ...] = ()
     preview_count: int = 64  # size of the fixed preview noise batch
-    resume: str | None = None
-    fault_nan_step: int | None = None  # test hook: the metrics go NaN at this step (hidden flag)
+    resume: str | None = knob(None, "continue from a checkpoint file or a run directory", "PATH")
+    fault_nan_step: int | None = knob(None, None)  # test hook: the metrics go NaN at this step
 
     def validate(self) -> Config:
         """Raise ConfigError naming the first bad field; return self when all are good. Fills in

@@ -1,7 +1,7 @@
 """Save an SVG screenshot of the real dashboard training (optionally resumed from a run).
 
-    python scripts/screenshot.py screenshots/dashboard.svg --resume RUN_DIR --seconds 20 --flags "--epochs 30"
-    python scripts/screenshot.py screenshots/watch.svg --watch RUN_DIR --seconds 5   # gantui watch on a live run
+    python scripts/screenshot.py docs/screenshots/dashboard.svg --resume RUN_DIR --seconds 20 --flags "--epochs 30"
+    python scripts/screenshot.py docs/screenshots/watch.svg --watch RUN_DIR --seconds 5   # gantui watch on a live run
 """
 from __future__ import annotations
 
@@ -18,7 +18,8 @@ async def shoot(args: argparse.Namespace) -> None:
     if args.watch:
         app = GanApp(socket_link(RunDir(args.watch).find_socket()))
     else:
-        from gantui.cli.train import build_config, train_parser
+        from gantui.cli.resolve import build_config
+        from gantui.cli.train import train_parser
         from gantui.session import Session
 
         flags = ["--out", tempfile.mkdtemp()] + (["--resume", args.resume] if args.resume else []) + args.flags.split()

@@ -107,6 +107,45 @@ def test_engine_and_headless_import_without_ui_libraries():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_no_module_of_gantui_imports_one_that_imports_it_back():
+    """No import circle, lazy imports inside functions included: every `import` and `from ... import`
+    of a gantui module, as a graph, has no cycle (a depth-first search)."""
+    import ast
+    from pathlib import Path
+
+    import gantui as package
+
+    root = Path(package.__file__).parent
+    modules = {".".join(f.relative_to(root.parent).with_suffix("").parts).removesuffix(".__init__"): f
+               for f in root.rglob("*.py")}
+    imports = {name: set() for name in modules}
+    for name, path in modules.items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                found = [node.module, *(f"{node.module}.{alias.name}" for alias in node.names)]
+            elif isinstance(node, ast.Import):
+                found = [alias.name for alias in node.names]
+            else:
+                continue
+            imports[name] |= {other for other in found if other in modules and other != name}
+    done: set[str] = set()
+
+    def circle(name: str, path: list[str]) -> list[str] | None:
+        if name in path:
+            return path[path.index(name):] + [name]
+        if name in done:
+            return None
+        for other in sorted(imports[name]):
+            if found := circle(other, [*path, name]):
+                return found
+        done.add(name)
+        return None
+
+    assert "gantui.cli.resolve" in imports["gantui.cli.ranks"]  # the graph is read (ranks' set-up)
+    for name in modules:
+        assert circle(name, []) is None, " -> ".join(circle(name, []))
+
+
 def test_what_a_user_cannot_ask_for_is_one_gantui_error_reported_in_one_place(tmp_path, monkeypatch, capsys):
     """Every user error is a GantuiError, and `main` alone turns one into a line and exit 2,
     whichever command raised it."""
@@ -133,3 +172,31 @@ def test_what_a_user_cannot_ask_for_is_one_gantui_error_reported_in_one_place(tm
         gantui.cli.commands.stop(["no-such-run", "--root", str(tmp_path)])
     said = refused(capsys, "stop", "no-such-run", "--root", str(tmp_path))  # ...which says it, in one line
     assert said.startswith("gantui: error: no run") and said.count("\n") == 1
+
+
+def test_the_flags_come_from_configs_fields_with_metavars_n_x_and_dir(capsys):
+    """Each setting of Config that is a flag is declared once, in its field: the parser's type,
+    metavar and help come from there (integers N, numbers X, folders DIR), defaults after."""
+    import dataclasses
+    import re
+
+    from gantui.cli import main
+    from gantui.config import Config
+
+    with pytest.raises(SystemExit) as done:
+        main(["--help"])
+    shown = capsys.readouterr().out
+    assert done.value.code == 0
+    usage = shown.split("\n\n")[0]
+    for flag, metavar in (("--batch-size", "N"), ("--lr", "X"), ("--out", "DIR"), ("--data-root", "DIR"),
+                          ("--loss", "NAME"), ("--resume", "PATH"), ("--nproc", "N")):
+        assert f"[{flag} {metavar}]" in usage, (flag, usage)
+    assert not re.search(r"--[a-z-]+ [A-Z]+_[A-Z_]+", shown), shown  # no BATCH_SIZE, EVAL_EVERY...
+    flags = {f.name for f in dataclasses.fields(Config) if "help" in f.metadata}
+    assert {"batch_size", "loss", "r1", "compile", "resume"} <= flags
+    for name in flags - {"fault_nan_step"}:  # the hidden test hook
+        assert f"--{name.replace('_', '-')}" in shown, name
+    assert "--fault-nan-step" not in shown
+    said = " ".join(shown.split())  # as wide as the terminal
+    assert "--batch-size N images per step and process (default 64)" in said
+    assert "--seed N random seed (default 0)" in said  # a zero default is still said

@@ -266,7 +266,7 @@ def test_the_trainers_intervals_follow_the_clock_where_asked_and_steps_where_giv
     CLI); here the same on the CPU, with short periods."""
     import argparse
 
-    from gantui.cli.train import timed_intervals
+    from gantui.cli.resolve import timed_intervals
     from gantui.engine import intervals
     from gantui.engine.trainer import Trainer
 

@@ -217,7 +217,8 @@ def test_the_hardest_recipe_trains_under_two_processes(tmp_path):
 WRAPPED_ALONE = textwrap.dedent("""
     import sys, torch, torch.distributed as dist
     from torch.nn.parallel import DistributedDataParallel as DDP
-    from gantui.cli.train import build_config, train_parser
+    from gantui.cli.resolve import build_config
+    from gantui.cli.train import train_parser
     from gantui.engine.batches import BatchStream
     from gantui.engine.gan import GAN
     dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)

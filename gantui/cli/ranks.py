@@ -22,13 +22,10 @@ from gantui.cli.parser import fail
 
 
 def train_rank(args: argparse.Namespace, world) -> int:
-    from gantui.cli.train import build_config, check_not_another_run, timed_intervals, wants_ui
+    from gantui.cli.resolve import resolve, wants_ui
     from gantui.common import GantuiError
-    from gantui.config import Config, ConfigError
+    from gantui.config import Config
     from gantui.engine import distributed
-    from gantui.engine.device import resolve_device
-    from gantui.preparing import prepare_data
-    from gantui.run.rundir import RunDir
 
     dashboard = world.main and args.ui and wants_ui(args)  # asked for; else rank 0 prints the lines
     distributed.start(world)
@@ -36,14 +33,7 @@ def train_rank(args: argparse.Namespace, world) -> int:
     if world.main:
         try:
             restarted(args)
-            config, state = build_config(args, world.size)
-            device = resolve_device(config.device)
-            if config.sync_bn and device.type != "cuda":
-                raise ConfigError("--sync-bn needs CUDA (SyncBatchNorm runs on GPUs only)")
-            config.timed = timed_intervals(config, args, device.type)  # rank 0's clock
-            lock = RunDir(config.out).lock()  # noqa: F841 (held until the process exits)
-            check_not_another_run(config, args)
-            prepare_data(config, device)
+            config, state, lock = resolve(args, world.size)  # noqa: F841 (the lock: held until the process exits)
             outcome = ("ok", config.to_dict(), state)
         except GantuiError as err:
             outcome = ("error", str(err), None)

@@ -1,0 +1,131 @@
+"""A run's settings, resolved once before anything trains, by `gantui` in one process and by
+rank 0 of a torchrun job alike: defaults, then a resumed run's own config, then the flags given;
+the device; the intervals that follow the clock; the run directory taken and checked; the data
+fetched or looked over. Every refusal is a GantuiError, and lets the directory go at once."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from gantui.cli.parser import fail
+from gantui.config import Config, ConfigError
+from gantui.datasets import FOLDER
+
+
+class Resolved(NamedTuple):
+    config: Config
+    state: dict[str, Any] | None  # the checkpoint resumed from
+    lock: int  # the run directory's (RunDir.lock): held until the run ends
+
+
+def resolve(args: argparse.Namespace, world_size: int = 1) -> Resolved:
+    from gantui.engine.device import resolve_device
+    from gantui.preparing import prepare_data
+    from gantui.run.rundir import RunDir
+
+    config, state = build_config(args, world_size)
+    device = resolve_device(config.device)
+    if config.sync_bn and device.type != "cuda":
+        raise ConfigError("--sync-bn needs CUDA (SyncBatchNorm runs on GPUs only)")
+    config.timed = timed_intervals(config, args, device.type)  # rank 0's clock, in a job
+    lock = RunDir(config.out).lock()
+    try:
+        check_not_another_run(config, args)
+        prepare_data(config, device)
+    except BaseException:
+        RunDir.unlock(lock)
+        raise
+    return Resolved(config, state, lock)
+
+
+def check_writable(path: Path) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".gantui-write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise ConfigError(f"--out {path}: not writable ({err.strerror or err})") from None
+
+
+def check_not_another_run(config: Config, args: argparse.Namespace) -> None:
+    """A fresh run (or a resume) must not write into a directory holding a different run: it would
+    append to that run's metrics and prune its checkpoints."""
+    from gantui.engine.checkpoint import resolve_checkpoint
+    from gantui.run.rundir import RunDir, run_dir_of
+
+    run_dir = RunDir(config.out)
+    if not (run_dir.metrics.exists() or run_dir.last.exists()):
+        return
+    if args.resume and RunDir(run_dir_of(resolve_checkpoint(args.resume))).path == run_dir.path:
+        return
+    out = run_dir.path
+    raise ConfigError(f"--out {out} already holds a run: continue it with --resume {out}, or choose another --out")
+
+
+def build_config(args: argparse.Namespace, world_size: int = 1) -> tuple[Config, dict[str, Any] | None]:
+    """Defaults, then the resumed run's own config, then the flags given; validated. A checkpoint
+    resumes with as many processes as wrote it (another number would re-shard the data order)."""
+    from gantui.engine.checkpoint import load_checkpoint, resolve_checkpoint
+    from gantui.run.rundir import default_run_dir, run_dir_of
+
+    launch_only = ("no_ui", "ui", "on_hangup", "nproc", "clock_intervals")  # how to run it, not the run's config
+    overrides = {k: v for k, v in vars(args).items() if v is not None and k not in launch_only}
+    if args.data is not None and args.dataset is None:
+        overrides["dataset"] = FOLDER
+    if args.lr is not None:  # --lr sets both rates unless each is given
+        overrides.setdefault("lr_g", args.lr)
+        overrides.setdefault("lr_d", args.lr)
+    base: dict[str, Any] = {}
+    state = None
+    if args.resume:
+        state = load_checkpoint(args.resume)
+        wrote = state.get("world_size", 1)
+        if wrote != world_size:
+            raise ConfigError(f"--resume {args.resume}: written by {wrote} process{'es' * (wrote > 1)}, resumed by "
+                              f"{world_size}: resume it with --nproc {wrote} (another number would re-shard the data)")
+        base = dict(state["config"])
+        base["out"] = str(run_dir_of(resolve_checkpoint(args.resume)))
+        base["resume"] = args.resume
+    config = Config.from_dict({**base, **overrides}).validate()
+    if config.sync_bn and world_size == 1:
+        raise ConfigError("--sync-bn is for several processes (--nproc N, or torchrun)")
+    if state is not None:
+        saved = Config.from_dict(state["config"])  # an older run's config lacks the newer keys: defaults
+
+        def shown(value: Any) -> str:
+            return ("on" if value else "off") if isinstance(value, bool) else str(value)
+
+        for key in Config.SHAPE_KEYS:
+            if getattr(saved, key) != getattr(config, key):
+                raise ConfigError(f"--{key.replace('_', '-')} {shown(getattr(config, key))} does not match the "
+                                  f"checkpoint's {shown(getattr(saved, key))}")
+    config.out = str(Path(config.out).expanduser().resolve()) if config.out else str(default_run_dir())
+    if config.data:  # a resume from elsewhere finds it
+        config.data = str(Path(config.data).expanduser().resolve())
+    check_writable(Path(config.out))
+    return config, state
+
+
+def wants_ui(args: argparse.Namespace) -> bool:
+    if args.no_ui:
+        if args.ui:
+            fail("--ui and --no-ui: choose one")
+        return False
+    if not sys.stdout.isatty() or os.environ.get("TERM") == "dumb":
+        print("gantui: no terminal on stdout (or TERM=dumb): running headless, as with --no-ui", file=sys.stderr)
+        return False
+    return True
+
+
+def timed_intervals(config: Config, args: argparse.Namespace, device_type: str) -> tuple[str, ...]:
+    """The intervals that follow the clock (engine/intervals.py): on CUDA those whose flag was not
+    given (a resumed run keeps its own, less any flag given now); on other devices none."""
+    from gantui.config import TIMED
+
+    by_clock = device_type == "cuda" or getattr(args, "clock_intervals", False)
+    timed = config.timed if args.resume else TIMED if by_clock else ()
+    return tuple(kind for kind in timed if getattr(args, kind) is None)
