@@ -1,6 +1,7 @@
 """Torch-free names that the engine, the headless printer, the service and the dashboard share."""
 from __future__ import annotations
 
+import math
 import signal
 import sys
 from typing import Any
@@ -15,6 +16,23 @@ STATES = ("starting", "training", "paused", "done", "stopped", "diverged", "erro
 class GantuiError(Exception):
     """What a user asked for that cannot be (a flag, a file, a device, a busy run directory): its
     message is one line, and `gantui.cli.main` turns it into `gantui: error: ...` and exit 2."""
+
+
+def finite(value: Any) -> Any:
+    """The one rule for non-finite numbers, in metrics.jsonl and on the socket alike (strict JSON):
+    a NaN or an infinity becomes null, at any depth, and a dict names its own in `nonfinite`.
+    What holds none is returned as it is (a row of thousands of keys is not copied)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        if all(isinstance(v, str | int) or isinstance(v, float) and math.isfinite(v) or v is None
+               for v in value.values()):
+            return value
+        bad = [k for k, v in value.items() if isinstance(v, float) and not math.isfinite(v)]
+        return {**{k: finite(v) for k, v in value.items()}, **({"nonfinite": bad} if bad else {})}
+    if isinstance(value, list | tuple):
+        return [finite(v) for v in value]
+    return value
 
 
 def rare_digits(hist: list[float]) -> list[int]:

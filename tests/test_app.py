@@ -5,6 +5,7 @@ import threading
 import time
 
 import numpy as np
+import pytest
 
 from gantui.engine.checkpoint import load_checkpoint
 from support import make_app, wait_for
@@ -233,3 +234,40 @@ async def test_t_opens_the_settings_form_which_checks_and_applies_at_a_step_boun
         await wait_for(pilot, lambda: app.finished is not None)  # the save, then the exit
     assert app.return_code == 0
     assert load_checkpoint(app.trainer.run_dir.last)["config"]["lr_g"] == 1e-4
+
+
+@pytest.mark.parametrize("announced, producer", [("loop", "gantui"), ("trainer", "loop")])
+async def test_the_dashboard_reads_what_a_run_can_do_from_its_capabilities_not_its_producer(announced, producer):
+    """A run announces its capabilities; the keys, the panes and the status line follow them
+    whoever produced it (a producer named otherwise changes nothing)."""
+    from support import ScriptedEngine, scripted_app
+
+    from gantui.run import events as ev
+    from gantui.run.protocol import decode, encode
+
+    can = ev.LOOP if announced == "loop" else ev.Capabilities()
+    # a run from before runs announced them (a replay, an older server): its producer's
+    assert ev.Capabilities.read(None, "loop") == ev.LOOP and ev.Capabilities.read(None, "gantui") == ev.Capabilities()
+
+    class Announcing(ScriptedEngine):
+        def run(self) -> ev.Finished:
+            rows = [{"step": 10 * i, "epoch": 1, "a": 1.0 / i, "b": 2.0, "c": 3.0, "images_per_s": 640.0}
+                    for i in range(1, 31)]
+            schema = [{"title": name, "lines": [[name, name, ".3f"]]} for name in ("a", "b", "c")]
+            started = ev.Started(run_dir="run", device="cpu", step=300, total_steps=900, steps_per_epoch=100,
+                                 config={"batch_size": 64}, history=rows, epoch=2, schema=schema,
+                                 tunable={"lr": 0.1}, capabilities=can, producer=producer)
+            self.emit(decode(encode(started)))  # as a watcher gets it over the socket
+            self._stop.wait(60)
+            return ev.Finished("stopped", self.step)
+
+    app = scripted_app(Announcing)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: app.started is not None)
+        await pilot.pause()
+        assert app.started.capabilities == can
+        assert app.check_action("resample", ()) is can.resample
+        assert app.quality_pane.display is can.evaluates
+        assert len(app.metric_panes) == (3 if announced == "loop" else 2)  # a loop's every pane; the trainer's two
+        assert ("epoch" in str(app.status_line.render())) is can.epochs
+        await pilot.press("q")

@@ -108,7 +108,7 @@ def test_a_loop_is_listed_watched_paused_set_saved_stopped_and_replayed(tmp_path
     assert set_rows and set_rows[0]["values"] == {"lr": 0.5}
 
     replay = replay_snapshot(RunDir(out))  # after it finished: the curves, its shape, the newest grid
-    assert not replay.live and replay.producer == "loop" and replay.image_shape == [1, 28, 28]
+    assert not replay.live and replay.capabilities == ev.LOOP and replay.image_shape == [1, 28, 28]
     assert replay.history[0]["step"] == 1 and replay.history[-1]["step"] == rows(out)[-1]["step"]
     assert replay.preview is not None and replay.preview.images.shape[1:] == (28, 28)
     assert {key for pane in replay.schema for key, _, _ in pane["lines"]} == {"loss/G", "loss/D", "D_x"}
@@ -339,3 +339,26 @@ def test_a_jobs_shared_intervals_fall_where_rank_0s_clock_leads():
     by_steps = Intervals(steps, ("sample_every",), clock=lambda: now[0], ranks=2)
     assert by_steps.due("log_every", 20) and not by_steps.due("log_every", 25)
     assert by_steps.lead(30.0) == {}
+
+
+def test_a_row_with_non_finite_values_is_the_same_row_in_metrics_jsonl_and_on_the_socket(tmp_path):
+    """One rule for NaN and infinities (common.finite): null, named in `nonfinite`, at any depth."""
+    from gantui.common import finite
+
+    out = tmp_path / "run"
+    run = gantui.init(out=out, quiet=True)
+    peer = Peer(out)
+    try:
+        peer.until(lambda m: m["type"] == "snapshot")  # joined: the row comes as a row, not in its history
+        run.log({"a": 1.0, "b": float("nan"), "c": float("-inf")}, step=1)
+        sent = peer.until(lambda m: m["type"] == "metrics" and m["rows"][-1]["step"] == 1)["rows"][-1]
+    finally:
+        peer.close()
+        run.finish()
+    (written,) = rows(out)
+    assert sent == written, (sent, written)
+    assert written["b"] is None and written["c"] is None and written["nonfinite"] == ["b", "c"]
+    nested = {"devices": [{"power": float("nan"), "util": 5.0}], "loss": 1.0}
+    assert finite(nested) == {"devices": [{"power": None, "util": 5.0, "nonfinite": ["power"]}], "loss": 1.0}
+    wide = {f"k{i}": 0.5 for i in range(1000)}
+    assert finite(wide) is wide  # nothing to clean: not copied

@@ -12,6 +12,7 @@ import os
 import random
 import time
 from collections.abc import Callable
+from dataclasses import asdict
 from typing import Any, Protocol
 
 import torch
@@ -128,7 +129,8 @@ class Trainer(Controls, Outputs):
         self.publisher.status("training", step=self.step, total_steps=self.total_steps)
         if self.world.main:
             self.run_dir.write_config({**cfg.to_dict(), "out": str(self.run_dir.path), "resolved_device": str(self.device),
-                                   "schema": self.gan.schema(), **self._announced(), **self._job()})
+                                   "schema": self.gan.schema(), "capabilities": asdict(ev.Capabilities()),
+                                   **self._announced(), **self._job()})
         if resumed:
             self._event({"event": "resume", "step": self.step, "from": cfg.resume})
 

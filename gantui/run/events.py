@@ -13,6 +13,30 @@ import numpy as np
 
 
 @dataclass(frozen=True)
+class Capabilities:
+    """What a run can do, announced with it (as LSP's `capabilities`): a client reads these, never
+    who produced the run. The defaults are the built-in trainer's, and a run's from before runs
+    announced them."""
+
+    epochs: bool = True  # it counts epochs and images/s (a loop of your own counts steps)
+    resample: bool = True  # its previews come from noise that `r` draws anew (a loop's images are its own)
+    evaluates: bool = True  # it fills the Quality pane: its evaluations, or why there are none
+    panes: int = 2  # metric panes a dashboard shows; 0: every one its figures fill (a loop's grow)
+    recipe: bool = True  # its live settings are the recipe's (config.LIVE); else those it declared (`tunable`)
+
+    @classmethod
+    def read(cls, announced: Any, producer: Any) -> Capabilities:
+        """As a snapshot or config.json holds them; a run from before runs announced them has its
+        producer's (a loop's, or the trainer's)."""
+        if isinstance(announced, dict):
+            return cls(**{k: v for k, v in announced.items() if k in cls.__dataclass_fields__})
+        return LOOP if producer == "loop" else cls()
+
+
+LOOP = Capabilities(epochs=False, resample=False, evaluates=False, panes=0, recipe=False)  # gantui.init's
+
+
+@dataclass(frozen=True)
 class Started:
     """The run as it stands: sent when it starts, and as a snapshot to a consumer that joins later."""
 
@@ -36,11 +60,13 @@ class Started:
     sets: list[dict[str, Any]] = field(default_factory=list)  # live changes so far: {"step", "values"}
     # What a client needs and must not guess: the images' (C, H, W), whether the run is evaluated
     # (None: yes; else why not), its class names, its live settings and their values (a run that
-    # declares none has no form), and who produces it ("gantui": the built-in trainer; "loop").
+    # declares none has no form), what it can do, and who produces it ("gantui": the built-in
+    # trainer; "loop"), for people: clients read `capabilities`.
     image_shape: list[int] | None = None
     evaluation: str | None = "not evaluated"
     class_names: list[str] | None = None
     tunable: dict[str, float] | None = None
+    capabilities: Capabilities = field(default_factory=Capabilities)
     producer: str = "gantui"
 
 

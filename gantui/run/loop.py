@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import asdict
 from typing import Any
 
 from gantui.run import events as ev
@@ -82,7 +83,7 @@ class LoopAPI:
         self.publish(ev.Started(
             run_dir=str(self.path), device=device, step=0, total_steps=self.total_steps, steps_per_epoch=0,
             config=self._config(), evaluation="not evaluated (a loop of your own)", tunable=dict(self.tunable),
-            producer="loop"))
+            capabilities=ev.LOOP, producer="loop"))
         if self.writes:
             self.rows.start()  # a quiet loop's last row put out for it
 
@@ -90,7 +91,7 @@ class LoopAPI:
         return {"producer": "loop", "name": self.name, "out": str(self.path), "resolved_device": self.device,
                 "config": self.user_config, "schema": schema_for(self.combiner.keys),
                 "image_shape": self.image_shape, "evaluation": "not evaluated (a loop of your own)",
-                "tunable": self.tunable, "total_steps": self.total_steps}
+                "tunable": self.tunable, "total_steps": self.total_steps, "capabilities": asdict(ev.LOOP)}
 
     def _write_config(self) -> None:
         config = self._config()

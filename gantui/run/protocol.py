@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from gantui.common import finite
 from gantui.run import events as ev
 
 PROTOCOL = 3  # 2: `schema` messages, what a snapshot announces; 3: previews as hex digits ("codec")
@@ -25,17 +26,6 @@ MAX_PREVIEWS = 1024
 
 class ProtocolError(ValueError):
     """A bad line from a peer; the message is the reply's text."""
-
-
-def finite(value: Any) -> Any:
-    """Strict JSON: non-finite floats become null (metrics.jsonl does the same)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: finite(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [finite(v) for v in value]
-    return value
 
 
 HEX = b"0123456789abcdef"
@@ -69,6 +59,7 @@ def encode(event: ev.Event, **extra: Any) -> dict[str, Any]:
         return {"type": "preview", **encode_preview(event)}
     if isinstance(event, ev.Started):
         body = {f: getattr(event, f) for f in event.__dataclass_fields__ if f not in ("preview", "finished")}
+        body["capabilities"] = asdict(event.capabilities)
         body["preview"] = encode_preview(event.preview) if event.preview is not None else None
         body["finished"] = asdict(event.finished) if event.finished is not None else None
         return {"type": "snapshot", **finite(body)}
@@ -85,6 +76,7 @@ def decode(msg: dict[str, Any]) -> ev.Event | list[ev.Event] | None:
         body = {k: v for k, v in msg.items() if k != "type"}
         body["preview"] = decode_preview(body["preview"]) if body.get("preview") else None
         body["finished"] = ev.Finished(**body["finished"]) if body.get("finished") else None
+        body["capabilities"] = ev.Capabilities.read(body.get("capabilities"), body.get("producer"))
         known = ev.Started.__dataclass_fields__
         return ev.Started(**{k: v for k, v in body.items() if k in known})
     if kind == "metrics":

@@ -52,7 +52,8 @@ def replay_snapshot(run_dir: RunDir) -> ev.Started:
         finished=finished, live=False, schema=config.get("schema") or [], sets=sets,
         elapsed=max((status.get("updated") or 0) - (status.get("started") or 0), 0), image_shape=list(shape),
         evaluation=config["evaluation"] if "evaluation" in config else evaluation_off_reason(config.get("dataset", "mnist")),
-        class_names=config.get("class_names"), tunable=config.get("tunable"), producer=config.get("producer", "gantui"))
+        class_names=config.get("class_names"), tunable=config.get("tunable"),
+        capabilities=ev.Capabilities.read(config.get("capabilities"), config.get("producer")), producer=config.get("producer", "gantui"))
 
 
 def is_metrics(row: dict) -> bool:

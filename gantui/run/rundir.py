@@ -7,13 +7,12 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
-import math
 import os
 import time
 from pathlib import Path
 from typing import Any
 
-from gantui.common import GantuiError
+from gantui.common import GantuiError, finite
 
 SOCKET_NAME = "gantui.sock"
 SOCKET_POINTER = "gantui.sock.path"  # holds the socket's path when RUN_DIR/gantui.sock is too long
@@ -36,14 +35,6 @@ def default_run_dir() -> Path:
 def run_dir_of(checkpoint: Path) -> Path:
     """The run directory a checkpoint file belongs to."""
     return checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else checkpoint.parent
-
-
-def json_safe(row: dict[str, Any]) -> dict[str, Any]:
-    """Non-finite floats become null plus a `nonfinite` list naming them: strict JSON lines."""
-    bad = [k for k, v in row.items() if isinstance(v, float) and not math.isfinite(v)]
-    if not bad:
-        return row
-    return {**{k: (None if k in bad else v) for k, v in row.items()}, "nonfinite": bad}
 
 
 def fsync_dir(path: Path) -> None:
@@ -210,7 +201,7 @@ class RunDir:
         status = {"state": state, "pid": os.getpid(), "updated": time.time(), **fields}
         old = self.read_status()
         status["started"] = old.get("started") or time.time()  # the first start, kept over resumes
-        text = json.dumps(json_safe(status), allow_nan=False) + "\n"
+        text = json.dumps(finite(status), allow_nan=False) + "\n"
         atomic_write(self.status, lambda f: f.write(text.encode()))
 
     def read_status(self) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from gantui.run.rundir import json_safe
+from gantui.common import finite
 
 FLUSH_INTERVAL = 1.0  # seconds between flushes at most
 _STOP = object()
@@ -126,7 +126,7 @@ class RowWriter:
         lines = []
         for row in rows:
             try:
-                lines.append(json.dumps(json_safe(row), allow_nan=False) + "\n")
+                lines.append(json.dumps(finite(row), allow_nan=False) + "\n")
             except (TypeError, ValueError) as err:
                 self._say(f"a row not written to metrics.jsonl: {err}")
         return "".join(lines)

@@ -195,7 +195,7 @@ class GanApp(Steering, Leaving, Layout, App[int]):
         if event.history:
             self.device_pane.show(event.history[-1])
         self.quality_pane.add(event.quality)
-        self.quality_pane.display = event.producer == "gantui"  # a loop of the user's is not evaluated here
+        self.quality_pane.display = event.capabilities.evaluates  # a loop of the user's is not evaluated here
         if event.image_shape is None:  # a run from before runs announced it
             off = evaluation_off_reason(event.config.get("dataset", "mnist")) or (
                 "" if event.config.get("eval_every") == 0 else None)
@@ -223,7 +223,7 @@ class GanApp(Steering, Leaving, Layout, App[int]):
             pane.mark(event.step)
         if self.started is not None:
             self.started = settled(self.started, event.values)
-        changes = ", ".join(f"{LIVE.get(k, k) if self.started and self.started.producer == 'gantui' else k} {v:g}"
+        changes = ", ".join(f"{LIVE.get(k, k) if self.started and self.started.capabilities.recipe else k} {v:g}"
                             for k, v in event.values.items())
         self.notify(f"set at step {event.step}: {changes}")
 
@@ -249,10 +249,11 @@ class GanApp(Steering, Leaving, Layout, App[int]):
 
     def configure_panes(self, schema: list[dict[str, Any]]) -> None:
         """A pane for each group of figures the run announced (a loop's grow as it logs new keys)."""
-        if not schema and self.started is not None and self.started.producer != "gantui":
-            schema = [{"title": "metrics", "lines": []}]  # nothing logged yet
-        if self.started is not None and self.started.producer == "gantui":
-            schema = schema[:2]  # the trainer's third pane (gradients, when the second is full) is the log's only
+        shown = self.started.capabilities.panes if self.started is not None else 0
+        if not schema and self.started is not None and not shown:
+            schema = [{"title": "metrics", "lines": []}]  # a loop that has logged nothing yet
+        if shown:
+            schema = schema[:shown]  # the trainer's third pane (gradients, when the second is full) is the log's only
         left = self.query_one("#left")
         while len(self.metric_panes) < len(schema):
             pane = MetricPane(len(self.metric_panes))

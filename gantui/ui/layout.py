@@ -59,8 +59,8 @@ class Layout:
             elapsed = self.ended_at
         self.status_line.show(
             device=started.device, state=state, step=self.step, total=started.total_steps,
-            epoch=self.epoch + 1 if started.producer == "gantui" else None,
-            images_per_s=None if started.producer != "gantui" else self.images_per_s if finished is None else 0.0,
+            epoch=self.epoch + 1 if started.capabilities.epochs else None,
+            images_per_s=None if not started.capabilities.epochs else self.images_per_s if finished is None else 0.0,
             steps_per_s=self.steps_per_s if finished is None else 0.0, elapsed=elapsed,
             run_dir=started.run_dir, batch=(processes, started.config.get("batch_size", 0)) if processes > 1 else None,
         )

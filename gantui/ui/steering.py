@@ -14,8 +14,8 @@ class Steering:
     """Mixed into GanApp: `link`, `started`, `finished`, `lost`, `paused` are the app's."""
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        loop = self.started is not None and self.started.producer != "gantui"
-        if loop and (action == "resample" or (action == "tune" and not self.started.tunable)):
+        can = self.started.capabilities if self.started is not None else None
+        if can and ((action == "resample" and not can.resample) or (action == "tune" and not can.recipe and not self.started.tunable)):
             return False  # a loop's images are its own; a loop that declares no settings has no form
         if action == "detach" and not self.job:
             return False  # only a job this dashboard started goes on without it (a watcher's q leaves)
@@ -82,7 +82,7 @@ class Steering:
 
         if isinstance(self.screen, SettingsScreen) or self.started is None:
             return
-        if self.started.producer != "gantui":  # a loop of the user's: the settings it declared
+        if not self.started.capabilities.recipe:  # a loop of the user's: the settings it declared
             if not self.started.tunable:
                 self.notify("this run declares no live settings (gantui.init(..., tunable={...}))")
                 return
