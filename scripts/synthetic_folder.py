@@ -2,7 +2,8 @@
 
     python scripts/synthetic_folder.py DIR [--n 3000]
 
-What the README's GIF, its RGB screenshot and its 64x64 dashboard-cost figures were made from:
+What the docs' GIF (docs/film.md), RGB screenshot (docs/datasets.md) and 64x64 dashboard-cost
+figures (docs/performance.md) were made from:
 120x100 images, half PNG, half JPEG, in three subfolders.
 """
 from __future__ import annotations

@@ -165,7 +165,7 @@ class LoopRanks:
             who = "the other ranks" if self.ranks.main else "rank 0"
             self._warn(f"{who} did not reach the loop's first step boundary within {JOIN_TIMEOUT.seconds} s "
                           f"({type(err).__name__}): under torch.distributed every rank calls gantui.init and "
-                          "run.log (or run.poll(step=...)) at the same steps (README: Distributed); a pause, stop, "
+                          "run.log (or run.poll(step=...)) at the same steps (docs/loop.md: Distributed); a pause, stop, "
                           "save or setting reaches this rank alone")
             raise _Alone from None
         group.set_timeout(GROUP_TIMEOUT)
@@ -235,7 +235,7 @@ class Roll:
     def why(self, word: str) -> str:
         """The warning for a word other than 'join'."""
         alone = ("a pause, stop, save or setting reaches this rank alone; for every rank to stop and pause "
-                 "together, call gantui.init and run.log (or run.poll(step=...)) on every rank (README: Distributed)")
+                 "together, call gantui.init and run.log (or run.poll(step=...)) on every rank (docs/loop.md: Distributed)")
         if word.startswith("missing "):
             missing = word.split(" ", 1)[1].split(",")
             if str(self.rank) in missing:

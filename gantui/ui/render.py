@@ -144,7 +144,7 @@ def preview_pixels(images: np.ndarray, width: int, height: int, levels: int = 16
                    mode: str = "truecolor") -> Pixels | None:
     """As many tiles as fit `width` x `height` cells (`levels` greys, or levels a colour channel in
     truecolour, else the palette of `mode`). RGB at 16 levels a channel: fewer runs than at 32, the
-    200x60 preview cheaper by about 40% (`benchmarks/ui_cost.py --rgb`, figures in the README)."""
+    200x60 preview cheaper by about 40% (`benchmarks/ui_cost.py --rgb`, figures in docs/performance.md)."""
     cols, rows, scale = layout_for(width, height, images.shape[1])
     if cols * rows == 0 or len(images) == 0:
         return None
