@@ -8,6 +8,7 @@ import math
 import os
 import pty
 import select
+import signal
 import socket
 import struct
 import subprocess
@@ -76,7 +77,7 @@ class Forked(subprocess.Popen):
                 cls._address = f"gantui-tests-forkserver-{os.getpid()}-{time.monotonic_ns()}"
                 cls._server = subprocess.Popen([sys.executable, str(Path(__file__).with_name("forkserver.py")),
                                                 cls._address], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                               text=True, env=ENV_AT_START)
+                                               text=True, env=ENV_AT_START, preexec_fn=signals_as_in_a_terminal)
                 if cls._server.stdout.readline() != "ready\n":
                     raise RuntimeError("the fork server did not start")
         conn = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -126,10 +127,29 @@ class Forked(subprocess.Popen):
         return self.returncode
 
 
+def signals_as_in_a_terminal() -> None:
+    """In a child before it runs: SIGINT and SIGHUP as a terminal's processes get them. A suite
+    started under nohup, or in the background by a shell that is not interactive, has them ignored,
+    and a run leaves an ignored signal ignored (as nohup asks): a test that sent one would wait."""
+    for number in (signal.SIGINT, signal.SIGHUP):
+        signal.signal(number, signal.SIG_DFL)
+
+
 def popen(args: list, fresh: bool = False, **kwargs) -> subprocess.Popen:
     """`subprocess.Popen(ARGS)`, forked (`Forked`) where ARGS is python running something that
-    imports torch, unless `fresh` or something asked for needs a process started from scratch."""
-    return (Forked if not fresh and Forked.serves(args, kwargs) else subprocess.Popen)(args, **kwargs)
+    imports torch, unless `fresh` or something asked for needs a process started from scratch.
+    Either way the child gets SIGINT and SIGHUP as a terminal's processes do (the fork server's
+    children from the server)."""
+    if Forked.serves(args, kwargs) and not fresh:
+        return Forked(args, **kwargs)
+    given = kwargs.pop("preexec_fn", None)
+
+    def prepare() -> None:
+        signals_as_in_a_terminal()
+        if given is not None:
+            given()
+
+    return subprocess.Popen(args, preexec_fn=prepare, **kwargs)
 
 
 def run_process(args: list, *, input=None, capture_output: bool = False, timeout: float | None = None,
