@@ -200,3 +200,42 @@ def test_the_flags_come_from_configs_fields_with_metavars_n_x_and_dir(capsys):
     said = " ".join(shown.split())  # as wide as the terminal
     assert "--batch-size N images per step and process (default 64)" in said
     assert "--seed N random seed (default 0)" in said  # a zero default is still said
+
+
+def test_a_runs_config_json_given_back_recreates_its_settings_and_flags_change_them(tmp_path, capsys):
+    """`gantui --config RUN` (its config.json, or its directory): the run's resolved settings for a
+    new run, less where it lived; the flags given change them. What is not a run's settings is one
+    line."""
+    import json
+
+    from gantui.cli.resolve import build_config
+    from gantui.cli.train import train_parser
+
+    first = tmp_path / "first"
+    made = gantui("--no-ui", "--steps", "2", "--batch-size", "8", "--log-every", "1", "--eval-every", "0",
+                  "--loss", "hinge", "--spectral-norm", "--lr-g", "1e-4", "--ema", "0.99", "--seed", "5",
+                  "--out", str(first))
+    assert made.returncode == 0, made.stderr
+    written = json.loads((first / "config.json").read_text())
+    for given in (first, first / "config.json"):
+        args = train_parser().parse_args(["--config", str(given), "--steps", "3", "--out", str(tmp_path / "again")])
+        config, state = build_config(args)
+        assert state is None and config.out == str(tmp_path / "again") and config.steps == 3
+        again = config.to_dict()
+        for key, value in written.items():
+            if key in again and key not in ("out", "steps", "timed"):
+                assert again[key] == value, key
+        assert (again["loss"], again["spectral_norm"], again["lr_g"], again["ema"], again["seed"]) == \
+               ("hinge", True, 1e-4, 0.99, 5)
+
+    loop = tmp_path / "loop"
+    loop.mkdir()
+    (loop / "config.json").write_text(json.dumps({"producer": "loop", "config": {"lr": 0.1}}))
+    (tmp_path / "notes.txt").write_text("lr = 0.1\n")
+    for given, said in ((loop, "a loop's run: its settings are the loop's own"),
+                        (tmp_path / "notes.txt", "not a run's config.json (not JSON)"),
+                        (tmp_path / "nowhere", "No such file or directory")):
+        err = refused(capsys, "--no-ui", "--config", str(given))
+        assert err.count("\n") == 1 and f"--config {given}: {said}" in err, err
+    err = refused(capsys, "--no-ui", "--config", str(first), "--resume", str(first))
+    assert "--config and --resume: choose one" in err

@@ -66,21 +66,44 @@ def check_not_another_run(config: Config, args: argparse.Namespace) -> None:
     raise ConfigError(f"--out {out} already holds a run: continue it with --resume {out}, or choose another --out")
 
 
+def settings_of(path: str) -> dict[str, Any]:
+    """The settings of another run (its config.json, or its directory's), for a new run: all but
+    where it lived, what it resumed and what the device decided (resolved again here)."""
+    import json
+    from dataclasses import fields
+
+    file = Path(path).expanduser()
+    file = file / "config.json" if file.is_dir() else file
+    try:
+        saved = json.loads(file.read_text())
+    except OSError as err:
+        raise ConfigError(f"--config {path}: {err.strerror or err}") from None
+    except ValueError:
+        raise ConfigError(f"--config {path}: not a run's config.json (not JSON)") from None
+    if not isinstance(saved, dict) or saved.get("producer", "gantui") != "gantui":
+        what = "a loop's run: its settings are the loop's own" if isinstance(saved, dict) else "not a run's config.json"
+        raise ConfigError(f"--config {path}: {what}")
+    known = {f.name for f in fields(Config)} - {"out", "resume", "timed", "fault_nan_step"}
+    return {k: v for k, v in saved.items() if k in known}
+
+
 def build_config(args: argparse.Namespace, world_size: int = 1) -> tuple[Config, dict[str, Any] | None]:
     """Defaults, then the resumed run's own config, then the flags given; validated. A checkpoint
     resumes with as many processes as wrote it (another number would re-shard the data order)."""
     from gantui.engine.checkpoint import load_checkpoint, resolve_checkpoint
     from gantui.run.rundir import default_run_dir, run_dir_of
 
-    launch_only = ("no_ui", "ui", "on_hangup", "nproc", "clock_intervals")  # how to run it, not the run's config
+    launch_only = ("no_ui", "ui", "on_hangup", "nproc", "clock_intervals", "config")  # how to run it, not the run's config
     overrides = {k: v for k, v in vars(args).items() if v is not None and k not in launch_only}
     if args.data is not None and args.dataset is None:
         overrides["dataset"] = FOLDER
     if args.lr is not None:  # --lr sets both rates unless each is given
         overrides.setdefault("lr_g", args.lr)
         overrides.setdefault("lr_d", args.lr)
-    base: dict[str, Any] = {}
+    base: dict[str, Any] = settings_of(args.config) if getattr(args, "config", None) else {}
     state = None
+    if args.resume and base:
+        raise ConfigError("--config and --resume: choose one (a resumed run keeps its own settings)")
     if args.resume:
         state = load_checkpoint(args.resume)
         wrote = state.get("world_size", 1)

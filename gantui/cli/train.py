@@ -38,6 +38,8 @@ def train_parser() -> Parser:
             kind = next(t for t in (bool, int, float, str) if t is hints[knob.name] or t in typing.get_args(hints[knob.name]))
             config_flag(recipe if knob.metadata["recipe"] else p, knob, kind)
     add = p.add_argument  # how to run it, not the run's config
+    add("--config", metavar="PATH", help="another run's settings (its config.json or its directory) for this one; "
+                                         "the flags given change them")
     add("--no-ui", action="store_true", help="no dashboard: plain log lines (also when stdout is not a terminal)")
     add("--ui", action="store_true", help="the dashboard under torchrun too: rank 0 draws it in torchrun's terminal "
                                           "(elsewhere the default in a terminal)")
