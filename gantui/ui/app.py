@@ -141,41 +141,40 @@ class GanApp(Steering, Leaving, Layout, App[int]):
     def on_engine_event(self, message: EngineEvent) -> None:
         if not self.screen_stack:  # closing (a quit, a detach): the run's last words have nowhere to go
             return
-        event = message.event
-        if isinstance(event, ev.Metrics):
-            self.pending_rows.append(event.row)
-            if time.monotonic() - self.metrics_painted >= METRICS_INTERVAL:
+        match message.event:
+            case ev.Metrics(row=row):
+                self.pending_rows.append(row)
+                if time.monotonic() - self.metrics_painted >= METRICS_INTERVAL:
+                    self.paint_metrics()
+                return  # the status line is repainted with the panes
+            case ev.Quality(row=row):
+                self.quality_pane.add([row])
+            case ev.Preview() as preview:
+                self.preview_pane.show(preview)
+            case ev.Settings() as settings:
+                self.on_settings(settings)
+            case ev.Schema(panes=panes, image_shape=shape):
+                self.paint_metrics()  # the rows so far into the lines they belong to
+                self.configure_panes(panes)
+                if shape:
+                    self.preview_pane.channels, self.preview_pane.image_size = shape[0], shape[1]
+            case ev.Started() as started:
+                self.on_started(started)
+            case ev.Paused(paused=paused, step=step, by=by):
+                self.paused, self.step = paused, step
+                if by is not None and by != self.link.name:
+                    self.notify(f"{'paused' if paused else 'resumed'} from another terminal")
+            case ev.Saved(reason="manual" | "periodic") as saved:
+                self.notify(f"saved {saved.checkpoint}" + (f"\nand {saved.grid}" if saved.grid else ""))
+            case ev.Notice(text=text, level=level):
+                self.notify(text, severity=level)  # type: ignore[arg-type]
+            case ev.Loading(done=done, total=total):
+                self.preview_pane.loading(done, total)
+            case ev.Finished() as finished:
                 self.paint_metrics()
-            return  # the status line is repainted with the panes
-        if isinstance(event, ev.Quality):
-            self.quality_pane.add([event.row])
-        elif isinstance(event, ev.Preview):
-            self.preview_pane.show(event)
-        elif isinstance(event, ev.Settings):
-            self.on_settings(event)
-        elif isinstance(event, ev.Schema):
-            self.paint_metrics()  # the rows so far into the lines they belong to
-            self.configure_panes(event.panes)
-            if event.image_shape:
-                self.preview_pane.channels, self.preview_pane.image_size = event.image_shape[0], event.image_shape[1]
-        elif isinstance(event, ev.Started):
-            self.on_started(event)
-        elif isinstance(event, ev.Paused):
-            self.paused, self.step = event.paused, event.step
-            if event.by is not None and event.by != self.link.name:
-                self.notify(f"{'paused' if event.paused else 'resumed'} from another terminal")
-        elif isinstance(event, ev.Saved):
-            if event.reason in ("manual", "periodic"):
-                self.notify(f"saved {event.checkpoint}" + (f"\nand {event.grid}" if event.grid else ""))
-        elif isinstance(event, ev.Notice):
-            self.notify(event.text, severity=event.level)  # type: ignore[arg-type]
-        elif isinstance(event, ev.Loading):
-            self.preview_pane.loading(event.done, event.total)
-        elif isinstance(event, ev.Finished):
-            self.paint_metrics()
-            self.on_finished(event)
-        elif isinstance(event, ConnectionLost):
-            self.on_lost(event.reason)
+                self.on_finished(finished)
+            case ConnectionLost(reason=reason):
+                self.on_lost(reason)
         self.refresh_status()
 
     def on_started(self, event: ev.Started) -> None:
