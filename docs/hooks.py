@@ -14,6 +14,8 @@ MARKER = "<!-- flags -->"
 
 def invocation(action: argparse.Action) -> str:
     """`--batch-size N`, `--compile`, `--on-hangup {detach,stop}`: the flag as `--help` shows it."""
+    if isinstance(action, argparse.BooleanOptionalAction):
+        return " / ".join(action.option_strings)  # --spectral-norm / --no-spectral-norm
     name = max(action.option_strings, key=len)
     if action.nargs == 0:
         return name

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -228,12 +229,39 @@ def test_a_runs_config_json_given_back_recreates_its_settings_and_flags_change_t
         assert (again["loss"], again["spectral_norm"], again["lr_g"], again["ema"], again["seed"]) == \
                ("hinge", True, 1e-4, 0.99, 5)
 
+    def given_back(*flags: str):
+        return build_config(train_parser().parse_args(["--config", str(first), *flags, "--out", str(tmp_path / "b")]))[0]
+
+    # what the first run's flags implied is implied again by the flags given now, as on a fresh run
+    assert given_back("--loss", "wgan-gp").gp == 10.0 and given_back().gp == 0.0
+    assert (given_back("--lr", "1e-3").lr_d, given_back("--lr", "1e-3").lr_g) == (1e-3, 1e-4)  # lr_g was given
+    assert given_back("--no-spectral-norm").spectral_norm is False  # a boolean it had on can be turned off
+    folder = given_back("--data", str(tmp_path))
+    assert (folder.dataset, folder.image_size, folder.channels) == ("folder", None, None)  # the new images decide
+
+    # a torchrun restart resumes the job's run with its own settings, whatever --config said
+    from gantui.cli.ranks import restarted
+
+    args = train_parser().parse_args(["--config", str(first), "--out", str(first)])
+    os.environ["TORCHELASTIC_RESTART_COUNT"] = "1"
+    try:
+        restarted(args)
+    finally:
+        del os.environ["TORCHELASTIC_RESTART_COUNT"]
+    assert args.config is None and args.resume and args.out is None
+    capsys.readouterr()
+
     loop = tmp_path / "loop"
     loop.mkdir()
     (loop / "config.json").write_text(json.dumps({"producer": "loop", "config": {"lr": 0.1}}))
     (tmp_path / "notes.txt").write_text("lr = 0.1\n")
+    (tmp_path / "empty.json").write_text("{}")
+    (tmp_path / "edited.json").write_text(json.dumps({**written, "seed": "one"}))
     for given, said in ((loop, "a loop's run: its settings are the loop's own"),
                         (tmp_path / "notes.txt", "not a run's config.json (not JSON)"),
+                        (tmp_path / "empty.json", "not a run's config.json (no dataset)"),
+                        (tmp_path / "edited.json", "a setting of the wrong type"),
+                        (tmp_path, "no config.json there"),
                         (tmp_path / "nowhere", "No such file or directory")):
         err = refused(capsys, "--no-ui", "--config", str(given))
         assert err.count("\n") == 1 and f"--config {given}: {said}" in err, err

@@ -110,7 +110,7 @@ def restarted(args: argparse.Namespace) -> None:
     for run in found:
         if (run / "checkpoints" / "last.pt").is_file():
             args.resume = str(resolve_checkpoint(run))
-            args.out = None  # the checkpoint's own run
+            args.out = args.config = None  # the checkpoint's own run, with its own settings
             print(f"gantui: restart {count} of this torchrun job: resuming {run}", file=sys.stderr, flush=True)
 
 

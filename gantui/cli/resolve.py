@@ -66,25 +66,47 @@ def check_not_another_run(config: Config, args: argparse.Namespace) -> None:
     raise ConfigError(f"--out {out} already holds a run: continue it with --resume {out}, or choose another --out")
 
 
-def settings_of(path: str) -> dict[str, Any]:
-    """The settings of another run (its config.json, or its directory's), for a new run: all but
-    where it lived, what it resumed and what the device decided (resolved again here)."""
+def settings_of(args: argparse.Namespace, world_size: int) -> dict[str, Any]:
+    """Another run's settings (its config.json, or its directory's) for a new run, as its flags
+    gave them: not where it lived or what it resumed, nor what is derived again here from what is
+    given now (a penalty weight or learning rates its loss or --lr implied, a folder's size and
+    channels when other images are given, --sync-bn in one process)."""
     import json
     from dataclasses import fields
 
+    from gantui.config import DEFAULT_GP
+
+    path = args.config
+    if args.resume:
+        raise ConfigError("--config and --resume: choose one (a resumed run keeps its own settings)")
     file = Path(path).expanduser()
-    file = file / "config.json" if file.is_dir() else file
+    if file.is_dir():
+        file = file / "config.json"
+        if not file.exists():
+            raise ConfigError(f"--config {path}: no config.json there (not a run's directory)")
     try:
         saved = json.loads(file.read_text())
     except OSError as err:
         raise ConfigError(f"--config {path}: {err.strerror or err}") from None
     except ValueError:
         raise ConfigError(f"--config {path}: not a run's config.json (not JSON)") from None
-    if not isinstance(saved, dict) or saved.get("producer", "gantui") != "gantui":
-        what = "a loop's run: its settings are the loop's own" if isinstance(saved, dict) else "not a run's config.json"
-        raise ConfigError(f"--config {path}: {what}")
+    if isinstance(saved, dict) and saved.get("producer", "gantui") != "gantui":
+        raise ConfigError(f"--config {path}: a loop's run: its settings are the loop's own")
     known = {f.name for f in fields(Config)} - {"out", "resume", "timed", "fault_nan_step"}
-    return {k: v for k, v in saved.items() if k in known}
+    if not isinstance(saved, dict) or "dataset" not in saved:
+        raise ConfigError(f"--config {path}: not a run's config.json (no dataset)")
+    settings = {k: v for k, v in saved.items() if k in known}
+    if settings.get("gp") == (DEFAULT_GP if settings.get("loss") == "wgan-gp" else 0.0):
+        del settings["gp"]  # the loss's own: another --loss implies its own
+    for rate in ("lr_g", "lr_d"):
+        if rate in settings and settings[rate] == settings.get("lr"):
+            del settings[rate]  # --lr's: another --lr sets it
+    if args.data is not None or args.dataset is not None:  # other images: what the old ones decided goes
+        for key in ("dataset", "data", "image_size", "channels"):
+            settings.pop(key, None)
+    if world_size == 1:
+        settings.pop("sync_bn", None)  # a job's; one process has no other batches
+    return settings
 
 
 def build_config(args: argparse.Namespace, world_size: int = 1) -> tuple[Config, dict[str, Any] | None]:
@@ -97,13 +119,12 @@ def build_config(args: argparse.Namespace, world_size: int = 1) -> tuple[Config,
     overrides = {k: v for k, v in vars(args).items() if v is not None and k not in launch_only}
     if args.data is not None and args.dataset is None:
         overrides["dataset"] = FOLDER
-    if args.lr is not None:  # --lr sets both rates unless each is given
-        overrides.setdefault("lr_g", args.lr)
-        overrides.setdefault("lr_d", args.lr)
-    base: dict[str, Any] = settings_of(args.config) if getattr(args, "config", None) else {}
+    base: dict[str, Any] = settings_of(args, world_size) if getattr(args, "config", None) else {}
+    if args.lr is not None:  # --lr sets both rates unless each is given (now, or in --config's run)
+        for rate in ("lr_g", "lr_d"):
+            if rate not in base:
+                overrides.setdefault(rate, args.lr)
     state = None
-    if args.resume and base:
-        raise ConfigError("--config and --resume: choose one (a resumed run keeps its own settings)")
     if args.resume:
         state = load_checkpoint(args.resume)
         wrote = state.get("world_size", 1)
@@ -113,7 +134,10 @@ def build_config(args: argparse.Namespace, world_size: int = 1) -> tuple[Config,
         base = dict(state["config"])
         base["out"] = str(run_dir_of(resolve_checkpoint(args.resume)))
         base["resume"] = args.resume
-    config = Config.from_dict({**base, **overrides}).validate()
+    try:
+        config = Config.from_dict({**base, **overrides}).validate()
+    except TypeError as err:  # a hand-edited config.json: a setting of the wrong kind
+        raise ConfigError(f"--config {args.config}: a setting of the wrong type ({err})") from None
     if config.sync_bn and world_size == 1:
         raise ConfigError("--sync-bn is for several processes (--nproc N, or torchrun)")
     if state is not None:
@@ -146,9 +170,13 @@ def wants_ui(args: argparse.Namespace) -> bool:
 
 def timed_intervals(config: Config, args: argparse.Namespace, device_type: str) -> tuple[str, ...]:
     """The intervals that follow the clock (engine/intervals.py): on CUDA those whose flag was not
-    given (a resumed run keeps its own, less any flag given now); on other devices none."""
+    given (a resumed run keeps its own, less any flag given now; with --config, a value other than
+    the default counts as given); on other devices none."""
     from gantui.config import TIMED
 
     by_clock = device_type == "cuda" or getattr(args, "clock_intervals", False)
     timed = config.timed if args.resume else TIMED if by_clock else ()
-    return tuple(kind for kind in timed if getattr(args, kind) is None)
+    default = Config()
+    given = {kind for kind in TIMED if getattr(args, kind) is not None
+             or getattr(args, "config", None) and getattr(config, kind) != getattr(default, kind)}
+    return tuple(kind for kind in timed if kind not in given)

@@ -19,8 +19,8 @@ def config_flag(p: argparse._ActionsContainer, knob: dataclasses.Field, kind: ty
     elif knob.default is not None and knob.default is not False and knob.default != "" and "default" not in help:
         help += f" (default {knob.default})"
     name = f"--{flag(knob.name)}"
-    if kind is bool:
-        p.add_argument(name, action="store_true", default=None, help=help)
+    if kind is bool:  # --no-NAME turns off what a resumed run or --config has on
+        p.add_argument(name, action=argparse.BooleanOptionalAction, default=None, help=help)
     else:
         p.add_argument(name, type=kind, metavar=metavar or {int: "N", float: "X"}.get(kind, "VALUE"), help=help)
 
