@@ -19,20 +19,28 @@ class GantuiError(Exception):
 
 
 def finite(value: Any) -> Any:
-    """The one rule for non-finite numbers, in metrics.jsonl and on the socket alike (strict JSON):
-    a NaN or an infinity becomes null, at any depth, and a dict names its own in `nonfinite`.
-    What holds none is returned as it is (a row of thousands of keys is not copied)."""
+    """Strict JSON: a NaN or an infinity becomes null, at any depth. What holds none is returned as
+    it is (a row of thousands of keys is not copied)."""
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, dict):
         if all(isinstance(v, str | int) or isinstance(v, float) and math.isfinite(v) or v is None
                for v in value.values()):
             return value
-        bad = [k for k, v in value.items() if isinstance(v, float) and not math.isfinite(v)]
-        return {**{k: finite(v) for k, v in value.items()}, **({"nonfinite": bad} if bad else {})}
+        return {k: finite(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [finite(v) for v in value]
     return value
+
+
+def finite_row(row: dict[str, Any]) -> dict[str, Any]:
+    """The one rule for a row (metrics.jsonl and the socket alike): `finite`, and its own keys whose
+    value was not finite named in `nonfinite`."""
+    cleaned = finite(row)
+    if cleaned is row:
+        return row
+    bad = [k for k, v in row.items() if isinstance(v, float) and not math.isfinite(v)]
+    return {**cleaned, "nonfinite": bad} if bad else cleaned
 
 
 def rare_digits(hist: list[float]) -> list[int]:

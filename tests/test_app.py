@@ -270,4 +270,8 @@ async def test_the_dashboard_reads_what_a_run_can_do_from_its_capabilities_not_i
         assert app.quality_pane.display is can.evaluates
         assert len(app.metric_panes) == (3 if announced == "loop" else 2)  # a loop's every pane; the trainer's two
         assert ("epoch" in str(app.status_line.render())) is can.epochs
+        app.link.hub.publish(ev.Settings(310, {"lr_g": 1e-4}))  # a change, once the dashboard follows the run
+        await wait_for(pilot, lambda: any("set at step 310" in n.message for n in app._notifications))
+        said = next(n.message for n in app._notifications if "set at step 310" in n.message)
+        assert said == ("set at step 310: G learning rate 0.0001" if can.recipe else "set at step 310: lr_g 0.0001")
         await pilot.press("q")

@@ -342,8 +342,9 @@ def test_a_jobs_shared_intervals_fall_where_rank_0s_clock_leads():
 
 
 def test_a_row_with_non_finite_values_is_the_same_row_in_metrics_jsonl_and_on_the_socket(tmp_path):
-    """One rule for NaN and infinities (common.finite): null, named in `nonfinite`, at any depth."""
-    from gantui.common import finite
+    """One rule for NaN and infinities in a row (common.finite_row): null at any depth, the row's own
+    keys named in `nonfinite`."""
+    from gantui.common import finite_row
 
     out = tmp_path / "run"
     run = gantui.init(out=out, quiet=True)
@@ -358,7 +359,7 @@ def test_a_row_with_non_finite_values_is_the_same_row_in_metrics_jsonl_and_on_th
     (written,) = rows(out)
     assert sent == written, (sent, written)
     assert written["b"] is None and written["c"] is None and written["nonfinite"] == ["b", "c"]
-    nested = {"devices": [{"power": float("nan"), "util": 5.0}], "loss": 1.0}
-    assert finite(nested) == {"devices": [{"power": None, "util": 5.0, "nonfinite": ["power"]}], "loss": 1.0}
+    nested = {"devices": [{"power": float("nan"), "util": 5.0}], "loss": float("inf")}
+    assert finite_row(nested) == {"devices": [{"power": None, "util": 5.0}], "loss": None, "nonfinite": ["loss"]}
     wide = {f"k{i}": 0.5 for i in range(1000)}
-    assert finite(wide) is wide  # nothing to clean: not copied
+    assert finite_row(wide) is wide  # nothing to clean: not copied

@@ -6,7 +6,7 @@ the wire.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -28,9 +28,10 @@ class Capabilities:
     def read(cls, announced: Any, producer: Any) -> Capabilities:
         """As a snapshot or config.json holds them; a run from before runs announced them has its
         producer's (a loop's, or the trainer's)."""
+        own = LOOP if producer == "loop" else cls()  # and what a newer capability would be for it
         if isinstance(announced, dict):
-            return cls(**{k: v for k, v in announced.items() if k in cls.__dataclass_fields__})
-        return LOOP if producer == "loop" else cls()
+            return replace(own, **{k: v for k, v in announced.items() if k in cls.__dataclass_fields__})
+        return own
 
 
 LOOP = Capabilities(epochs=False, resample=False, evaluates=False, panes=0, recipe=False)  # gantui.init's

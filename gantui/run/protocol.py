@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from gantui.common import finite
+from gantui.common import finite, finite_row
 from gantui.run import events as ev
 
 PROTOCOL = 3  # 2: `schema` messages, what a snapshot announces; 3: previews as hex digits ("codec")
@@ -60,11 +60,15 @@ def encode(event: ev.Event, **extra: Any) -> dict[str, Any]:
     if isinstance(event, ev.Started):
         body = {f: getattr(event, f) for f in event.__dataclass_fields__ if f not in ("preview", "finished")}
         body["capabilities"] = asdict(event.capabilities)
+        body["history"] = [finite_row(row) for row in event.history]  # as metrics.jsonl holds them
+        body["quality"] = [finite_row(row) for row in event.quality]
         body["preview"] = encode_preview(event.preview) if event.preview is not None else None
         body["finished"] = asdict(event.finished) if event.finished is not None else None
         return {"type": "snapshot", **finite(body)}
     if isinstance(event, ev.Metrics):
-        return {"type": "metrics", "rows": finite([event.row])}
+        return {"type": "metrics", "rows": [finite_row(event.row)]}
+    if isinstance(event, ev.Quality):
+        return {"type": "quality", "row": finite_row(event.row), **extra}
     kind = type(event).__name__.lower()
     return {"type": kind, **finite(asdict(event)), **extra}
 

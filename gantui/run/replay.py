@@ -41,19 +41,20 @@ def replay_snapshot(run_dir: RunDir) -> ev.Started:
             break
         except (OSError, ValueError):
             continue
+    can = ev.Capabilities.read(config.get("capabilities"), config.get("producer"))
     state = run_state(run_dir)
     finished = ev.Finished(state, step, checkpoint=str(run_dir.last) if run_dir.last.exists() else None,
                            error=status.get("error"))
     return ev.Started(
         run_dir=str(run_dir.path), device=config.get("resolved_device", "?"), step=step,
-        total_steps=status.get("total_steps") or (0 if config.get("producer") == "loop" else step), steps_per_epoch=0, config=config, history=history,
+        total_steps=status.get("total_steps") or (step if can.epochs else 0), steps_per_epoch=0, config=config, history=history,
         quality=quality, state=state, epoch=(history[-1].get("epoch", 1) - 1) if history else 0,
         images_per_s=history[-1].get("images_per_s") or 0.0 if history else 0.0, preview=preview,
         finished=finished, live=False, schema=config.get("schema") or [], sets=sets,
         elapsed=max((status.get("updated") or 0) - (status.get("started") or 0), 0), image_shape=list(shape),
         evaluation=config["evaluation"] if "evaluation" in config else evaluation_off_reason(config.get("dataset", "mnist")),
         class_names=config.get("class_names"), tunable=config.get("tunable"),
-        capabilities=ev.Capabilities.read(config.get("capabilities"), config.get("producer")), producer=config.get("producer", "gantui"))
+        capabilities=can, producer=config.get("producer", "gantui"))
 
 
 def is_metrics(row: dict) -> bool:

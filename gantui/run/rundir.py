@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from gantui.common import GantuiError, finite
+from gantui.common import GantuiError, finite_row
 
 SOCKET_NAME = "gantui.sock"
 SOCKET_POINTER = "gantui.sock.path"  # holds the socket's path when RUN_DIR/gantui.sock is too long
@@ -201,7 +201,7 @@ class RunDir:
         status = {"state": state, "pid": os.getpid(), "updated": time.time(), **fields}
         old = self.read_status()
         status["started"] = old.get("started") or time.time()  # the first start, kept over resumes
-        text = json.dumps(finite(status), allow_nan=False) + "\n"
+        text = json.dumps(finite_row(status), allow_nan=False) + "\n"
         atomic_write(self.status, lambda f: f.write(text.encode()))
 
     def read_status(self) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from gantui.run import events as ev
-from gantui.common import HISTORY, finite
+from gantui.common import HISTORY, finite_row
 from gantui.run.rundir import SOCKET_POINTER, RunDir
 from gantui.run import protocol
 from gantui.run.hub import RunHub
@@ -145,7 +145,7 @@ class Client:
             messages += [protocol.encode(preview)] if preview is not None else []
             for message in messages:
                 if message.get("type") == "metrics":
-                    message["rows"] = finite(message["rows"])
+                    message["rows"] = [finite_row(row) for row in message["rows"]]
             try:
                 self.writer.write(b"".join(protocol.dumps(m) for m in messages))
                 await asyncio.wait_for(self.writer.drain(), DRAIN_TIMEOUT)

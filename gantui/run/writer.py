@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from gantui.common import finite
+from gantui.common import finite_row
 
 FLUSH_INTERVAL = 1.0  # seconds between flushes at most
 _STOP = object()
@@ -126,7 +126,7 @@ class RowWriter:
         lines = []
         for row in rows:
             try:
-                lines.append(json.dumps(finite(row), allow_nan=False) + "\n")
+                lines.append(json.dumps(finite_row(row), allow_nan=False) + "\n")
             except (TypeError, ValueError) as err:
                 self._say(f"a row not written to metrics.jsonl: {err}")
         return "".join(lines)
