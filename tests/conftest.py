@@ -26,10 +26,17 @@ def tiny_config(tmp_path):
 
 @pytest.fixture(autouse=True)
 def no_trainer_left_running():
-    """A dashboard test that fails leaves its trainer thread training; stopped here, it cannot
-    disturb the tests after it in this process (their random streams, their CPU)."""
+    """A dashboard test that fails leaves its trainer thread training, and a test that fails before
+    it ends the run it started leaves that process training; stopped here, neither can disturb the
+    tests after it (their random streams, their CPU)."""
     yield
-    from support import SESSIONS
+    from support import SESSIONS, STARTED
+
+    while STARTED:
+        proc = STARTED.pop()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(60)
 
     while SESSIONS:
         session = SESSIONS.pop()

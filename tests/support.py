@@ -77,7 +77,7 @@ class Forked(subprocess.Popen):
                 cls._address = f"gantui-tests-forkserver-{os.getpid()}-{time.monotonic_ns()}"
                 cls._server = subprocess.Popen([sys.executable, str(Path(__file__).with_name("forkserver.py")),
                                                 cls._address], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                               text=True, env=ENV_AT_START, preexec_fn=signals_as_in_a_terminal)
+                                               text=True, env=ENV_AT_START, preexec_fn=signals_as_in_a_terminal())
                 if cls._server.stdout.readline() != "ready\n":
                     raise RuntimeError("the fork server did not start")
         conn = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -127,29 +127,42 @@ class Forked(subprocess.Popen):
         return self.returncode
 
 
-def signals_as_in_a_terminal() -> None:
-    """In a child before it runs: SIGINT and SIGHUP as a terminal's processes get them. A suite
-    started under nohup, or in the background by a shell that is not interactive, has them ignored,
-    and a run leaves an ignored signal ignored (as nohup asks): a test that sent one would wait."""
-    for number in (signal.SIGINT, signal.SIGHUP):
-        signal.signal(number, signal.SIG_DFL)
+def signals_as_in_a_terminal():
+    """A child's preexec_fn that gives it SIGINT and SIGHUP as a terminal's processes get them, where
+    this process has them ignored (None elsewhere: a preexec_fn is not free where threads run). A
+    suite started under nohup, or in the background by a shell that is not interactive, has them
+    ignored, and a run leaves an ignored signal ignored (as nohup asks): a test that sent one waited."""
+    ignored = [s for s in (signal.SIGINT, signal.SIGHUP) if signal.getsignal(s) == signal.SIG_IGN]
+    if not ignored:
+        return None
+
+    def restore() -> None:
+        for number in ignored:
+            signal.signal(number, signal.SIG_DFL)
+
+    return restore
+
+
+STARTED: list[subprocess.Popen] = []  # this test's processes: conftest kills those left running
 
 
 def popen(args: list, fresh: bool = False, **kwargs) -> subprocess.Popen:
     """`subprocess.Popen(ARGS)`, forked (`Forked`) where ARGS is python running something that
     imports torch, unless `fresh` or something asked for needs a process started from scratch.
     Either way the child gets SIGINT and SIGHUP as a terminal's processes do (the fork server's
-    children from the server)."""
+    children from the server), and it does not outlive its test."""
     if Forked.serves(args, kwargs) and not fresh:
-        return Forked(args, **kwargs)
-    given = kwargs.pop("preexec_fn", None)
+        proc = Forked(args, **kwargs)
+    else:
+        given, restore = kwargs.pop("preexec_fn", None), signals_as_in_a_terminal()
 
-    def prepare() -> None:
-        signals_as_in_a_terminal()
-        if given is not None:
+        def both() -> None:
+            restore()
             given()
 
-    return subprocess.Popen(args, preexec_fn=prepare, **kwargs)
+        proc = subprocess.Popen(args, preexec_fn=both if restore and given else restore or given, **kwargs)
+    STARTED.append(proc)
+    return proc
 
 
 def run_process(args: list, *, input=None, capture_output: bool = False, timeout: float | None = None,
