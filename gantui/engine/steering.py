@@ -45,18 +45,15 @@ def apply_settings(trainer: Any, values: dict[str, Any]) -> None:
 
 
 def wait_while_paused(trainer: Any) -> None:
-    """Until resumed or stopped, commands still applied; the status and the watchers told."""
-    trainer._write_status("paused")
-    trainer.emit(ev.Paused(True, trainer.step))
-    if trainer.gan.meter.steps:
-        trainer._log()  # so the numbers on screen are current while paused
-    while not trainer._running.wait(0.05):  # a timeout, so commands still work while paused
-        apply_commands(trainer)
-    apply_commands(trainer)
-    if trainer._stop.is_set():
-        return  # woken to stop, not resumed: Finished comes next
-    trainer._write_status("training")
-    trainer.emit(ev.Paused(False, trainer.step))
+    """Until resumed or stopped (Controls.hold, as a user's loop pauses), commands still applied;
+    the status and the watchers told."""
+    def announce(paused: bool) -> None:
+        trainer._write_status("paused" if paused else "training")
+        trainer.emit(ev.Paused(paused, trainer.step))
+        if paused and trainer.gan.meter.steps:
+            trainer._log()  # so the numbers on screen are current while paused
+
+    trainer.hold(announce, lambda: apply_commands(trainer))
 
 
 class TrainerSide:

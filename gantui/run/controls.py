@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import queue
 import threading
+from collections.abc import Callable
 from typing import Any
 
 
@@ -45,6 +46,19 @@ class Controls:
         self._stop.set()
         self._running.set()  # wake a paused loop so it can finish
         self.asked = True
+
+    def hold(self, announce: Callable[[bool], None], commands: Callable[[], None],
+             stopped: Callable[[], bool] | None = None) -> None:
+        """A watcher's pause, for every producer (the trainer, a user's loop), on its own thread:
+        announced, waited out with the commands still done (a save, a setting: at once, as in a
+        run that is not paused), announced again unless it was a stop that woke it (`stopped`:
+        the producer's own word for it, else this one's)."""
+        announce(True)
+        while not self._running.wait(0.05):  # a timeout, so that commands are done while paused
+            commands()
+        commands()
+        if not (stopped or self._stop.is_set)():
+            announce(False)
 
     def _ask(self, kind: str, value: Any) -> None:
         self._commands.put((kind, value))

@@ -233,14 +233,11 @@ class LoopAPI:
         if self.controls._running.is_set() or self.should_stop:
             return
         self._flush_row()
-        self.status("paused", step=self.step, total_steps=self.total_steps)
-        self.publish(ev.Paused(True, self.step))
-        while not self.controls._running.wait(0.05):
-            self._commands()
-        self._commands()
-        if not self.should_stop:
-            self.status("training", step=self.step, total_steps=self.total_steps)
-            self.publish(ev.Paused(False, self.step))
+        self.controls.hold(self._announce, self._commands, lambda: self.should_stop)
+
+    def _announce(self, paused: bool) -> None:
+        self.status("paused" if paused else "training", step=self.step, total_steps=self.total_steps)
+        self.publish(ev.Paused(paused, self.step))
 
     def _commands(self, pending: dict[str, Any] | None = None) -> None:
         """Settings, a resample, a save: those drained here, or `pending` (what the ranks agreed)."""
