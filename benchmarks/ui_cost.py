@@ -14,15 +14,11 @@ import asyncio
 import math
 import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-
-from support import FolderEngine, ScriptedEngine, disc_images, scripted_app  # noqa: E402 (the tests' scripted engines)
-
-from gantui.run import events as ev  # noqa: E402
-from gantui.engine.data import load_mnist_arrays  # noqa: E402
-from gantui.ui.messages import message_for  # noqa: E402
+from gantui.engine.data import load_mnist_arrays
+from gantui.run import events as ev
+from gantui.ui.demo import FolderEngine, ScriptedEngine, disc_images, scripted_app
+from gantui.ui.messages import message_for
 
 UPDATES = 30
 

@@ -8,12 +8,9 @@ from __future__ import annotations
 import asyncio
 import math
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # wherever it is run from
-from support import ScriptedEngine, scripted_app  # noqa: E402 (the tests' scripted engines)
-
-from gantui.run import events as ev  # noqa: E402
+from gantui.run import events as ev
+from gantui.ui.demo import ScriptedEngine, scripted_app
 
 class FourGPUs(ScriptedEngine):
     def run(self):

@@ -86,7 +86,7 @@ async def test_help_screen_and_too_small_terminal(tiny_config):
 
 async def test_a_flood_of_metrics_rows_is_painted_at_most_once_a_second():
     """At GPU speed rows come every few milliseconds: the panes get them all, in a few repaints."""
-    from support import ScriptedEngine, scripted_app
+    from gantui.ui.demo import ScriptedEngine, scripted_app
 
     from gantui.run import events as ev
     from gantui.common import HISTORY
@@ -167,7 +167,7 @@ def test_a_headless_run_nobody_watches_generates_no_previews(tiny_config):
 
 
 async def test_what_another_terminal_does_this_one_is_told():
-    from support import ScriptedEngine, scripted_app
+    from gantui.ui.demo import ScriptedEngine, scripted_app
 
     from gantui.run import events as ev
 
@@ -190,7 +190,7 @@ async def test_what_another_terminal_does_this_one_is_told():
 async def test_an_event_arriving_while_the_dashboard_closes_is_dropped():
     """The run goes on after a detach or a quit: its last events can reach a dashboard whose screens
     are already gone, and must not raise there."""
-    from support import scripted_app
+    from gantui.ui.demo import scripted_app
 
     from gantui.run import events as ev
     from gantui.ui.messages import message_for
@@ -240,7 +240,7 @@ async def test_t_opens_the_settings_form_which_checks_and_applies_at_a_step_boun
 async def test_the_dashboard_reads_what_a_run_can_do_from_its_capabilities_not_its_producer(announced, producer):
     """A run announces its capabilities; the keys, the panes and the status line follow them
     whoever produced it (a producer named otherwise changes nothing)."""
-    from support import ScriptedEngine, scripted_app
+    from gantui.ui.demo import ScriptedEngine, scripted_app
 
     from gantui.run import events as ev
     from gantui.run.protocol import decode, encode

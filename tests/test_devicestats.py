@@ -142,7 +142,7 @@ def test_a_cpu_process_shows_its_cpu_use_and_memory():
 
 
 async def test_the_gpu_pane_shows_a_line_per_rank():
-    from support import ScriptedEngine, scripted_app
+    from gantui.ui.demo import ScriptedEngine, scripted_app
 
     from gantui.run import events as ev
 

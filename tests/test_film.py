@@ -119,7 +119,7 @@ async def test_the_samples_pane_scrubs_through_a_finished_runs_grids(run):
 
 
 async def test_scrubbing_without_saved_grids_says_why():
-    from support import scripted_app
+    from gantui.ui.demo import scripted_app
 
     app = scripted_app()
     async with app.run_test(size=(120, 40)) as pilot:

@@ -152,8 +152,8 @@ async def test_the_dashboard_shows_the_first_decode_then_the_samples():
     import threading
 
     from gantui.run import events as ev
-    from support import disc_images
-    from support import FolderEngine, scripted_app
+    from gantui.ui.demo import disc_images
+    from gantui.ui.demo import FolderEngine, scripted_app
 
     class Decoding(FolderEngine):
         go = threading.Event()

@@ -333,7 +333,7 @@ def test_a_checkpoint_from_a_newer_gantui_is_refused_in_one_line(tmp_path, capsy
 
 
 def test_the_wgan_dashboard_snapshot_shows_the_schema_a_wgan_run_announces():
-    from support import WGAN_SCHEMA
+    from gantui.ui.demo import WGAN_SCHEMA
 
     assert tiny_gan(loss="wgan-gp").schema() == WGAN_SCHEMA
 

@@ -71,7 +71,7 @@ def test_previews_stay_readable_in_every_colour_mode(mode):
 
 
 def rgb_canvas() -> np.ndarray:
-    from support import disc_images
+    from gantui.ui.demo import disc_images
 
     images = disc_images(6, size=32, seed=3)
     images[0] = np.random.default_rng(0).integers(0, 256, (32, 32, 3))  # every colour, no runs

@@ -1,7 +1,8 @@
 """The dashboard's look, with a scripted engine so every frame is the same."""
 from __future__ import annotations
 
-from support import CollapsingEngine, FolderEngine, ScriptedEngine, WassersteinEngine, scripted_app, wait_for
+from gantui.ui.demo import CollapsingEngine, FolderEngine, ScriptedEngine, WassersteinEngine, scripted_app
+from support import wait_for
 
 
 async def settle(pilot) -> None:
