@@ -1,7 +1,7 @@
 """Save an SVG screenshot of the real dashboard training (optionally resumed from a run).
 
-    python scripts/screenshot.py docs/screenshots/dashboard.svg --resume RUN_DIR --seconds 20 --flags "--epochs 30"
-    python scripts/screenshot.py docs/screenshots/watch.svg --watch RUN_DIR --seconds 5   # gantui watch on a live run
+    python scripts/screenshot.py screenshots/dashboard.svg --resume RUN_DIR --seconds 25 --flags "--steps 100000"
+    python scripts/screenshot.py screenshots/watch.svg --watch RUN_DIR --seconds 5   # gantui watch on a live run
 """
 from __future__ import annotations
 

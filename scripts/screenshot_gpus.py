@@ -1,7 +1,7 @@
-"""The GPU pane screenshot (docs/screenshots/gpus.svg): the dashboard on a scripted run whose rows carry
+"""The GPU pane screenshot (screenshots/gpus.svg): the dashboard on a scripted run whose rows carry
 four GPUs' figures, as a fake NVML gives them (no GPU has run gantui yet).
 
-    python scripts/screenshot_gpus.py docs/screenshots/gpus.svg
+    python scripts/screenshot_gpus.py screenshots/gpus.svg
 """
 from __future__ import annotations
 
