@@ -48,10 +48,9 @@ def wait_while_paused(trainer: Any) -> None:
     """Until resumed or stopped (Controls.hold, as a user's loop pauses), commands still applied;
     the status and the watchers told."""
     def announce(paused: bool) -> None:
-        trainer._write_status("paused" if paused else "training")
-        trainer.emit(ev.Paused(paused, trainer.step))
+        TrainerSide(trainer).announce(paused)  # as the ranks announce theirs
         if paused and trainer.gan.meter.steps:
-            trainer._log()  # so the numbers on screen are current while paused
+            trainer._log()  # so the numbers on screen are current while paused (in one process: no collective)
 
     trainer.hold(announce, lambda: apply_commands(trainer))
 

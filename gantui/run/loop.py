@@ -24,7 +24,7 @@ from typing import Any
 from gantui.run import events as ev
 from gantui.run import images as img
 from gantui.run.arguments import RunConfig, json_ready
-from gantui.run.loopranks import ranks_boundary
+from gantui.run.loopranks import LoopSide, ranks_boundary
 from gantui.run.rows import Rows
 
 GRID_INTERVAL = 10.0  # seconds between the sample grids a loop's images leave in samples/
@@ -232,12 +232,7 @@ class LoopAPI:
         self._commands()
         if self.controls._running.is_set() or self.should_stop:
             return
-        self._flush_row()
-        self.controls.hold(self._announce, self._commands, lambda: self.should_stop)
-
-    def _announce(self, paused: bool) -> None:
-        self.status("paused" if paused else "training", step=self.step, total_steps=self.total_steps)
-        self.publish(ev.Paused(paused, self.step))
+        self.controls.hold(LoopSide(self).announce, self._commands, lambda: self.should_stop)
 
     def _commands(self, pending: dict[str, Any] | None = None) -> None:
         """Settings, a resample, a save: those drained here, or `pending` (what the ranks agreed)."""
