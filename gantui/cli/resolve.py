@@ -115,8 +115,10 @@ def build_config(args: argparse.Namespace, world_size: int = 1) -> tuple[Config,
     from gantui.engine.checkpoint import load_checkpoint, resolve_checkpoint
     from gantui.run.rundir import default_run_dir, run_dir_of
 
-    launch_only = ("no_ui", "ui", "on_hangup", "nproc", "clock_intervals", "config")  # how to run it, not the run's config
-    overrides = {k: v for k, v in vars(args).items() if v is not None and k not in launch_only}
+    from dataclasses import fields
+
+    # the flags given of the run's config (--no-ui, --nproc, --config... say how to run it)
+    overrides = {f.name: getattr(args, f.name) for f in fields(Config) if getattr(args, f.name, None) is not None}
     if args.data is not None and args.dataset is None:
         overrides["dataset"] = FOLDER
     base: dict[str, Any] = settings_of(args, world_size) if getattr(args, "config", None) else {}
