@@ -19,18 +19,27 @@ class GantuiError(Exception):
 
 
 def finite(value: Any) -> Any:
-    """Strict JSON: a NaN or an infinity becomes null, at any depth. What holds none is returned as
-    it is (a row of thousands of keys is not copied)."""
+    """Strict JSON: a NaN or an infinity becomes null, at any depth. Only what changed is copied: a
+    dict or list that holds none, however deep, is returned as it is (a row of thousands of keys,
+    a trainer's row with its devices, a row cleaned already)."""
+    if not nonfinite_in(value):
+        return value
     if isinstance(value, float):
-        return value if math.isfinite(value) else None
+        return None
     if isinstance(value, dict):
-        if all(isinstance(v, str | int) or isinstance(v, float) and math.isfinite(v) or v is None
-               for v in value.values()):
-            return value
         return {k: finite(v) for k, v in value.items()}
+    return [finite(v) for v in value]
+
+
+def nonfinite_in(value: Any) -> bool:
+    """Whether a NaN or an infinity is in `value`, at any depth (nothing is built to find out)."""
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, dict):
+        return any(nonfinite_in(v) for v in value.values())
     if isinstance(value, list | tuple):
-        return [finite(v) for v in value]
-    return value
+        return any(nonfinite_in(v) for v in value)
+    return False
 
 
 def finite_row(row: dict[str, Any]) -> dict[str, Any]:

@@ -58,13 +58,13 @@ def encode(event: ev.Event, **extra: Any) -> dict[str, Any]:
     if isinstance(event, ev.Preview):
         return {"type": "preview", **encode_preview(event)}
     if isinstance(event, ev.Started):
-        body = {f: getattr(event, f) for f in event.__dataclass_fields__ if f not in ("preview", "finished")}
+        rows = ("history", "quality")  # as metrics.jsonl holds them
+        body = {f: getattr(event, f) for f in event.__dataclass_fields__
+                if f not in ("preview", "finished", "capabilities", *rows)}
         body["capabilities"] = asdict(event.capabilities)
-        body["history"] = [finite_row(row) for row in event.history]  # as metrics.jsonl holds them
-        body["quality"] = [finite_row(row) for row in event.quality]
-        body["preview"] = encode_preview(event.preview) if event.preview is not None else None
         body["finished"] = asdict(event.finished) if event.finished is not None else None
-        return {"type": "snapshot", **finite(body)}
+        return {"type": "snapshot", **finite(body), **{f: [finite_row(r) for r in getattr(event, f)] for f in rows},
+                "preview": encode_preview(event.preview) if event.preview is not None else None}
     if isinstance(event, ev.Metrics):
         return {"type": "metrics", "rows": [finite_row(event.row)]}
     if isinstance(event, ev.Quality):
