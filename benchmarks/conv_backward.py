@@ -89,7 +89,7 @@ def steps(rounds: int, dtype: str) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         trainers = {}
         for name in ("gantui", "torch's layer"):
-            trainer = Trainer(Config(out=f"{tmp}/{len(trainers)}", device="cpu", precision=dtype, eval_every=0))
+            trainer = Trainer(Config(out=f"{tmp}/{len(trainers)}", device="cpu", precision=dtype, eval_every=0).validate())
             trainer._setup()
             if name != "gantui":
                 plain_torch(trainer.gan.G)

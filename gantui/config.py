@@ -1,23 +1,23 @@
-"""Every knob of a training run, its default and its validation, in one dataclass."""
+"""Every knob of a training run, its default and its validation, in one frozen dataclass; what
+may change while it trains is a small object of its own (`Live`)."""
 from __future__ import annotations
 
-import dataclasses
 import re
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from gantui.common import GantuiError
 from gantui.datasets import DATASETS, FOLDER, IMAGE_SIZES
+from gantui.penalties import PENALTIES
 
 LOSSES = ("ns", "minimax", "hinge", "wgan-gp", "lsgan")
 NOISES = ("normal", "uniform")
 AUGMENTS = ("color", "translation", "cutout")
 COLLAPSE_ACTIONS = ("warn", "pause")
-DEFAULT_GP = 10.0  # the WGAN-GP penalty weight of Gulrajani et al. 2017
 # What can change while a run trains (the dashboard's form, `set` on the socket), each checked
-# by the same rule as its flag.
+# by the same rule as its flag; and each penalty's weight (`live_settings`).
 LIVE = {"lr_g": "G learning rate", "lr_d": "D learning rate", "d_steps": "D steps per G step",
-        "gp": "gradient penalty weight", "r1": "R1 weight", "ema": "EMA decay (0 off)"}
+        "ema": "EMA decay (0 off)"}
 PRECISIONS = ("auto", "bf16", "fp32")
 TIMED = ("log_every", "sample_every", "save_every", "eval_every")  # the intervals that may follow the clock
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
@@ -41,7 +41,12 @@ def knob(default: Any, help: str | None, metavar: str | None = None, recipe: boo
     return field(default=default, metadata={"help": help, "metavar": metavar, "recipe": recipe})
 
 
-@dataclass
+def live_settings() -> dict[str, str]:
+    """The live settings and their labels: the recipe's, then each registered penalty's weight."""
+    return {**LIVE, **{p.key: p.setting for p in PENALTIES.values()}}
+
+
+@dataclass(frozen=True)
 class Config:
     dataset: str = knob("mnist", f"training data: {', '.join(DATASETS)} (default mnist; the others are downloaded "
                                  "on first use)", "NAME")
@@ -64,10 +69,9 @@ class Config:
     z_dim: int = knob(100, "latent size")
     seed: int = knob(0, "random seed")
     loss: str = knob("ns", f"objective: {', '.join(LOSSES)} (default ns: non-saturating BCE)", "NAME", recipe=True)
-    gp: float | None = knob(None, "WGAN-GP gradient penalty weight on interpolates (default 10 with wgan-gp, else 0)",
-                            recipe=True)
-    r1: float = knob(0.0, "R1 penalty weight gamma on real images, lazily every 16 D steps (default 0: off)",
-                     recipe=True)
+    # Each registered penalty's weight (penalties.py: its flag --KEY, a flat key of config.json);
+    # None or missing: its default for the loss
+    penalties: dict[str, float | None] = field(default_factory=dict)
     spectral_norm: bool = knob(False, "spectral normalisation on D's layers", recipe=True)
     ema: float = knob(0.0, "decay of an EMA of G for previews, grids, evaluation and sample (e.g. 0.999; "
                            "default 0: off)", recipe=True)
@@ -98,11 +102,21 @@ class Config:
     fault_nan_step: int | None = knob(None, None)  # test hook: the metrics go NaN at this step
 
     def validate(self) -> Config:
-        """Raise ConfigError naming the first bad field; return self when all are good. Fills in
-        lr_g, lr_d (from lr) and gp (from the loss)."""
-        self.lr_g = self.lr if self.lr_g is None else self.lr_g
-        self.lr_d = self.lr if self.lr_d is None else self.lr_d
-        self.gp = (DEFAULT_GP if self.loss == "wgan-gp" else 0.0) if self.gp is None else self.gp
+        """Raise ConfigError naming the first bad field; return the config resolved: lr_g and lr_d
+        filled in (from lr), each penalty's weight (from the loss), the live settings checked."""
+        if not (isinstance(self.lr, float | int) and 0 < self.lr < 1):
+            raise ConfigError(f"--lr must be between 0 and 1, got {self.lr!r}")
+        if unknown := [key for key in self.penalties if key not in PENALTIES]:
+            raise ConfigError(f"unknown penalty {unknown[0]!r} (registered: {', '.join(PENALTIES)})")
+        weights = {key: penalty.default_for(self.loss) if self.penalties.get(key) is None else self.penalties[key]
+                   for key, penalty in PENALTIES.items()}
+        live = {"lr_g": self.lr if self.lr_g is None else self.lr_g, "lr_d": self.lr if self.lr_d is None else self.lr_d,
+                "d_steps": self.d_steps, "ema": self.ema, **weights}
+        live = {name: check_live(name, value) for name, value in live.items()}
+        return replace(self, penalties={key: live.pop(key) for key in weights}, timed=tuple(self.timed),
+                       **live)._check()
+
+    def _check(self) -> Config:
         positive = ("epochs", "batch_size", "z_dim", "log_every", "sample_every", "save_every", "keep", "preview_count")
         for name in positive:
             value = getattr(self, name)
@@ -114,10 +128,6 @@ class Config:
             raise ConfigError(f"--eval-n must be an integer of at least 100, got {self.eval_n!r}")
         if self.steps is not None and (not isinstance(self.steps, int) or self.steps <= 0):
             raise ConfigError(f"--steps must be a positive integer, got {self.steps!r}")
-        if not (isinstance(self.lr, float | int) and 0 < self.lr < 1):
-            raise ConfigError(f"--lr must be between 0 and 1, got {self.lr!r}")
-        for name in LIVE:
-            setattr(self, name, check_live(name, getattr(self, name)))
         for name in ("beta1", "beta2"):
             value = getattr(self, name)
             if not (isinstance(value, float | int) and 0 <= value < 1):
@@ -149,7 +159,6 @@ class Config:
             raise ConfigError(f"unknown precision {self.precision!r} (choose from: {', '.join(PRECISIONS)})")
         if self.seed < 0:
             raise ConfigError(f"--seed must be zero or positive, got {self.seed}")
-        self.timed = tuple(self.timed)
         if unknown := [k for k in self.timed if k not in TIMED]:
             raise ConfigError(f"timed intervals: unknown {unknown[0]!r} (known: {', '.join(TIMED)})")
         return self
@@ -157,13 +166,32 @@ class Config:
     def augments(self) -> list[str]:
         return [a.strip() for a in self.diffaug.split(",") if a.strip()]
 
+    def weight(self, penalty: str) -> float:
+        return self.penalties[penalty]
+
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """Flat: each penalty's weight under its own key, as its flag names it."""
+        flat = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "penalties"}
+        return {**flat, **self.penalties}
+
+    @staticmethod
+    def settings() -> list[str]:
+        """The names `to_dict` gives and `from_dict` reads: the fields, and each penalty's key."""
+        return [f.name for f in fields(Config) if f.name != "penalties"] + list(PENALTIES)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Config:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        """A config.json or a checkpoint's config; a setting this gantui does not know is left out."""
+        penalties = {key: data[key] for key in PENALTIES if key in data}
+        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__ and k != "penalties"},
+                   penalties=penalties)
+
+    @classmethod
+    def of(cls, **settings: Any) -> Config:
+        """`from_dict` for code: an unknown setting is an error, not left out."""
+        if unknown := [k for k in settings if k not in cls.settings()]:
+            raise ConfigError(f"unknown setting {unknown[0]!r}")
+        return cls.from_dict(settings)
 
     # Settings that must match for a checkpoint to load into a run.
     SHAPE_KEYS = ("dataset", "image_size", "channels", "z_dim", "conditional", "spectral_norm")
@@ -184,7 +212,7 @@ def check_live(name: str, value: Any) -> Any:
         if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 100:
             raise ConfigError(f"--d-steps must be an integer from 1 to 100, got {value!r}")
         return value
-    if name in ("gp", "r1"):
+    if name in PENALTIES:
         if not (number and 0 <= value <= 1e4):
             raise ConfigError(f"--{name} must be from 0 (off) to 10000, got {value!r}")
         return float(value)
@@ -192,7 +220,7 @@ def check_live(name: str, value: Any) -> Any:
         if not (number and (value == 0 or 0.5 <= value < 1)):
             raise ConfigError(f"--ema must be 0 (off) or a decay in [0.5, 1), e.g. 0.999, got {value!r}")
         return float(value)
-    raise ConfigError(f"{name!r} cannot be changed while training (live: {', '.join(LIVE)})")
+    raise ConfigError(f"{name!r} cannot be changed while training (live: {', '.join(live_settings())})")
 
 
 def check_live_values(values: Any) -> dict[str, Any]:
@@ -200,3 +228,34 @@ def check_live_values(values: Any) -> dict[str, Any]:
     if not isinstance(values, dict) or not values:
         raise ConfigError("set: \"values\" must be an object of settings, e.g. {\"lr_g\": 0.0001}")
     return {name: check_live(name, value) for name, value in values.items()}
+
+
+@dataclass
+class Live:
+    """What changes while a run trains (the dashboard's form, `set`, a rollback's halved rates):
+    the GAN owns it and the steering changes it, at a step boundary; the run's Config stays as it
+    was resolved. A checkpoint's config holds these values, so a resume continues with them."""
+
+    lr_g: float
+    lr_d: float
+    d_steps: int
+    ema: float
+    penalties: dict[str, float]
+
+    @classmethod
+    def of(cls, config: Config) -> Live:
+        return cls(config.lr_g, config.lr_d, config.d_steps, config.ema, dict(config.penalties))
+
+    def get(self, name: str) -> Any:
+        return self.penalties[name] if name in self.penalties else getattr(self, name)
+
+    def update(self, values: dict[str, Any]) -> None:
+        """Values checked already (check_live_values)."""
+        for name, value in values.items():
+            if name in PENALTIES:
+                self.penalties[name] = value
+            else:
+                setattr(self, name, value)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"lr_g": self.lr_g, "lr_d": self.lr_d, "d_steps": self.d_steps, "ema": self.ema, **self.penalties}

@@ -3,22 +3,24 @@ decoding is the trainer's, with progress events). Errors are one-line DatasetErr
 anything trains."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 from gantui.config import Config
 from gantui.datasets import DEFAULT_IMAGE_SIZE, FOLDER
 
 
-def prepare_data(config: Config, device) -> None:
-    """Fetch a torchvision dataset, or scan a folder and fill in its image size and channels."""
+def prepare_data(config: Config, device) -> Config:
+    """Fetch a torchvision dataset, or scan a folder: the config with its image size and channels."""
     from gantui.engine.data import fetch
 
     if config.dataset != FOLDER:
         fetch(config.dataset, config.data_root)
-        return
+        return config
     import torch
 
     from gantui.engine.folder import scan
 
-    config.image_size = config.image_size or DEFAULT_IMAGE_SIZE
+    size = config.image_size or DEFAULT_IMAGE_SIZE
     free = (torch.cuda.mem_get_info(device)[0], str(device)) if device.type == "cuda" else None
-    found = scan(config.data, config.image_size, config.channels, free)  # its refusals, before anything starts
-    config.channels = config.channels or found.channels
+    found = scan(config.data, size, config.channels, free)  # its refusals, before anything starts
+    return replace(config, image_size=size, channels=config.channels or found.channels)

@@ -223,8 +223,8 @@ async def test_t_opens_the_settings_form_which_checks_and_applies_at_a_step_boun
         app.screen.query_one("#d_steps", Input).value = "2"
         await pilot.press("enter")
         await wait_for(pilot, lambda: not isinstance(app.screen, SettingsScreen))
-        await wait_for(pilot, lambda: app.trainer.config.lr_g == 1e-4)
-        assert app.trainer.gan.opt_g.param_groups[0]["lr"] == 1e-4 and app.trainer.config.d_steps == 2
+        await wait_for(pilot, lambda: app.trainer.gan.live.lr_g == 1e-4)
+        assert app.trainer.gan.opt_g.param_groups[0]["lr"] == 1e-4 and app.trainer.gan.live.d_steps == 2
         assert app.trainer.gan.opt_d.param_groups[0]["lr"] == 2e-4  # untouched
         sets = [r for r in app.trainer.run_dir.read_metrics() if r.get("event") == "set"]
         assert len(sets) == 1 and sets[0]["values"] == {"lr_g": 1e-4, "d_steps": 2}

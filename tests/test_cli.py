@@ -183,6 +183,7 @@ def test_the_flags_come_from_configs_fields_with_metavars_n_x_and_dir(capsys):
 
     from gantui.cli import main
     from gantui.config import Config
+    from gantui.penalties import PENALTIES
 
     with pytest.raises(SystemExit) as done:
         main(["--help"])
@@ -193,8 +194,8 @@ def test_the_flags_come_from_configs_fields_with_metavars_n_x_and_dir(capsys):
                           ("--loss", "NAME"), ("--resume", "PATH"), ("--nproc", "N")):
         assert f"[{flag} {metavar}]" in usage, (flag, usage)
     assert not re.search(r"--[a-z-]+ [A-Z]+_[A-Z_]+", shown), shown  # no BATCH_SIZE, EVAL_EVERY...
-    flags = {f.name for f in dataclasses.fields(Config) if "help" in f.metadata}
-    assert {"batch_size", "loss", "r1", "compile", "resume"} <= flags
+    flags = {f.name for f in dataclasses.fields(Config) if "help" in f.metadata} | set(PENALTIES)
+    assert {"batch_size", "loss", "r1", "gp", "compile", "resume"} <= flags
     for name in flags - {"fault_nan_step"}:  # the hidden test hook
         assert f"--{name.replace('_', '-')}" in shown, name
     assert "--fault-nan-step" not in shown
@@ -233,7 +234,7 @@ def test_a_runs_config_json_given_back_recreates_its_settings_and_flags_change_t
         return build_config(train_parser().parse_args(["--config", str(first), *flags, "--out", str(tmp_path / "b")]))[0]
 
     # what the first run's flags implied is implied again by the flags given now, as on a fresh run
-    assert given_back("--loss", "wgan-gp").gp == 10.0 and given_back().gp == 0.0
+    assert given_back("--loss", "wgan-gp").weight("gp") == 10.0 and given_back().weight("gp") == 0.0
     assert (given_back("--lr", "1e-3").lr_d, given_back("--lr", "1e-3").lr_g) == (1e-3, 1e-4)  # lr_g was given
     assert given_back("--no-spectral-norm").spectral_norm is False  # a boolean it had on can be turned off
     folder = given_back("--data", str(tmp_path))

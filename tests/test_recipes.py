@@ -12,7 +12,7 @@ import torch
 from gantui.config import LOSSES, Config, ConfigError, check_live
 from gantui.engine.checkpoint import FORMAT, load_checkpoint
 from gantui.engine.gan import GAN
-from gantui.engine.objectives import gradient_penalty, r1_penalty
+from gantui.penalties import gradient_penalty, r1_penalty
 from gantui.engine.trainer import Trainer
 from support import FAST, AlwaysPreview, refused, run_process
 
@@ -44,7 +44,7 @@ def test_the_default_recipe_trains_as_before_the_split(tmp_path):
 
 def tiny_gan(**overrides) -> GAN:
     torch.manual_seed(0)
-    return GAN(Config(device="cpu", **overrides).validate(), torch.device("cpu"), bf16=False, classes=10)
+    return GAN(Config.of(device="cpu", **overrides).validate(), torch.device("cpu"), bf16=False, classes=10)
 
 
 def a_batch(gan: GAN, n: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
@@ -64,10 +64,11 @@ def test_each_loss_sends_gradients_only_where_they_belong(loss):
     real, _ = a_batch(gan)
     fake = gan.G(gan.noise(8))  # with G's graph: the D step must not reach it
     gan.G.zero_grad(set_to_none=True)
-    stats = gan.d_step(real, fake.detach())
+    figures = gan.d_step(real, fake.detach())
     assert all(g is None for g in grads(gan.G)), "D's step gave G gradients"
     assert all(g is not None and torch.isfinite(g).all() for g in grads(gan.D))
-    assert all(torch.isfinite(s) for s in stats)
+    assert list(figures) == [key for key, _, _ in gan.lines()][1:]  # every figure but G's loss, by name
+    assert all(torch.isfinite(s) for s in figures.values())
     gan.D.zero_grad(set_to_none=True)
     before = [p.detach().clone() for p in gan.D.parameters()]
     loss_g = gan.g_step(fake)
@@ -85,9 +86,10 @@ def test_a_conditional_d_learns_real_digits_classes_and_g_is_scored_by_them():
     with torch.no_grad():
         score, logits = gan.D(torch.cat((real, fake)), torch.cat((real_labels, fake_labels)), classify=True)
     class_loss = torch.nn.functional.cross_entropy(logits[:8], real_labels)  # real digits only
-    stats = gan.d_step(real, fake.detach(), real_labels, fake_labels)
-    assert stats[0].item() == pytest.approx((gan.objective.d_loss(score[:8], score[8:]) + class_loss).item(), rel=1e-5)
-    assert stats[-1].item() == pytest.approx(class_loss.item(), rel=1e-5)
+    figures = gan.d_step(real, fake.detach(), real_labels, fake_labels)
+    assert figures["loss_d"].item() == pytest.approx((gan.objective.d_loss(score[:8], score[8:]) + class_loss).item(),
+                                                     rel=1e-5)
+    assert figures["class_loss"].item() == pytest.approx(class_loss.item(), rel=1e-5)
     assert [key for key, _, _ in gan.lines()][-1] == "class_loss"
     with torch.no_grad():
         score, logits = gan.D(fake, fake_labels, classify=True)  # D as the G step sees it, after its update
@@ -124,10 +126,10 @@ def test_the_penalties_match_their_hand_computed_values():
 
 def test_the_penalties_train_d_through_a_double_backward():
     gan = tiny_gan(loss="wgan-gp", r1=1.0)
-    assert gan.cfg.gp == 10.0  # wgan-gp's default weight
+    assert gan.cfg.weight("gp") == 10.0  # wgan-gp's default weight
     real, fake = a_batch(gan)
-    _, _, gp, r1 = gan.d_step(real, fake)
-    assert gp > 0 and r1 > 0 and all(g is not None for g in grads(gan.D))
+    figures = gan.d_step(real, fake)
+    assert figures["gp"] > 0 and figures["r1"] > 0 and all(g is not None for g in grads(gan.D))
 
 
 def test_spectral_norm_keeps_ds_largest_singular_value_near_one():

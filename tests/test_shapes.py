@@ -28,7 +28,7 @@ RECIPES = {
 @pytest.mark.parametrize("recipe", RECIPES)
 def test_every_recipe_trains_at_every_shape(shape, recipe):
     torch.manual_seed(0)
-    cfg = Config(device="cpu", batch_size=4, z_dim=16, **RECIPES[recipe]).validate()
+    cfg = Config.of(device="cpu", batch_size=4, z_dim=16, **RECIPES[recipe]).validate()
     gan = GAN(cfg, torch.device("cpu"), bf16=False, classes=10, shape=shape)
     images = torch.randint(0, 256, (16, *shape), dtype=torch.uint8)
     batches = BatchStream(images, torch.arange(16) % 10 if cfg.conditional else None, 4, seed=0)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -30,11 +31,11 @@ def resolve(args: argparse.Namespace, world_size: int = 1) -> Resolved:
     device = resolve_device(config.device)
     if config.sync_bn and device.type != "cuda":
         raise ConfigError("--sync-bn needs CUDA (SyncBatchNorm runs on GPUs only)")
-    config.timed = timed_intervals(config, args, device.type)  # rank 0's clock, in a job
+    config = replace(config, timed=timed_intervals(config, args, device.type))  # rank 0's clock, in a job
     lock = RunDir(config.out).lock()
     try:
         check_not_another_run(config, args)
-        prepare_data(config, device)
+        config = prepare_data(config, device)
     except BaseException:
         RunDir.unlock(lock)
         raise
@@ -72,9 +73,8 @@ def settings_of(args: argparse.Namespace, world_size: int) -> dict[str, Any]:
     given now (a penalty weight or learning rates its loss or --lr implied, a folder's size and
     channels when other images are given, --sync-bn in one process)."""
     import json
-    from dataclasses import fields
 
-    from gantui.config import DEFAULT_GP
+    from gantui.penalties import PENALTIES
 
     path = args.config
     if args.resume:
@@ -92,12 +92,13 @@ def settings_of(args: argparse.Namespace, world_size: int) -> dict[str, Any]:
         raise ConfigError(f"--config {path}: not a run's config.json (not JSON)") from None
     if isinstance(saved, dict) and saved.get("producer", "gantui") != "gantui":
         raise ConfigError(f"--config {path}: a loop's run: its settings are the loop's own")
-    known = {f.name for f in fields(Config)} - {"out", "resume", "timed", "fault_nan_step"}
+    known = set(Config.settings()) - {"out", "resume", "timed", "fault_nan_step"}
     if not isinstance(saved, dict) or "dataset" not in saved:
         raise ConfigError(f"--config {path}: not a run's config.json (no dataset)")
     settings = {k: v for k, v in saved.items() if k in known}
-    if settings.get("gp") == (DEFAULT_GP if settings.get("loss") == "wgan-gp" else 0.0):
-        del settings["gp"]  # the loss's own: another --loss implies its own
+    for key, penalty in PENALTIES.items():
+        if key in settings and settings[key] == penalty.default_for(settings.get("loss", Config.loss)):
+            del settings[key]  # the loss's own: another --loss implies its own
     for rate in ("lr_g", "lr_d"):
         if rate in settings and settings[rate] == settings.get("lr"):
             del settings[rate]  # --lr's: another --lr sets it
@@ -115,10 +116,8 @@ def build_config(args: argparse.Namespace, world_size: int = 1) -> tuple[Config,
     from gantui.engine.checkpoint import load_checkpoint, resolve_checkpoint
     from gantui.run.rundir import default_run_dir, run_dir_of
 
-    from dataclasses import fields
-
     # the flags given of the run's config (--no-ui, --nproc, --config... say how to run it)
-    overrides = {f.name: getattr(args, f.name) for f in fields(Config) if getattr(args, f.name, None) is not None}
+    overrides = {name: getattr(args, name) for name in Config.settings() if getattr(args, name, None) is not None}
     if args.data is not None and args.dataset is None:
         overrides["dataset"] = FOLDER
     base: dict[str, Any] = settings_of(args, world_size) if getattr(args, "config", None) else {}
@@ -152,9 +151,8 @@ def build_config(args: argparse.Namespace, world_size: int = 1) -> tuple[Config,
             if getattr(saved, key) != getattr(config, key):
                 raise ConfigError(f"--{key.replace('_', '-')} {shown(getattr(config, key))} does not match the "
                                   f"checkpoint's {shown(getattr(saved, key))}")
-    config.out = str(Path(config.out).expanduser().resolve()) if config.out else str(default_run_dir())
-    if config.data:  # a resume from elsewhere finds it
-        config.data = str(Path(config.data).expanduser().resolve())
+    config = replace(config, out=str(Path(config.out).expanduser().resolve()) if config.out else str(default_run_dir()),
+                     data=config.data and str(Path(config.data).expanduser().resolve()))  # a resume from elsewhere finds it
     check_writable(Path(config.out))
     return config, state
 

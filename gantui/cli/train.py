@@ -1,4 +1,5 @@
-"""`gantui [flags]`: the flags (from Config's fields), resolved, then the dashboard or the headless run."""
+"""`gantui [flags]`: the flags (from Config's fields and the penalties' registry), resolved, then the
+dashboard or the headless run."""
 from __future__ import annotations
 
 import argparse
@@ -8,6 +9,7 @@ import typing
 from gantui.cli.parser import Parser, fail
 from gantui.cli.resolve import resolve, wants_ui
 from gantui.config import Config, flag
+from gantui.penalties import PENALTIES
 
 
 def config_flag(p: argparse._ActionsContainer, knob: dataclasses.Field, kind: type) -> None:
@@ -34,7 +36,10 @@ def train_parser() -> Parser:
     recipe = p.add_argument_group("recipe (the default is the reference DCGAN)")
     hints = typing.get_type_hints(Config)
     for knob in dataclasses.fields(Config):
-        if "help" in knob.metadata:
+        if knob.name == "penalties":  # a weight each, where the field stands
+            for penalty in PENALTIES.values():
+                recipe.add_argument(f"--{flag(penalty.key)}", type=float, metavar="X", help=penalty.help)
+        elif "help" in knob.metadata:
             kind = next(t for t in (bool, int, float, str) if t is hints[knob.name] or t in typing.get_args(hints[knob.name]))
             config_flag(recipe if knob.metadata["recipe"] else p, knob, kind)
     add = p.add_argument  # how to run it, not the run's config

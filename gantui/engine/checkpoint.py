@@ -108,7 +108,7 @@ def capture(trainer: Any) -> dict[str, Any]:
     """A trainer's state in this version's layout: each part's own, the RNGs, the run's past (a
     torchrun job's rank 0 adds `world_size` and every rank's random streams, `ranks`)."""
     rng = rank_state(trainer)
-    return {"config": trainer.config.to_dict(), "step": trainer.step, "history": list(trainer.history),
+    return {"config": {**trainer.config.to_dict(), **trainer.gan.live.to_dict()}, "step": trainer.step, "history": list(trainer.history),
             "quality": list(trainer.quality), "sets": list(trainer.sets), "gan": trainer.gan.state_dict(),
             "batches": trainer.batches.state_dict(), "guard": trainer.guard.state_dict(),
             "monitor": trainer.monitor.state_dict(), "fixed_noise": trainer.samples.fixed_noise.clone(), "rng": rng}

@@ -1,8 +1,8 @@
 """The GAN: G and D, their optimisers, the objective and its penalties, the EMA of G, one step.
 
 `step` is one G update and the `d_steps` D updates before it; it never reads from the device
-(the figures go to the meter). Live settings (learning rates, D steps, penalty weights, EMA)
-change through `apply`, at a step boundary.
+(its figures go to the meter, by name). The live settings (learning rates, D steps, penalty
+weights, EMA) are the GAN's own (`self.live`) and change through `apply`, at a step boundary.
 """
 from __future__ import annotations
 
@@ -15,14 +15,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gantui.config import Config
+from gantui.config import Config, Live
 from gantui.engine.diffaug import augment
 from gantui.engine.meter import Meter, grad_norm
 from gantui.engine.models import add_spectral_norm, init_weights
 from gantui.engine.networks import build_discriminator, build_generator
-from gantui.engine.objectives import OBJECTIVES, Line, gradient_penalty, r1_penalty
-
-R1_EVERY = 16  # lazy R1 (Karras et al. 2020): every 16 D steps, weighted by 16
+from gantui.engine.objectives import OBJECTIVES, Line
+from gantui.penalties import PENALTIES, Batch
 
 
 def latents(kind: str, n: int, z_dim: int, generator: torch.Generator | None = None,
@@ -61,9 +60,14 @@ class GAN:
                  shape: tuple[int, int, int] = (1, 28, 28), ranks: int = 1) -> None:
         """`ranks` > 1: G and D wrapped in DDP apart (a torchrun job); see `_wrap`."""
         self.cfg, self.device, self.bf16 = cfg, device, bf16
+        self.live = Live.of(cfg)
         self.classes = classes if cfg.conditional else 0
+        # The penalties this run computes and reports: those on at its start (a live set changes their
+        # weights, 0 included, but cannot add one: the run's figures are announced at its start).
+        self.penalties = [PENALTIES[key] for key, weight in cfg.penalties.items() if weight]
         self.G = build_generator(shape, cfg.z_dim, self.classes)
-        self.D = build_discriminator(shape, self.classes, batch_norm=not (cfg.gp or cfg.spectral_norm))
+        batch_norm = not (cfg.spectral_norm or any(not p.batch_norm for p in self.penalties))
+        self.D = build_discriminator(shape, self.classes, batch_norm=batch_norm)
         self.G.apply(init_weights)
         self.D.apply(init_weights)
         if cfg.spectral_norm:
@@ -80,12 +84,9 @@ class GAN:
         self.objective = OBJECTIVES[cfg.loss]
         self.augments = cfg.augments()
         self.ema = EMA(self.G, cfg.ema) if cfg.ema else None
-        self.d_updates = 0  # D steps taken: R1's lazy schedule counts them
+        self.d_updates = 0  # D steps taken: a lazy penalty's schedule counts them
         self._zero = torch.zeros((), device=device)
-        self._r1 = self._zero  # the last R1 value, reported between its steps
-        # The penalties this run computes and reports: those on at its start (a live set changes their
-        # weights, 0 included, but cannot add one: the run's figures are announced at its start).
-        self.penalties = [key for key in ("gp", "r1") if getattr(cfg, key)]
+        self._last = {p.key: self._zero for p in self.penalties}  # reported between a lazy penalty's steps
         self.meter = Meter([key for key, _, _ in self.lines()], device)
 
     def _wrap(self, ddp: bool) -> tuple[nn.Module, nn.Module, nn.Module]:
@@ -113,26 +114,26 @@ class GAN:
         return G, D_own, torch.compile(self.D) if ddp else D_own
 
     # -- what it reports ---------------------------------------------------------------
-    def lines(self) -> list[Line]:
-        """The per-step figures, in the meter's order: losses, the objective's own, penalties, and a
+    def losses(self) -> list[Line]:
+        """The Losses pane's figures: G's and D's losses, the penalties that are on, and a
         conditional D's class loss on real digits."""
-        lines = [("loss_g", "G loss", ".3f"), ("loss_d", "critic loss" if self.objective.title == "Critic"
-                                                else "D loss", ".3f"), *self.objective.figures]
-        penalties = {"gp": ("gp", "penalty", ".3f"), "r1": ("r1", "R1", ".3f")}
-        classes = [("class_loss", "D class loss", ".3f")] if self.classes else []
-        return lines + [penalties[key] for key in self.penalties] + classes
+        return [("loss_g", "G loss", ".3f"), ("loss_d", self.objective.d_label, ".3f"),
+                *[(p.key, p.label, ".3f") for p in self.penalties],
+                *([("class_loss", "D class loss", ".3f")] if self.classes else [])]
+
+    def lines(self) -> list[Line]:
+        """Every per-step figure, in the meter's order: the losses, then the objective's own."""
+        losses = self.losses()
+        return [*losses[:2], *self.objective.figures, *losses[2:]]
 
     def schema(self) -> list[dict[str, Any]]:
         """The panes this run's figures fill (`Started.schema`): the losses and the penalties that are
         on, then the objective's figures. The gradient norms join the second pane while it has room
         (four lines fit at 80x24), else a third pane, which the headless line and metrics.jsonl show
         and the dashboard does not."""
-        lines = self.lines()
-        own = len(self.objective.figures)
-        losses = lines[:2] + lines[2 + own:]
-        second = lines[2:2 + own]
+        second = list(self.objective.figures)
         grads = [("grad_g", "|grad G|", ".3g"), ("grad_d", "|grad D|", ".3g")]
-        panes = [{"title": "Losses", "lines": losses}, {"title": self.objective.title, "lines": second}]
+        panes = [{"title": "Losses", "lines": self.losses()}, {"title": self.objective.title, "lines": second}]
         if len(second) + len(grads) <= 4:
             second.extend(grads)
         else:
@@ -167,18 +168,18 @@ class GAN:
 
     def step(self, batches) -> None:
         """`d_steps` D updates, each on a new real batch, then one G update on the last fake batch."""
-        for i in range(self.cfg.d_steps):
+        d_steps = self.live.d_steps
+        for i in range(d_steps):
             real, real_labels = batches.next()
             z, labels = self.noise(real.shape[0]), self.fake_labels(real.shape[0])
-            last = i == self.cfg.d_steps - 1
+            last = i == d_steps - 1
             with self.autocast(), torch.set_grad_enabled(last):  # only the last fake batch trains G
                 fake = self.G_fwd(z) if labels is None else self.G_fwd(z, labels)
-            stats = self.d_step(real, fake.detach(), real_labels, labels)
-        loss_g = self.g_step(fake, labels)
-        self.meter.add([loss_g, *stats])
+            figures = self.d_step(real, fake.detach(), real_labels, labels)
+        self.meter.add({"loss_g": self.g_step(fake, labels), **figures})
 
-    def d_step(self, real, fake, real_labels=None, fake_labels=None) -> list[torch.Tensor]:
-        """One D update; G gets no gradients (`fake` is detached). Returns the step's figures."""
+    def d_step(self, real, fake, real_labels=None, fake_labels=None) -> dict[str, torch.Tensor]:
+        """One D update; G gets no gradients (`fake` is detached). Returns the step's figures by name."""
         bs = real.shape[0]
         with self.autocast():
             if self.d_batch_norm:  # two passes: a batch of real and fake would share its statistics,
@@ -191,32 +192,29 @@ class GAN:
                 out, logits = self._D(torch.cat((real.to(fake.dtype), fake)), both_labels)
         real_out, fake_out = out[:bs], out[bs:]
         loss = self.objective.d_loss(real_out, fake_out)
-        penalties = []
+        figures = {}
         if logits is not None:  # the class head learns real digits only
             class_loss = F.cross_entropy(logits[:bs], real_labels)
             loss = loss + class_loss
-        if "gp" in self.penalties:  # eager D: a compiled graph does not take a double backward
-            gp = self._zero
-            if self.cfg.gp:  # a live set may have weighted it 0 for now
+        batch = Batch(self.D, real, fake, real_labels)  # the raw D: a compiled graph takes no double backward
+        for penalty in self.penalties:
+            weight = self.live.penalties[penalty.key]
+            if not weight:  # a live set weighted it 0 for now
+                self._last[penalty.key] = self._zero
+            elif self.d_updates % penalty.every == 0:  # a lazy one's last value stands in between
                 with self.autocast():
-                    gp = gradient_penalty(self.D, real.to(fake.dtype), fake, real_labels)
-                loss = loss + self.cfg.gp * gp
-            penalties.append(gp)
-        if "r1" in self.penalties:
-            if self.cfg.r1 and self.d_updates % R1_EVERY == 0:  # lazy: the last value stands in between
-                with self.autocast():
-                    r1 = r1_penalty(self.D, real, real_labels)
-                loss = loss + self.cfg.r1 / 2 * R1_EVERY * r1
-                self._r1 = r1.detach()  # not its graph, for the 15 steps it stands in
-            penalties.append(self._r1)
+                    value = penalty.compute(batch)
+                loss = loss + penalty.coefficient(weight) * value
+                self._last[penalty.key] = value.detach()  # not its graph, for the steps it stands in
+            figures[penalty.key] = self._last[penalty.key]
         if logits is not None:
-            penalties.append(class_loss)
+            figures["class_loss"] = class_loss
         self.opt_d.zero_grad(set_to_none=True)
         loss.backward()
         self.opt_d.step()
         self.d_updates += 1
         with torch.no_grad():
-            return [loss, *self.objective.stats(real_out, fake_out), *penalties]
+            return {"loss_d": loss, **self.objective.stats(real_out, fake_out), **figures}
 
     def g_step(self, fake: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """One G update through a frozen D: D gets no gradients and no update."""
@@ -252,21 +250,20 @@ class GAN:
     # -- live settings -----------------------------------------------------------------
     def apply(self, values: dict[str, Any]) -> None:
         """Checked live settings (config.check_live_values), at a step boundary."""
-        for name, value in values.items():
-            setattr(self.cfg, name, value)
-        for opt, name in ((self.opt_g, "lr_g"), (self.opt_d, "lr_d")):
+        self.live.update(values)
+        for opt, rate in ((self.opt_g, self.live.lr_g), (self.opt_d, self.live.lr_d)):
             for group in opt.param_groups:
-                group["lr"] = getattr(self.cfg, name)
-        if not self.cfg.ema:
+                group["lr"] = rate
+        if not self.live.ema:
             self.ema = None
         elif self.ema is None:
-            self.ema = EMA(self.G, self.cfg.ema)  # starts from G as it is now
+            self.ema = EMA(self.G, self.live.ema)  # starts from G as it is now
         else:
-            self.ema.decay = self.cfg.ema
+            self.ema.decay = self.live.ema
 
     def halve_lr(self) -> None:
-        """After a rollback: half of each optimiser's current rate, kept in the config."""
-        self.apply({"lr_g": self.cfg.lr_g * 0.5, "lr_d": self.cfg.lr_d * 0.5})
+        """After a rollback: half of each optimiser's current rate, kept in the live settings."""
+        self.apply({"lr_g": self.live.lr_g * 0.5, "lr_d": self.live.lr_d * 0.5})
 
     def finite(self) -> bool:
         params = (*self.G.parameters(), *self.D.parameters())
@@ -291,5 +288,5 @@ class GAN:
                 self.ema.model.load_state_dict(state["ema"])
                 self.ema.updates = state.get("ema_updates", 0)
             else:  # EMA turned on at a resume: it starts from G
-                self.ema = EMA(self.G, self.cfg.ema)
-        self.apply({})  # the config's rates are the run's (a rollback's halving, a live set, a flag)
+                self.ema = EMA(self.G, self.live.ema)
+        self.apply({})  # the live rates are the run's (a rollback's halving, a live set, a flag)

@@ -1,7 +1,7 @@
 """The meter: metric sums kept on the device, read back once per logging interval."""
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -24,9 +24,10 @@ class Meter:
         self.sums = torch.zeros(len(self.keys), device=device)
         self.steps = 0
 
-    def add(self, values: Sequence[torch.Tensor]) -> None:
+    def add(self, values: Mapping[str, torch.Tensor]) -> None:
+        """One step's figures, by name: each of `keys` (a missing one is a KeyError, not a shift)."""
         with torch.no_grad():
-            self.sums += torch.stack(values).float()  # two ops: each op is a GIL round trip
+            self.sums += torch.stack([values[key] for key in self.keys]).float()  # two ops: each op is a GIL round trip
         self.steps += 1
 
     def read(self, extra: dict[str, torch.Tensor], reduce: Callable[[torch.Tensor], list[float]] | None = None

@@ -2,9 +2,9 @@
 and what "D has won" means for it.
 
 D's output is a logit for the BCE losses (ns, minimax), a score for the others. Each objective
-names its figures (the run announces them: `schema`), computes them on the device from one
-batch's outputs, and says when D has won outright (the guard's collapse check). Penalties
-(the WGAN-GP gradient penalty, R1) are `gradient_penalty` and `r1_penalty`, added by the GAN.
+declares its figures once (the run announces them: `schema`), computes them by name on the
+device from one batch's outputs, and says when D has won outright (the guard's collapse check).
+The penalties (WGAN-GP's, R1) are gantui/penalties.py's, added by the GAN.
 """
 from __future__ import annotations
 
@@ -24,7 +24,8 @@ Line = tuple[str, str, str]  # metric key, label, format
 class Objective(ABC):
     name: str
     title: str  # the second pane's title: what D is under this loss
-    figures: tuple[Line, ...]  # what `stats` returns, in order, beside the losses
+    figures: tuple[Line, ...]  # what `stats` returns (its keys), beside the losses
+    d_label: str = "D loss"  # D's loss's label
     # Constant targets by shape, made once: every tensor op in a step costs a GIL round trip, and
     # under a busy UI or server thread each of those can wait a switch interval.
     _targets: dict[Any, torch.Tensor] = field(default_factory=dict, compare=False, repr=False)
@@ -45,7 +46,7 @@ class Objective(ABC):
     def g_loss(self, fake: torch.Tensor) -> torch.Tensor: ...
 
     @abstractmethod
-    def stats(self, real: torch.Tensor, fake: torch.Tensor) -> list[torch.Tensor]: ...
+    def stats(self, real: torch.Tensor, fake: torch.Tensor) -> dict[str, torch.Tensor]: ...
 
     def won(self, row: dict[str, Any]) -> bool:
         """D has won outright in this logging interval (G gets no useful signal)."""
@@ -64,8 +65,8 @@ class NonSaturating(Objective):
         return F.binary_cross_entropy_with_logits(fake, self.target(fake, 1.0))
 
     def stats(self, real, fake):
-        return [torch.sigmoid(real).mean(), torch.sigmoid(fake).mean(),
-                (real > 0).float().mean(), (fake < 0).float().mean()]
+        return {"d_real": torch.sigmoid(real).mean(), "d_fake": torch.sigmoid(fake).mean(),
+                "acc_real": (real > 0).float().mean(), "acc_fake": (fake < 0).float().mean()}
 
     def won(self, row):
         return row["loss_d"] < 0.01 and row["d_fake"] < 0.01
@@ -88,7 +89,8 @@ class Hinge(Objective):
         return -fake.mean()
 
     def stats(self, real, fake):
-        return [real.mean(), fake.mean(), (real > 0).float().mean(), (fake < 0).float().mean()]
+        return {"margin_real": real.mean(), "margin_fake": fake.mean(),
+                "acc_real": (real > 0).float().mean(), "acc_fake": (fake < 0).float().mean()}
 
     def won(self, row):
         return row["loss_d"] < 0.01  # every score beyond its margin
@@ -105,7 +107,7 @@ class Wasserstein(Objective):
         return -fake.mean()
 
     def stats(self, real, fake):
-        return [real.mean() - fake.mean()]
+        return {"wdist": real.mean() - fake.mean()}
 
 
 class LeastSquares(Objective):
@@ -118,7 +120,7 @@ class LeastSquares(Objective):
         return 0.5 * ((fake - 1) ** 2).mean()
 
     def stats(self, real, fake):
-        return [real.mean(), fake.mean()]
+        return {"d_real": real.mean(), "d_fake": fake.mean()}
 
     def won(self, row):
         return row["loss_d"] < 0.005 and row["d_fake"] < 0.05
@@ -131,23 +133,7 @@ OBJECTIVES: dict[str, Objective] = {
     "minimax": Minimax("minimax", "Discriminator", _PROBABILITIES),
     "hinge": Hinge("hinge", "Discriminator", (("margin_real", "D(x)", ".3f"), ("margin_fake", "D(G(z))", ".3f"),
                                               ("acc_real", "acc real", ".2f"), ("acc_fake", "acc fake", ".2f"))),
-    "wgan-gp": Wasserstein("wgan-gp", "Critic", (("wdist", "W estimate", ".3f"),)),
+    "wgan-gp": Wasserstein("wgan-gp", "Critic", (("wdist", "W estimate", ".3f"),), "critic loss"),
     "lsgan": LeastSquares("lsgan", "Discriminator", (("d_real", "D(x)", ".3f"), ("d_fake", "D(G(z))", ".3f"))),
 }
 
-
-def gradient_penalty(D, real: torch.Tensor, fake: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-    """E[(||grad D(x_hat)||_2 - 1)^2] on random interpolates of real and fake (WGAN-GP)."""
-    eps = torch.rand(real.shape[0], 1, 1, 1, device=real.device, dtype=real.dtype)
-    mixed = (eps * real + (1 - eps) * fake).requires_grad_(True)
-    out = D(mixed) if labels is None else D(mixed, labels)
-    (grad,) = torch.autograd.grad(out.float().sum(), mixed, create_graph=True)
-    return ((grad.flatten(1).float().norm(dim=1) - 1) ** 2).mean()
-
-
-def r1_penalty(D, real: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-    """E[||grad D(x)||^2] on real images (Mescheder et al. 2018); the weight is gamma / 2."""
-    real = real.detach().requires_grad_(True)
-    out = D(real) if labels is None else D(real, labels)
-    (grad,) = torch.autograd.grad(out.float().sum(), real, create_graph=True)
-    return grad.flatten(1).float().pow(2).sum(dim=1).mean()

@@ -78,7 +78,7 @@ class Outputs:
         self.gan.halve_lr()  # of the current rates, never more
         self.gan.meter.reset()
         self._interval_start, self._interval_images = time.perf_counter(), 0
-        lr = self.config.lr_g
+        lr = self.gan.live.lr_g
         self._event({"event": "rollback", "step": bad_step, "to_step": self.step, "reason": problem, "lr": lr})
         self.emit(ev.Notice(f"{problem} at step {bad_step}: rolled back to step {self.step}, "
                             f"learning rate halved to {lr:.3g} ({self.guard.rollbacks}/{MAX_ROLLBACKS})", "warning"))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from gantui.penalties import PENALTIES
 from gantui.run import events as ev
 from gantui.run.agreement import Ranks, settle
 
@@ -34,10 +35,10 @@ def apply_settings(trainer: Any, values: dict[str, Any]) -> None:
     """Live settings (checked already): applied to the GAN, a `set` row, a Settings event. A
     penalty off since the start stays off (its figures were not announced)."""
     gan = trainer.gan
-    for key in [k for k in ("gp", "r1") if values.get(k) and k not in gan.penalties]:
+    for key in [k for k in PENALTIES if values.get(k) and PENALTIES[k] not in gan.penalties]:
         trainer.emit(ev.Notice(f"--{key} was off when this run started, so it cannot be turned on live: "
                                f"resume with --resume RUN --{key} {values.pop(key):g}", "error"))
-    changed = {k: v for k, v in values.items() if getattr(trainer.config, k) != v}
+    changed = {k: v for k, v in values.items() if gan.live.get(k) != v}
     if not changed:
         return
     gan.apply(changed)

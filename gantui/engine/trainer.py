@@ -209,7 +209,7 @@ class Trainer(Controls, Outputs):
                     break
             self._train_step()
             self.step += 1
-            self._interval_images += cfg.batch_size * cfg.d_steps
+            self._interval_images += cfg.batch_size * self.gan.live.d_steps
             if self.step == cfg.fault_nan_step and not self.guard.rollbacks:  # test hook: a loss goes NaN
                 self.gan.meter.sums.fill_(float("nan"))
             due = self.intervals.due

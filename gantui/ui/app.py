@@ -21,7 +21,7 @@ from textual.widgets import Footer, Static
 from gantui.run import events as ev
 from gantui.run.hub import settled
 from gantui.common import STOP_SIGNALS, steps_per_s
-from gantui.config import LIVE
+from gantui.config import live_settings
 from gantui.datasets import describe_config, evaluation_off_reason
 from gantui.run.rundir import RunDir
 from gantui.run.client import ConnectionLost, LocalLink, ReplayLink, StreamLink
@@ -222,7 +222,7 @@ class GanApp(Steering, Leaving, Layout, App[int]):
             pane.mark(event.step)
         if self.started is not None:
             self.started = settled(self.started, event.values)
-        changes = ", ".join(f"{LIVE.get(k, k) if self.started and self.started.capabilities.recipe else k} {v:g}"
+        changes = ", ".join(f"{live_settings().get(k, k) if self.started and self.started.capabilities.recipe else k} {v:g}"
                             for k, v in event.values.items())
         self.notify(f"set at step {event.step}: {changes}")
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from gantui.penalties import PENALTIES
 from gantui.ui.widgets.confirm_screen import ConfirmScreen
 from gantui.ui.widgets.help_screen import HelpScreen
 from gantui.ui.widgets.settings_screen import SettingsScreen
@@ -90,7 +91,7 @@ class Steering:
             return
         reported = {key for pane in self.started.schema for key, _, _ in pane["lines"]}
         config = self.started.config
-        locked = frozenset(k for k in ("gp", "r1") if k not in reported and not config.get(k))  # off since the start
+        locked = frozenset(k for k in PENALTIES if k not in reported and not config.get(k))  # off since the start
         self.push_screen(SettingsScreen(config, locked), answered)
 
     def action_help(self) -> None:

@@ -15,7 +15,7 @@ from textual.containers import Grid, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Input, Label, Static
 
-from gantui.config import LIVE, ConfigError, check_live, flag
+from gantui.config import ConfigError, check_live, flag, live_settings
 
 
 def shown(value: Any) -> str:
@@ -38,7 +38,8 @@ class SettingsScreen(ModalScreen[dict[str, Any] | None]):
         """`locked`: settings shown but not editable (a penalty the run did not start with);
         `declared`: the settings a user's loop declared (`current`), any finite number each."""
         super().__init__()
-        self.fields = {name: name for name in current} if declared else LIVE
+        self.declared = declared
+        self.fields = {name: name for name in current} if declared else live_settings()
         self.check = check_declared if declared else check_live
         self.current = {name: current.get(name) for name in self.fields}
         self.locked = locked
@@ -48,7 +49,7 @@ class SettingsScreen(ModalScreen[dict[str, Any] | None]):
             yield Static("[b]Live settings[/b]  applied at the next step; [b]enter[/b] applies, [b]escape[/b] cancels")
             with Grid(id="settings-grid"):
                 for name, label in self.fields.items():
-                    yield Label(label if self.fields is not LIVE else f"{label} [dim]--{flag(name)}[/dim]")
+                    yield Label(label if self.declared else f"{label} [dim]--{flag(name)}[/dim]")
                     value = self.current[name]
                     field = Input(shown(value) if value is not None else "", id=name, disabled=name in self.locked)
                     if name in self.locked:
