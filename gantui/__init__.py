@@ -20,7 +20,7 @@ def __getattr__(name: str) -> Any:
 
         return init
     if name == "Run":
-        from gantui.run.publisher import Run
+        from gantui.run.loop import Run
 
         return Run
     raise AttributeError(f"module 'gantui' has no attribute {name!r}")

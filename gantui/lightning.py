@@ -138,8 +138,8 @@ class GantuiLogger(Logger):  # type: ignore[misc,valid-type]
     def callback(self) -> Callback:
         """The Trainer callback that honours a watcher's pause and stop (on every rank)."""
         self._steered = True
-        if hasattr(self._run, "_steer_on"):  # made before (log_hyperparams): joins the ranks all the same
-            self._run._steer_on, self._run._ranks_wanted = "poll", self._run._ranks is None
+        if self._run is not None:  # made before (log_hyperparams): joins the ranks all the same
+            self._run.steer_with_poll()
         return GantuiSteering(self)
 
 
@@ -163,8 +163,7 @@ class GantuiSteering(Callback):  # type: ignore[misc,valid-type]
         run = self._run
         run.poll(step=trainer.global_step)  # the step boundary on every rank: a pause waits here
         if run.should_stop and not trainer.should_stop:
-            ranks = getattr(run, "_ranks", None)
-            if ranks is not None and not ranks.alone:  # agreed: every rank stops at this step, so all meet here
+            if run.ranks_agree:  # agreed: every rank stops at this step, so all meet here
                 trainer.should_stop = trainer.strategy.reduce_boolean_decision(True, all=False)
             else:  # steered alone: a collective here would meet another rank's gradients
                 trainer.should_stop = True

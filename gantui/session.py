@@ -19,14 +19,14 @@ from gantui.config import Config
 from gantui.engine.distributed import World
 from gantui.engine.trainer import Trainer
 from gantui.headless import HeadlessPrinter
-from gantui.run.publisher import Run
+from gantui.run.publisher import Publisher
 
 
 class Session:
     def __init__(self, config: Config, resume_state: dict[str, Any] | None = None, *, serve: bool = True,
                  world: World = World()) -> None:
         """`world`: a torchrun job's rank; only rank 0 writes and serves the run."""
-        self.run = Run(config.out, serve=serve, lock=False, write=world.main)  # the CLI holds the lock since its checks
+        self.run = Publisher.for_trainer(config.out, serve=serve, write=world.main)
         self.hub = self.run.hub
         self.trainer = Trainer(config, run=self.run, resume_state=resume_state, previews=self.hub, world=world)
         self.run_dir = self.run.dir

@@ -82,12 +82,12 @@ def test_what_init_cannot_read_is_refused_before_anything_is_held(tmp_path):
 
 
 def test_init_failing_after_the_lock_releases_it(tmp_path, monkeypatch):
-    from gantui.run.loop import LoopAPI
+    from gantui.run.loop import Run
 
     def broken(self):
         raise RuntimeError("no status for you")
 
-    monkeypatch.setattr(LoopAPI, "_config", broken)
+    monkeypatch.setattr(Run, "_announced", broken)
     with pytest.raises(RuntimeError, match="no status"):
         gantui.init(out=tmp_path / "run", quiet=True)
     assert released(tmp_path / "run")
@@ -96,11 +96,11 @@ def test_init_failing_after_the_lock_releases_it(tmp_path, monkeypatch):
 def test_no_failure_kills_the_writer_or_raises_out_of_log(tmp_path, capfd):
     out = tmp_path / "run"
     run = gantui.init(out=out, serve=False, quiet=True)
-    run.writer.put({"step": 1, "odd": object()})  # a row that cannot be encoded
-    run.writer.task(lambda: 1 / 0)  # a task that raises
+    run._pub.writer.put({"step": 1, "odd": object()})  # a row that cannot be encoded
+    run._pub.writer.task(lambda: 1 / 0)  # a task that raises
     got = []
-    run.hub.subscribe(lambda e: 1 / 0 if isinstance(e, ev.Metrics) else None, name="broken")  # a consumer that raises
-    run.hub.subscribe(got.append, name="fine")
+    run._pub.hub.subscribe(lambda e: 1 / 0 if isinstance(e, ev.Metrics) else None, name="broken")  # a consumer that raises
+    run._pub.hub.subscribe(got.append, name="fine")
     run.log({"loss": 1.0}, step=2)
     run.finish()
     assert [r["step"] for r in rows(out)] == [2] and any(isinstance(e, ev.Metrics) for e in got)
@@ -128,20 +128,20 @@ def test_a_loop_whose_stderr_is_gone_is_never_raised_into(tmp_path, monkeypatch,
     monkeypatch.setattr(sys, "stderr", stderr)
     out = tmp_path / "run"
     run = gantui.init(out=out, serve=False)  # says where it publishes
-    run.hub.subscribe(lambda e: 1 / 0 if isinstance(e, ev.Metrics) else None, name="broken")  # warns once
+    run._pub.hub.subscribe(lambda e: 1 / 0 if isinstance(e, ev.Metrics) else None, name="broken")  # warns once
     run.log({"loss": 1.0}, step=1)
-    run.publish(ev.Notice("the loop's stderr is gone", "warning"))  # echoed to stderr
+    run._pub.publish(ev.Notice("the loop's stderr is gone", "warning"))  # echoed to stderr
     run.finish()
     assert [r["step"] for r in rows(out)] == [1]
 
 
 # -- text ------------------------------------------------------------------------------------
 def test_run_notice_is_a_text_row_and_a_notice_to_the_watchers(tmp_path):
-    from gantui.run.loop import NullRun
+    from gantui.run.nullrun import NullRun
 
     run = gantui.init(out=tmp_path / "run", serve=False, quiet=True)
     seen: list = []
-    run.hub.subscribe(seen.append)
+    run._pub.hub.subscribe(seen.append)
     run.log({"loss": 1.0}, step=7)
     run.notice("lr halved")  # at the last logged step
     run.notice(42, step=9)
@@ -331,7 +331,7 @@ def test_a_loop_gone_quiet_has_its_last_row_written_and_sent(tmp_path, monkeypat
     out, steps = tmp_path / "run", 20_000
     run = gantui.init(out=out, serve=False, quiet=True)
     seen = []
-    run.hub.subscribe(lambda e: seen.append(e.row["step"]) if isinstance(e, ev.Metrics) else None)
+    run._pub.hub.subscribe(lambda e: seen.append(e.row["step"]) if isinstance(e, ev.Metrics) else None)
     value = torch.tensor(0.5) if device_path else 0.5
     for step in range(1, steps + 1):
         run.log({"loss": value}, step=step)
@@ -360,4 +360,4 @@ def test_a_second_init_finishes_the_first(tmp_path, capsys):
         assert RunDir(out).read_status()["state"] == "training"
     finally:
         second.finish()
-    assert first.closed and RunDir(out).read_status()["state"] == "done"
+    assert first._pub.closed and RunDir(out).read_status()["state"] == "done"

@@ -21,7 +21,7 @@ def test_the_docs_build_strict_with_the_flags_and_the_api_generated(tmp_path):
     assert "--batch-size N" in flags and "<!-- flags -->" not in flags  # the table, from Config via the parser
     assert "--loss NAME" in flags
     api = (site / "api" / "index.html").read_text()
-    assert 'id="gantui.run.publisher.Run.log"' in api and 'id="gantui.run.api.init"' in api
+    assert 'id="gantui.run.loop.Run.log"' in api and 'id="gantui.run.api.init"' in api
     assert "Numbers for the curves" in api  # run.log's docstring
 
 

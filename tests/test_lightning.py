@@ -23,7 +23,7 @@ MODULES = {"lightning": "lightning.pytorch", "pytorch_lightning": "pytorch_light
 needs_lightning = pytest.mark.skipif(not PACKAGES, reason="needs lightning or pytorch-lightning")
 
 SCRIPT = textwrap.dedent("""
-    import sys, torch
+    import os, sys, torch
     from torch import nn
     import {module} as pl
     from gantui.lightning import GantuiLogger
@@ -86,7 +86,8 @@ SCRIPT = textwrap.dedent("""
             logger = GantuiLogger()
             trainer = pl.Trainer(max_steps=steps, strategy="ddp", devices=2, logger=logger, limit_val_batches=0, **quiet)
             trainer.fit(Line())
-            print(f"rank {{trainer.global_rank}} save_dir {{logger.save_dir}} version {{logger.version}}", flush=True)
+            said = f"rank {{trainer.global_rank}} save_dir {{logger.save_dir}} version {{logger.version}}\\n"
+            os.write(1, said.encode())  # one write: the two ranks share the pipe, and print's two can interleave
         else:
             logger = GantuiLogger(name="lit", out=sys.argv[3])
             trainer = pl.Trainer(max_steps=steps, logger=logger, callbacks=[logger.callback()],
@@ -213,12 +214,12 @@ def test_under_steer_poll_a_pause_holds_poll_not_log_and_poll_after_finish_does_
     import gantui
 
     run = gantui.init(out=tmp_path / "run", quiet=True, serve=False, steer="poll")
-    run.controls.pause()
+    run._pub.controls.pause()
     assert returns(lambda: run.log({"loss": 1.0}))
     held = threading.Thread(target=run.poll, daemon=True)
     held.start()
     wait_until(lambda: RunDir(tmp_path / "run").read_status()["state"] == "paused", what="poll to hold the pause")
-    run.controls.resume()
+    run._pub.controls.resume()
     held.join(30)
     assert not held.is_alive()
     with pytest.raises(ValueError, match="steer"):
@@ -230,5 +231,5 @@ def test_poll_after_finish_does_nothing_as_log(tmp_path):
 
     run = gantui.init(out=tmp_path / "run", quiet=True, serve=False)
     run.finish()
-    run.controls.pause()
+    run._pub.controls.pause()
     assert returns(run.poll)  # before: a pause pressed after the end held poll() for ever

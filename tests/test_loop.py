@@ -247,9 +247,9 @@ def test_runs_and_replay_read_a_run_of_millions_of_rows_quickly(tmp_path):
 
 
 def test_a_repeated_notice_is_sent_once_with_a_count(tmp_path):
-    from gantui.run.publisher import Run
+    from gantui.run.publisher import Publisher
 
-    run = Run(tmp_path / "run", serve=False)
+    run = Publisher.for_trainer(tmp_path / "run", serve=False)
     seen = []
     run.hub.subscribe(seen.append)
     for _ in range(200):
@@ -291,7 +291,7 @@ async def test_the_dashboard_on_a_loop_shows_its_panes_and_only_the_keys_it_take
     from support import wait_for
 
     run = gantui.init(out=tmp_path / "run", serve=False, quiet=True)
-    app = GanApp(LocalLink(run.hub))
+    app = GanApp(LocalLink(run._pub.hub))
     async with app.run_test(size=(100, 30)) as pilot:
         await wait_for(pilot, lambda: app.started is not None)
         for step in range(1, 4):

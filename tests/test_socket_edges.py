@@ -10,7 +10,7 @@ import struct
 from gantui.run import events as ev
 from gantui.run import server
 from gantui.run.client import ConnectionLost, StreamLink
-from gantui.run.publisher import Run
+from gantui.run.publisher import Publisher
 from gantui.run.rundir import RunDir
 from support import run_process
 
@@ -55,7 +55,7 @@ def test_the_peer_check_uses_local_peercred_where_so_peercred_is_missing(monkeyp
 def test_without_any_peer_check_the_run_is_not_served_and_says_why(monkeypatch, tmp_path, capsys):
     monkeypatch.delattr(socket, "SO_PEERCRED", raising=False)
     monkeypatch.delattr(socket, "LOCAL_PEERCRED", raising=False)
-    run = Run(tmp_path / "run")
+    run = Publisher.for_trainer(tmp_path / "run")
     run.start()  # trains all the same; it cannot be watched
     assert run.server is None and not (tmp_path / "run" / "gantui.sock").exists()
     assert "cannot tell who connects to a socket" in capsys.readouterr().err
@@ -74,7 +74,7 @@ def test_a_run_directory_deleted_and_made_again_is_not_written_by_the_old_run(tm
     import shutil
 
     out = tmp_path / "run"
-    run = Run(out, serve=False)
+    run = Publisher.for_trainer(out, serve=False)
     run.start()
     run.publish(ev.Metrics({"step": 1, "loss": 1.0}))
     run.writer.sync()
@@ -118,7 +118,7 @@ def test_relay_zlib_sends_a_replay_compressed(tmp_path):
     from gantui.run.protocol import ZLIB_MARK
 
     out = tmp_path / "run"
-    run = Run(out, serve=False)
+    run = Publisher.for_trainer(out, serve=False)
     run.start()
     run.publish(ev.Metrics({"step": 1, "loss": 1.0}))
     run.close()

@@ -56,7 +56,7 @@ def test_add_text_is_a_text_row_and_a_notice_to_the_watchers(tmp_path):
 
     writer = SummaryWriter(tmp_path / "tb")
     seen: list = []
-    writer.run.hub.subscribe(seen.append)
+    writer.run._pub.hub.subscribe(seen.append)
     writer.add_scalar("loss", 1.0, 3)
     writer.add_text("note", "lr halved", 3)
     writer.close()

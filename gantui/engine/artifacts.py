@@ -14,7 +14,7 @@ import torch
 from gantui.run import events as ev
 from gantui.engine.checkpoint import link_latest, save_checkpoint
 from gantui.run.images import write_png
-from gantui.run.publisher import Run
+from gantui.run.publisher import Publisher
 
 
 def cpu_copy(value: Any) -> Any:
@@ -34,7 +34,7 @@ class Artifacts:
     encoded to PNG by the run's writer; a checkpoint is copied to the CPU, then written (atomically)
     by a thread of its own, one at a time (a second waits for the first: never two at once)."""
 
-    def __init__(self, run: Run, keep: int) -> None:
+    def __init__(self, run: Publisher, keep: int) -> None:
         self.run_dir, self.keep, self.emit, self.writer = run.dir, keep, run.publish, run.writer
         self._saving: threading.Thread | None = None
 

@@ -36,7 +36,7 @@ from gantui.engine.networks import parameters
 from gantui.engine.samples import Samples
 from gantui.engine.steering import agree_at_interval, apply_commands, wait_while_paused
 from gantui.run.controls import Controls
-from gantui.run.publisher import Run
+from gantui.run.publisher import Publisher
 from gantui.run.rundir import default_run_dir
 
 
@@ -52,7 +52,7 @@ class PreviewSource(Protocol):
 
 
 class Trainer(Controls, Outputs):
-    def __init__(self, config: Config, emit: Callable[[ev.Event], Any] | None = None, *, run: Run | None = None,
+    def __init__(self, config: Config, emit: Callable[[ev.Event], Any] | None = None, *, run: Publisher | None = None,
                  resume_state: dict[str, Any] | None = None, previews: PreviewSource | None = None,
                  world: World = World()) -> None:
         """`run`: the run it publishes through (by default one of its own, not served, whose only
@@ -60,7 +60,7 @@ class Trainer(Controls, Outputs):
         `world`: this process's rank in a torchrun job (ranks.py: what they agree on)."""
         Controls.__init__(self)
         self.config, self.previews, self.world = config, previews, world
-        self.publisher = run or Run(config.out or default_run_dir(), serve=False, lock=False, write=world.main)
+        self.publisher = run or Publisher.for_trainer(config.out or default_run_dir(), serve=False, write=world.main)
         self.publisher.attach(self)
         self.publisher.hub.check_set = check_live_values
         if emit is not None:

@@ -19,9 +19,10 @@ from typing import Any
 
 from gantui.common import say
 from gantui.run.arguments import Arguments, checker
-from gantui.run.loop import NullRun, ending
-from gantui.run.loopranks import LoopRanks, job
-from gantui.run.publisher import Run
+from gantui.run.loop import Run, ending
+from gantui.run.nullrun import NullRun
+from gantui.run.loopranks import job
+from gantui.run.publisher import Publisher
 from gantui.run.rundir import RunDirBusy, runs_root
 
 _open_runs: weakref.WeakSet[Any] = weakref.WeakSet()
@@ -51,7 +52,7 @@ def default_out(name: str) -> Path:
 def init(name: str | None = None, config: dict[str, Any] | None = None, out: str | os.PathLike | None = None, *,
          tunable: dict[str, float] | None = None, total_steps: int | None = None, device: str = "your loop",
          serve: bool = True, quiet: bool = False, ranks: bool = True, reinit: bool = True,
-         steer: str = "log") -> Any:
+         steer: str = "log") -> Run | NullRun:
     """A run for a loop of your own: its directory (`out`, or a new one under the runs directory),
     served to `gantui watch` from the start. Prints how to watch it unless `quiet`. `ranks=False`:
     under torch.distributed this rank's run is steered alone, not with the other ranks (a
@@ -73,23 +74,22 @@ def init(name: str | None = None, config: dict[str, Any] | None = None, out: str
     if reinit:
         finish_previous()
     path = given.out or default_out(name or "")
+    opening = (name or path.name, dict(config or {}), dict(tunable or {}), total_steps, device)
+    steering = {"steer": steer, "ranks": world, "join_ranks": ranks}
     try:
         if world is not None and world[0] != 0:  # rank 0's path reaches it at the first step boundary
-            run = Run(path, serve=False, lock=False, write=False)
+            publisher = Publisher.for_rank(path)
         else:
-            run = Run(path, serve=serve, check_set=checker(dict(tunable or {})) if tunable else None, echo=True)
-        opened(run, name or path.name, dict(config or {}), dict(tunable or {}), total_steps, device)
+            publisher = Publisher.for_loop(path, serve=serve, check_set=checker(dict(tunable or {})) if tunable else None)
+        run = opened(publisher, opening, steering)
     except (OSError, RunDirBusy) as err:  # gantui's own I/O never ends the user's run
         say(f"gantui: warning: the run is not published ({err})")
         if world is None:
             return NullRun()
-        run = Run(path, serve=False, lock=False, write=False)  # rank 0 still takes part in the steering
-        run.open_loop(name or path.name, dict(config or {}), dict(tunable or {}), total_steps, device)
-    run._steer_on, run._ranks_wanted = steer, ranks and world is None
-    if world is not None:
-        run._ranks = LoopRanks(run, *world)
-        if not run.writes:
-            return run
+        publisher = Publisher.for_rank(path)  # rank 0 still takes part in the steering
+        return Run(publisher, *opening, **steering)
+    if not publisher.writes:
+        return run
     _open_runs.add(run)
     if not reinit:
         _owned.add(run)
@@ -99,13 +99,13 @@ def init(name: str | None = None, config: dict[str, Any] | None = None, out: str
     return run
 
 
-def opened(run: Run, *args: Any) -> None:
-    """`run.open_loop(*args)`, or, when it fails, the run closed (its lock and socket released)
-    before the error goes on."""
+def opened(publisher: Publisher, opening: tuple, steering: dict[str, Any]) -> Run:
+    """The run opened on `publisher`, or, when that fails, the publisher closed (its lock and socket
+    released) before the error goes on."""
     try:
-        run.open_loop(*args)
+        return Run(publisher, *opening, **steering)
     except BaseException:
-        run.close()
+        publisher.close()
         raise
 
 

@@ -37,7 +37,7 @@ def ranks_boundary(run: Any, step: float | None) -> bool:
     group, as Lightning's logger is) joins at its first boundary once it is. The exchange is done
     by the first thread that reached a boundary alone: collectives from two threads would cross."""
     if run._ranks is None:
-        with run.rows.lock:  # one agreement, whichever thread comes first
+        with run._rows.lock:  # one agreement, whichever thread comes first
             world = run._ranks is None and job()
             if world:
                 run._ranks = LoopRanks(run, *world)
@@ -45,7 +45,7 @@ def ranks_boundary(run: Any, step: float | None) -> bool:
     if ranks is None or ranks.alone:
         return False
     me = threading.get_ident()
-    with run.rows.lock:
+    with run._rows.lock:
         run._boundary_thread = run._boundary_thread or me
     if me == run._boundary_thread:
         ranks.boundary(run.step if step is None else step)
@@ -57,7 +57,7 @@ class LoopSide:
 
     def __init__(self, run: Any) -> None:
         self.run = run
-        self.controls = run.controls
+        self.controls = run._pub.controls
 
     def pending(self) -> dict[str, Any]:
         return self.controls._pending()
@@ -78,8 +78,8 @@ class LoopSide:
         run = self.run
         if paused:
             run._flush_row()
-        run.status("paused" if paused else "training", step=run.step, total_steps=run.total_steps)
-        run.publish(ev.Paused(paused, run.step))
+        run._pub.status("paused" if paused else "training", step=run.step, total_steps=run._total_steps)
+        run._pub.publish(ev.Paused(paused, run.step))
 
 
 class LoopRanks:
@@ -135,7 +135,7 @@ class LoopRanks:
     def _warn(self, text: str) -> None:
         """Rank 0's to its watchers and stderr; another rank's to its stderr."""
         if self.ranks.main:
-            self.run.publish(ev.Notice(text, "warning"))
+            self.run._pub.publish(ev.Notice(text, "warning"))
         else:
             say(f"gantui: rank {self.ranks.rank}: warning: {text}")
 
@@ -171,9 +171,10 @@ class LoopRanks:
         group.set_timeout(GROUP_TIMEOUT)
         self.ranks.group = group
         self.joined = True
-        path = self.ranks.broadcast(str(self.run.path) if self.run.writes else None)
-        if path and not self.run.writes:
-            self.run.dir = RunDir(path)
+        pub = self.run._pub
+        path = self.ranks.broadcast(str(pub.path) if pub.writes else None)
+        if path and not pub.writes:
+            pub.dir = RunDir(path)
 
 
 class _Alone(Exception):

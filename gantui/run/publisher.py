@@ -1,11 +1,12 @@
-"""The run: what makes a run a run, for every producer (the built-in trainer, a user's loop).
+"""The publisher: what makes a run a run, for every producer (the built-in trainer, a user's loop).
 
-A `Run` holds the run directory and its lock, writes config.json, status.json and metrics.jsonl
-(through its writer thread), owns the hub (snapshot, fan-out, the preview pacer) and the socket
-server, and the controls a watcher steers it with. A producer publishes events through it and reads
-the controls at its step boundaries; every consumer (the dashboard, the headless printer, `gantui
-watch`, replays) reads from it. The user's API (`log`, `log_images`, `should_stop`, `finish`...)
-is in `loop.py`. Torch-free.
+A `Publisher` holds the run directory and its lock, writes config.json, status.json and
+metrics.jsonl (through its writer thread), owns the hub (snapshot, fan-out, the preview pacer) and
+the socket server, and the controls a watcher steers it with. A producer publishes events through
+it and reads the controls at its step boundaries; every consumer (the dashboard, the headless
+printer, `gantui watch`, replays) reads from it. It is internal: one constructor for each role
+(`for_trainer`, `for_loop`, `for_rank`); the user's object, `gantui.Run`, is `loop.py`'s and holds
+one. Torch-free.
 """
 from __future__ import annotations
 
@@ -18,7 +19,6 @@ from gantui.common import say
 from gantui.run import events as ev
 from gantui.run.controls import Controls
 from gantui.run.hub import CheckSet, RunHub
-from gantui.run.loop import LoopAPI
 from gantui.run.rundir import RunDir
 from gantui.run.server import RunServer
 from gantui.run.writer import NoWriter, RowWriter
@@ -26,12 +26,13 @@ from gantui.run.writer import NoWriter, RowWriter
 REPEAT_WINDOW = 10.0  # seconds in which a repeated notice is counted, not sent again
 
 
-class Run(LoopAPI):
+class Publisher:
     def __init__(self, out: str | Path, *, serve: bool = True, lock: bool = True, controls: Controls | None = None,
                  check_set: CheckSet | None = None, echo: bool = False, write: bool = True) -> None:
         """`lock`: take the run directory's lock (the CLI takes it earlier for the built-in trainer);
         `echo`: warnings also go to stderr (a user's loop has no headless printer); `write`: False
-        for a rank other than 0 of a torchrun job, which keeps the run's past but writes nothing."""
+        for a rank other than 0 of a torchrun job, which keeps the run's past but writes nothing.
+        Made by one of the constructors below, one for each role."""
         self.dir = RunDir(out)
         self.writes = write
         self._lock_fd = self.dir.lock() if lock and write else None  # RunDirBusy: another process has it
@@ -44,6 +45,24 @@ class Run(LoopAPI):
         self.closed = self.started = False
         self._repeats: dict[str, list[float]] = {}  # notice text -> [first sent, repeats since]
         self._status_failed = False
+
+    @classmethod
+    def for_trainer(cls, out: str | Path, *, serve: bool = True, write: bool = True) -> Publisher:
+        """The built-in trainer's: the CLI holds the directory's lock since its checks; `write`:
+        rank 0 of a torchrun job (the others keep the run's past and write nothing)."""
+        return cls(out, serve=serve, lock=False, write=write)
+
+    @classmethod
+    def for_loop(cls, out: str | Path, *, serve: bool = True, check_set: CheckSet | None = None) -> Publisher:
+        """A user's loop's (rank 0's under torch.distributed): the directory locked here, its
+        warnings also on stderr, `set` commands checked against what the loop declared."""
+        return cls(out, serve=serve, check_set=check_set, echo=True)
+
+    @classmethod
+    def for_rank(cls, out: str | Path) -> Publisher:
+        """A loop's rank other than 0 (or a rank 0 whose directory could not be opened): it writes
+        and serves nothing, and takes part in the steering."""
+        return cls(out, serve=False, lock=False, write=False)
 
     def attach(self, controls: Controls) -> None:
         """A producer with controls of its own (the built-in trainer reads them at its step boundaries)."""

@@ -84,3 +84,17 @@ class Rows:
                         self._warn(f"a quiet loop's last row could not be put out ({type(err).__name__}: {err})")
                     except Exception:
                         pass
+
+
+def schema_for(keys: list[str]) -> list[dict[str, Any]]:
+    """Keys grouped into panes by their prefix, as TensorBoard groups tags: `loss/G` and `loss/D`
+    in a pane `loss`; without a slash, by the part before the first underscore (`Loss_D`,
+    `Loss_G`); a key with neither in a pane `metrics`."""
+    panes: dict[str, list[list[str]]] = {}
+    for key in keys:
+        if "/" in key:
+            group, label = key.rsplit("/", 1)
+        else:
+            group, label = (key.split("_", 1)[0], key) if "_" in key else ("metrics", key)
+        panes.setdefault(group, []).append([key, label, ".4g"])
+    return [{"title": title, "lines": lines} for title, lines in panes.items()]
