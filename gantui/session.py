@@ -58,7 +58,7 @@ class Session:
                 os._exit(128 + signum)
             received.append(signum)
             say(f"gantui: {signal.Signals(signum).name}, saving and stopping")
-            self.trainer.stop()
+            self.trainer.controls.stop()
 
         previous = {s: signal.signal(s, on_signal) for s in STOP_SIGNALS if s not in self._ignored()}
         name = self.hub.subscribe(printer)

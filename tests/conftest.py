@@ -40,6 +40,6 @@ def no_trainer_left_running():
 
     while SESSIONS:
         session = SESSIONS.pop()
-        session.trainer.stop()
+        session.trainer.controls.stop()
         session.thread.join(60)
         session.run.close()

@@ -61,7 +61,7 @@ def test_controls_from_another_thread(tiny_config):
         deadline = time.monotonic() + 30
         while trainer.step < 3 and time.monotonic() < deadline:
             time.sleep(0.01)
-        trainer.pause()
+        trainer.controls.pause()
         deadline = time.monotonic() + 10
         while not any(isinstance(e, ev.Paused) and e.paused for e in events) and time.monotonic() < deadline:
             time.sleep(0.01)
@@ -71,8 +71,8 @@ def test_controls_from_another_thread(tiny_config):
 
         noise = trainer.samples.fixed_noise.clone()
         before = [e for e in events if isinstance(e, ev.Preview)][-1]
-        trainer.resample()  # works while paused
-        trainer.save()
+        trainer.controls.resample()  # works while paused
+        trainer.controls.save()
         deadline = time.monotonic() + 10
         while not any(isinstance(e, ev.Saved) and e.reason == "manual" for e in events) and time.monotonic() < deadline:
             time.sleep(0.01)
@@ -83,13 +83,13 @@ def test_controls_from_another_thread(tiny_config):
         assert after.step == before.step and not np.array_equal(after.images, before.images)  # ...the preview's not
         assert load_checkpoint(saved[0].checkpoint)["step"] == paused_at
 
-        trainer.resume()
+        trainer.controls.resume()
         deadline = time.monotonic() + 30
         while trainer.step < paused_at + 3 and time.monotonic() < deadline:
             time.sleep(0.01)
         assert trainer.step >= paused_at + 3
     finally:
-        trainer.stop()
+        trainer.controls.stop()
         thread.join(30)
     assert not thread.is_alive()
     finished = events[-1]
@@ -104,8 +104,8 @@ def test_resample_leaves_training_untouched(tiny_config, tmp_path):
     plain = Trainer(tiny_config(out=str(tmp_path / "a"), steps=6))
     plain.run()
     resampled = Trainer(tiny_config(out=str(tmp_path / "b"), steps=6))
-    resampled.resample()
-    resampled.resample()
+    resampled.controls.resample()
+    resampled.controls.resample()
     resampled.run()
     for p, q in zip(plain.gan.G.parameters(), resampled.gan.G.parameters()):
         assert torch.equal(p, q)

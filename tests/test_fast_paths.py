@@ -41,8 +41,8 @@ def test_the_training_step_never_reads_from_the_device(tiny_config):
             trainer._train_step()
     assert reads.calls == []
     with HostReads() as reads:  # the metrics read, once per --log-every, is the one that does
-        trainer._interval_start, trainer._interval_images = 0.0, 64
-        trainer._log()
+        trainer.clock.count(64)
+        trainer.outputs.log()
     assert reads.calls == ["tolist"]
 
 

@@ -50,7 +50,7 @@ def test_a_penalty_registered_in_a_test_file_is_a_flag_a_live_setting_a_curve_an
         check_live("drift", -1)
 
     trainer = Trainer(config)
-    trainer.set({"drift": 0.002})  # applied at the first step boundary, as from the dashboard's form
+    trainer.controls.set({"drift": 0.002})  # applied at the first step boundary, as from the dashboard's form
     finished = trainer.run()
     assert finished.reason == "done", finished.error
     assert calls == [16] * 4  # every second D step of 8, on the step's real batch
@@ -69,7 +69,7 @@ def test_a_penalty_off_at_the_start_computes_nothing_and_cannot_be_turned_on_liv
     from gantui.engine.trainer import Trainer
 
     trainer = Trainer(tiny_config(steps=4))
-    trainer.set({"drift": 0.5})
+    trainer.controls.set({"drift": 0.5})
     notices = []
     trainer.publisher.hub.subscribe(lambda event: notices.append(getattr(event, "text", "")))
     assert trainer.run().reason == "done"

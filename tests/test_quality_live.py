@@ -170,5 +170,5 @@ def test_on_collapse_pause_pauses_the_run(tiny_config, monkeypatch):
     paused = [e for e in events if isinstance(e, ev.Paused)]
     assert paused and paused[0].step == 3  # at the evaluation that fired the warning
     assert any("pausing (--on-collapse pause)" in e.text for e in events if isinstance(e, ev.Notice))
-    trainer.stop()
+    trainer.controls.stop()
     thread.join(30)

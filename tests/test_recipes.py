@@ -216,7 +216,7 @@ def test_a_conditional_g_draws_the_digits_asked_for(tiny_config, tmp_path):
     # once failed at its first grid here)
     odd = Trainer(tiny_config(conditional=True, steps=4, sample_every=2, preview_count=64, out=str(tmp_path / "odd")),
                   previews=AlwaysPreview(64))
-    odd.save()
+    odd.controls.save()
     assert odd.run().reason == "done"
     from PIL import Image
 
@@ -255,7 +255,7 @@ out, steps = sys.argv[1], int(sys.argv[2])
 trainer = None
 def emit(event):  # on the trainer's thread, inside step 6's boundary: the set lands before step 7
     if isinstance(event, ev.Metrics) and event.row["step"] == 6:
-        trainer.set({"lr_g": 1e-4, "d_steps": 2, "ema": 0.9})
+        trainer.controls.set({"lr_g": 1e-4, "d_steps": 2, "ema": 0.9})
 config = Config(batch_size=16, log_every=3, device="cpu", seed=7, eval_every=0, out=out, steps=steps).validate()
 trainer = Trainer(config, emit)
 print(trainer.run().reason)

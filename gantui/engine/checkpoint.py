@@ -134,4 +134,4 @@ def restore(trainer: Any, state: dict[str, Any], history: bool = True) -> None:
         trainer.guard.load_state_dict(state["guard"])  # the guard's limit holds across a resume
         trainer.monitor.load_state_dict(state["monitor"])
         rates = [row["images_per_s"] for row in trainer.history if "images_per_s" in row]
-        trainer.images_per_s = rates[-1] if rates else 0.0  # an estimate until the first interval
+        trainer.clock.images_per_s = rates[-1] if rates else 0.0  # an estimate until the first interval

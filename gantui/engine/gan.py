@@ -196,7 +196,8 @@ class GAN:
         if logits is not None:  # the class head learns real digits only
             class_loss = F.cross_entropy(logits[:bs], real_labels)
             loss = loss + class_loss
-        batch = Batch(self.D, real, fake, real_labels)  # the raw D: a compiled graph takes no double backward
+        # The penalties, on the raw D (a compiled graph takes no double backward)
+        batch = Batch(self.D, real, fake, real_labels) if self.penalties else None
         for penalty in self.penalties:
             weight = self.live.penalties[penalty.key]
             if not weight:  # a live set weighted it 0 for now

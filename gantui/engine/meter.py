@@ -1,5 +1,8 @@
-"""The meter: metric sums kept on the device, read back once per logging interval."""
+"""The meter: metric sums kept on the device, read back once per logging interval; and the clock
+that times the interval's throughput."""
 from __future__ import annotations
+
+import time
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
@@ -43,3 +46,21 @@ class Meter:
     def reset(self) -> None:
         self.sums.zero_()
         self.steps = 0
+
+
+class Clock:
+    """The images trained since the interval began, and its time: images/s and steps/s. Reset
+    here alone: at each row, and after what is not training (a pause, a rollback)."""
+
+    def __init__(self) -> None:
+        self.images_per_s = 0.0  # the last interval's, all ranks together (an estimate before the first)
+        self.reset()
+
+    def reset(self) -> None:
+        self.start, self.images = time.perf_counter(), 0
+
+    def count(self, images: int) -> None:
+        self.images += images
+
+    def elapsed(self) -> float:
+        return max(time.perf_counter() - self.start, 1e-9)

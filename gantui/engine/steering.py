@@ -1,9 +1,10 @@
-"""What the controls ask for, done on the trainer's own thread at a step boundary: live settings,
-a resample, a save, a pause. Functions of the trainer, as checkpoint.py's capture and restore are
-(`controls.py` is the other side: the requests, safe from any thread)."""
+"""What the controls ask for, done on the trainer's own thread: live settings, a resample, a save,
+a pause, a stop. One process steers itself at every step (`Alone`); the ranks of a torchrun job
+agree at the metrics interval and act together (`Together`). The trainer chooses one at its
+start (`steering_for`) and calls it at its step boundaries; `run/controls.py` is the other side,
+the requests, safe from any thread."""
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from gantui.penalties import PENALTIES
@@ -11,16 +12,97 @@ from gantui.run import events as ev
 from gantui.run.agreement import Ranks, settle
 
 
-def apply_commands(trainer: Any, pending: dict[str, Any] | None = None) -> None:
-    """What `_pending` drained since the last step (or what the ranks agreed): settings, then a
-    resample, then a save."""
-    pending = trainer._pending() if pending is None else pending
-    if "set" in pending:
-        apply_settings(trainer, pending["set"])
-    if "resample" in pending:
-        resample(trainer)
-    if "save" in pending:
-        trainer._save("manual")
+class Alone:
+    """One process: the commands at every step boundary, a pause waited out there."""
+
+    def __init__(self, trainer: Any) -> None:
+        self.trainer = trainer
+        self.controls = trainer.controls
+
+    def before_step(self) -> bool:
+        """Settings, a resample, a save, then a pause; True: stop here."""
+        self.commands()
+        if self.controls.paused:
+            self.controls.hold(self.announce, self.commands)
+            self.trainer.clock.reset()  # paused time is not training
+        return self.controls.stopped
+
+    def at_row(self) -> bool:
+        """The metrics row (one process: no collective); True: stop here."""
+        self.trainer.outputs.log()
+        return False
+
+    def commands(self, pending: dict[str, Any] | None = None) -> None:
+        """What the controls queued since the last step (or what the ranks agreed): settings, then a
+        resample, then a save."""
+        pending = self.controls.pending() if pending is None else pending
+        if "set" in pending:
+            apply_settings(self.trainer, pending["set"])
+        if "resample" in pending:
+            resample(self.trainer)
+        if "save" in pending:
+            self.trainer.outputs.save("manual")
+
+    def announce(self, paused: bool) -> None:
+        """The status and the watchers told; while paused, the numbers on screen made current."""
+        tell(self.trainer, paused)
+        if paused and self.trainer.gan.meter.steps:
+            self.trainer.outputs.log()  # one process: no collective
+
+
+class Together(Alone):
+    """The ranks of a torchrun job: at the metrics interval rank 0's commands and any rank's stop (a
+    signal) go out with the metrics (one all-reduce), and every rank does them at that step
+    (run/agreement.py, shared with a user's loop)."""
+
+    def __init__(self, trainer: Any) -> None:
+        super().__init__(trainer)
+        self.ranks = Ranks(trainer.world.rank, trainer.world.size)
+
+    def before_step(self) -> bool:
+        return False  # the ranks act together, at the metrics interval
+
+    def at_row(self) -> bool:
+        trainer, main = self.trainer, self.trainer.world.main
+        pending = self.controls.pending() if main else {}
+        lead = {}
+        if main:  # rank 0's clock: when the next row and checkpoint fall
+            lead = trainer.intervals.lead(trainer.gan.meter.steps / trainer.clock.elapsed())
+        agreed = trainer.outputs.log({"stop": self.controls.stopped, "pause": main and self.controls.paused,
+                                      "save": "save" in pending, "set": "set" in pending, **lead})
+        trainer.intervals.follow(trainer.step, agreed)
+        stop = settle(self.ranks, agreed, pending, self)
+        if agreed["pause"]:
+            trainer.clock.reset()  # paused time is not training
+        if stop:
+            self.controls.stop()  # every rank ends as stopped
+        return stop
+
+    # -- the ranks' protocol (agreement.Side) ------------------------------------------------
+    def announce(self, paused: bool) -> None:
+        tell(self.trainer, paused)
+
+    def pending(self) -> dict[str, Any]:
+        return self.controls.pending()
+
+    def stopping(self) -> bool:
+        return self.controls.stopped
+
+    def held(self) -> bool:
+        return self.controls.paused
+
+    def wait(self, seconds: float) -> None:
+        self.controls.wait(seconds)
+
+
+def steering_for(trainer: Any) -> Alone:
+    return Together(trainer) if trainer.world.many else Alone(trainer)
+
+
+def tell(trainer: Any, paused: bool) -> None:
+    """A pause or its end: status.json and the watchers."""
+    trainer.outputs.write_status("paused" if paused else "training")
+    trainer.emit(ev.Paused(paused, trainer.step))
 
 
 def resample(trainer: Any) -> None:
@@ -28,7 +110,7 @@ def resample(trainer: Any) -> None:
     trainer.samples.resample()
     trainer.emit(ev.Notice("preview noise resampled"))
     if trainer.previews is not None:
-        trainer._preview(trainer.config.preview_count)
+        trainer.outputs.preview(trainer.config.preview_count)
 
 
 def apply_settings(trainer: Any, values: dict[str, Any]) -> None:
@@ -43,67 +125,3 @@ def apply_settings(trainer: Any, values: dict[str, Any]) -> None:
         return
     gan.apply(changed)
     trainer.emit(ev.Settings(trainer.step, changed))  # the run writes the `set` row and keeps the marker
-
-
-def wait_while_paused(trainer: Any) -> None:
-    """Until resumed or stopped (Controls.hold, as a user's loop pauses), commands still applied;
-    the status and the watchers told."""
-    def announce(paused: bool) -> None:
-        TrainerSide(trainer).announce(paused)  # as the ranks announce theirs
-        if paused and trainer.gan.meter.steps:
-            trainer._log()  # so the numbers on screen are current while paused (in one process: no collective)
-
-    trainer.hold(announce, lambda: apply_commands(trainer))
-
-
-class TrainerSide:
-    """The trainer as the ranks' protocol sees it (run/agreement.py, shared with a user's loop)."""
-
-    def __init__(self, trainer: Any) -> None:
-        self.trainer = trainer
-
-    def pending(self) -> dict[str, Any]:
-        return self.trainer._pending()
-
-    def commands(self, pending: dict[str, Any]) -> None:
-        apply_commands(self.trainer, pending)
-
-    def stopping(self) -> bool:
-        return self.trainer._stop.is_set()
-
-    def held(self) -> bool:
-        return not self.trainer._running.is_set()
-
-    def wait(self, seconds: float) -> None:
-        self.trainer._running.wait(seconds)
-
-    def announce(self, paused: bool) -> None:
-        self.trainer._write_status("paused" if paused else "training")
-        self.trainer.emit(ev.Paused(paused, self.trainer.step))
-
-
-def ranks_of(trainer: Any) -> Ranks:
-    """The job's ranks, agreeing through the default group (its CPU tensors go through gloo)."""
-    return Ranks(trainer.world.rank, trainer.world.size)
-
-
-def agree_at_interval(trainer: Any) -> bool:
-    """A torchrun job's step boundary, at the metrics interval: rank 0's commands and any rank's
-    stop (a signal) go out with the metrics (one all-reduce), and every rank does them at this
-    step (run/agreement.py). True: stop here."""
-    main = trainer.world.main
-    pending = trainer._pending() if main else {}
-    lead = {}
-    if main:  # rank 0's clock: when the next row and checkpoint fall
-        rate = trainer.gan.meter.steps / max(time.perf_counter() - trainer._interval_start, 1e-9)
-        lead = trainer.intervals.lead(rate)
-    agreed = trainer._log({"stop": trainer._stop.is_set(), "pause": main and not trainer._running.is_set(),
-                           "save": "save" in pending, "set": "set" in pending, **lead})
-    trainer.intervals.follow(trainer.step, agreed)
-    stop = settle(ranks_of(trainer), agreed, pending, TrainerSide(trainer))
-    if agreed["pause"]:
-        trainer._interval_start, trainer._interval_images = time.perf_counter(), 0  # paused time is not training
-    if stop:
-        trainer._stop.set()  # every rank ends as stopped
-    return stop
-

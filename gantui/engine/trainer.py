@@ -1,16 +1,17 @@
 """The training loop: set-up, a loop that calls the parts, finish.
 
-`Trainer.run()` is meant for one background thread. Other threads steer it only through the
-control methods (pause, resume, save, resample, set, stop), which touch nothing but a
-`threading.Event` and a `queue.Queue`; the loop applies them between steps (`steering.py`). The parts: the GAN
-(`gan.py`: networks, optimisers, objective, one step), the batch stream, the meter, the guard,
-the monitor (quality, collapse), the artifacts (checkpoints, grids).
+`Trainer.run()` is meant for one background thread. Other threads steer it only through its
+`controls` (pause, resume, save, resample, set, stop: run/controls.py), which touch nothing but
+a `threading.Event` and a `queue.Queue`; its `steering` (steering.py: one process, or the ranks
+together, chosen at the start) applies them between steps. It holds its parts: the GAN (`gan.py`:
+networks, optimisers, objective, one step), the batch stream, the meter and the clock, the
+guard, the monitor (quality, collapse), the artifacts (checkpoints, grids), and the outputs
+(outputs.py: rows, rollbacks, evaluations, previews, saves, the end).
 """
 from __future__ import annotations
 
 import os
 import random
-import time
 from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any, Protocol
@@ -22,7 +23,7 @@ from gantui.config import Config, check_live_values, default_eval_every
 from gantui.datasets import describe, evaluation_off_reason
 from gantui.engine.artifacts import Artifacts
 from gantui.engine.batches import BatchStream
-from gantui.engine.checkpoint import capture, restore
+from gantui.engine import checkpoint
 from gantui.engine.data import load_dataset
 from gantui.engine.device import configure_backend, resolve_device, use_bf16
 from gantui.engine.devicestats import DeviceStats
@@ -30,11 +31,12 @@ from gantui.engine.distributed import World, barrier, broadcast
 from gantui.engine.gan import GAN
 from gantui.engine.guard import MAX_ROLLBACKS, Guard
 from gantui.engine.intervals import Intervals
+from gantui.engine.meter import Clock
 from gantui.engine.monitor import Monitor
 from gantui.engine.outputs import Outputs
 from gantui.engine.networks import parameters
 from gantui.engine.samples import Samples
-from gantui.engine.steering import agree_at_interval, apply_commands, wait_while_paused
+from gantui.engine.steering import steering_for
 from gantui.run.controls import Controls
 from gantui.run.publisher import Publisher
 from gantui.run.rundir import default_run_dir
@@ -51,17 +53,17 @@ class PreviewSource(Protocol):
     def preview_cost(self, seconds: float) -> None: ...
 
 
-class Trainer(Controls, Outputs):
+class Trainer:
     def __init__(self, config: Config, emit: Callable[[ev.Event], Any] | None = None, *, run: Publisher | None = None,
                  resume_state: dict[str, Any] | None = None, previews: PreviewSource | None = None,
                  world: World = World()) -> None:
         """`run`: the run it publishes through (by default one of its own, not served, whose only
         consumer is `emit`); `previews`: None generates none (a headless run that nobody serves);
         `world`: this process's rank in a torchrun job (ranks.py: what they agree on)."""
-        Controls.__init__(self)
         self.config, self.previews, self.world = config, previews, world
+        self.controls = Controls()
         self.publisher = run or Publisher.for_trainer(config.out or default_run_dir(), serve=False, write=world.main)
-        self.publisher.attach(self)
+        self.publisher.attach(self.controls)
         self.publisher.hub.check_set = check_live_values
         if emit is not None:
             self.publisher.hub.subscribe(emit)
@@ -72,8 +74,9 @@ class Trainer(Controls, Outputs):
         self.artifacts = Artifacts(self.publisher, config.keep)
         self._resume_state = resume_state
         self.step = 0
-        self.images_per_s = 0.0
-        self._saved_step = -1
+        self.clock = Clock()
+        self.outputs = Outputs(self)
+        self.steering = steering_for(self)
         # The run's past lives in the run (its hub): the checkpoints, the snapshots read it there.
         hub = self.publisher.hub
         self.history, self.quality, self.sets = hub.history, hub.quality, hub.sets
@@ -123,7 +126,7 @@ class Trainer(Controls, Outputs):
             random.seed(cfg.seed + self.world.rank)
         resumed = self._resume_state is not None
         if resumed:
-            self._load_state(self._resume_state)
+            self.restore(self._resume_state)
             self._resume_state = None
         self.publisher.start()
         self.publisher.status("training", step=self.step, total_steps=self.total_steps)
@@ -132,7 +135,7 @@ class Trainer(Controls, Outputs):
                                    "schema": self.gan.schema(), "capabilities": asdict(ev.Capabilities()),
                                    **self._announced(), **self._job()})
         if resumed:
-            self._event({"event": "resume", "step": self.step, "from": cfg.resume})
+            self.outputs.event({"event": "resume", "step": self.step, "from": cfg.resume})
 
     def _announced(self) -> dict[str, Any]:
         """What a client must not guess: the images' shape, evaluation on or why not, the classes."""
@@ -148,7 +151,7 @@ class Trainer(Controls, Outputs):
 
     def _decoding(self, done: int, total: int) -> None:
         """A folder's first decode, as it goes; a stop (a signal, `q`) ends it, with nothing trained."""
-        if self._stop.is_set():
+        if self.controls.stopped:
             raise StoppedBeforeStart
         self.emit(ev.Loading(done, total))
 
@@ -157,33 +160,34 @@ class Trainer(Controls, Outputs):
         try:
             self._setup()
         except StoppedBeforeStart:
-            return self._finish(ev.Finished("stopped", self.step))
+            return self.outputs.finish(ev.Finished("stopped", self.step))
         except Exception as err:
-            return self._finish(ev.Finished("error", self.step, error=f"{type(err).__name__}: {err}"))
+            return self.outputs.finish(ev.Finished("error", self.step, error=f"{type(err).__name__}: {err}"))
         self.emit(ev.Started(
             run_dir=str(self.run_dir.path), device=str(self.device), step=self.step,
             total_steps=self.total_steps, steps_per_epoch=self.steps_per_epoch, config={**self.config.to_dict(), **self._job()},
-            epoch=self.epoch, images_per_s=self.images_per_s, schema=self.gan.schema(), **self._announced()))
+            epoch=self.epoch, images_per_s=self.clock.images_per_s, schema=self.gan.schema(), **self._announced()))
         c, h, w = self.data.shape
         self.emit(ev.Notice(f"{self.config.dataset} {c}x{h}x{w}: G {parameters(self.gan.G):,} parameters, "
                             f"D {parameters(self.gan.D):,}"))
         if off := evaluation_off_reason(self.config.dataset):
             self.emit(ev.Notice(f"quality evaluation is off: {off}", "warning"))
+        outputs = self.outputs
         try:
             self._loop()
             if self.gan.meter.steps and not self.guard.diverged:
-                self._log()
+                outputs.log()
         except Exception as err:
-            return self._failed(err)
+            return outputs.failed(err)
         if self.guard.diverged:
-            return self._finish(ev.Finished("diverged", self.step, checkpoint=str(self.run_dir.last),
-                                            error=f"diverged {MAX_ROLLBACKS + 1} times: {self.guard.diverged}"))
-        reason = "stopped" if self._stop.is_set() else "done"
+            return outputs.finish(ev.Finished("diverged", self.step, checkpoint=str(self.run_dir.last),
+                                              error=f"diverged {MAX_ROLLBACKS + 1} times: {self.guard.diverged}"))
+        reason = "stopped" if self.controls.stopped else "done"
         if self.world.main and reason == "done" and self.eval_every and (not self.quality or self.quality[-1]["step"] != self.step):
-            self._evaluate()  # the figures for the finished run
-        if self._saved_step != self.step:
-            self._save("final")
-        return self._finish(ev.Finished(reason, self.step, checkpoint=str(self.run_dir.last)))
+            outputs.evaluate()  # the figures for the finished run
+        if outputs.saved_step != self.step:
+            outputs.save("final")
+        return outputs.finish(ev.Finished(reason, self.step, checkpoint=str(self.run_dir.last)))
 
     def _loop(self) -> None:
         cfg = self.config
@@ -193,42 +197,35 @@ class Trainer(Controls, Outputs):
         if cfg.timed:
             self.emit(ev.Notice(f"at this device's speed, by the clock: {self.intervals.describe()} "
                                 "(a step flag given wins)"))
-        self._interval_start, self._interval_images = time.perf_counter(), 0
+        outputs, steering = self.outputs, self.steering
+        self.clock.reset()
         if broadcast(self.world, not self.run_dir.last.exists()):  # rank 0's disk decides for every rank
-            self._save("start")  # a rollback target from the first step on
+            outputs.save("start")  # a rollback target from the first step on
         if cfg.compile:
             self.emit(ev.Notice("compiling G and D (torch.compile): the first steps take a while"))
         main = self.world.main
         while self.step < self.total_steps and not self.guard.diverged:
-            if not self.world.many:  # many ranks take these together, at the metrics interval
-                apply_commands(self)
-                if not self._running.is_set():
-                    wait_while_paused(self)
-                    self._interval_start, self._interval_images = time.perf_counter(), 0  # paused time is not training
-                if self._stop.is_set():
-                    break
+            if steering.before_step():  # one process: the commands, a pause (many ranks: at the row)
+                break
             self._train_step()
             self.step += 1
-            self._interval_images += cfg.batch_size * self.gan.live.d_steps
+            self.clock.count(cfg.batch_size * self.gan.live.d_steps)
             if self.step == cfg.fault_nan_step and not self.guard.rollbacks:  # test hook: a loss goes NaN
                 self.gan.meter.sums.fill_(float("nan"))
             due = self.intervals.due
             if due("log_every", self.step):
-                if self.world.many:
-                    if agree_at_interval(self):
-                        break  # stopped, every rank at this step
-                else:
-                    self._log()
-                if self._check_health():
+                if steering.at_row():  # the row; many ranks: what they agreed on
+                    break  # stopped, every rank at this step
+                if outputs.check_health():
                     continue
             if main and due("sample_every", self.step):
-                self._save_grid()
+                outputs.save_grid()
             if main and self.eval_every and due("eval_every", self.step):
-                self._evaluate()
+                outputs.evaluate()
             if due("save_every", self.step):
-                self._save("periodic")
+                outputs.save("periodic")
             if main and self.previews is not None and (count := self.previews.previews_due()):
-                self._preview(count)
+                outputs.preview(count)
 
     def _train_step(self) -> None:
         self.gan.step(self.batches)
@@ -236,9 +233,9 @@ class Trainer(Controls, Outputs):
     # -- state (its layout: checkpoint.py) -------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         """Everything an exact resume needs, as plain tensors and data (weights_only-safe)."""
-        return capture(self)
+        return checkpoint.capture(self)
 
-    def _load_state(self, state: dict[str, Any], history: bool = True) -> None:
+    def restore(self, state: dict[str, Any], history: bool = True) -> None:
         """A checkpoint; `history`: also the run's past and the guard's and monitor's state (a
         rollback keeps its own)."""
-        restore(self, state, history)
+        checkpoint.restore(self, state, history)

@@ -1,5 +1,6 @@
-"""A trainer's controls: safe from any thread, they touch nothing but a `threading.Event` and a
-`queue.Queue`; the loop drains them at each step boundary (`_pending`)."""
+"""A producer's controls: safe from any thread, they touch nothing but a `threading.Event` and a
+`queue.Queue`; the producer (the trainer, a user's loop) drains them at each step boundary
+(`pending`)."""
 from __future__ import annotations
 
 import queue
@@ -15,12 +16,20 @@ class Controls:
         self._running.set()
         self._stop = threading.Event()
         # True once anything was asked: a fast loop's step boundary reads this one attribute (an
-        # Event and a Queue cost it 6 us after a step has left the caches cold); cleared by `_pending`
+        # Event and a Queue cost it 6 us after a step has left the caches cold); cleared by `pending`
         self.asked = False
 
     @property
     def paused(self) -> bool:
         return not self._running.is_set()
+
+    @property
+    def stopped(self) -> bool:
+        return self._stop.is_set()
+
+    def wait(self, seconds: float) -> bool:
+        """Until resumed (or stopped), `seconds` at most; True: no longer paused."""
+        return self._running.wait(seconds)
 
     def pause(self) -> None:
         self._running.clear()
@@ -64,7 +73,7 @@ class Controls:
         self._commands.put((kind, value))
         self.asked = True
 
-    def _pending(self) -> dict[str, Any]:
+    def pending(self) -> dict[str, Any]:
         """The commands queued since the last call, each kind once (a flood of saves is one save;
         settings merge, the newest value of each winning)."""
         self.asked = False  # before the state is read: nothing asked from now on is missed

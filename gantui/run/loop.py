@@ -173,7 +173,7 @@ class Run:
         torch.distributed, on every rank at the same step."""
         if self.ranks_agree:
             return self._ranks.stopped
-        return self._pub.controls._stop.is_set()
+        return self._pub.controls.stopped
 
     @property
     def ranks_agree(self) -> bool:
@@ -257,13 +257,13 @@ class Run:
         """What watchers asked for, done here: settings, a save, then a pause (waited out here)."""
         self._commands()
         controls = self._pub.controls
-        if controls._running.is_set() or self.should_stop:
+        if not controls.paused or self.should_stop:
             return
         controls.hold(LoopSide(self).announce, self._commands, lambda: self.should_stop)
 
     def _commands(self, pending: dict[str, Any] | None = None) -> None:
         """Settings, a resample, a save: those drained here, or `pending` (what the ranks agreed)."""
-        pending = self._pub.controls._pending() if pending is None else pending
+        pending = self._pub.controls.pending() if pending is None else pending
         publish = self._pub.publish
         if "set" in pending:
             values = pending["set"]

@@ -60,19 +60,19 @@ class LoopSide:
         self.controls = run._pub.controls
 
     def pending(self) -> dict[str, Any]:
-        return self.controls._pending()
+        return self.controls.pending()
 
     def commands(self, pending: dict[str, Any]) -> None:
         self.run._commands(pending)
 
     def stopping(self) -> bool:
-        return self.controls._stop.is_set()
+        return self.controls.stopped
 
     def held(self) -> bool:
         return self.controls.paused
 
     def wait(self, seconds: float) -> None:
-        self.controls._running.wait(seconds)
+        self.controls.wait(seconds)
 
     def announce(self, paused: bool) -> None:
         run = self.run
