@@ -78,21 +78,8 @@ class Together(Alone):
             self.controls.stop()  # every rank ends as stopped
         return stop
 
-    # -- the ranks' protocol (agreement.Side) ------------------------------------------------
-    def announce(self, paused: bool) -> None:
+    def announce(self, paused: bool) -> None:  # (agreement.Side's, as `controls` and `commands`)
         tell(self.trainer, paused)
-
-    def pending(self) -> dict[str, Any]:
-        return self.controls.pending()
-
-    def stopping(self) -> bool:
-        return self.controls.stopped
-
-    def held(self) -> bool:
-        return self.controls.paused
-
-    def wait(self, seconds: float) -> None:
-        self.controls.wait(seconds)
 
 
 def steering_for(trainer: Any) -> Alone:

@@ -17,6 +17,8 @@ from __future__ import annotations
 import datetime
 from typing import Any, Protocol
 
+from gantui.run.controls import Controls
+
 # The decisions exchanged at each agreement, in this order, summed over the ranks: > 0 is yes;
 # `row_in`, rank 0's alone: the steps to the next agreement (its clock leads).
 FLAGS = ("stop", "pause", "save", "set", "checkpoint", "row_in")
@@ -28,13 +30,12 @@ LOOP_PERIOD = 0.25  # seconds between a loop's agreements: its metrics rows' (ru
 
 
 class Side(Protocol):
-    """A producer as the protocol sees it (the trainer, a loop)."""
+    """A producer as the protocol sees it (the trainer, a loop): its controls (run/controls.py:
+    rank 0's commands, this rank's stop, rank 0's pause and its wait) and what it does."""
 
-    def pending(self) -> dict[str, Any]: ...  # rank 0's commands since the last call
+    controls: Controls
+
     def commands(self, pending: dict[str, Any]) -> None: ...  # settings, a resample, a save: done here
-    def stopping(self) -> bool: ...  # this rank was stopped
-    def held(self) -> bool: ...  # rank 0: a watcher's pause is on
-    def wait(self, seconds: float) -> None: ...  # rank 0, paused: until resumed, stopped or `seconds`
     def announce(self, paused: bool) -> None: ...  # rank 0: the status and the watchers told
 
 
@@ -93,13 +94,14 @@ def settle(ranks: Ranks, agreed: dict[str, float], pending: dict[str, Any], side
 def paused_together(ranks: Ranks, side: Side) -> bool:
     """Every rank waits until rank 0 is resumed or any rank is stopped; a save or a setting asked
     meanwhile is done at once, on every rank. True: stopped."""
+    controls = side.controls
     if ranks.main:
         side.announce(True)
     while True:
         if ranks.main:
-            side.wait(PAUSE_ANSWER)
-        pending = side.pending() if ranks.main else {}
-        agreed = ranks.agree({"stop": side.stopping(), "pause": ranks.main and side.held(),
+            controls.wait(PAUSE_ANSWER)
+        pending = controls.pending() if ranks.main else {}
+        agreed = ranks.agree({"stop": controls.stopped, "pause": ranks.main and controls.paused,
                               "save": "save" in pending, "set": "set" in pending})
         side.commands(shared(ranks, agreed, pending))
         if agreed["stop"] > 0 or agreed["pause"] <= 0:

@@ -59,20 +59,8 @@ class LoopSide:
         self.run = run
         self.controls = run._pub.controls
 
-    def pending(self) -> dict[str, Any]:
-        return self.controls.pending()
-
     def commands(self, pending: dict[str, Any]) -> None:
         self.run._commands(pending)
-
-    def stopping(self) -> bool:
-        return self.controls.stopped
-
-    def held(self) -> bool:
-        return self.controls.paused
-
-    def wait(self, seconds: float) -> None:
-        self.controls.wait(seconds)
 
     def announce(self, paused: bool) -> None:
         run = self.run
@@ -117,11 +105,11 @@ class LoopRanks:
             self.alone = True
             return
         side, main = self.side, self.ranks.main
-        pending = side.pending() if main else {}
+        pending = side.controls.pending() if main else {}
         try:
             if not self.joined:
                 self._join()
-            agreed = self.ranks.agree({"stop": side.stopping(), "pause": main and side.held(),
+            agreed = self.ranks.agree({"stop": side.controls.stopped, "pause": main and side.controls.paused,
                                        "save": "save" in pending, "set": "set" in pending, "row_in": self._lead()})
             self.next = self.at + max(1, int(agreed["row_in"]))
             self.stopped = settle(self.ranks, agreed, pending, side) or self.stopped
