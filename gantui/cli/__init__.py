@@ -7,6 +7,7 @@ import sys
 
 def main(argv: list[str] | None = None) -> int:
     from gantui.cli.commands import relay, runs, stop, watch
+    from gantui.cli.compare import compare
     from gantui.cli.film import gif, interpolate
     from gantui.cli.parser import fail
     from gantui.cli.sample import sample
@@ -16,7 +17,8 @@ def main(argv: list[str] | None = None) -> int:
 
     argv = sys.argv[1:] if argv is None else argv
     commands = {"sample": sample, "eval": evaluate_command, "watch": watch, "runs": runs, "stop": stop,
-                "relay": relay, "gif": gif, "interpolate": interpolate, "evaluator": evaluator}
+                "relay": relay, "gif": gif, "interpolate": interpolate, "evaluator": evaluator,
+                "compare": compare}
     try:
         if argv and argv[0] in commands:
             return commands[argv[0]](argv[1:])

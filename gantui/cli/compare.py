@@ -1,0 +1,37 @@
+"""`gantui compare`: several runs side by side, as a table, JSON lines or Markdown; torch-free."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from gantui.cli.parser import Parser, fail
+
+
+def compare(argv: list[str]) -> int:
+    from gantui.cli.commands import is_remote
+    from gantui.run.compare import compare as entries_of, markdown, runs_named, text
+
+    p = Parser(prog="gantui compare", description="Runs side by side: their state, FID, coverage and "
+                                                  "throughput, and the settings that differ between them.")
+    p.add_argument("runs", nargs="*", metavar="RUN", help="run directories or names, or a directory of runs "
+                                                          "(a sweep's)")
+    p.add_argument("--last", type=int, metavar="N", help="the newest N runs under the runs directory")
+    p.add_argument("--root", type=Path, help="the runs directory (default: the user data dir's gantui/runs)")
+    shape = p.add_mutually_exclusive_group()
+    shape.add_argument("--json", action="store_true", help="one JSON object per run, a line each")
+    shape.add_argument("--markdown", action="store_true", help="a Markdown table")
+    args = p.parse_args(argv)
+    if not args.runs and args.last is None:
+        fail("name the runs to compare (RUN ..., or a directory of runs) or --last N")
+    if args.last is not None and args.last < 1:
+        fail(f"--last must be a positive integer, got {args.last}")
+    if remote := [spec for spec in args.runs if is_remote(spec)]:
+        fail(f"{remote[0]}: runs on another host are not compared yet; "
+             f"`gantui watch {remote[0]}` watches one")
+    entries = entries_of(runs_named(args.runs, args.last, args.root))
+    if args.json:
+        for entry in entries:
+            print(json.dumps(entry.to_json()))
+    else:
+        print(markdown(entries) if args.markdown else text(entries))
+    return 0
