@@ -4,7 +4,8 @@ from __future__ import annotations
 import math
 import signal
 import sys
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 HISTORY = 2000  # metric rows kept in memory, in checkpoints and in snapshots, for the curves
 RARE_SHARE = 0.01  # a digit under this share of the samples counts as missing
@@ -64,11 +65,49 @@ def format_duration(seconds: float) -> str:
     return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
 
 
+class Line(NamedTuple):
+    """One figure a run reports: its key in the rows, its label, its format spec."""
+
+    key: str
+    label: str
+    fmt: str
+
+
+@dataclass(frozen=True)
+class Pane:
+    """Figures drawn together: a metric pane of the dashboard, a part of the headless line. On the
+    wire and in config.json, {"title": ..., "lines": [[key, label, format], ...]}."""
+
+    title: str
+    lines: tuple[Line, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {"title": self.title, "lines": [list(line) for line in self.lines]}
+
+
+def panes(raw: Any) -> list[Pane]:
+    """A run's panes as announced (Panes, or their JSON from a peer or a config.json); what is not
+    a pane of lines of three strings is left out."""
+    found = []
+    for pane in raw if isinstance(raw, list | tuple) else []:
+        if isinstance(pane, Pane):
+            found.append(pane)
+        elif isinstance(pane, dict) and isinstance(pane.get("lines"), list | tuple):
+            lines = tuple(Line(*map(str, line)) for line in pane["lines"]
+                          if isinstance(line, list | tuple) and len(line) == 3)
+            found.append(Pane(str(pane.get("title", "")), lines))
+    return found
+
+
+def panes_json(schema: list[Pane]) -> list[dict[str, Any]]:
+    return [pane.to_json() for pane in schema]
+
+
 # The panes of a run that does not announce its figures (a first-release run): the default recipe's.
-DEFAULT_SCHEMA: list[dict[str, Any]] = [
-    {"title": "Losses", "lines": [["loss_g", "G loss", ".3f"], ["loss_d", "D loss", ".3f"]]},
-    {"title": "Discriminator", "lines": [["d_real", "D(x)", ".3f"], ["d_fake", "D(G(z))", ".3f"],
-                                         ["acc_real", "acc real", ".2f"], ["acc_fake", "acc fake", ".2f"]]},
+DEFAULT_SCHEMA = [
+    Pane("Losses", (Line("loss_g", "G loss", ".3f"), Line("loss_d", "D loss", ".3f"))),
+    Pane("Discriminator", (Line("d_real", "D(x)", ".3f"), Line("d_fake", "D(G(z))", ".3f"),
+                           Line("acc_real", "acc real", ".2f"), Line("acc_fake", "acc fake", ".2f"))),
 ]
 
 
@@ -84,13 +123,13 @@ def eta_seconds(step: int, total_steps: int, rate: float) -> float | None:
 
 
 def format_metrics(row: dict[str, Any], total_steps: int, batch_size: int,
-                   schema: list[dict[str, Any]] | None = None) -> str:
+                   schema: list[Pane] | None = None) -> str:
     """A headless line: the figures the run announced, pane by pane."""
     def num(key: str, fmt: str) -> str:
         value = row.get(key)
         return "nan" if value is None else format(value, fmt)
 
-    figures = " | ".join(" ".join(f"{label} {num(key, fmt)}" for key, label, fmt in pane["lines"])
+    figures = " | ".join(" ".join(f"{label} {num(key, fmt)}" for key, label, fmt in pane.lines)
                          for pane in schema or DEFAULT_SCHEMA)
     rate = row.get("images_per_s") or 0.0
     eta = eta_seconds(row["step"], total_steps, steps_per_s(row, batch_size))

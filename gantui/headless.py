@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TextIO
 
 from gantui.run import events as ev
-from gantui.common import format_duration, format_metrics, format_quality
+from gantui.common import Pane, format_duration, format_metrics, format_quality
 
 
 MAX_QUEUED = 10_000  # lines held while the output is not read; past that the oldest are dropped
@@ -35,7 +35,7 @@ class HeadlessPrinter:
         self.batch_size = batch_size
         self.total_steps = 0
         self.run_dir: str | None = None
-        self.schema: list[dict] | None = None
+        self.schema: list[Pane] | None = None
         self.started = time.monotonic()
         self.decoded_tenth = -1  # a folder's first decode: the last tenth reported
 

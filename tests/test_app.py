@@ -244,6 +244,7 @@ async def test_the_dashboard_reads_what_a_run_can_do_from_its_capabilities_not_i
 
     from gantui.run import events as ev
     from gantui.run.protocol import decode, encode
+    from gantui.common import Line, Pane
 
     can = ev.LOOP if announced == "loop" else ev.Capabilities()
     # a run from before runs announced them (a replay, an older server): its producer's
@@ -253,7 +254,7 @@ async def test_the_dashboard_reads_what_a_run_can_do_from_its_capabilities_not_i
         def run(self) -> ev.Finished:
             rows = [{"step": 10 * i, "epoch": 1, "a": 1.0 / i, "b": 2.0, "c": 3.0, "images_per_s": 640.0}
                     for i in range(1, 31)]
-            schema = [{"title": name, "lines": [[name, name, ".3f"]]} for name in ("a", "b", "c")]
+            schema = [Pane(name, (Line(name, name, ".3f"),)) for name in ("a", "b", "c")]
             started = ev.Started(run_dir="run", device="cpu", step=300, total_steps=900, steps_per_epoch=100,
                                  config={"batch_size": 64}, history=rows, epoch=2, schema=schema,
                                  tunable={"lr": 0.1}, capabilities=can, producer=producer)

@@ -111,7 +111,7 @@ def test_a_loop_is_listed_watched_paused_set_saved_stopped_and_replayed(tmp_path
     assert not replay.live and replay.capabilities == ev.LOOP and replay.image_shape == [1, 28, 28]
     assert replay.history[0]["step"] == 1 and replay.history[-1]["step"] == rows(out)[-1]["step"]
     assert replay.preview is not None and replay.preview.images.shape[1:] == (28, 28)
-    assert {key for pane in replay.schema for key, _, _ in pane["lines"]} == {"loss/G", "loss/D", "D_x"}
+    assert {key for pane in replay.schema for key, _, _ in pane.lines} == {"loss/G", "loss/D", "D_x"}
 
 
 def test_a_killed_loop_is_listed_as_killed(tmp_path):

@@ -15,12 +15,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gantui.common import Line, Pane
 from gantui.config import Config, Live
 from gantui.engine.diffaug import augment
 from gantui.engine.meter import Meter, grad_norm
 from gantui.engine.models import add_spectral_norm, init_weights
 from gantui.engine.networks import build_discriminator, build_generator
-from gantui.engine.objectives import OBJECTIVES, Line
+from gantui.engine.objectives import OBJECTIVES
 from gantui.penalties import PENALTIES, Batch
 
 
@@ -126,19 +127,17 @@ class GAN:
         losses = self.losses()
         return [*losses[:2], *self.objective.figures, *losses[2:]]
 
-    def schema(self) -> list[dict[str, Any]]:
+    def schema(self) -> list[Pane]:
         """The panes this run's figures fill (`Started.schema`): the losses and the penalties that are
         on, then the objective's figures. The gradient norms join the second pane while it has room
         (four lines fit at 80x24), else a third pane, which the headless line and metrics.jsonl show
         and the dashboard does not."""
-        second = list(self.objective.figures)
-        grads = [("grad_g", "|grad G|", ".3g"), ("grad_d", "|grad D|", ".3g")]
-        panes = [{"title": "Losses", "lines": self.losses()}, {"title": self.objective.title, "lines": second}]
-        if len(second) + len(grads) <= 4:
-            second.extend(grads)
-        else:
-            panes.append({"title": "Gradients", "lines": grads})
-        return [{"title": pane["title"], "lines": [list(line) for line in pane["lines"]]} for pane in panes]
+        own = tuple(Line(*line) for line in self.objective.figures)
+        grads = (Line("grad_g", "|grad G|", ".3g"), Line("grad_d", "|grad D|", ".3g"))
+        losses = Pane("Losses", tuple(Line(*line) for line in self.losses()))
+        if len(own) + len(grads) <= 4:
+            return [losses, Pane(self.objective.title, own + grads)]
+        return [losses, Pane(self.objective.title, own), Pane("Gradients", grads)]
 
     def read(self, reduce: Callable[[torch.Tensor], list[float]] | None = None) -> dict[str, float]:
         """The interval's means and the current gradient norms: one host read (`reduce`: Meter.read)."""

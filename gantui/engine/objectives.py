@@ -15,9 +15,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from gantui.common import DEFAULT_SCHEMA
-
-Line = tuple[str, str, str]  # metric key, label, format
+from gantui.common import DEFAULT_SCHEMA, Line
 
 
 @dataclass(frozen=True)
@@ -127,7 +125,7 @@ class LeastSquares(Objective):
 
 
 # The default recipe's figures are the panes a first-release run (which announced none) is drawn with.
-_PROBABILITIES = tuple(tuple(line) for line in DEFAULT_SCHEMA[1]["lines"])
+_PROBABILITIES = DEFAULT_SCHEMA[1].lines
 OBJECTIVES: dict[str, Objective] = {
     "ns": NonSaturating("ns", "Discriminator", _PROBABILITIES),
     "minimax": Minimax("minimax", "Discriminator", _PROBABILITIES),

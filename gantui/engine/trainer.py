@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 import torch
 
+from gantui.common import panes_json
 from gantui.run import events as ev
 from gantui.config import Config, check_live_values, default_eval_every
 from gantui.datasets import describe, evaluation_off_reason
@@ -132,7 +133,7 @@ class Trainer:
         self.publisher.status("training", step=self.step, total_steps=self.total_steps)
         if self.world.main:
             self.run_dir.write_config({**cfg.to_dict(), "out": str(self.run_dir.path), "resolved_device": str(self.device),
-                                   "schema": self.gan.schema(), "capabilities": asdict(ev.Capabilities()),
+                                   "schema": panes_json(self.gan.schema()), "capabilities": asdict(ev.Capabilities()),
                                    **self._announced(), **self._job()})
         if resumed:
             self.outputs.event({"event": "resume", "step": self.step, "from": cfg.resume})

@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from gantui.common import Pane
+
 
 @dataclass(frozen=True)
 class Capabilities:
@@ -56,8 +58,7 @@ class Started:
     finished: Finished | None = None  # set once the run has ended
     live: bool = True  # False: replayed from the run directory, read-only
     elapsed: float = 0.0  # seconds this process has trained the run, as of this event
-    # The panes its figures fill: [{"title": ..., "lines": [[key, label, format], ...]}, ...] (GAN.schema)
-    schema: list[dict[str, Any]] = field(default_factory=list)
+    schema: list[Pane] = field(default_factory=list)  # the panes its figures fill (GAN.schema)
     sets: list[dict[str, Any]] = field(default_factory=list)  # live changes so far: {"step", "values"}
     # What a client needs and must not guess: the images' (C, H, W), whether the run is evaluated
     # (None: yes; else why not), its class names, its live settings and their values (a run that
@@ -121,7 +122,7 @@ class Schema:
     """The panes a run's figures fill, announced again when a key is logged for the first time
     (and the images' (C, H, W) once a loop has logged some)."""
 
-    panes: list[dict[str, Any]]
+    panes: list[Pane]
     image_shape: list[int] | None = None
 
 

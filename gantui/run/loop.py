@@ -23,6 +23,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from gantui.common import panes_json
 from gantui.run import events as ev
 from gantui.run import images as img
 from gantui.run.arguments import RunConfig, json_ready
@@ -102,7 +103,7 @@ class Run:
 
     def _announced(self) -> dict[str, Any]:
         return {"producer": "loop", "name": self._name, "out": str(self.path), "resolved_device": self._device,
-                "config": self._config, "schema": schema_for(self._combiner.keys),
+                "config": self._config, "schema": panes_json(schema_for(self._combiner.keys)),
                 "image_shape": self._image_shape, "evaluation": "not evaluated (a loop of your own)",
                 "tunable": self._tunable, "total_steps": self._total_steps, "capabilities": asdict(ev.LOOP)}
 

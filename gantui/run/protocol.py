@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from gantui.common import finite, finite_row
+from gantui.common import finite, finite_row, panes, panes_json
 from gantui.run import events as ev
 
 PROTOCOL = 3  # 2: `schema` messages, what a snapshot announces; 3: previews as hex digits ("codec")
@@ -62,6 +62,7 @@ def encode(event: ev.Event, **extra: Any) -> dict[str, Any]:
         body = {f: getattr(event, f) for f in event.__dataclass_fields__
                 if f not in ("preview", "finished", "capabilities", *rows)}
         body["capabilities"] = asdict(event.capabilities)
+        body["schema"] = panes_json(event.schema)
         body["finished"] = asdict(event.finished) if event.finished is not None else None
         return {"type": "snapshot", **finite(body), **{f: [finite_row(r) for r in getattr(event, f)] for f in rows},
                 "preview": encode_preview(event.preview) if event.preview is not None else None}
@@ -81,6 +82,7 @@ def decode(msg: dict[str, Any]) -> ev.Event | list[ev.Event] | None:
         body["preview"] = decode_preview(body["preview"]) if body.get("preview") else None
         body["finished"] = ev.Finished(**body["finished"]) if body.get("finished") else None
         body["capabilities"] = ev.Capabilities.read(body.get("capabilities"), body.get("producer"))
+        body["schema"] = panes(body.get("schema"))
         known = ev.Started.__dataclass_fields__
         return ev.Started(**{k: v for k, v in body.items() if k in known})
     if kind == "metrics":
@@ -92,7 +94,10 @@ def decode(msg: dict[str, Any]) -> ev.Event | list[ev.Event] | None:
                "schema": ev.Schema}
     if kind in classes:
         cls = classes[kind]
-        return cls(**{k: v for k, v in msg.items() if k in cls.__dataclass_fields__})
+        fields = {k: v for k, v in msg.items() if k in cls.__dataclass_fields__}
+        if cls is ev.Schema:
+            fields["panes"] = panes(fields.get("panes"))
+        return cls(**fields)
     if kind == "error":  # a command of ours was refused
         return ev.Notice(f"the run refused: {msg.get('error', '')}", "error")
     if kind == "bye":

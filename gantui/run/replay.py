@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
+from gantui.common import panes
 from gantui.run import events as ev
 from gantui.datasets import describe_config, evaluation_off_reason
 from gantui.run.history import History
@@ -50,7 +51,7 @@ def replay_snapshot(run_dir: RunDir) -> ev.Started:
         total_steps=status.get("total_steps") or (step if can.epochs else 0), steps_per_epoch=0, config=config, history=history,
         quality=quality, state=state, epoch=(history[-1].get("epoch", 1) - 1) if history else 0,
         images_per_s=history[-1].get("images_per_s") or 0.0 if history else 0.0, preview=preview,
-        finished=finished, live=False, schema=config.get("schema") or [], sets=sets,
+        finished=finished, live=False, schema=panes(config.get("schema")), sets=sets,
         elapsed=max((status.get("updated") or 0) - (status.get("started") or 0), 0), image_shape=list(shape),
         evaluation=config["evaluation"] if "evaluation" in config else evaluation_off_reason(config.get("dataset", "mnist")),
         class_names=config.get("class_names"), tunable=config.get("tunable"),

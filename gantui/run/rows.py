@@ -20,6 +20,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from gantui.common import Line, Pane
 from gantui.run.combine import Combiner, read
 
 QUIET = 0.25  # seconds without a log() call after which the pending row is put out for the loop
@@ -86,15 +87,15 @@ class Rows:
                         pass
 
 
-def schema_for(keys: list[str]) -> list[dict[str, Any]]:
+def schema_for(keys: list[str]) -> list[Pane]:
     """Keys grouped into panes by their prefix, as TensorBoard groups tags: `loss/G` and `loss/D`
     in a pane `loss`; without a slash, by the part before the first underscore (`Loss_D`,
     `Loss_G`); a key with neither in a pane `metrics`."""
-    panes: dict[str, list[list[str]]] = {}
+    panes: dict[str, list[Line]] = {}
     for key in keys:
         if "/" in key:
             group, label = key.rsplit("/", 1)
         else:
             group, label = (key.split("_", 1)[0], key) if "_" in key else ("metrics", key)
-        panes.setdefault(group, []).append([key, label, ".4g"])
-    return [{"title": title, "lines": lines} for title, lines in panes.items()]
+        panes.setdefault(group, []).append(Line(key, label, ".4g"))
+    return [Pane(title, tuple(lines)) for title, lines in panes.items()]

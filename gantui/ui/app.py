@@ -20,7 +20,7 @@ from textual.widgets import Footer, Static
 
 from gantui.run import events as ev
 from gantui.run.hub import settled
-from gantui.common import STOP_SIGNALS, steps_per_s
+from gantui.common import STOP_SIGNALS, Pane, steps_per_s
 from gantui.config import live_settings
 from gantui.datasets import describe_config, evaluation_off_reason
 from gantui.run.rundir import RunDir
@@ -246,11 +246,11 @@ class GanApp(Steering, Leaving, Layout, App[int]):
         self.metrics_painted = time.monotonic()
         self.refresh_status()
 
-    def configure_panes(self, schema: list[dict[str, Any]]) -> None:
+    def configure_panes(self, schema: list[Pane]) -> None:
         """A pane for each group of figures the run announced (a loop's grow as it logs new keys)."""
         shown = self.started.capabilities.panes if self.started is not None else 0
         if not schema and self.started is not None and not shown:
-            schema = [{"title": "metrics", "lines": []}]  # a loop that has logged nothing yet
+            schema = [Pane("metrics")]  # a loop that has logged nothing yet
         if shown:
             schema = schema[:shown]  # the trainer's third pane (gradients, when the second is full) is the log's only
         left = self.query_one("#left")

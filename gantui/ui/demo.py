@@ -13,6 +13,7 @@ from importlib import resources
 
 import numpy as np
 
+from gantui.common import Line, Pane
 from gantui.run import events as ev
 from gantui.run.client import LocalLink
 from gantui.run.hub import RunHub
@@ -94,10 +95,8 @@ class CollapsingEngine(ScriptedEngine):
 
 
 WGAN_SCHEMA = [
-    {"title": "Losses", "lines": [["loss_g", "G loss", ".3f"], ["loss_d", "critic loss", ".3f"],
-                                  ["gp", "penalty", ".3f"]]},
-    {"title": "Critic", "lines": [["wdist", "W estimate", ".3f"], ["grad_g", "|grad G|", ".3g"],
-                                  ["grad_d", "|grad D|", ".3g"]]},
+    Pane("Losses", (Line("loss_g", "G loss", ".3f"), Line("loss_d", "critic loss", ".3f"), Line("gp", "penalty", ".3f"))),
+    Pane("Critic", (Line("wdist", "W estimate", ".3f"), Line("grad_g", "|grad G|", ".3g"), Line("grad_d", "|grad D|", ".3g"))),
 ]
 
 

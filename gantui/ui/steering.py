@@ -89,7 +89,7 @@ class Steering:
                 return
             self.push_screen(SettingsScreen(self.started.tunable, declared=True), answered)
             return
-        reported = {key for pane in self.started.schema for key, _, _ in pane["lines"]}
+        reported = {key for pane in self.started.schema for key, _, _ in pane.lines}
         config = self.started.config
         locked = frozenset(k for k in PENALTIES if k not in reported and not config.get(k))  # off since the start
         self.push_screen(SettingsScreen(config, locked), answered)

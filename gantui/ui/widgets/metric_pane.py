@@ -13,7 +13,7 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Static
 
-from gantui.common import DEFAULT_SCHEMA, HISTORY
+from gantui.common import DEFAULT_SCHEMA, HISTORY, Pane
 from gantui.ui.widgets.sparkline import FastSparkline
 
 LABEL_WIDTH = 9  # labels padded to this, so the values line up
@@ -76,15 +76,15 @@ class MetricPane(Vertical):
     def __init__(self, index: int | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.index = self.PANE if index is None else index
-        pane = DEFAULT_SCHEMA[self.index] if self.index < len(DEFAULT_SCHEMA) else {"title": "", "lines": []}
-        self.border_title = pane["title"]
-        self.lines = [MetricLine(*line) for line in pane["lines"]]
+        pane = DEFAULT_SCHEMA[self.index] if self.index < len(DEFAULT_SCHEMA) else Pane("")
+        self.border_title = pane.title
+        self.lines = [MetricLine(*line) for line in pane.lines]
         self.marks: list[int] = []
 
     def compose(self) -> ComposeResult:
         yield from self.lines
 
-    def configure(self, schema: list[dict[str, Any]]) -> None:
+    def configure(self, schema: list[Pane]) -> None:
         """The lines the run announced, when they are not the ones shown."""
         if not schema:
             return
@@ -92,14 +92,14 @@ class MetricPane(Vertical):
         if not self.display:
             return
         pane = schema[self.index]
-        self.border_title = pane["title"]
-        if [[line.key, line.label.strip(), line.fmt] for line in self.lines] == [list(x) for x in pane["lines"]]:
+        self.border_title = pane.title
+        if [(line.key, line.label.strip(), line.fmt) for line in self.lines] == [tuple(x) for x in pane.lines]:
             return
         kept = {line.key: line for line in self.lines}  # a new key joins: the others keep their curves
         for line in self.lines:
             line.remove()
         self.lines = []
-        for key, label, fmt in pane["lines"]:
+        for key, label, fmt in pane.lines:
             line = MetricLine(key, label, fmt)
             if key in kept:
                 line.values.extend(kept[key].values)
