@@ -38,7 +38,7 @@ async def costs(size: tuple[int, int], rgb: bool) -> dict[str, float]:
         "idle": lambda i: None,
         "metrics": lambda i: app.post_message(message_for(ev.Metrics(metrics_row(200 + i)))),
         "preview": lambda i: app.post_message(message_for(ev.Preview(1200 + i, images[per * i:per * (i + 1)]))),
-        "status": lambda i: app.refresh_status(),
+        "status": lambda i: app.show_status(),
     }
     result = {}
     async with app.run_test(size=size) as pilot:

@@ -91,13 +91,13 @@ class Session:
         # Our own loop: asyncio.run() would wait for the trainer thread before returning.
         loop = asyncio.new_event_loop()
         code = app.run(loop=loop)
-        code = code if code is not None else app.exit_code()
-        if app.abandon_trainer:  # the terminal is restored; the trainer may be stuck mid-save
+        code = code if code is not None else app.leaving.exit_code()
+        if app.leaving.abandon_trainer:  # the terminal is restored; the trainer may be stuck mid-save
             sys.stdout.flush()
             sys.stderr.flush()
             os._exit(code)
         loop.close()
-        if app.detached:
+        if app.leaving.detached:
             return self.carry_on_detached()
         self.wait()
         return code

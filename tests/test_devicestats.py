@@ -160,8 +160,8 @@ async def test_the_gpu_pane_shows_a_line_per_rank():
 
     app = scripted_app(TwoGPUs)
     async with app.run_test(size=(80, 24)) as pilot:
-        await wait_for(pilot, lambda: app.device_pane.display)
-        text = str(app.device_pane.render())
+        await wait_for(pilot, lambda: app.panes.device_pane.display)
+        text = str(app.panes.device_pane.render())
         assert "GPU0 97% 40.0/80 GiB 612 W 64°C" in text and "GPU1 12%" in text
-        assert app.device_pane.border_title == "GPUs"
+        assert app.panes.device_pane.border_title == "GPUs"
         await pilot.press("q")

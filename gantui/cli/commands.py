@@ -74,7 +74,7 @@ def watch(argv: list[str]) -> int:
     code = app.run()
     if app.lost and app.started is None:
         fail(app.lost)
-    return code if code is not None else app.exit_code()
+    return code if code is not None else app.leaving.exit_code()
 
 
 def runs(argv: list[str]) -> int:

@@ -228,9 +228,9 @@ def dashboard(path: Path, out: Path) -> int:
     code = app.run()
     if app.lost and app.started is None:
         fail(f"{app.lost}; the job goes on. {how_to_reach(out)}")
-    if app.detached:
+    if app.leaving.detached:
         return DETACHED
-    return code if code is not None else app.exit_code()
+    return code if code is not None else app.leaving.exit_code()
 
 
 def foreground(launcher: list[str]) -> int:

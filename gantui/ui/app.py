@@ -9,31 +9,26 @@ import asyncio
 import signal
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
-from textual import on
+from textual import events, on
 from textual.app import App, ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
 from textual.reactive import reactive
 from textual.widgets import Footer, Static
 
 from gantui.run import events as ev
 from gantui.run.hub import settled
-from gantui.common import STOP_SIGNALS, Pane, steps_per_s
+from gantui.common import STOP_SIGNALS, steps_per_s
 from gantui.config import live_settings
-from gantui.datasets import describe_config, evaluation_off_reason
-from gantui.run.rundir import RunDir
 from gantui.run.client import ConnectionLost, LocalLink, ReplayLink, StreamLink
-from gantui.ui.layout import Layout
 from gantui.ui.leaving import Leaving
 from gantui.ui.messages import EngineEvent, message_for
 from gantui.ui.steering import Steering
-from gantui.ui.widgets.device_pane import DevicePane
-from gantui.ui.widgets.metric_pane import HealthPane, LossPane, MetricPane
 from gantui.ui.widgets.preview_pane import PreviewPane
-from gantui.ui.widgets.quality_pane import QualityPane
-from gantui.ui.widgets.status_line import StatusLine
+from gantui.ui.widgets.panes import Panes
+from gantui.ui.widgets.status_line import Progress, Status, StatusLine
 
 # Seconds between repaints of the metric panes at most: on a GPU a metrics row comes every few
 # milliseconds, and a repaint costs the UI thread (and so, in one process, the trainer) ~10-20 ms.
@@ -43,7 +38,10 @@ COST_INTERVAL = 2.0  # seconds between reports of the UI thread's CPU time to th
 Link = LocalLink | StreamLink | ReplayLink
 
 
-class GanApp(Steering, Leaving, Layout, App[int]):
+MIN_SIZE = (80, 24)
+
+
+class GanApp(Steering, App[int]):
     CSS_PATH = "gantui.tcss"
     TITLE = "gantui"
     ENABLE_COMMAND_PALETTE = False
@@ -63,49 +61,37 @@ class GanApp(Steering, Leaving, Layout, App[int]):
         Binding("right", "scrub(1)", "Newer grid", show=False),
         Binding("end", "live_samples", "Live samples", show=False),
     ]
-    paused: reactive[bool] = reactive(False, bindings=True)
+    # The run as this dashboard knows it; a change repaints the status line (`status_changed`).
+    started: reactive[ev.Started | None] = reactive(None, always_update=True, init=False)
+    finished: reactive[ev.Finished | None] = reactive(None, init=False)
+    lost: reactive[str | None] = reactive(None, init=False)  # why the link to a live run went
+    paused: reactive[bool] = reactive(False, bindings=True, init=False)
+    quitting: reactive[bool] = reactive(False, init=False)
+    progress: reactive[Progress] = reactive(Progress(), init=False)
 
     def __init__(self, link: Link, *, on_hangup: str = "detach", clock: Callable[[], float] = time.monotonic,
                  job: bool = False) -> None:
         """`job`: this dashboard started the run in processes of its own (`gantui --nproc`): it owns
         it as a dashboard owns a run in its process (q stops it, saved), and d leaves it running."""
         super().__init__()
-        self.link, self.on_hangup, self.clock = link, on_hangup, clock
+        self.link, self.clock = link, clock
         self.job = job
         self.owner = link.owner or job  # q and a stop signal stop the run, not only this dashboard
-        self.started: ev.Started | None = None
-        self.finished: ev.Finished | None = None
-        self.lost: str | None = None  # why the link to a live run went
-        self.step = self.epoch = 0
-        self.images_per_s = self.steps_per_s = 0.0
-        self.signal_received: int | None = None
-        self.detached = False  # the terminal hung up: the dashboard went, the run goes on
-        self.abandon_trainer = False  # a second signal: exit without waiting for the trainer thread
+        self.leaving = Leaving(self, on_hangup)
         self.started_at = clock()
         self.ended_at: float | None = None
-        self.quitting = False
-        self.status_painted = 0.0
+        self.status_due = False
         self.pending_rows: list[dict[str, Any]] = []  # metrics rows not yet on screen
         self.metrics_painted = 0.0
         self.cpu_mark = time.thread_time()
-        self.loss_pane = LossPane()
-        self.health_pane = HealthPane()
-        self.metric_panes: list[MetricPane] = [self.loss_pane, self.health_pane]  # as many as the run announces
-        self.quality_pane = QualityPane()
-        self.preview_pane = PreviewPane()
-        self.device_pane = DevicePane()
-        self.status_line = StatusLine("starting...")
+        self.panes = Panes()
+        self.loss_pane, self.metric_panes = self.panes.loss_pane, self.panes.metric_panes
+        self.quality_pane, self.preview_pane = self.panes.quality_pane, self.panes.preview_pane
+        self.status_line = StatusLine(clock)
         self.too_small = Static(id="too-small")
 
     def compose(self) -> ComposeResult:
-        with Horizontal(id="main"):
-            with Vertical(id="left"):
-                yield self.loss_pane
-                yield self.health_pane
-                yield self.quality_pane
-            with Vertical(id="right"):
-                yield self.preview_pane
-                yield self.device_pane
+        yield self.panes
         yield self.status_line
         yield self.too_small
         yield Footer()
@@ -113,9 +99,8 @@ class GanApp(Steering, Leaving, Layout, App[int]):
     def on_mount(self) -> None:
         loop = asyncio.get_running_loop()
         for signum in STOP_SIGNALS:
-            loop.add_signal_handler(signum, self.on_stop_signal, signum)
-        self.guard_sigcont()
-        self.set_interval(0.5, self.tick_status)
+            loop.add_signal_handler(signum, self.leaving.on_stop_signal, signum)
+        self.leaving.guard_sigcont()
         self.set_interval(METRICS_INTERVAL / 4, self.paint_metrics_due)
         self.set_interval(COST_INTERVAL, self.report_cost)
         post = self.post_event
@@ -133,7 +118,7 @@ class GanApp(Steering, Leaving, Layout, App[int]):
         loop = asyncio.get_running_loop()
         for signum in STOP_SIGNALS:
             loop.remove_signal_handler(signum)
-        if self.detached:  # a second hang-up (the shell passes its own on) must not end the run
+        if self.leaving.detached:  # a second hang-up (the shell passes its own on) must not end the run
             signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
     # -- events from the run -------------------------------------------------------------
@@ -155,13 +140,14 @@ class GanApp(Steering, Leaving, Layout, App[int]):
                 self.on_settings(settings)
             case ev.Schema(panes=panes, image_shape=shape):
                 self.paint_metrics()  # the rows so far into the lines they belong to
-                self.configure_panes(panes)
+                self.panes.configure(panes, self.started.capabilities.panes if self.started else 0,
+                                     started=self.started is not None)
                 if shape:
                     self.preview_pane.channels, self.preview_pane.image_size = shape[0], shape[1]
             case ev.Started() as started:
                 self.on_started(started)
             case ev.Paused(paused=paused, step=step, by=by):
-                self.paused, self.step = paused, step
+                self.paused, self.progress = paused, replace(self.progress, step=step)
                 if by is not None and by != self.link.name:
                     self.notify(f"{'paused' if paused else 'resumed'} from another terminal")
             case ev.Saved(reason="manual" | "periodic") as saved:
@@ -175,38 +161,16 @@ class GanApp(Steering, Leaving, Layout, App[int]):
                 self.on_finished(finished)
             case ConnectionLost(reason=reason):
                 self.on_lost(reason)
-        self.refresh_status()
 
     def on_started(self, event: ev.Started) -> None:
         """The run as it stands (a fresh run, a resumed one, or a snapshot for a late joiner)."""
         self.started = event
         self.started_at = self.clock() - event.elapsed  # a late joiner counts from the run's start
         rate = event.images_per_s or (event.history[-1].get("images_per_s") or 0.0 if event.history else 0.0)
-        self.step, self.epoch, self.images_per_s = event.step, event.epoch, rate
-        self.steps_per_s = steps_per_s(event.history[-1], event.config.get("batch_size", 64)) if event.history else 0.0
+        self.progress = Progress(event.step, event.epoch, rate, steps_per_s(
+            event.history[-1], event.config.get("batch_size", 64)) if event.history else 0.0)
         self.paused = event.state == "paused"
-        self.configure_panes(event.schema)
-        for pane in self.metric_panes:
-            if event.history:  # a resumed run's past curves, or a late joiner's
-                pane.add(event.history)
-            for change in event.sets:
-                pane.mark(change["step"])
-        if event.history:
-            self.device_pane.show(event.history[-1])
-        self.quality_pane.add(event.quality)
-        self.quality_pane.display = event.capabilities.evaluates  # a loop of the user's is not evaluated here
-        if event.image_shape is None:  # a run from before runs announced it
-            off = evaluation_off_reason(event.config.get("dataset", "mnist")) or (
-                "" if event.config.get("eval_every") == 0 else None)
-        else:
-            off = event.evaluation
-        if off is not None:
-            self.quality_pane.off(off or "--eval-every 0")
-        shape = event.image_shape or describe_config(event.config).shape
-        self.preview_pane.channels, self.preview_pane.image_size = shape[0], shape[1]
-        self.preview_pane.run_dir = RunDir(event.run_dir)  # over ssh, a path this machine may not have
-        if event.preview is not None:
-            self.preview_pane.show(event.preview)
+        self.panes.show_run(event)
         where = "replay (read-only) of" if not event.live else "run directory:" if self.owner else "watching"
         self.notify(f"{where} {event.run_dir}", timeout=6)
         self.sub_title = "" if event.live else "replay, read-only"
@@ -218,8 +182,7 @@ class GanApp(Steering, Leaving, Layout, App[int]):
     def on_settings(self, event: ev.Settings) -> None:
         """Settings changed live (from any terminal): a marker on the curves, and a notice."""
         self.paint_metrics()  # the rows before the change first, so the marker falls between
-        for pane in self.metric_panes:
-            pane.mark(event.step)
+        self.panes.mark(event.step)
         if self.started is not None:
             self.started = settled(self.started, event.values)
         changes = ", ".join(f"{live_settings().get(k, k) if self.started and self.started.capabilities.recipe else k} {v:g}"
@@ -237,40 +200,22 @@ class GanApp(Steering, Leaving, Layout, App[int]):
         if not self.pending_rows:
             return
         rows, self.pending_rows = self.pending_rows, []
-        for pane in self.metric_panes:
-            pane.add(rows)
+        self.panes.add_rows(rows)
         last = rows[-1]
-        self.device_pane.show(last)
-        self.step, self.epoch, self.images_per_s = last["step"], last.get("epoch", 1) - 1, last.get("images_per_s") or 0.0
-        self.steps_per_s = steps_per_s(last, self.started.config.get("batch_size", 64) if self.started else 64)
+        self.progress = Progress(last["step"], last.get("epoch", 1) - 1, last.get("images_per_s") or 0.0,
+                                 steps_per_s(last, self.started.config.get("batch_size", 64) if self.started else 64))
         self.metrics_painted = time.monotonic()
-        self.refresh_status()
-
-    def configure_panes(self, schema: list[Pane]) -> None:
-        """A pane for each group of figures the run announced (a loop's grow as it logs new keys)."""
-        shown = self.started.capabilities.panes if self.started is not None else 0
-        if not schema and self.started is not None and not shown:
-            schema = [Pane("metrics")]  # a loop that has logged nothing yet
-        if shown:
-            schema = schema[:shown]  # the trainer's third pane (gradients, when the second is full) is the log's only
-        left = self.query_one("#left")
-        while len(self.metric_panes) < len(schema):
-            pane = MetricPane(len(self.metric_panes))
-            self.metric_panes.append(pane)
-            left.mount(pane, before=self.quality_pane)
-        for pane in self.metric_panes:
-            pane.configure(schema)
 
     def on_finished(self, event: ev.Finished) -> None:
         self.finished = event
-        self.step = event.step
+        self.progress = replace(self.progress, step=event.step)
         self.paused = False
         self.refresh_bindings()
         if event.error:
             self.notify(f"training {event.reason}: {event.error}\nlast checkpoint: {event.checkpoint}\n"
                         "see error.log in the run directory; q quits", severity="error", timeout=3600)
-        elif self.quitting or self.signal_received:
-            self.leave(self.exit_code())
+        elif self.quitting or self.leaving.signal_received:
+            self.leaving.leave(self.leaving.exit_code())
         else:
             self.notify(f"training {event.reason} at step {event.step}; q quits", timeout=3600)
 
@@ -281,10 +226,53 @@ class GanApp(Steering, Leaving, Layout, App[int]):
             self.exit(2, return_code=2)
             return
         if self.quitting:  # the job ended before its last words reached this dashboard
-            self.leave(self.exit_code())
+            self.leaving.leave(self.leaving.exit_code())
             return
         if self.finished is None:
             self.notify(f"{reason}; q quits", severity="error", timeout=3600)
 
     def watch_paused(self, paused: bool) -> None:
         self.refresh_bindings()
+        self.status_changed()
+
+    # -- the status line, the layout, previews ----------------------------------------------
+    def status_changed(self) -> None:
+        """The run's state changed: the status line is repainted once, after this message."""
+        if not self.status_due:
+            self.status_due = True
+            self.call_later(self.show_status)
+
+    watch_started = watch_finished = watch_lost = watch_quitting = watch_progress = status_changed
+
+    def show_status(self) -> None:
+        self.status_due = False
+        started = self.started
+        if started is None:
+            return
+        if (not started.live or self.finished is not None) and self.ended_at is None:
+            self.ended_at = self.clock()  # the clock stops with the run (a replay's: at once)
+        self.status_line.status = Status.of(started, self.finished, lost=bool(self.lost), quitting=self.quitting,
+                                            paused=self.paused, progress=self.progress, since=self.started_at,
+                                            until=self.ended_at)
+
+    def on_resize(self, event: events.Resize) -> None:
+        width, height = event.size
+        self.screen.set_class(width < MIN_SIZE[0] or height < MIN_SIZE[1], "too-small")
+        self.too_small.update(
+            f"Terminal too small: {width}x{height}, gantui needs {MIN_SIZE[0]}x{MIN_SIZE[1]}.\n"
+            "Training goes on; enlarge the window, or press q to save and quit.")
+
+    @on(PreviewPane.CapacityChanged)
+    def previews_fit(self, message: PreviewPane.CapacityChanged) -> None:
+        self.ask_for_previews(message.capacity)
+
+    def ask_for_previews(self, count: int) -> None:
+        """Previews are a request: the run generates as many as the largest consumer shows."""
+        if self.started is not None and self.steerable():
+            self.send("preview", count=count)
+
+    def report_cost(self) -> None:
+        """This thread's CPU time to the run's one preview pacer (counted only in its own process)."""
+        now = time.thread_time()
+        self.link.report_cost(now - self.cpu_mark)
+        self.cpu_mark = now

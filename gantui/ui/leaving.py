@@ -1,4 +1,4 @@
-"""How the dashboard goes: stop signals, a terminal that hangs up, exit codes (a mixin of GanApp)."""
+"""How the dashboard goes: stop signals, a terminal that hangs up, exit codes (`app.leaving`)."""
 from __future__ import annotations
 
 import os
@@ -25,21 +25,18 @@ def terminal_alive(fd: int = 0) -> bool:
 
 
 class Leaving:
-    link: Any
-    owner: bool
-    job: bool
-    on_hangup: str
-    signal_received: int | None
-    detached: bool
-    abandon_trainer: bool
-    finished: Any
-    started: Any
-    lost: str | None
+    """The app's way out; it reads the app's run state (owner, job, started, finished, lost)."""
+
+    def __init__(self, app: Any, on_hangup: str) -> None:
+        self.app, self.on_hangup = app, on_hangup
+        self.signal_received: int | None = None
+        self.detached = False  # the terminal hung up: the dashboard went, the run goes on
+        self.abandon_trainer = False  # a second signal: exit without waiting for the trainer thread
 
     def on_stop_signal(self, signum: int) -> None:
         if self.detached:
             return  # going already; a hang-up comes twice (from the kernel, then from the shell)
-        if not self.owner:  # a watcher's terminal went, or it was told to go: only the watcher goes
+        if not self.app.owner:  # a watcher's terminal went, or it was told to go: only the watcher goes
             self.signal_received = signum  # so that a hung terminal cannot keep it from leaving
             self.leave(0)
             return
@@ -51,7 +48,7 @@ class Leaving:
             self.leave(128 + signum)
             return
         self.signal_received = signum
-        self.action_quit_run()
+        self.app.action_quit_run()
 
     def detach(self) -> None:
         """The terminal is gone: point stdin/stdout/stderr away from it (writes to a hung-up
@@ -61,14 +58,14 @@ class Leaving:
         for fd in (0, 1, 2):
             os.dup2(devnull, fd)
         os.close(devnull)
-        self.exit(0, return_code=0)
+        self.app.exit(0, return_code=0)
 
-    def action_detach(self) -> None:
+    def detach_job(self) -> None:
         """d: the dashboard goes, the job it started goes on (tmux's detach); the launcher says how
         to attach again and how to stop it."""
-        if self.job:
+        if self.app.job:
             self.detached = True
-            self.exit(0, return_code=0)
+            self.app.exit(0, return_code=0)
 
     def leave(self, code: int) -> None:
         """Exit with `code` as both the app's result and its return code."""
@@ -76,15 +73,16 @@ class Leaving:
             watchdog = threading.Timer(EXIT_GRACE_S, os._exit, (code,))
             watchdog.daemon = True  # a prompt exit does not wait for it
             watchdog.start()
-        self.exit(code, return_code=code)
+        self.app.exit(code, return_code=code)
 
     def exit_code(self) -> int:
-        if self.started is None and self.lost:
+        app = self.app
+        if app.started is None and app.lost:
             return 2  # never reached the run
-        if not self.owner:
+        if not app.owner:
             return 0
-        if self.finished is not None and self.finished.reason in EXIT_CODES:
-            return EXIT_CODES[self.finished.reason]
+        if app.finished is not None and app.finished.reason in EXIT_CODES:
+            return EXIT_CODES[app.finished.reason]
         return 128 + self.signal_received if self.signal_received else 0
 
     def guard_sigcont(self) -> None:

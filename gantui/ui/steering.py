@@ -68,7 +68,7 @@ class Steering:
 
     def action_quit_run(self) -> None:
         if self.finished is not None or self.lost or not self.owner:
-            self.leave(self.exit_code())  # a watcher leaves; the run goes on
+            self.leaving.leave(self.leaving.exit_code())  # a watcher leaves; the run goes on
             return
         if not self.quitting:
             self.quitting = True
@@ -93,6 +93,9 @@ class Steering:
         config = self.started.config
         locked = frozenset(k for k in PENALTIES if k not in reported and not config.get(k))  # off since the start
         self.push_screen(SettingsScreen(config, locked), answered)
+
+    def action_detach(self) -> None:
+        self.leaving.detach_job()
 
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):
