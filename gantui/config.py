@@ -3,7 +3,9 @@ may change while it trains is a small object of its own (`Live`)."""
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
+from types import MappingProxyType
 from typing import Any
 
 from gantui.common import GantuiError
@@ -42,8 +44,10 @@ def knob(default: Any, help: str | None, metavar: str | None = None, recipe: boo
 
 
 def live_settings() -> dict[str, str]:
-    """The live settings and their labels: the recipe's, then each registered penalty's weight."""
-    return {**LIVE, **{p.key: p.setting for p in PENALTIES.values()}}
+    """The live settings and their labels: the recipe's, each registered penalty's weight before
+    the EMA's decay."""
+    rates = {k: v for k, v in LIVE.items() if k != "ema"}
+    return {**rates, **{p.key: p.setting for p in PENALTIES.values()}, "ema": LIVE["ema"]}
 
 
 @dataclass(frozen=True)
@@ -71,7 +75,11 @@ class Config:
     loss: str = knob("ns", f"objective: {', '.join(LOSSES)} (default ns: non-saturating BCE)", "NAME", recipe=True)
     # Each registered penalty's weight (penalties.py: its flag --KEY, a flat key of config.json);
     # None or missing: its default for the loss
-    penalties: dict[str, float | None] = field(default_factory=dict)
+    penalties: Mapping[str, float | None] = field(default_factory=dict)
+    # The penalties this run computes and reports, and builds D for (a gradient penalty wants D
+    # without batch norm): those on at its first start, and any turned on at a resume since; a
+    # weight set to 0 later keeps one on, at 0. None: those with a weight now (a fresh run).
+    penalties_on: tuple[str, ...] | None = None
     spectral_norm: bool = knob(False, "spectral normalisation on D's layers", recipe=True)
     ema: float = knob(0.0, "decay of an EMA of G for previews, grids, evaluation and sample (e.g. 0.999; "
                            "default 0: off)", recipe=True)
@@ -113,8 +121,15 @@ class Config:
         live = {"lr_g": self.lr if self.lr_g is None else self.lr_g, "lr_d": self.lr if self.lr_d is None else self.lr_d,
                 "d_steps": self.d_steps, "ema": self.ema, **weights}
         live = {name: check_live(name, value) for name, value in live.items()}
-        return replace(self, penalties={key: live.pop(key) for key in weights}, timed=tuple(self.timed),
-                       **live)._check()
+        penalties = MappingProxyType({key: live.pop(key) for key in weights})  # frozen, as the config is
+        on = set(self.penalties_on or ()) | {key for key, weight in penalties.items() if weight}
+        return replace(self, penalties=penalties, penalties_on=tuple(k for k in PENALTIES if k in on),
+                       timed=tuple(self.timed), **live)._check()
+
+    @property
+    def d_batch_norm(self) -> bool:
+        """Whether D is built with batch norm (where its layout has any: not the 28x28 one)."""
+        return not (self.spectral_norm or any(not PENALTIES[key].batch_norm for key in self.penalties_on or ()))
 
     def _check(self) -> Config:
         positive = ("epochs", "batch_size", "z_dim", "log_every", "sample_every", "save_every", "keep", "preview_count")
@@ -166,13 +181,10 @@ class Config:
     def augments(self) -> list[str]:
         return [a.strip() for a in self.diffaug.split(",") if a.strip()]
 
-    def weight(self, penalty: str) -> float:
-        return self.penalties[penalty]
-
     def to_dict(self) -> dict[str, Any]:
         """Flat: each penalty's weight under its own key, as its flag names it."""
         flat = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "penalties"}
-        return {**flat, **self.penalties}
+        return {**flat, **self.penalties, "penalties_on": list(self.penalties_on or ())}
 
     @staticmethod
     def settings() -> list[str]:
@@ -183,8 +195,10 @@ class Config:
     def from_dict(cls, data: dict[str, Any]) -> Config:
         """A config.json or a checkpoint's config; a setting this gantui does not know is left out."""
         penalties = {key: data[key] for key in PENALTIES if key in data}
-        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__ and k != "penalties"},
-                   penalties=penalties)
+        own = {k: v for k, v in data.items() if k in cls.__dataclass_fields__ and k not in ("penalties", "penalties_on")}
+        on = data.get("penalties_on")
+        return cls(**own, penalties=penalties, penalties_on=tuple(k for k in on if k in PENALTIES) if isinstance(
+            on, list | tuple) else None)
 
     @classmethod
     def of(cls, **settings: Any) -> Config:

@@ -234,7 +234,7 @@ def test_a_runs_config_json_given_back_recreates_its_settings_and_flags_change_t
         return build_config(train_parser().parse_args(["--config", str(first), *flags, "--out", str(tmp_path / "b")]))[0]
 
     # what the first run's flags implied is implied again by the flags given now, as on a fresh run
-    assert given_back("--loss", "wgan-gp").weight("gp") == 10.0 and given_back().weight("gp") == 0.0
+    assert given_back("--loss", "wgan-gp").penalties["gp"] == 10.0 and given_back().penalties["gp"] == 0.0
     assert (given_back("--lr", "1e-3").lr_d, given_back("--lr", "1e-3").lr_g) == (1e-3, 1e-4)  # lr_g was given
     assert given_back("--no-spectral-norm").spectral_norm is False  # a boolean it had on can be turned off
     folder = given_back("--data", str(tmp_path))

@@ -68,3 +68,24 @@ def test_compare_refuses_in_one_line(capsys, tmp_path):
     assert "runs on another host are not compared yet" in refused(capsys, "compare", "gpu-box:runs/a")
     assert f"no run at {tmp_path / 'nope'}" in refused(capsys, "compare", str(tmp_path / "nope"))
     assert "no runs in" in refused(capsys, "compare", str(tmp_path))
+    assert f"no runs under {tmp_path}" in refused(capsys, "compare", "--last", "3", "--root", str(tmp_path))
+
+
+def test_fids_of_other_datasets_or_image_counts_mark_no_run_and_a_loops_settings_stand_apart(tmp_path):
+    from gantui.run.compare import compare, text
+
+    def made(name: str, config: dict, fid: float, n: int) -> RunDir:
+        run = RunDir(tmp_path / name).create()
+        run.write_config(config)
+        rows = [{"step": 1, "loss_d": 1.0, "images_per_s": 10.0}, {"event": "quality", "step": 1, "fid": fid, "fid_n": n}]
+        run.metrics.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        return run
+
+    a = made("a", {"dataset": "mnist", "lr": 2e-4}, 30.0, 2000)
+    b = made("b", {"dataset": "mnist", "lr": 1e-4}, 20.0, 500)  # fewer images: a higher FID for the same G
+    shown = text(compare([a, b]))
+    assert "*" not in shown and "no run marked" in shown
+    loop = made("loop", {"producer": "loop", "config": {"lr": 0.1}, "capabilities": {"recipe": False}}, 25.0, 2000)
+    entries = compare([a, loop])
+    assert {"lr", "config.lr"} <= set(entries[0].diff) and entries[1].diff["config.lr"] == 0.1
+    assert entries[0].diff["config.lr"] is None and entries[1].diff["lr"] is None

@@ -44,7 +44,7 @@ def test_a_penalty_registered_in_a_test_file_is_a_flag_a_live_setting_a_curve_an
                                       "--log-every", "2", "--save-every", "100", "--eval-every", "0", "--device", "cpu",
                                       "--out", str(out)])
     config, _ = build_config(args)
-    assert config.weight("drift") == 0.001 and config.weight("gp") == 10.0  # beside the loss's own
+    assert config.penalties["drift"] == 0.001 and config.penalties["gp"] == 10.0  # beside the loss's own
     assert live_settings()["drift"] == "drift weight" and check_live("drift", 0.5) == 0.5
     with pytest.raises(ConfigError, match="--drift must be from 0"):
         check_live("drift", -1)
@@ -80,3 +80,28 @@ def test_a_penalty_off_at_the_start_computes_nothing_and_cannot_be_turned_on_liv
 def test_a_key_taken_is_refused():
     with pytest.raises(ValueError, match="'r1' is registered already"):
         register(Penalty("r1", "R1", "R1 weight", "another R1", lambda b: b.real.sum()))
+
+
+def test_a_gradient_penalty_weighted_0_resumes_and_one_turned_on_where_d_has_batch_norm_is_refused(tmp_path):
+    """On a 32x32 folder (a DCGAN D with batch norm unless a gradient penalty is on at the start):
+    wgan-gp's penalty set to 0 stays on (D built without batch norm) and the run resumes; a
+    penalty off at the start and turned on at a resume would change D's layout: one line, exit 2,
+    before anything trains. Fresh processes: the checkpoints are the ones a user's are."""
+    from support import gantui, write_images
+
+    write_images(tmp_path / "images", 64, size=(40, 40))
+    flags = ("--no-ui", "--data", str(tmp_path / "images"), "--image-size", "32", "--batch-size", "8", "--steps", "2",
+             "--log-every", "1", "--eval-every", "0", "--device", "cpu")
+    made = gantui(*flags, "--loss", "wgan-gp", "--out", str(tmp_path / "gp"))
+    assert made.returncode == 0, made.stderr
+    again = gantui(*flags, "--resume", str(tmp_path / "gp"), "--gp", "0", "--steps", "4")
+    assert again.returncode == 0, again.stderr
+    rows = [json.loads(line) for line in (tmp_path / "gp" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["gp"] for r in rows if "loss_d" in r and r["step"] > 2] == [0.0, 0.0]  # on, at 0
+    plain = gantui(*flags, "--out", str(tmp_path / "plain"))
+    assert plain.returncode == 0, plain.stderr
+    refused = gantui(*flags, "--resume", str(tmp_path / "plain"), "--gp", "10", "--steps", "4")
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert refused.stderr.strip().splitlines() == [
+        "gantui: error: --gp: this run's D was built with batch norm (gp was off at its start), and gp needs one "
+        "without: start a new run with its settings, gantui --config RUN --gp W"]

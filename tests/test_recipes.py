@@ -126,7 +126,7 @@ def test_the_penalties_match_their_hand_computed_values():
 
 def test_the_penalties_train_d_through_a_double_backward():
     gan = tiny_gan(loss="wgan-gp", r1=1.0)
-    assert gan.cfg.weight("gp") == 10.0  # wgan-gp's default weight
+    assert gan.cfg.penalties["gp"] == 10.0  # wgan-gp's default weight
     real, fake = a_batch(gan)
     figures = gan.d_step(real, fake)
     assert figures["gp"] > 0 and figures["r1"] > 0 and all(g is not None for g in grads(gan.D))

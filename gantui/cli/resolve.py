@@ -92,7 +92,7 @@ def settings_of(args: argparse.Namespace, world_size: int) -> dict[str, Any]:
         raise ConfigError(f"--config {path}: not a run's config.json (not JSON)") from None
     if isinstance(saved, dict) and saved.get("producer", "gantui") != "gantui":
         raise ConfigError(f"--config {path}: a loop's run: its settings are the loop's own")
-    known = set(Config.settings()) - {"out", "resume", "timed", "fault_nan_step"}
+    known = set(Config.settings()) - {"out", "resume", "timed", "fault_nan_step", "penalties_on"}
     if not isinstance(saved, dict) or "dataset" not in saved:
         raise ConfigError(f"--config {path}: not a run's config.json (no dataset)")
     settings = {k: v for k, v in saved.items() if k in known}
@@ -151,10 +151,29 @@ def build_config(args: argparse.Namespace, world_size: int = 1) -> tuple[Config,
             if getattr(saved, key) != getattr(config, key):
                 raise ConfigError(f"--{key.replace('_', '-')} {shown(getattr(config, key))} does not match the "
                                   f"checkpoint's {shown(getattr(saved, key))}")
+        check_penalties_on(saved.validate(), config)
     config = replace(config, out=str(Path(config.out).expanduser().resolve()) if config.out else str(default_run_dir()),
                      data=config.data and str(Path(config.data).expanduser().resolve()))  # a resume from elsewhere finds it
     check_writable(Path(config.out))
     return config, state
+
+
+def check_penalties_on(saved: Config, config: Config) -> None:
+    """A penalty turned on at a resume is computed from then on; one that wants D without batch
+    norm (a gradient penalty) cannot be, where the checkpoint's D has batch norm (every layout but
+    the 28x28 one): it would not load."""
+    from gantui.datasets import describe
+    from gantui.penalties import PENALTIES
+
+    if saved.d_batch_norm == config.d_batch_norm:
+        return
+    if describe(config.dataset, config.image_size, config.channels).shape[1:] == (28, 28):
+        return  # that D has no batch norm either way
+    key = next((k for k in config.penalties_on or () if k not in (saved.penalties_on or ()) and not PENALTIES[k].batch_norm),
+               "gp")
+    raise ConfigError(f"--{key.replace('_', '-')}: this run's D was built with batch norm ({key} was off at its "
+                      f"start), and {key} needs one without: start a new run with its settings, "
+                      f"gantui --config RUN --{key.replace('_', '-')} W")
 
 
 def wants_ui(args: argparse.Namespace) -> bool:

@@ -63,12 +63,13 @@ class GAN:
         self.cfg, self.device, self.bf16 = cfg, device, bf16
         self.live = Live.of(cfg)
         self.classes = classes if cfg.conditional else 0
+        if cfg.penalties_on is None or cfg.lr_g is None or cfg.lr_d is None:
+            raise ValueError("GAN: a resolved config, please (Config.validate() returns one)")
         # The penalties this run computes and reports: those on at its start (a live set changes their
         # weights, 0 included, but cannot add one: the run's figures are announced at its start).
-        self.penalties = [PENALTIES[key] for key, weight in cfg.penalties.items() if weight]
+        self.penalties = [PENALTIES[key] for key in cfg.penalties_on]
         self.G = build_generator(shape, cfg.z_dim, self.classes)
-        batch_norm = not (cfg.spectral_norm or any(not p.batch_norm for p in self.penalties))
-        self.D = build_discriminator(shape, self.classes, batch_norm=batch_norm)
+        self.D = build_discriminator(shape, self.classes, batch_norm=cfg.d_batch_norm)
         self.G.apply(init_weights)
         self.D.apply(init_weights)
         if cfg.spectral_norm:

@@ -1,8 +1,9 @@
 """What the training loop leaves behind at its boundaries: a metrics row (and, with many ranks,
 what they agree on), the divergence guard's rollback, an evaluation, a preview, a grid, a
-checkpoint, the end. The trainer's collaborator (`trainer.outputs`): it reads the trainer's
-public parts (its step, GAN, samples, monitor, guard, artifacts, clock) and writes through its
-publisher."""
+checkpoint, the end. The trainer's collaborator (`trainer.outputs`), kept apart from the loop:
+it works on the trainer's parts (its GAN, samples, monitor, guard, intervals, artifacts, clock,
+publisher), and changes the trainer itself only through `restore` (a rollback), its clock's
+rate and, when evaluation fails, its `eval_every`."""
 from __future__ import annotations
 
 import math

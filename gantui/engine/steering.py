@@ -105,8 +105,11 @@ def apply_settings(trainer: Any, values: dict[str, Any]) -> None:
     penalty off since the start stays off (its figures were not announced)."""
     gan = trainer.gan
     for key in [k for k in PENALTIES if values.get(k) and PENALTIES[k] not in gan.penalties]:
-        trainer.emit(ev.Notice(f"--{key} was off when this run started, so it cannot be turned on live: "
-                               f"resume with --resume RUN --{key} {values.pop(key):g}", "error"))
+        how = (f"resume with --resume RUN --{key} {values[key]:g}" if PENALTIES[key].batch_norm or not gan.d_batch_norm
+               else f"D was built for it off: start a new run, gantui --config RUN --{key} {values[key]:g}")
+        values.pop(key)
+        trainer.emit(ev.Notice(f"--{key} was off when this run started, so it cannot be turned on live: {how}",
+                               "error"))
     changed = {k: v for k, v in values.items() if gan.live.get(k) != v}
     if not changed:
         return

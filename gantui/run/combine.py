@@ -11,7 +11,7 @@ with one `.tolist()` per device (the one host-device sync of that interval, nano
 a second writes about 4 rows a second (a day under 100 MB), and a slow loop, whose calls are
 further apart than the interval, gets a row per call.
 
-Not thread-safe by itself: `LoopAPI` holds a lock around `add` and `take`. `take` only swaps the
+Not thread-safe by itself: `gantui.Run` holds a lock around `add` and `take`. `take` only swaps the
 sums out; `read` turns them into a row, on whichever thread can afford the sync (a background
 flush reads a quiet loop's last row on its own thread, on the stream the loop summed on).
 """

@@ -15,11 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from gantui.run.rundir import RunDir
+from gantui.run import events as ev
+from gantui.run.rundir import runs_root
 from gantui.run.runs import RunNotFound, all_runs, is_run, resolve_run, run_state
 
 # What config.json holds that is where and how a run lived, not how it trains: never a difference.
 NOT_SETTINGS = {"out", "resume", "resolved_device", "schema", "capabilities", "image_shape", "evaluation",
-                "class_names", "job", "timed", "producer", "name", "tunable", "total_steps", "fault_nan_step",
+                "class_names", "job", "timed", "penalties_on", "producer", "name", "tunable", "total_steps", "fault_nan_step",
                 "data_root"}
 
 
@@ -36,6 +38,7 @@ class Entry:
     coverage: float | None
     images_per_s: float | None
     settings: dict[str, Any] = field(repr=False)  # what it trains with (a loop's: its own config)
+    scored_by: tuple[Any, Any] | None = field(default=None, repr=False)  # (dataset, images an FID is of)
     diff: dict[str, Any] = field(default_factory=dict)  # the settings that differ from another run's
 
     def to_json(self) -> dict[str, Any]:
@@ -60,6 +63,8 @@ def runs_named(specs: list[str], last: int | None = None, root: Path | None = No
             found.extend(runs)
         else:
             found.append(resolve_run(spec, root))
+    if not found:
+        raise RunNotFound(f"no runs under {root or runs_root()}")
     unique: dict[Path, RunDir] = {}
     for run in found:
         unique.setdefault(run.path.resolve(), run)
@@ -68,27 +73,28 @@ def runs_named(specs: list[str], last: int | None = None, root: Path | None = No
 
 def quality_rows(run: RunDir) -> list[dict[str, Any]]:
     """Every evaluation of the run, in order (the lines that name one, parsed alone)."""
-    try:
-        data = run.metrics.read_bytes()
-    except OSError:
-        return []
     rows = []
-    for line in data.splitlines():
-        if b'"quality"' in line:
-            try:
-                row = json.loads(line)
-            except ValueError:  # a line cut by a crash
-                continue
-            if isinstance(row, dict) and row.get("event") == "quality":
-                rows.append(row)
+    try:
+        with open(run.metrics, "rb") as lines:
+            for line in lines:
+                if b'"quality"' in line:
+                    try:
+                        row = json.loads(line)
+                    except ValueError:  # a line cut by a crash
+                        continue
+                    if isinstance(row, dict) and row.get("event") == "quality":
+                        rows.append(row)
+    except OSError:
+        return rows
     return rows
 
 
 def settings_of(config: dict[str, Any]) -> dict[str, Any]:
-    """How a run trains: gantui's settings, or a loop's own config (its keys as given)."""
-    if config.get("producer") == "loop":
+    """How a run trains: the recipe's settings, or a loop's own config, its keys under `config.`
+    (a loop's `lr` is not the recipe's)."""
+    if not ev.Capabilities.read(config.get("capabilities"), config.get("producer")).recipe:
         own = config.get("config")
-        return dict(own) if isinstance(own, dict) else {}
+        return {f"config.{key}": value for key, value in own.items()} if isinstance(own, dict) else {}
     return {key: value for key, value in config.items() if key not in NOT_SETTINGS}
 
 
@@ -103,12 +109,14 @@ def entry(run: RunDir) -> Entry:
     quality = quality_rows(run)
     fids = [f for f in (number(r.get("fid")) for r in quality) if f is not None]
     coverage = [c for c in (number(r.get("coverage")) for r in quality) if c is not None]
+    config = run.read_config()
     return Entry(dir=str(run.path), name=run.path.name, state=run_state(run),
                  step=max((r["step"] for r in trained), default=status.get("step", 0) or 0),
                  best_fid=min(fids) if fids else None, last_fid=fids[-1] if fids else None,
                  coverage=coverage[-1] if coverage else None,
                  images_per_s=number(trained[-1].get("images_per_s")) if trained else None,
-                 settings=settings_of(run.read_config()))
+                 settings=settings_of(config),
+                 scored_by=(config.get("dataset"), quality[-1].get("fid_n")) if quality else None)
 
 
 def compare(runs: list[RunDir]) -> list[Entry]:
@@ -123,9 +131,12 @@ def compare(runs: list[RunDir]) -> list[Entry]:
 
 
 def best(entries: list[Entry]) -> Entry | None:
-    """The run with the lowest best FID (None: no run was evaluated)."""
+    """The run with the lowest best FID; None where no run was evaluated, or where their FIDs are not
+    comparable (of other datasets, or of other numbers of images: FID falls as the number grows)."""
     scored = [e for e in entries if e.best_fid is not None]
-    return min(scored, key=lambda e: e.best_fid) if scored else None
+    if not scored or len({e.scored_by for e in scored}) > 1:
+        return None
+    return min(scored, key=lambda e: e.best_fid)
 
 
 def shown(value: Any, digits: str = ".4g") -> str:
@@ -154,12 +165,19 @@ def markdown(entries: list[Entry]) -> str:
     escape = lambda text: text.replace("|", "\\|")  # noqa: E731
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(escape(c) for c in row) + " |" for row in rows]
-    note = "\n\n\\* the lowest FID" if best(entries) else ""
-    return "\n".join(lines) + note
+    return "\n".join(lines) + ("\n\n" + note(entries).replace("*", "\\*", 1) if note(entries) else "")
 
 
 def text(entries: list[Entry]) -> str:
     header, rows = columns(entries)
     widths = [max(len(c) for c in column) for column in zip(header, *rows)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip() for line in (header, *rows)]
-    return "\n".join(lines) + ("\n* the lowest FID" if best(entries) else "")
+    return "\n".join(lines) + ("\n" + note(entries) if note(entries) else "")
+
+
+def note(entries: list[Entry]) -> str:
+    if best(entries):
+        return "* the lowest FID"
+    if any(e.best_fid is not None for e in entries):
+        return "no run marked: their FIDs are of other datasets or numbers of images (--eval-n)"
+    return ""

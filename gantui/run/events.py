@@ -24,7 +24,7 @@ class Capabilities:
     resample: bool = True  # its previews come from noise that `r` draws anew (a loop's images are its own)
     evaluates: bool = True  # it fills the Quality pane: its evaluations, or why there are none
     panes: int = 2  # metric panes a dashboard shows; 0: every one its figures fill (a loop's grow)
-    recipe: bool = True  # its live settings are the recipe's (config.LIVE); else those it declared (`tunable`)
+    recipe: bool = True  # its live settings are the recipe's (config.live_settings()); else those it declared (`tunable`)
 
     @classmethod
     def read(cls, announced: Any, producer: Any) -> Capabilities:

@@ -27,8 +27,8 @@ REPEAT_WINDOW = 10.0  # seconds in which a repeated notice is counted, not sent 
 
 
 class Publisher:
-    def __init__(self, out: str | Path, *, serve: bool = True, lock: bool = True, controls: Controls | None = None,
-                 check_set: CheckSet | None = None, echo: bool = False, write: bool = True) -> None:
+    def __init__(self, out: str | Path, *, serve: bool = True, lock: bool = True, check_set: CheckSet | None = None,
+                 echo: bool = False, write: bool = True) -> None:
         """`lock`: take the run directory's lock (the CLI takes it earlier for the built-in trainer);
         `echo`: warnings also go to stderr (a user's loop has no headless printer); `write`: False
         for a rank other than 0 of a torchrun job, which keeps the run's past but writes nothing.
@@ -36,7 +36,7 @@ class Publisher:
         self.dir = RunDir(out)
         self.writes = write
         self._lock_fd = self.dir.lock() if lock and write else None  # RunDirBusy: another process has it
-        self.controls = controls or Controls()
+        self.controls = Controls()  # a producer with its own (the trainer) attaches them
         self.hub = RunHub(check_set=check_set)
         self.hub.attach(self.controls)
         self.writer = RowWriter(self.dir.metrics, self.warn, self.dir.still_ours) if write else NoWriter()
