@@ -276,3 +276,43 @@ async def test_the_dashboard_reads_what_a_run_can_do_from_its_capabilities_not_i
         said = next(n.message for n in app._notifications if "set at step 310" in n.message)
         assert said == ("set at step 310: G learning rate 0.0001" if can.recipe else "set at step 310: lr_g 0.0001")
         await pilot.press("q")
+
+
+async def test_the_form_shows_the_live_settings_the_run_announces_a_penalty_unknown_here_included():
+    """A watcher in a process without the run's own penalty registered still shows and sends it
+    (the run checks it by its own rule); a penalty off since the start is shown, locked."""
+    from textual.widgets import Input
+
+    from gantui.config import live_settings
+    from gantui.run import events as ev
+    from gantui.run.protocol import decode, encode
+    from gantui.ui.demo import ScriptedEngine, scripted_app
+    from gantui.ui.widgets.settings_screen import SettingsScreen
+
+    sent = []
+
+    class Announcing(ScriptedEngine):
+        def run(self) -> ev.Finished:
+            started = ev.Started(run_dir="run", device="cpu", step=300, total_steps=900, steps_per_epoch=100,
+                                 config={"batch_size": 64, "lr_g": 2e-4, "lr_d": 2e-4, "d_steps": 1, "gp": 0.0,
+                                         "r1": 0.0, "ema": 0.0, "drift": 0.001},
+                                 settings={**live_settings(), "drift": "drift weight"}, locked=["r1"])
+            self.emit(decode(encode(started)))  # as a watcher gets it over the socket
+            self._stop.wait(60)
+            return ev.Finished("stopped", self.step)
+
+        def set(self, values):
+            sent.append(values)
+
+    app = scripted_app(Announcing)
+    app.link.hub.check_set = dict  # the run's own rule: here, any
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: app.started is not None)
+        await pilot.press("t")
+        await wait_for(pilot, lambda: isinstance(app.screen, SettingsScreen))
+        drift, r1 = app.screen.query_one("#drift", Input), app.screen.query_one("#r1", Input)
+        assert drift.value == "0.001" and not drift.disabled and r1.disabled
+        drift.value = "0.002"
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: sent == [{"drift": 0.002}])
+        app.trainer.stop()

@@ -58,6 +58,8 @@ def test_a_penalty_registered_in_a_test_file_is_a_flag_a_live_setting_a_curve_an
     losses = json.loads((out / "config.json").read_text())["schema"][0]["lines"]
     assert ["drift", "drift", ".3f"] in losses and ["gp", "penalty", ".3f"] in losses  # a curve in the Losses pane
     assert json.loads((out / "config.json").read_text())["drift"] == 0.001  # the run's setting as it started
+    announced = json.loads((out / "config.json").read_text())  # and its live settings, for any watcher
+    assert announced["settings"]["drift"] == "drift weight" and announced["locked"] == ["r1"]
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     values = [row["drift"] for row in rows if "drift" in row]
     assert len(values) == 4 and all(v > 0 for v in values)

@@ -20,7 +20,7 @@ import torch
 
 from gantui.common import panes_json
 from gantui.run import events as ev
-from gantui.config import Config, check_live_values, default_eval_every
+from gantui.config import Config, check_live_values, default_eval_every, live_settings
 from gantui.datasets import describe, evaluation_off_reason
 from gantui.engine.artifacts import Artifacts
 from gantui.engine.batches import BatchStream
@@ -38,6 +38,7 @@ from gantui.engine.outputs import Outputs
 from gantui.engine.networks import parameters
 from gantui.engine.samples import Samples
 from gantui.engine.steering import steering_for
+from gantui.penalties import PENALTIES
 from gantui.run.controls import Controls
 from gantui.run.publisher import Publisher
 from gantui.run.rundir import default_run_dir
@@ -139,10 +140,12 @@ class Trainer:
             self.outputs.event({"event": "resume", "step": self.step, "from": cfg.resume})
 
     def _announced(self) -> dict[str, Any]:
-        """What a client must not guess: the images' shape, evaluation on or why not, the classes."""
+        """What a client must not guess: the images' shape, evaluation on or why not, the classes, the
+        live settings (those of penalties registered in this process alone included)."""
         off = evaluation_off_reason(self.config.dataset) or (None if self.eval_every else "--eval-every 0")
         return {"image_shape": list(self.data.shape), "evaluation": off,
-                "class_names": list(self.data.classes) if self.data.classes else None}
+                "class_names": list(self.data.classes) if self.data.classes else None,
+                "settings": live_settings(), "locked": [k for k in PENALTIES if k not in (self.config.penalties_on or ())]}
 
     def _job(self) -> dict[str, Any]:
         """A torchrun job's size and id: a restart finds its run by the id (cli/ranks.py)."""

@@ -21,8 +21,8 @@ from gantui.run.runs import RunNotFound, all_runs, is_run, resolve_run, run_stat
 
 # What config.json holds that is where and how a run lived, not how it trains: never a difference.
 NOT_SETTINGS = {"out", "resume", "resolved_device", "schema", "capabilities", "image_shape", "evaluation",
-                "class_names", "job", "timed", "penalties_on", "producer", "name", "tunable", "total_steps", "fault_nan_step",
-                "data_root"}
+                "class_names", "job", "timed", "penalties_on", "settings", "locked", "producer", "name", "tunable",
+                "total_steps", "fault_nan_step", "data_root"}
 
 
 @dataclass

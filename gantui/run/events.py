@@ -68,6 +68,11 @@ class Started:
     evaluation: str | None = "not evaluated"
     class_names: list[str] | None = None
     tunable: dict[str, float] | None = None
+    # The recipe's live settings and their labels, and those shown but locked (a penalty off since
+    # the start), as the run knows them (a penalty registered in its process alone included); None:
+    # a run from before runs announced them, whose are config.live_settings()'s
+    settings: dict[str, str] | None = None
+    locked: list[str] = field(default_factory=list)
     capabilities: Capabilities = field(default_factory=Capabilities)
     producer: str = "gantui"
 

@@ -55,6 +55,7 @@ def replay_snapshot(run_dir: RunDir) -> ev.Started:
         elapsed=max((status.get("updated") or 0) - (status.get("started") or 0), 0), image_shape=list(shape),
         evaluation=config["evaluation"] if "evaluation" in config else evaluation_off_reason(config.get("dataset", "mnist")),
         class_names=config.get("class_names"), tunable=config.get("tunable"),
+        settings=config.get("settings"), locked=config.get("locked") or [],
         capabilities=can, producer=config.get("producer", "gantui"))
 
 

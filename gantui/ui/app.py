@@ -185,8 +185,8 @@ class GanApp(Steering, App[int]):
         self.panes.mark(event.step)
         if self.started is not None:
             self.started = settled(self.started, event.values)
-        changes = ", ".join(f"{live_settings().get(k, k) if self.started and self.started.capabilities.recipe else k} {v:g}"
-                            for k, v in event.values.items())
+        labels = (self.started.settings or live_settings()) if self.started and self.started.capabilities.recipe else {}
+        changes = ", ".join(f"{labels.get(k, k)} {v:g}" for k, v in event.values.items())
         self.notify(f"set at step {event.step}: {changes}")
 
     def paint_metrics_due(self) -> None:

@@ -89,10 +89,13 @@ class Steering:
                 return
             self.push_screen(SettingsScreen(self.started.tunable, declared=True), answered)
             return
-        reported = {key for pane in self.started.schema for key, _, _ in pane.lines}
-        config = self.started.config
-        locked = frozenset(k for k in PENALTIES if k not in reported and not config.get(k))  # off since the start
-        self.push_screen(SettingsScreen(config, locked), answered)
+        config, settings = self.started.config, self.started.settings
+        if settings is None:  # a run from before runs announced them: this process's, the penalties
+            reported = {key for pane in self.started.schema for key, _, _ in pane.lines}  # off since the start locked
+            locked = frozenset(k for k in PENALTIES if k not in reported and not config.get(k))
+        else:
+            locked = frozenset(self.started.locked)
+        self.push_screen(SettingsScreen(config, locked, fields=settings), answered)
 
     def action_detach(self) -> None:
         self.leaving.detach_job()

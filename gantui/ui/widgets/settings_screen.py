@@ -34,13 +34,18 @@ class SettingsScreen(ModalScreen[dict[str, Any] | None]):
     BINDINGS = [Binding("escape", "dismiss(None)", "Cancel")]
 
     def __init__(self, current: dict[str, Any], locked: frozenset[str] = frozenset(), *,
-                 declared: bool = False) -> None:
+                 declared: bool = False, fields: dict[str, str] | None = None) -> None:
         """`locked`: settings shown but not editable (a penalty the run did not start with);
-        `declared`: the settings a user's loop declared (`current`), any finite number each."""
+        `declared`: the settings a user's loop declared (`current`), any finite number each;
+        `fields`: the recipe's live settings and labels as the run announced them (default: this
+        process's). One this process does not know (a penalty registered in the run's alone) is
+        checked as a number here and by its own rule in the run."""
         super().__init__()
         self.declared = declared
-        self.fields = {name: name for name in current} if declared else live_settings()
-        self.check = check_declared if declared else check_live
+        self.fields = {name: name for name in current} if declared else fields or live_settings()
+        known = live_settings()
+        self.check = check_declared if declared else (
+            lambda name, value: check_live(name, value) if name in known else check_declared(name, value))
         self.current = {name: current.get(name) for name in self.fields}
         self.locked = locked
 
