@@ -12,13 +12,14 @@ def main(argv: list[str] | None = None) -> int:
     from gantui.cli.parser import fail
     from gantui.cli.sample import sample
     from gantui.cli.scoring import evaluate_command, evaluator
+    from gantui.cli.sweep import sweep
     from gantui.cli.train import train
     from gantui.common import GantuiError
 
     argv = sys.argv[1:] if argv is None else argv
     commands = {"sample": sample, "eval": evaluate_command, "watch": watch, "runs": runs, "stop": stop,
                 "relay": relay, "gif": gif, "interpolate": interpolate, "evaluator": evaluator,
-                "compare": compare}
+                "compare": compare, "sweep": sweep}
     try:
         if argv and argv[0] in commands:
             return commands[argv[0]](argv[1:])

@@ -112,6 +112,10 @@ def read_messages(sock: socket.socket, deadline: float):
 
 
 def stop(argv: list[str]) -> int:
+    if argv and (Path(argv[0]).expanduser() / "sweep.json").is_file():
+        from gantui.cli.sweep import stop_sweep
+
+        return stop_sweep(Path(argv[0]))
     run_dir = parse_run("gantui stop", "Save, then stop a running run; returns once it has stopped.", argv)
     sock = connect(run_dir)
     if sock is None:

@@ -110,21 +110,27 @@ def settings_of(args: argparse.Namespace, world_size: int) -> dict[str, Any]:
     return settings
 
 
+def given_settings(args: argparse.Namespace, base: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The settings the flags given set (--no-ui, --nproc, --config... say how to run it, not what):
+    --lr sets both rates unless each is given, now or in `base` (--config's run)."""
+    given = {name: getattr(args, name) for name in Config.settings() if getattr(args, name, None) is not None}
+    if args.data is not None and args.dataset is None:
+        given["dataset"] = FOLDER
+    if args.lr is not None:
+        for rate in ("lr_g", "lr_d"):
+            if rate not in (base or {}):
+                given.setdefault(rate, args.lr)
+    return given
+
+
 def build_config(args: argparse.Namespace, world_size: int = 1) -> tuple[Config, dict[str, Any] | None]:
     """Defaults, then the resumed run's own config, then the flags given; validated. A checkpoint
     resumes with as many processes as wrote it (another number would re-shard the data order)."""
     from gantui.engine.checkpoint import load_checkpoint, resolve_checkpoint
     from gantui.run.rundir import default_run_dir, run_dir_of
 
-    # the flags given of the run's config (--no-ui, --nproc, --config... say how to run it)
-    overrides = {name: getattr(args, name) for name in Config.settings() if getattr(args, name, None) is not None}
-    if args.data is not None and args.dataset is None:
-        overrides["dataset"] = FOLDER
     base: dict[str, Any] = settings_of(args, world_size) if getattr(args, "config", None) else {}
-    if args.lr is not None:  # --lr sets both rates unless each is given (now, or in --config's run)
-        for rate in ("lr_g", "lr_d"):
-            if rate not in base:
-                overrides.setdefault(rate, args.lr)
+    overrides = given_settings(args, base)
     state = None
     if args.resume:
         state = load_checkpoint(args.resume)

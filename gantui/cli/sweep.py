@@ -1,0 +1,160 @@
+"""`gantui sweep`: a search for the recipe that works, on Optuna; every trial an ordinary run.
+Everything it is given is checked before a trial starts: one line and exit 2 otherwise."""
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+from gantui.cli.parser import Parser, fail
+
+STOP_TIMEOUT = 300.0  # seconds `gantui stop SWEEP` waits for every trial's save
+
+
+def sweep_parser() -> Parser:
+    from gantui.sweep.study import PRUNERS, SAMPLERS
+
+    p = Parser(prog="gantui sweep", allow_abbrev=False, description="Search for the recipe that works: trials of gantui runs, on Optuna. "
+                                                "Any other gantui flag is given to every trial.",
+               epilog="e.g. gantui sweep --out SWEEP --trials 32 --jobs 2 --space loss=ns,hinge,wgan-gp,lsgan "
+                      "--space lr=1e-5..1e-3:log --space ema=0,0.999 --objective fid")
+    add = p.add_argument
+    add("--out", type=Path, metavar="SWEEP", help="the sweep's directory: sweep.json, study.db, trials/")
+    add("--resume", type=Path, metavar="SWEEP", help="continue a sweep whose process ended: trials left running "
+                                                     "resume from their checkpoints")
+    add("--join", metavar="SWEEP|URL", help="add this process's workers to a running sweep (its directory, or a "
+                                           "storage URL with --study and --out)")
+    add("--study", metavar="NAME", help="the study's name in the storage (default: the sweep directory's name)")
+    add("--storage", metavar="URL", help="an Optuna storage: sqlite:///FILE, postgresql://..., mysql://..., or "
+                                        "journal:FILE (default: SQLite in SWEEP/study.db)")
+    add("--trials", type=int, default=16, metavar="N", help="trials in all, over every worker (default 16)")
+    add("--jobs", default="1", metavar="N", help="trials at once here: N, or auto (one per visible GPU; default 1)")
+    add("--space", action="append", default=[], metavar="NAME=A,B|LO..HI[:log]",
+        help="a setting searched: values, or a range (on a log scale with :log); repeat for each")
+    add("--objective", default="fid", metavar="KEY[:min|:max][:last]",
+        help="what the study optimises: fid (the best), fid:last, kl, or a training row's key with :min or :max")
+    add("--sampler", choices=SAMPLERS, default="tpe", help="Optuna's sampler (default tpe)")
+    add("--pruner", choices=PRUNERS, default="median", help="Optuna's pruner, fed each evaluation (default median)")
+    return p
+
+
+def jobs_count(text: str) -> tuple[int, list[str]]:
+    from gantui.sweep.runner import visible_gpus
+
+    gpus = visible_gpus()
+    if text == "auto":
+        return max(len(gpus), 1), gpus
+    if not text.isdigit() or int(text) < 1:
+        fail(f"--jobs {text}: the number of trials at once, 1 or more, or auto (one per visible GPU)")
+    return int(text), gpus
+
+
+def sweep(argv: list[str]) -> int:
+    from gantui.sweep.space import check_flags, parse_objective, parse_space
+    from gantui.sweep.study import Spec, SweepDir, default_storage, open_study, spec_of_study
+
+    args, flags = sweep_parser().parse_known_args(argv)
+    try:
+        import optuna  # noqa: F401
+    except ImportError:
+        fail("gantui sweep runs on Optuna: pip install 'gantui[sweep]' (or optuna)")
+    modes = [m for m in ("out", "resume", "join") if getattr(args, m) is not None]
+    if not modes or (len(modes) > 1 and modes != ["out", "join"]):
+        fail("start a sweep with --out SWEEP, continue one with --resume SWEEP, or join one with --join")
+    jobs, gpus = jobs_count(args.jobs)
+    if args.out is not None and args.join is None:  # a new sweep
+        if not args.space:
+            fail("--space: name at least one setting to search (e.g. --space loss=ns,hinge)")
+        if args.trials < 1:
+            fail(f"--trials {args.trials}: 1 or more")
+        if given := sweep_args(flags):
+            fail(f"{given}: the sweep says where each trial lives and how it runs")
+        base = check_flags(flags, "gantui sweep")
+        params = parse_space(args.space, flags)
+        objective = parse_objective(args.objective, base)
+        sweep_dir = SweepDir(args.out)
+        if sweep_dir.exists():
+            fail(f"--out {sweep_dir.path} holds a sweep already: continue it with gantui sweep --resume "
+                 f"{sweep_dir.path}, or choose another --out")
+        spec = Spec(storage=args.storage or default_storage(sweep_dir), study=args.study or sweep_dir.path.name,
+                    trials=args.trials, space=tuple(args.space), objective=args.objective, sampler=args.sampler,
+                    pruner=args.pruner, flags=tuple(flags))
+        sweep_dir.path.mkdir(parents=True, exist_ok=True)
+        study = open_study(spec, params, objective, create=True)
+        sweep_dir.write(spec.storage, spec.study)
+        return work(sweep_dir, spec, study, params, objective, jobs, gpus, adopt=False)
+    if flags:
+        fail(f"{flags[0]}: a sweep's trials keep the flags it started with")
+    if args.resume is not None:
+        sweep_dir = SweepDir(args.resume)
+        url, name = sweep_dir.read()
+        if pids := sweep_dir.live_workers():
+            fail(f"{sweep_dir.path} is running (pid {pids[0]}): gantui sweep --join {sweep_dir.path} adds workers")
+    elif SweepDir(args.join).exists():
+        sweep_dir = SweepDir(args.join)
+        url, name = sweep_dir.read()
+    else:
+        if args.study is None or args.out is None:
+            fail(f"--join {args.join}: not a sweep's directory; to join from a storage URL, give --study NAME "
+                 "and --out DIR (where this machine's trials go)")
+        sweep_dir, url, name = SweepDir(args.out), args.join, args.study
+    spec = spec_of_study(url, name)
+    params = parse_space(list(spec.space), list(spec.flags))
+    objective = parse_objective(spec.objective, check_flags(list(spec.flags), "gantui sweep"))
+    study = open_study(spec, params, objective, create=False)
+    if not sweep_dir.exists():
+        sweep_dir.write(url, name)
+    return work(sweep_dir, spec, study, params, objective, jobs, gpus, adopt=args.resume is not None)
+
+
+def sweep_args(flags: list[str]) -> str | None:
+    """A flag that is the sweep's to give each trial, not the user's."""
+    for given in flags:
+        name = given.split("=", 1)[0]
+        if name in ("--out", "--resume", "--nproc", "--ui", "--no-ui", "--on-hangup"):
+            return name
+    return None
+
+
+def work(sweep_dir, spec, study, params, objective, jobs: int, gpus: list[str], adopt: bool) -> int:
+    from gantui.sweep.runner import Sweep
+
+    printing = threading.Lock()
+
+    def say(line: str) -> None:
+        with printing:
+            print(line, flush=True)
+
+    lock = sweep_dir.hold()
+    try:
+        say(f"sweep {sweep_dir.path}: study {spec.study!r} in {spec.storage}; {jobs} at once"
+            + (f" (GPUs {','.join(gpus)})" if gpus else ""))
+        return Sweep(sweep_dir, spec, study, params, objective, jobs, gpus, say).run(adopt)
+    finally:
+        os.close(lock)
+
+
+def stop_sweep(path: Path) -> int:
+    """`gantui stop SWEEP`: every worker of the sweep on this host saves its trials and stops."""
+    from gantui.sweep.study import SweepDir
+
+    sweep_dir = SweepDir(path)
+    pids = sweep_dir.live_workers()
+    if not pids:
+        fail(f"{sweep_dir.path}: the sweep is not running here (gantui sweep --resume {sweep_dir.path} continues it)")
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + STOP_TIMEOUT
+    while sweep_dir.live_workers() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if sweep_dir.live_workers():
+        fail(f"{sweep_dir.path} did not stop within {STOP_TIMEOUT:.0f} s", code=1)
+    print(f"stopped the sweep {sweep_dir.path}: its trials are saved (gantui sweep --resume {sweep_dir.path} "
+          "continues it)", file=sys.stdout)
+    return 0

@@ -1,0 +1,188 @@
+"""A sweep's workers in one process: `jobs` threads, each asking the study for a trial, running
+it (trial.py) and telling the study how it ended, until the study holds `trials` trials. A
+resumed sweep first takes back the trials its dead process left running: each resumes from its
+checkpoint (or starts again with the same parameters). SIGINT or SIGTERM saves and stops every
+running trial, left for `gantui sweep --resume`. A line a trial event on stdout."""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from typing import Any
+
+from gantui.run.rundir import RunDir
+from gantui.sweep.space import Objective, Param
+from gantui.sweep.study import Spec, SweepDir, distributions
+from gantui.sweep.trial import Outcome, TrialRun, dead_worker, trial_name, worker_id
+
+COUNTED = ("COMPLETE", "PRUNED", "FAIL", "RUNNING")  # the trials that count towards --trials
+
+
+def visible_gpus() -> list[str]:
+    """The GPUs a trial may be given, without importing torch: CUDA_VISIBLE_DEVICES, else nvidia-smi's."""
+    given = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if given is not None:
+        return [d for d in given.split(",") if d.strip() and not d.strip().startswith("-")]
+    try:
+        listed = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    return [str(i) for i, line in enumerate(listed.splitlines()) if line.startswith("GPU ")]
+
+
+class Sweep:
+    def __init__(self, sweep: SweepDir, spec: Spec, study: Any, params: list[Param], objective: Objective,
+                 jobs: int, gpus: list[str], say=print) -> None:
+        self.sweep, self.spec, self.study, self.params, self.objective = sweep, spec, study, params, objective
+        self.jobs, self.gpus, self.say = jobs, gpus, say
+        self.lock = threading.Lock()  # the study's count and the running trials, between this process's workers
+        self.stopping = threading.Event()
+        self.running: dict[int, TrialRun] = {}
+        self.ended = {"complete": 0, "pruned": 0, "failed": 0, "interrupted": 0}
+
+    def run(self, adopt: bool) -> int:
+        if adopt:
+            self._requeue_orphans()
+        workers = [threading.Thread(target=self._work, args=(slot,), name=f"gantui-sweep-{slot}", daemon=True)
+                   for slot in range(self.jobs)]
+        handlers = {sig: signal.signal(sig, lambda *_: self.stop()) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            for worker in workers:
+                worker.start()
+            while any(w.is_alive() for w in workers):
+                time.sleep(0.2)  # the main thread free for the signals
+        finally:
+            for sig, handler in handlers.items():
+                signal.signal(sig, handler)
+        self._summary()
+        return 0
+
+    def stop(self) -> None:
+        """Every running trial saved and stopped; no trial started after."""
+        if not self.stopping.is_set():
+            self.say("stopping: every running trial saves, then stops (gantui sweep --resume continues)")
+        self.stopping.set()
+        with self.lock:
+            for trial in list(self.running.values()):
+                trial.stop()
+
+    def _requeue_orphans(self) -> None:
+        """This host's trials that a dead sweep process left running, queued again with their
+        parameters and run directory (Optuna's way: `enqueue_trial`), the old records failed."""
+        from optuna.trial import TrialState
+
+        for old in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            if dead_worker(old.user_attrs.get("worker")):
+                self.study.enqueue_trial(old.params, user_attrs={"dir": old.user_attrs["dir"], "resumes": old.number})
+                self.study.tell(old.number, state=TrialState.FAIL, skip_if_finished=True)
+
+    def _count(self) -> int:
+        """The trials towards --trials: every one, less those queued again as another."""
+        from optuna.trial import TrialState
+
+        trials = self.study.get_trials(deepcopy=False)
+        again = {t.user_attrs.get("resumes") for t in trials}
+        return sum(not (t.state == TrialState.FAIL and t.number in again) for t in trials)
+
+    def _next(self) -> Any | None:
+        """A trial to run (a queued one first); None when enough are, or the sweep is stopping."""
+        with self.lock:
+            if self.stopping.is_set() or self._count() >= self.spec.trials:
+                return None
+            trial = self.study.ask(distributions(self.params))
+            trial.set_user_attr("worker", worker_id())
+            if "dir" not in trial.user_attrs:
+                trial.set_user_attr("dir", str(self.sweep.trials / trial_name(trial.number, trial.params)))
+            return trial
+
+    def _env(self, slot: int) -> dict[str, str]:
+        env = dict(os.environ)
+        if self.gpus:
+            env["CUDA_VISIBLE_DEVICES"] = self.gpus[slot % len(self.gpus)]
+        elif "OMP_NUM_THREADS" not in env:  # the cores split between the trials at once
+            env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // self.jobs))
+        return env
+
+    def _work(self, slot: int) -> None:
+        while (trial := self._next()) is not None:
+            try:
+                self._run(trial, slot)
+            except Exception as err:  # the storage or the disk: this trial fails, the sweep goes on
+                self._tell(trial, Outcome("failed", message=f"{type(err).__name__}: {err}"))
+
+    def _run(self, trial: Any, slot: int) -> None:
+        """Start (or take back from a dead process) and watch one trial, then tell the study."""
+        run = RunDir(trial.user_attrs["dir"])
+        shown = " ".join(f"{k}={format(v, '.3g') if isinstance(v, float) else v}" for k, v in trial.params.items())
+        if "resumes" in trial.user_attrs:
+            while run.is_locked():  # its process saving, after its sweep died (die_with_parent)
+                time.sleep(0.2)
+            state = run.read_status().get("state")
+            if state == "done":
+                process = TrialRun(trial, run, self.objective, [], {})
+                self._tell(trial, process._outcome(0))
+                return
+            if run.last.exists():
+                process = TrialRun.resumed(trial, run, self.objective, self._env(slot))
+                self.say(f"trial {trial.number} resumes trial {trial.user_attrs['resumes']} from its checkpoint: {run.path}")
+            else:
+                shutil.rmtree(run.path, ignore_errors=True)  # nothing saved yet: started again, as it was
+                process = TrialRun.fresh(trial, run, self.objective, list(self.spec.flags), self.params, self._env(slot))
+                self.say(f"trial {trial.number} starts trial {trial.user_attrs['resumes']} again ({shown}): {run.path}")
+        else:
+            process = TrialRun.fresh(trial, run, self.objective, list(self.spec.flags), self.params, self._env(slot))
+            self.say(f"trial {trial.number} started ({shown}): {run.path}")
+        with self.lock:
+            if self.stopping.is_set():
+                return  # asked for, never started: taken back by --resume
+            process.start()
+            self.running[trial.number] = process
+        try:
+            outcome = process.watch()
+        finally:
+            with self.lock:
+                self.running.pop(trial.number, None)
+        self._tell(trial, outcome)
+
+    def _tell(self, trial: Any, outcome: Outcome) -> None:
+        from optuna.trial import TrialState
+
+        self.ended[outcome.state] += 1
+        key = self.objective.key
+        if outcome.state == "interrupted":
+            self.say(f"trial {trial.number} saved at step {outcome.step}, to resume")
+            return  # left running in the study: `--resume` takes it back
+        if outcome.state == "complete":
+            self.study.tell(trial, outcome.value)
+            best = self._best()
+            self.say(f"trial {trial.number} done: {key} {outcome.value:.4g}"
+                     + (f" (best: trial {best.number}, {best.value:.4g})" if best is not None else ""))
+        elif outcome.state == "pruned":
+            self.study.tell(trial, state=TrialState.PRUNED)
+            self.say(f"trial {trial.number} pruned {outcome.message}, saved at step {outcome.step}")
+        else:
+            trial.set_user_attr("error", outcome.message)
+            self.study.tell(trial, state=TrialState.FAIL)
+            self.say(f"trial {trial.number} failed: {outcome.message}")
+
+    def _best(self) -> Any:
+        try:
+            return self.study.best_trial
+        except ValueError:
+            return None
+
+    def _summary(self) -> None:
+        from optuna.trial import TrialState
+
+        trials = self.study.get_trials(deepcopy=False)
+        again = {t.user_attrs.get("resumes") for t in trials}
+        count = {s: sum(t.state == TrialState[s] and t.number not in again for t in trials) for s in COUNTED}
+        line = (f"{self._count()} trials of {self.spec.trials}: {count['COMPLETE']} complete, {count['PRUNED']} pruned, "
+                f"{count['FAIL']} failed, {count['RUNNING']} running or saved to resume")
+        best = self._best()
+        if best is not None:
+            line += f"; best: trial {best.number}, {self.objective.key} {best.value:.4g} ({best.user_attrs.get('dir')})"
+        self.say(line)

@@ -1,0 +1,180 @@
+"""A sweep's directory and its Optuna study: `SWEEP/sweep.json` names the storage and the study,
+whose user attributes hold the sweep's spec (so `--join URL --study NAME` needs nothing else);
+`SWEEP/trials/` holds a run a trial; `SWEEP/workers/` a lock per process working on it here."""
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import socket
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from gantui.common import GantuiError
+from gantui.run.rundir import atomic_write
+from gantui.sweep.space import Objective, Param
+
+SAMPLERS = ("tpe", "random", "grid")
+PRUNERS = ("median", "hyperband", "none")
+
+
+class SweepError(GantuiError, RuntimeError):
+    """A sweep that cannot start or join; one line."""
+
+
+@dataclass(frozen=True)
+class Spec:
+    """What every worker of a sweep does alike."""
+
+    storage: str
+    study: str
+    trials: int
+    space: tuple[str, ...]  # the --space texts
+    objective: str
+    sampler: str
+    pruner: str
+    flags: tuple[str, ...]  # every trial's own gantui flags
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Spec:
+        return cls(**{**data, "space": tuple(data["space"]), "flags": tuple(data["flags"])})
+
+
+class SweepDir:
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path).expanduser().resolve()
+        self.file = self.path / "sweep.json"
+        self.trials = self.path / "trials"
+        self.workers = self.path / "workers"
+
+    def exists(self) -> bool:
+        return self.file.is_file()
+
+    def read(self) -> tuple[str, str]:
+        """The storage URL and the study's name."""
+        try:
+            data = json.loads(self.file.read_text())
+            return data["storage"], data["study"]
+        except (OSError, ValueError, KeyError, TypeError):
+            raise SweepError(f"{self.path}: not a sweep (no readable sweep.json)") from None
+
+    def write(self, storage: str, study: str) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+        text = json.dumps({"storage": storage, "study": study}, indent=1) + "\n"
+        atomic_write(self.file, lambda f: f.write(text.encode()))
+
+    def hold(self) -> int:
+        """This process's lock among the sweep's workers (the kernel drops it when the process dies)."""
+        self.workers.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.workers / f"{socket.gethostname()}-{os.getpid()}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        return fd
+
+    def live_workers(self) -> list[int]:
+        """The pids of this host's processes working on the sweep now."""
+        pids = []
+        for lock in self.workers.glob(f"{socket.gethostname()}-*.lock"):
+            try:
+                fd = os.open(lock, os.O_RDONLY)
+            except OSError:
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                lock.unlink(missing_ok=True)  # a dead worker's
+            except BlockingIOError:
+                pids.append(int(lock.stem.rsplit("-", 1)[1]))
+            finally:
+                os.close(fd)
+        return pids
+
+
+def default_storage(sweep: SweepDir) -> str:
+    return f"sqlite:///{sweep.path / 'study.db'}"
+
+
+def storage_for(url: str):
+    """An Optuna storage from its URL: any RDB URL, or `journal:PATH` (a journal file on a shared disk)."""
+    import optuna
+
+    if url.startswith("journal:"):
+        from optuna.storages.journal import JournalFileBackend
+
+        return optuna.storages.JournalStorage(JournalFileBackend(url.removeprefix("journal:")))
+    return optuna.storages.RDBStorage(url, heartbeat_interval=None)
+
+
+def sampler_for(name: str, params: list[Param]):
+    import optuna
+
+    if name == "grid":
+        if ranges := [p.name for p in params if not p.choices]:
+            raise SweepError(f"--sampler grid: {ranges[0]} is a range; a grid searches values (NAME=A,B,C)")
+        return optuna.samplers.GridSampler({p.name: list(p.choices) for p in params})
+    return optuna.samplers.RandomSampler() if name == "random" else optuna.samplers.TPESampler()
+
+
+def pruner_for(name: str):
+    import optuna
+
+    return {"median": optuna.pruners.MedianPruner, "hyperband": optuna.pruners.HyperbandPruner,
+            "none": optuna.pruners.NopPruner}[name]()
+
+
+def distributions(params: list[Param]) -> dict[str, Any]:
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    def of(p: Param):
+        if p.choices:
+            return CategoricalDistribution(p.choices)
+        return (IntDistribution if p.kind is int else FloatDistribution)(p.low, p.high, log=p.log)
+
+    return {p.name: of(p) for p in params}
+
+
+def open_study(spec: Spec, params: list[Param], objective: Objective, create: bool):
+    """The study, created with the spec in its user attributes, or loaded (`create=False`)."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # a line a trial is the sweep's to print
+    try:
+        storage = storage_for(spec.storage)
+        if create:
+            study = optuna.create_study(storage=storage, study_name=spec.study, direction=objective.direction,
+                                        sampler=sampler_for(spec.sampler, params), pruner=pruner_for(spec.pruner),
+                                        load_if_exists=True)
+            study.set_user_attr("gantui", spec.to_json())
+        else:
+            study = optuna.load_study(study_name=spec.study, storage=storage,
+                                      sampler=sampler_for(spec.sampler, params), pruner=pruner_for(spec.pruner))
+    except (GantuiError, KeyError):
+        raise
+    except Exception as err:  # the storage's own: an unreachable server, a bad URL, a missing driver
+        raise SweepError(f"--storage {spec.storage}: {first_line(err)}") from None
+    return study
+
+
+def spec_of_study(url: str, name: str) -> Spec:
+    """The spec a sweep's study holds, for a worker joining it from its storage alone."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        summaries = optuna.study.get_all_study_summaries(storage_for(url), include_best_trial=False)
+    except Exception as err:
+        raise SweepError(f"--join {url}: {first_line(err)}") from None
+    found = next((s for s in summaries if s.study_name == name), None)
+    if found is None:
+        names = ", ".join(s.study_name for s in summaries) or "none"
+        raise SweepError(f"--join {url}: no study named {name!r} there (studies: {names})")
+    if "gantui" not in found.user_attrs:
+        raise SweepError(f"--join {url} --study {name}: not a gantui sweep's study")
+    return Spec.from_json({**found.user_attrs["gantui"], "storage": url, "study": name})
+
+
+def first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0]}" if text else type(err).__name__
