@@ -38,7 +38,7 @@ def gantui_traceback(text: str) -> bool:
     return any(f'File "{root}{os.sep}' in text for root in PACKAGE_DIRS)
 
 
-TORCH_FREE = {"stop", "relay", "watch", "runs", "--help"}  # gantui's commands that start without torch
+TORCH_FREE = {"stop", "relay", "watch", "runs", "compare", "sweep", "--help"}  # gantui's commands that start without torch
 ENV_AT_START = dict(os.environ)  # the fork server's, whichever test starts it
 
 

@@ -2,6 +2,7 @@
 Everything it is given is checked before a trial starts: one line and exit 2 otherwise."""
 from __future__ import annotations
 
+import importlib.util
 import os
 import signal
 import sys
@@ -54,12 +55,10 @@ def jobs_count(text: str) -> tuple[int, list[str]]:
 
 def sweep(argv: list[str]) -> int:
     from gantui.sweep.space import check_flags, parse_objective, parse_space
-    from gantui.sweep.study import Spec, SweepDir, default_storage, open_study, spec_of_study
+    from gantui.sweep.study import Spec, SweepDir, default_storage, grid_size, open_study, sampler_for, spec_of_study
 
     args, flags = sweep_parser().parse_known_args(argv)
-    try:
-        import optuna  # noqa: F401
-    except ImportError:
+    if importlib.util.find_spec("optuna") is None:
         fail("gantui sweep runs on Optuna: pip install 'gantui[sweep]' (or optuna)")
     modes = [m for m in ("out", "resume", "join") if getattr(args, m) is not None]
     if not modes or (len(modes) > 1 and modes != ["out", "join"]):
@@ -82,6 +81,11 @@ def sweep(argv: list[str]) -> int:
         spec = Spec(storage=args.storage or default_storage(sweep_dir), study=args.study or sweep_dir.path.name,
                     trials=args.trials, space=tuple(args.space), objective=args.objective, sampler=args.sampler,
                     pruner=args.pruner, flags=tuple(flags))
+        sampler_for(args.sampler, params)  # a grid of ranges refused before anything is written
+        if args.sampler == "grid" and args.trials > grid_size(params):
+            print(f"gantui sweep: the grid holds {grid_size(params)} settings: {grid_size(params)} trials",
+                  file=sys.stderr)
+            args.trials = grid_size(params)
         sweep_dir.path.mkdir(parents=True, exist_ok=True)
         study = open_study(spec, params, objective, create=True)
         sweep_dir.write(spec.storage, spec.study)

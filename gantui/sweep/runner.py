@@ -21,6 +21,12 @@ from gantui.sweep.trial import Outcome, TrialRun, dead_worker, trial_name, worke
 COUNTED = ("COMPLETE", "PRUNED", "FAIL", "RUNNING")  # the trials that count towards --trials
 
 
+def optuna_state(name: str):
+    from optuna.trial import TrialState
+
+    return TrialState[name]
+
+
 def visible_gpus() -> list[str]:
     """The GPUs a trial may be given, without importing torch: CUDA_VISIBLE_DEVICES, else nvidia-smi's."""
     given = os.environ.get("CUDA_VISIBLE_DEVICES")
@@ -107,11 +113,22 @@ class Sweep:
         return env
 
     def _work(self, slot: int) -> None:
-        while (trial := self._next()) is not None:
+        while True:
+            try:
+                trial = self._next()
+            except Exception as err:  # the storage gone: this worker ends, the others' trials go on
+                self.say(f"worker {slot} stops: the study cannot be read ({type(err).__name__}: {err})")
+                return
+            if trial is None:
+                return
             try:
                 self._run(trial, slot)
             except Exception as err:  # the storage or the disk: this trial fails, the sweep goes on
-                self._tell(trial, Outcome("failed", message=f"{type(err).__name__}: {err}"))
+                self.say(f"trial {trial.number} failed: {type(err).__name__}: {err}")
+                try:
+                    self.study.tell(trial, state=optuna_state("FAIL"), skip_if_finished=True)
+                except Exception:
+                    pass
 
     def _run(self, trial: Any, slot: int) -> None:
         """Start (or take back from a dead process) and watch one trial, then tell the study."""

@@ -4,6 +4,7 @@ whose user attributes hold the sweep's spec (so `--join URL --study NAME` needs 
 from __future__ import annotations
 
 import fcntl
+import math
 import json
 import os
 import socket
@@ -113,15 +114,34 @@ def sampler_for(name: str, params: list[Param]):
     if name == "grid":
         if ranges := [p.name for p in params if not p.choices]:
             raise SweepError(f"--sampler grid: {ranges[0]} is a range; a grid searches values (NAME=A,B,C)")
-        return optuna.samplers.GridSampler({p.name: list(p.choices) for p in params})
+        return Grid({p.name: list(p.choices) for p in params})
     return optuna.samplers.RandomSampler() if name == "random" else optuna.samplers.TPESampler()
 
 
-def pruner_for(name: str):
+def grid_size(params: list[Param]) -> int:
+    return math.prod(len(p.choices) for p in params)
+
+
+def Grid(space: dict[str, list[Any]]):
+    """Optuna's grid sampler for ask and tell: its `after_trial` stops the study once the grid is
+    done, which only an `optimize` loop can be (elsewhere it raises); the sweep counts its own."""
     import optuna
 
-    return {"median": optuna.pruners.MedianPruner, "hyperband": optuna.pruners.HyperbandPruner,
-            "none": optuna.pruners.NopPruner}[name]()
+    class AskAndTellGrid(optuna.samplers.GridSampler):
+        def after_trial(self, study, trial, state, values) -> None:
+            pass
+
+    return AskAndTellGrid(space)
+
+
+def pruner_for(name: str, trials: int):
+    """The median pruner waits for a quarter of the trials (at most Optuna's 5) before it prunes:
+    with its default 5 a sweep of 8 would hardly ever prune."""
+    import optuna
+
+    if name == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=min(5, max(1, trials // 4)))
+    return optuna.pruners.HyperbandPruner() if name == "hyperband" else optuna.pruners.NopPruner()
 
 
 def distributions(params: list[Param]) -> dict[str, Any]:
@@ -144,12 +164,12 @@ def open_study(spec: Spec, params: list[Param], objective: Objective, create: bo
         storage = storage_for(spec.storage)
         if create:
             study = optuna.create_study(storage=storage, study_name=spec.study, direction=objective.direction,
-                                        sampler=sampler_for(spec.sampler, params), pruner=pruner_for(spec.pruner),
+                                        sampler=sampler_for(spec.sampler, params), pruner=pruner_for(spec.pruner, spec.trials),
                                         load_if_exists=True)
             study.set_user_attr("gantui", spec.to_json())
         else:
             study = optuna.load_study(study_name=spec.study, storage=storage,
-                                      sampler=sampler_for(spec.sampler, params), pruner=pruner_for(spec.pruner))
+                                      sampler=sampler_for(spec.sampler, params), pruner=pruner_for(spec.pruner, spec.trials))
     except (GantuiError, KeyError):
         raise
     except Exception as err:  # the storage's own: an unreachable server, a bad URL, a missing driver
