@@ -404,3 +404,36 @@ def torchrun(*args: str, nproc: int = 2, launcher: tuple[str, ...] = ("--standal
     of ARGS, a script and its arguments."""
     return [sys.executable, "-m", "torch.distributed.run", *launcher, f"--nproc-per-node={nproc}",
             *program, *args]
+
+
+def write_run(path: Path, settings: dict, steps: int = 40, fid: float = 300.0, state: str = "done",
+              grids: tuple[int, ...] = (10, 20, 30, 40), seed: int = 0) -> RunDir:
+    """A finished run's directory written by hand, the same at every call: config.json, status.json,
+    training rows and evaluations, sample grids laid out as the trainer's (torchvision's padding)."""
+    import math
+
+    import numpy as np
+    from PIL import Image
+
+    run = RunDir(path).create()
+    run.write_config({"dataset": "mnist", "batch_size": 64, "d_steps": 1, "image_shape": [1, 28, 28],
+                      "producer": "gantui", **settings})
+    run.write_status(state, step=steps, total_steps=steps)
+    rng = np.random.default_rng(seed)
+    lines = []
+    for step in range(2, steps + 1, 2):
+        lines.append({"step": step, "epoch": 1, "loss_g": 1.0 + seed * 0.3 + 0.5 * math.sin(step / 5 + seed),
+                      "loss_d": 1.2 - 0.2 * math.cos(step / 7 + seed), "d_real": 0.6, "d_fake": 0.4,
+                      "images_per_s": 1000.0 * (seed + 1), "time": 1_000_000.0 + step * (seed + 1)})
+        if step % 10 == 0:
+            lines.append({"event": "quality", "step": step, "fid": fid * 0.8 ** (step / 10), "fid_n": 2000,
+                          "time": 1_000_000.0 + step * (seed + 1)})
+    run.metrics.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    for step in grids:
+        tiles = rng.integers(0, 256, (4, 4, 28, 28), dtype=np.uint8)
+        canvas = np.zeros((4 * 30 + 2, 4 * 30 + 2), np.uint8)
+        for r in range(4):
+            for c in range(4):
+                canvas[2 + r * 30:2 + r * 30 + 28, 2 + c * 30:2 + c * 30 + 28] = tiles[r, c]
+        Image.fromarray(canvas).save(run.sample_path(step))
+    return run

@@ -31,7 +31,8 @@ def live_run(tmp_path):
 
 def test_the_dashboard_and_the_clients_import_no_torch():
     code = ("import sys, gantui.ui.app, gantui.ui.demo, gantui.cli.commands, gantui.run.client, gantui.run.server, "
-            "gantui.run.replay, gantui.run.hub, gantui.run.runs, gantui.cli.compare, gantui.run.compare;"
+            "gantui.run.replay, gantui.run.hub, gantui.run.runs, gantui.cli.compare, gantui.run.compare, "
+            "gantui.ui.compare.app, gantui.cli.sweep, gantui.sweep.runner, gantui.sweep.space;"
             "bad = [m for m in sys.modules if m == 'torch' or m.startswith('gantui.engine')];"
             "print(bad); sys.exit(1 if bad else 0)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)  # from scratch

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
 from pathlib import Path
 
 from gantui.cli.parser import Parser, fail
@@ -20,6 +22,8 @@ def compare(argv: list[str]) -> int:
     shape = p.add_mutually_exclusive_group()
     shape.add_argument("--json", action="store_true", help="one JSON object per run, a line each")
     shape.add_argument("--markdown", action="store_true", help="a Markdown table")
+    shape.add_argument("--text", action="store_true", help="a plain table (the default where stdout is not a "
+                                                           "terminal; in one, the comparison view)")
     args = p.parse_args(argv)
     if not args.runs and args.last is None:
         fail("name the runs to compare (RUN ..., or a directory of runs) or --last N")
@@ -28,7 +32,12 @@ def compare(argv: list[str]) -> int:
     if remote := [spec for spec in args.runs if is_remote(spec)]:
         fail(f"{remote[0]}: runs on another host are not compared yet; "
              f"`gantui watch {remote[0]}` watches one")
-    entries = entries_of(runs_named(args.runs, args.last, args.root))
+    runs = runs_named(args.runs, args.last, args.root)
+    if not (args.json or args.markdown or args.text) and sys.stdout.isatty() and os.environ.get("TERM") != "dumb":
+        from gantui.ui.compare.app import CompareApp
+
+        return CompareApp(runs).run() or 0
+    entries = entries_of(runs)
     if args.json:
         for entry in entries:
             print(json.dumps(entry.to_json()))

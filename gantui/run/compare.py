@@ -122,7 +122,11 @@ def entry(run: RunDir) -> Entry:
 def compare(runs: list[RunDir]) -> list[Entry]:
     """Each run's entry, its `diff` holding the settings whose values are not the same in every
     run (a setting one run lacks counts as different: None there)."""
-    entries = [entry(run) for run in runs]
+    return with_diff([entry(run) for run in runs])
+
+
+def with_diff(entries: list[Entry]) -> list[Entry]:
+    """The entries, each one's `diff` set."""
     keys = sorted({key for e in entries for key in e.settings})
     differing = [k for k in keys if len({json.dumps(e.settings.get(k), sort_keys=True) for e in entries}) > 1]
     for e in entries:

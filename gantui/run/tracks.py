@@ -1,0 +1,146 @@
+"""Runs followed from their directories, for the comparison view: each one's curves, evaluations,
+state and sample grids, read again as they grow (new bytes only). Torch-free; a live run and a
+finished one alike, whoever trains them."""
+from __future__ import annotations
+
+import json
+import math
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+from gantui.run.compare import Entry, number, settings_of, with_diff
+from gantui.run.rundir import RunDir
+from gantui.run.runs import LIVE_STATES, run_state
+
+HISTORY = 20_000  # rows a run keeps: a day-long run's curve is its sampled past and its recent rows
+AXES = ("steps", "images", "time")
+
+
+class Track:
+    def __init__(self, run: RunDir) -> None:
+        self.run = run
+        self.name = run.path.name
+        self.rows: deque[dict[str, Any]] = deque(maxlen=HISTORY)
+        self.quality: list[dict[str, Any]] = []
+        self.config = run.read_config()
+        self.state = run_state(run)
+        self.grids: list[tuple[int, Path]] = []
+        self._offset = 0
+        self._partial = b""
+        self._first = True
+
+    @property
+    def live(self) -> bool:
+        return self.state in LIVE_STATES
+
+    def images_per_step(self) -> int | None:
+        """Images D sees a step: batch x D steps x processes (None for a loop's run: unknown)."""
+        batch = self.config.get("batch_size")
+        if not isinstance(batch, int):
+            return None
+        job = self.config.get("job") if isinstance(self.config.get("job"), dict) else {}
+        return batch * int(self.config.get("d_steps") or 1) * int(job.get("processes") or 1)
+
+    def refresh(self) -> bool:
+        """Read what the run wrote since; whether anything changed."""
+        changed = False
+        if self._first:  # a run of any length: its sampled past and its recent rows, in bounded time
+            self._first = False
+            rows = self.run.read_metrics_bounded()
+            self._offset = self.run.metrics.stat().st_size if self.run.metrics.exists() else 0
+            changed = self._take(rows)
+        else:
+            try:
+                with open(self.run.metrics, "rb") as f:
+                    f.seek(self._offset)
+                    data = f.read()
+            except OSError:
+                data = b""
+            if data:
+                self._offset += len(data)
+                *lines, self._partial = (self._partial + data).split(b"\n")
+                changed = self._take(parse(lines))
+        state = run_state(self.run)
+        if state != self.state or not self.config:
+            self.state, self.config, changed = state, self.run.read_config(), True
+        grids = self.run.grids()
+        if len(grids) != len(self.grids):
+            self.grids, changed = grids, True
+        return changed
+
+    def _take(self, rows: list[dict[str, Any]]) -> bool:
+        for row in rows:
+            if row.get("event") == "quality":
+                self.quality.append(row)
+            elif "event" not in row and isinstance(row.get("step"), int):
+                self.rows.append(row)
+        return bool(rows)
+
+    def keys(self) -> list[str]:
+        """The figures its rows hold, in their order (the numbers only)."""
+        seen: dict[str, None] = {}
+        for row in list(self.rows)[-50:]:
+            for key, value in row.items():
+                if key not in ("step", "epoch", "time") and isinstance(value, int | float) and not isinstance(value, bool):
+                    seen.setdefault(key, None)
+        return list(seen)
+
+    def series(self, key: str, axis: str, rows: list[dict[str, Any]] | None = None) -> tuple[list[float], list[float]]:
+        """(x, y) of `key` over the axis: steps, images seen, or seconds since the run's first row."""
+        rows = list(self.rows) if rows is None else rows
+        start = self.rows[0].get("time") if self.rows else None
+        per_step = self.images_per_step() or 1
+        xs, ys = [], []
+        for row in rows:
+            value = row.get(key)
+            if not isinstance(value, int | float) or not math.isfinite(value):
+                continue
+            if axis == "time":
+                if not isinstance(row.get("time"), int | float) or start is None:
+                    continue
+                xs.append(row["time"] - start)
+            else:
+                xs.append(row["step"] * (per_step if axis == "images" else 1))
+            ys.append(float(value))
+        return xs, ys
+
+    def grid_at(self, step: int | None) -> tuple[int, Path] | None:
+        """The newest sample grid at or before `step` (None: the newest of all)."""
+        at = [g for g in self.grids if step is None or g[0] <= step]
+        return at[-1] if at else None
+
+
+def parse(lines: list[bytes]) -> list[dict[str, Any]]:
+    rows = []
+    for line in lines:
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(row, dict):
+            rows.append(row)
+    return rows
+
+
+def smooth(values: list[float], weight: float) -> list[float]:
+    """TensorBoard's smoothing: an exponential moving average, debiased at the start."""
+    out, last = [], 0.0
+    for i, value in enumerate(values):
+        last = last * weight + (1 - weight) * value
+        out.append(last / (1 - weight ** (i + 1)) if weight else value)
+    return out
+
+
+def entries(tracks: list[Track]) -> list[Entry]:
+    """The leaderboard's figures and differing settings, as `gantui compare --json` gives them, from
+    what the tracks hold (no file read again)."""
+    made = []
+    for t in tracks:
+        fids = [f for f in (number(r.get("fid")) for r in t.quality) if f is not None]
+        last = t.rows[-1] if t.rows else {}
+        made.append(Entry(dir=str(t.run.path), name=t.name, state=t.state, step=last.get("step", 0),
+                          best_fid=min(fids) if fids else None, last_fid=fids[-1] if fids else None, coverage=None,
+                          images_per_s=number(last.get("images_per_s")), settings=settings_of(t.config),
+                          scored_by=(t.config.get("dataset"), t.quality[-1].get("fid_n")) if t.quality else None))
+    return with_diff(made)

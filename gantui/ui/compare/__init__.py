@@ -1,0 +1,1 @@
+"""The comparison view of `gantui compare` (and of a sweep)."""

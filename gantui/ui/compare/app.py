@@ -1,0 +1,251 @@
+"""`gantui compare` in a terminal: a leaderboard of the runs, a figure of every run overlaid and
+their FID on a log scale, each run's samples at the same step side by side, what differs between
+them; the selected run steered with `gantui watch`'s keys. A client of run directories only (it
+reads what the runs write, and sends commands to their sockets); torch-free."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import socket
+
+from rich.text import Text
+from textual import on
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal
+from textual.reactive import reactive
+from textual.widgets import DataTable, Footer, Static
+
+from gantui.run.compare import Entry, best, shown
+from gantui.run.rundir import RunDir
+from gantui.run.tracks import AXES, Track, entries
+from gantui.ui.compare.widgets import Chart, Samples, badge
+from gantui.ui.widgets.confirm_screen import ConfirmScreen
+
+WEIGHTS = (0.0, 0.6, 0.9, 0.99)  # smoothing, as TensorBoard's slider's usual stops
+SORTS = ("order", "best FID", "last FID", "step", "img/s")
+POLL = 1.0  # seconds between looks at the runs' directories
+
+
+def nearby(path: str) -> str:
+    """A path as short as it can be said from here."""
+    relative = os.path.relpath(path)
+    return path if relative.startswith("..") else relative
+
+
+class CompareApp(App):
+    CSS_PATH = "compare.tcss"
+    TITLE = "gantui compare"
+    BINDINGS = [
+        Binding("space", "toggle_pause", "Pause/Resume"),
+        Binding("s", "save", "Save"),
+        Binding("x", "stop_run", "Stop run"),
+        Binding("m", "metric", "Figure"),
+        Binding("z", "smoothing", "Smoothing"),
+        Binding("a", "axis", "Axis"),
+        Binding("b", "baseline", "Baseline"),
+        Binding("o", "sort", "Sort"),
+        Binding("left", "scrub(-1)", "Older samples"),
+        Binding("right", "scrub(1)", "Newer samples"),
+        Binding("end", "scrub_live", "Newest", show=False, priority=True),
+        Binding("q", "quit", "Quit"),
+    ]
+
+    metric = reactive("loss_g")
+    weight = reactive(0.6)
+    axis = reactive("steps")
+    scrub: reactive[int | None] = reactive(None)  # the samples' step; None: each run's newest
+    baseline: reactive[int | None] = reactive(None)  # a run's index
+    sort = reactive("order")
+
+    def __init__(self, runs: list[RunDir], poll: float = POLL) -> None:
+        super().__init__()
+        self.tracks = [Track(run) for run in runs]
+        self.poll = poll
+        self.entries: list[Entry] = []
+        self.order: list[int] = list(range(len(self.tracks)))  # the leaderboard's rows, as track indices
+
+    def compose(self) -> ComposeResult:
+        yield DataTable(id="board", cursor_type="row", zebra_stripes=True)
+        yield Static(id="diff")
+        with Horizontal(id="charts"):
+            yield Chart(id="curve")
+            yield Chart(id="fid")
+        yield Samples(id="samples")
+        yield Static(id="state")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        for track in self.tracks:
+            track.refresh()
+        keys = self.keys()
+        if keys and self.metric not in keys:
+            self.metric = keys[0]
+        self.call_after_refresh(self.redraw)  # once the charts have set up their plots (their on_mount)
+        self.set_interval(self.poll, self.look)
+
+    def keys(self) -> list[str]:
+        seen: dict[str, None] = {}
+        for track in self.tracks:
+            seen.update(dict.fromkeys(track.keys()))
+        return [k for k in seen if k not in ("images_per_s", "steps_per_s")]
+
+    def look(self) -> None:
+        if any([track.refresh() for track in self.tracks]):
+            self.redraw()
+
+    def redraw(self) -> None:
+        self.entries = entries(self.tracks)
+        self.fill_board()
+        self.query_one("#curve", Chart).show(self.tracks, self.metric, self.axis, self.weight)
+        self.query_one("#fid", Chart).show(self.tracks, "fid", self.axis, 0.0, quality=True)
+        self.query_one(Samples).show(self.tracks, self.scrub)
+        self.show_diff()
+        self.show_state()
+
+    # -- the leaderboard ----------------------------------------------------------------------
+    def fill_board(self) -> None:
+        table = self.query_one("#board", DataTable)
+        selected = self.selected()
+        top = best(self.entries)
+        keys = list(self.entries[0].diff) if self.entries else []
+        table.clear(columns=True)
+        table.add_columns("", "run", "state", "step", "best FID", "last FID", "img/s", *keys)
+        self.order = self.sorted_indices()
+        base = self.entries[self.baseline] if self.baseline is not None else None
+        for i in self.order:
+            e = self.entries[i]
+            name = e.name + (" *" if e is top else "") + (" (base)" if i == self.baseline else "")
+            table.add_row(badge(i), name, e.state, f"{e.step:,}", self.versus(e.best_fid, base and base.best_fid, ".2f"),
+                          self.versus(e.last_fid, base and base.last_fid, ".2f"),
+                          self.versus(e.images_per_s, base and base.images_per_s, ",.0f"),
+                          *(shown(e.diff[k]) for k in keys), key=str(i))
+        if selected is not None:
+            table.move_cursor(row=self.order.index(selected))
+
+    def versus(self, value: float | None, base: float | None, digits: str) -> str:
+        """A figure, or its difference from the baseline's."""
+        if value is None or base is None or value is base:
+            return shown(value, digits)
+        return f"{value - base:+{digits}}"
+
+    def sorted_indices(self) -> list[int]:
+        column = {"best FID": "best_fid", "last FID": "last_fid", "step": "step", "img/s": "images_per_s"}.get(self.sort)
+        indices = list(range(len(self.entries)))
+        if column is None:
+            return indices
+        lower = column in ("best_fid", "last_fid")
+
+        def key(i: int) -> float:
+            value = getattr(self.entries[i], column)
+            return math.inf if value is None else value if lower else -value
+
+        return sorted(indices, key=key)
+
+    def selected(self) -> int | None:
+        table = self.query_one("#board", DataTable)
+        if not table.row_count or not self.order:
+            return None
+        return self.order[min(table.cursor_row, len(self.order) - 1)]
+
+    @on(DataTable.RowHighlighted)
+    def highlighted(self) -> None:
+        self.show_diff()
+
+    def show_diff(self) -> None:
+        i = self.selected()
+        if i is None:
+            return
+        e = self.entries[i]
+        differs = "  ".join(f"{k}={shown(v)}" for k, v in e.diff.items()) or "the same settings as the others"
+        again = f"gantui --config {nearby(e.dir)}" if self.tracks[i].config.get("producer", "gantui") == "gantui" else ""
+        self.query_one("#diff", Static).update(Text.assemble(badge(i), f" {e.name}: {differs}",
+                                                             (f"   again: {again}" if again else "", "dim")))
+
+    def show_state(self) -> None:
+        at = "newest" if self.scrub is None else f"step {self.scrub:,}"
+        base = self.tracks[self.baseline].name if self.baseline is not None else "none"
+        self.query_one("#state", Static).update(
+            f"{len(self.tracks)} runs · x: {self.axis} · figure: {self.metric} · smoothing {self.weight:g} · "
+            f"samples: {at} · baseline: {base} · sort: {self.sort}")
+
+    # -- keys ---------------------------------------------------------------------------------
+    def action_metric(self) -> None:
+        keys = self.keys()
+        if keys:
+            self.metric = keys[(keys.index(self.metric) + 1) % len(keys)] if self.metric in keys else keys[0]
+            self.redraw()
+
+    def action_smoothing(self) -> None:
+        self.weight = WEIGHTS[(WEIGHTS.index(self.weight) + 1) % len(WEIGHTS)] if self.weight in WEIGHTS else WEIGHTS[0]
+        self.redraw()
+
+    def action_axis(self) -> None:
+        self.axis = AXES[(AXES.index(self.axis) + 1) % len(AXES)]
+        self.redraw()
+
+    def action_baseline(self) -> None:
+        i = self.selected()
+        self.baseline = None if i == self.baseline else i
+        self.redraw()
+
+    def action_sort(self) -> None:
+        self.sort = SORTS[(SORTS.index(self.sort) + 1) % len(SORTS)]
+        self.redraw()
+
+    def action_scrub(self, direction: int) -> None:
+        """Every run's samples an older or newer saved grid back, together."""
+        steps = sorted({step for track in self.tracks for step, _ in track.grids})
+        if not steps:
+            return
+        at = steps[-1] if self.scrub is None else self.scrub
+        later = [s for s in steps if s > at] if direction > 0 else [s for s in steps if s < at]
+        if direction > 0:
+            self.scrub = later[0] if later and later[0] != steps[-1] else None
+        else:
+            self.scrub = later[-1] if later else steps[0]
+        self.redraw()
+
+    def action_scrub_live(self) -> None:
+        self.scrub = None
+        self.redraw()
+
+    def action_toggle_pause(self) -> None:
+        i = self.selected()
+        if i is not None:
+            self.send(i, "resume" if self.tracks[i].state == "paused" else "pause")
+
+    def action_save(self) -> None:
+        i = self.selected()
+        if i is not None:
+            self.send(i, "save")
+
+    def action_stop_run(self) -> None:
+        i = self.selected()
+        if i is None or not self.tracks[i].live:
+            self.notify("that run is not running", severity="warning")
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.send(i, "stop")
+
+        self.push_screen(ConfirmScreen(f"Stop {self.tracks[i].name}? It saves first."), answered)
+
+    def send(self, index: int, cmd: str) -> None:
+        """A command to the run's process, over its socket."""
+        track = self.tracks[index]
+        path = track.run.find_socket() if track.live else None
+        if path is None:
+            self.notify(f"{track.name} is not running", severity="warning")
+            return
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                sock.settimeout(5.0)
+                sock.connect(os.fspath(path))
+                sock.sendall(json.dumps({"cmd": cmd}).encode() + b"\n")
+        except OSError as err:
+            self.notify(f"{track.name}: {err.strerror or err}", severity="error")
+            return
+        self.notify(f"{cmd} sent to {track.name}")
