@@ -65,7 +65,7 @@ def test_a_directory_of_runs_is_every_run_in_it(tmp_path):
 def test_compare_refuses_in_one_line(capsys, tmp_path):
     assert "name the runs to compare" in refused(capsys, "compare")
     assert "--last must be a positive integer" in refused(capsys, "compare", "--last", "0")
-    assert "runs on another host are not compared yet" in refused(capsys, "compare", "gpu-box:runs/a")
+    assert "compared in the terminal view only" in refused(capsys, "compare", "gpu-box:runs/a", "--json")
     assert f"no run at {tmp_path / 'nope'}" in refused(capsys, "compare", str(tmp_path / "nope"))
     assert "no runs in" in refused(capsys, "compare", str(tmp_path))
     assert f"no runs under {tmp_path}" in refused(capsys, "compare", "--last", "3", "--root", str(tmp_path))

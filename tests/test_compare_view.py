@@ -3,6 +3,10 @@ every time), its keys (figure, smoothing, axis, baseline, sort, scrubbing every 
 together), and steering a live run from it: paused, then stopped with y."""
 from __future__ import annotations
 
+import os
+import sys
+from pathlib import Path
+
 from gantui.run.rundir import RunDir
 from gantui.ui.compare.app import CompareApp
 from support import NEVER, start, wait_for, wait_until, write_run
@@ -71,26 +75,40 @@ async def test_keys_change_the_figure_the_axis_the_baseline_the_order_and_the_sa
         assert samples() == ["step 40", "step 20", "step 40"]
 
 
-async def test_a_live_run_is_paused_and_stopped_from_the_comparison(tmp_path):
+async def test_a_live_run_is_followed_here_and_through_the_relay_paused_and_stopped(tmp_path, monkeypatch):
+    """The same live run twice: from its directory, and as HOST:RUN through `ssh HOST gantui relay
+    RUN` (a local stand-in for ssh that runs the command as sshd does). Paused through the relay,
+    stopped (y) from its directory; both rows follow."""
+    fake_ssh = tmp_path / "fake-ssh"
+    fake_ssh.write_text('#!/bin/sh\nshift\nexec sh -c "$*"\n')
+    fake_ssh.chmod(0o755)
+    monkeypatch.setenv("GANTUI_SSH", str(fake_ssh))
+    monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}:{os.environ['PATH']}")  # where `gantui` is
     finished = write_run(tmp_path / "done", {"loss": "ns"})
-    live = start(tmp_path / "live", "--steps", NEVER, "--eval-every", "0", "--sample-every", "4")
+    out = tmp_path / "live"
+    live = start(out, "--steps", NEVER, "--eval-every", "0", "--sample-every", "4")
     try:
-        wait_until(lambda: RunDir(tmp_path / "live").read_status().get("state") == "training", 120, "the live run")
-        app = CompareApp([finished, RunDir(tmp_path / "live")], poll=0.1)
+        wait_until(lambda: RunDir(out).read_status().get("state") == "training", 120, "the live run")
+        app = CompareApp([finished, RunDir(out), f"somehost:{out}"], poll=0.1)
         async with app.run_test(size=(120, 40)) as pilot:
-            await settle(pilot)
-            await pilot.press("down")  # the live run selected
-            assert app.selected() == 1
+            here, relayed = app.tracks[1], app.tracks[2]
+            await wait_for(pilot, lambda: relayed.state == "training" and relayed.rows and relayed.grids)
+            assert relayed.config["loss"] == "ns" and relayed.name == "live"
+            await pilot.press("down", "down")  # the relayed run selected
+            assert app.selected() == 2
             await pilot.press("space")
-            await wait_for(pilot, lambda: app.tracks[1].state == "paused")
+            await wait_for(pilot, lambda: here.state == "paused" and relayed.state == "paused")
             await pilot.press("space")
-            await wait_for(pilot, lambda: app.tracks[1].state == "training")
+            await wait_for(pilot, lambda: here.state == "training" and relayed.state == "training")
+            await pilot.press("up")  # the same run, from its directory
             await pilot.press("x")
             await pilot.press("y")
-            await wait_for(pilot, lambda: app.tracks[1].state == "stopped")
-            assert cells(app)[1][2] == "stopped"
+            await wait_for(pilot, lambda: here.state == "stopped" and relayed.state == "stopped")
+            assert [row[2] for row in cells(app)] == ["done", "stopped", "stopped"]
+            box = list(app.query(".sample"))[2]
+            assert box.border_subtitle.startswith("step ")  # its preview, sent through the relay
         assert live.wait(60) == 0
-        assert RunDir(tmp_path / "live").last.exists()  # it saved first
+        assert RunDir(out).last.exists()  # it saved first
     finally:
         if live.poll() is None:
             live.kill()

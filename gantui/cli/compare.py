@@ -29,14 +29,16 @@ def compare(argv: list[str]) -> int:
         fail("name the runs to compare (RUN ..., or a directory of runs) or --last N")
     if args.last is not None and args.last < 1:
         fail(f"--last must be a positive integer, got {args.last}")
-    if remote := [spec for spec in args.runs if is_remote(spec)]:
-        fail(f"{remote[0]}: runs on another host are not compared yet; "
-             f"`gantui watch {remote[0]}` watches one")
-    runs = runs_named(args.runs, args.last, args.root)
-    if not (args.json or args.markdown or args.text) and sys.stdout.isatty() and os.environ.get("TERM") != "dumb":
+    remote = [spec for spec in args.runs if is_remote(spec)]
+    view = not (args.json or args.markdown or args.text) and sys.stdout.isatty() and os.environ.get("TERM") != "dumb"
+    if remote and not view:
+        fail(f"{remote[0]}: a run on another host is compared in the terminal view only (here: "
+             "`ssh HOST gantui compare RUN ... --json`)")
+    runs = runs_named([spec for spec in args.runs if spec not in remote], args.last, args.root, allow_none=bool(remote))
+    if view:
         from gantui.ui.compare.app import CompareApp
 
-        return CompareApp(runs).run() or 0
+        return CompareApp([*runs, *remote]).run() or 0
     entries = entries_of(runs)
     if args.json:
         for entry in entries:

@@ -47,7 +47,8 @@ class Entry:
                 "diff": self.diff}
 
 
-def runs_named(specs: list[str], last: int | None = None, root: Path | None = None) -> list[RunDir]:
+def runs_named(specs: list[str], last: int | None = None, root: Path | None = None,
+               allow_none: bool = False) -> list[RunDir]:
     """Run directories or names, a directory holding runs (a sweep's: its `trials/`), or the
     newest `last` runs; each once, in the order given."""
     found: list[RunDir] = []
@@ -63,7 +64,7 @@ def runs_named(specs: list[str], last: int | None = None, root: Path | None = No
             found.extend(runs)
         else:
             found.append(resolve_run(spec, root))
-    if not found:
+    if not found and not allow_none:
         raise RunNotFound(f"no runs under {root or runs_root()}")
     unique: dict[Path, RunDir] = {}
     for run in found:

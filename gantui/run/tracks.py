@@ -18,8 +18,11 @@ AXES = ("steps", "images", "time")
 
 
 class Track:
+    """A run on this machine, read from its directory."""
+
     def __init__(self, run: RunDir) -> None:
         self.run = run
+        self.where = str(run.path)
         self.name = run.path.name
         self.rows: deque[dict[str, Any]] = deque(maxlen=HISTORY)
         self.quality: list[dict[str, Any]] = []
@@ -106,9 +109,69 @@ class Track:
         return xs, ys
 
     def grid_at(self, step: int | None) -> tuple[int, Path] | None:
-        """The newest sample grid at or before `step` (None: the newest of all)."""
+        """The newest sample grid at or before `step` (None: the newest of all): (step, its file), or
+        for a run on another host (step, its preview's images)."""
         at = [g for g in self.grids if step is None or g[0] <= step]
         return at[-1] if at else None
+
+
+class RemoteTrack(Track):
+    """A run on another host, followed through its relay (`ssh HOST gantui relay RUN`): the events it
+    serves any watcher. Its samples are the previews it sends (the newest 50), not its saved grids."""
+
+    PREVIEWS = 50
+    TILES = 16
+
+    def __init__(self, spec: str, link: Any) -> None:
+        self.run = None  # type: ignore[assignment]
+        self.where, self.link = spec, link
+        self.name = spec.rstrip("/").rsplit("/", 1)[-1].rsplit(":", 1)[-1]
+        self.rows = deque(maxlen=HISTORY)
+        self.quality, self.config, self.state = [], {}, "starting"
+        self.grids: list[tuple[int, Any]] = []  # (step, uint8 images)
+        self._changed = False
+
+    def post(self, event: Any) -> None:
+        """An event from the relay, on the view's event loop."""
+        from gantui.run import events as ev
+        from gantui.run.client import ConnectionLost
+
+        match event:
+            case ev.Started():
+                if event.live:  # previews are made for the watchers that ask (16: a side-by-side box's worth)
+                    self.link.send({"cmd": "preview", "count": self.TILES})
+                self.config = {**event.config, "image_shape": event.image_shape}
+                self.rows.extend(event.history)
+                self.quality = list(event.quality)
+                self.state = event.finished.reason if event.finished else event.state
+                if event.preview is not None:
+                    self._preview(event.preview)
+            case ev.Metrics():
+                self.rows.append(event.row)
+            case ev.Quality():
+                self.quality.append(event.row)
+            case ev.Preview():
+                self._preview(event)
+            case ev.Paused():
+                self.state = "paused" if event.paused else "training"
+            case ev.Finished():
+                self.state = event.reason
+            case ConnectionLost():
+                if self.state in LIVE_STATES:
+                    self.state = "lost"
+            case _:
+                return
+        self._changed = True
+
+    def _preview(self, preview: Any) -> None:
+        if self.grids and self.grids[-1][0] == preview.step:
+            self.grids[-1] = (preview.step, preview.images)
+        else:
+            self.grids = [*self.grids, (preview.step, preview.images)][-self.PREVIEWS:]
+
+    def refresh(self) -> bool:
+        changed, self._changed = self._changed, False
+        return changed
 
 
 def parse(lines: list[bytes]) -> list[dict[str, Any]]:
@@ -139,7 +202,7 @@ def entries(tracks: list[Track]) -> list[Entry]:
     for t in tracks:
         fids = [f for f in (number(r.get("fid")) for r in t.quality) if f is not None]
         last = t.rows[-1] if t.rows else {}
-        made.append(Entry(dir=str(t.run.path), name=t.name, state=t.state, step=last.get("step", 0),
+        made.append(Entry(dir=t.where, name=t.name, state=t.state, step=last.get("step", 0),
                           best_fid=min(fids) if fids else None, last_fid=fids[-1] if fids else None, coverage=None,
                           images_per_s=number(last.get("images_per_s")), settings=settings_of(t.config),
                           scored_by=(t.config.get("dataset"), t.quality[-1].get("fid_n")) if t.quality else None))

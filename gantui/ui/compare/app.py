@@ -19,13 +19,20 @@ from textual.widgets import DataTable, Footer, Static
 
 from gantui.run.compare import Entry, best, shown
 from gantui.run.rundir import RunDir
-from gantui.run.tracks import AXES, Track, entries
+from gantui.run.tracks import AXES, RemoteTrack, Track, entries
 from gantui.ui.compare.widgets import Chart, Samples, badge
 from gantui.ui.widgets.confirm_screen import ConfirmScreen
 
 WEIGHTS = (0.0, 0.6, 0.9, 0.99)  # smoothing, as TensorBoard's slider's usual stops
 SORTS = ("order", "best FID", "last FID", "step", "img/s")
 POLL = 1.0  # seconds between looks at the runs' directories
+
+
+def remote(spec: str) -> RemoteTrack:
+    from gantui.run.client import relay_link
+
+    host, run = spec.split(":", 1)
+    return RemoteTrack(spec, relay_link(host, run))
 
 
 def nearby(path: str) -> str:
@@ -59,9 +66,10 @@ class CompareApp(App):
     baseline: reactive[int | None] = reactive(None)  # a run's index
     sort = reactive("order")
 
-    def __init__(self, runs: list[RunDir], poll: float = POLL) -> None:
+    def __init__(self, runs: list[RunDir | str], poll: float = POLL) -> None:
+        """`runs`: run directories, or HOST:RUN (followed through `ssh HOST gantui relay RUN`)."""
         super().__init__()
-        self.tracks = [Track(run) for run in runs]
+        self.tracks = [Track(run) if isinstance(run, RunDir) else remote(run) for run in runs]
         self.poll = poll
         self.entries: list[Entry] = []
         self.order: list[int] = list(range(len(self.tracks)))  # the leaderboard's rows, as track indices
@@ -78,6 +86,8 @@ class CompareApp(App):
 
     def on_mount(self) -> None:
         for track in self.tracks:
+            if isinstance(track, RemoteTrack):
+                self.run_worker(track.link.run(track.post), exit_on_error=False)
             track.refresh()
         keys = self.keys()
         if keys and self.metric not in keys:
@@ -159,7 +169,8 @@ class CompareApp(App):
             return
         e = self.entries[i]
         differs = "  ".join(f"{k}={shown(v)}" for k, v in e.diff.items()) or "the same settings as the others"
-        again = f"gantui --config {nearby(e.dir)}" if self.tracks[i].config.get("producer", "gantui") == "gantui" else ""
+        local = self.tracks[i].run is not None and self.tracks[i].config.get("producer", "gantui") == "gantui"
+        again = f"gantui --config {nearby(e.dir)}" if local else ""
         self.query_one("#diff", Static).update(Text.assemble(badge(i), f" {e.name}: {differs}",
                                                              (f"   again: {again}" if again else "", "dim")))
 
@@ -236,7 +247,15 @@ class CompareApp(App):
     def send(self, index: int, cmd: str) -> None:
         """A command to the run's process, over its socket."""
         track = self.tracks[index]
-        path = track.run.find_socket() if track.live else None
+        if isinstance(track, RemoteTrack) and track.live:
+            try:
+                track.link.send({"cmd": cmd})
+            except (RuntimeError, OSError) as err:
+                self.notify(f"{track.name}: {err}", severity="error")
+            else:
+                self.notify(f"{cmd} sent to {track.name}")
+            return
+        path = track.run.find_socket() if track.live and track.run is not None else None
         if path is None:
             self.notify(f"{track.name} is not running", severity="warning")
             return

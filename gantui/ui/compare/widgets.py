@@ -4,6 +4,7 @@ fixed-noise samples at the same step side by side."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 from rich.text import Text
@@ -111,14 +112,15 @@ class SampleBox(Static):
             self.update(("no samples yet" if track.live else "no samples saved") if step is None
                         else "no samples this early")
             return
-        at, path = grid
+        at, tiles = grid
         self.border_subtitle = f"step {at:,}"
-        shape = track.config.get("image_shape") or [1, 28, 28]
-        try:
-            tiles = grid_tiles(path, shape[1], shape[0])
-        except (OSError, ValueError):
-            self.update("unreadable grid")
-            return
+        if isinstance(tiles, Path):
+            shape = track.config.get("image_shape") or [1, 28, 28]
+            try:
+                tiles = grid_tiles(tiles, shape[1], shape[0])
+            except (OSError, ValueError):
+                self.update("unreadable grid")
+                return
         size = self.content_size
         pixels = preview_pixels(tiles, size.width, size.height) if size.width and size.height else None
         self.update(pixels if pixels is not None else "")
