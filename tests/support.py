@@ -437,3 +437,54 @@ def write_run(path: Path, settings: dict, steps: int = 40, fid: float = 300.0, s
                 canvas[2 + r * 30:2 + r * 30 + 28, 2 + c * 30:2 + c * 30 + 28] = tiles[r, c]
         Image.fromarray(canvas).save(run.sample_path(step))
     return run
+
+
+TERM_ENV = {"TERM": "xterm-256color", "COLUMNS": "120", "LINES": "40"}
+
+
+class Terminal:
+    """A command in a fresh pseudo-terminal; `screen` is everything it has drawn."""
+
+    def __init__(self, *args: str, env: dict | None = None) -> None:
+        self.main, child = pty.openpty()
+        self.proc = popen([sys.executable, "-m", "gantui", *args], stdin=child, stdout=child, stderr=child,
+                          env={**os.environ, **TERM_ENV, **(env or {})}, start_new_session=True)
+        os.close(child)
+        self.screen = b""
+
+    def read(self, seconds: float = 0.2) -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if select.select([self.main], [], [], 0.05)[0]:
+                try:
+                    self.screen += os.read(self.main, 1 << 20)
+                except OSError:
+                    return
+
+    def wait_for(self, text: bytes, timeout: float = 60, since: int = 0) -> float:
+        """Until `text` is drawn (after byte `since` of the output); the seconds it took."""
+        start_time = time.monotonic()
+        while text not in self.screen[since:]:
+            assert time.monotonic() - start_time < timeout, f"{text!r} never appeared"
+            assert self.proc.poll() is None, self.screen[-2000:]
+            self.read(0.1)
+        return time.monotonic() - start_time
+
+    def press(self, keys: bytes) -> int:
+        """Type `keys`; returns where the output stood, for `wait_for(..., since=)`."""
+        os.write(self.main, keys)
+        return len(self.screen)
+
+    def exit_code(self, timeout: float = 30) -> int:
+        """Its exit status, reading what it draws meanwhile (a full terminal would block its exit)."""
+        deadline = time.monotonic() + timeout
+        while self.proc.poll() is None:
+            assert time.monotonic() < deadline, "it did not exit"
+            self.read(0.1)
+        return self.proc.returncode
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        os.close(self.main)

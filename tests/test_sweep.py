@@ -15,7 +15,7 @@ import pytest
 
 from gantui.run.rundir import RunDir
 from gantui.run.compare import quality_rows
-from support import FAST, NEVER, Peer, gantui, popen, refused, wait_for_step, wait_until
+from support import FAST, NEVER, Peer, Terminal, gantui, popen, refused, wait_for_step, wait_until
 
 SHORT = [*FAST, "--steps", "6", "--eval-every", "3"]
 
@@ -192,3 +192,34 @@ def test_a_sweep_is_started_once_and_resumed_only_when_stopped(tmp_path, capsys)
         os.close(held)
     assert "not a sweep" in refused(capsys, "sweep", "--resume", str(tmp_path))
     assert "--study NAME" in refused(capsys, "sweep", "--join", "sqlite:///x.db")
+
+
+def test_in_a_terminal_the_sweep_shows_its_trials_and_is_left_running_then_stopped(tmp_path):
+    """The comparison view of its trials; q asks (escape: back), l leaves it running without the view;
+    `gantui stop SWEEP` then saves every trial and ends it."""
+    out = tmp_path / "sweep"
+    view = Terminal("sweep", "--out", str(out), "--trials", "2", "--jobs", "2", "--space", "seed=1,2", "--sampler",
+                    "grid", *FAST, "--steps", NEVER, "--eval-every", "0", "--objective", "loss_g:min")
+    try:
+        view.wait_for(b"Pause/Resume")  # the view's footer
+        runs = lambda: [RunDir(p) for p in (out / "trials").iterdir()] if (out / "trials").is_dir() else []  # noqa: E731
+        wait_until(lambda: len(runs()) == 2 and all(r.read_status().get("state") == "training" for r in runs()), 120,
+                   "two trials training")
+        view.wait_for(b"2 running")  # the study's progress, in the view
+        since = view.press(b"q")
+        view.wait_for(b"leave it running", since=since)
+        view.press(b"\x1b")
+        since = view.press(b"q")
+        view.wait_for(b"leave it running", since=since)
+        since = view.press(b"l")
+        view.wait_for(b"trial 1 started", since=since)  # the lines said while the view was up, then the sweep's own
+        assert all(r.read_status().get("state") == "training" for r in runs())  # left running
+        stopped = gantui("stop", str(out))
+        assert stopped.returncode == 0, stopped.stderr
+        assert view.exit_code(120) == 0
+        for run in runs():
+            assert run.read_status()["state"] == "stopped" and run.last.exists()
+        assert b"Traceback" not in view.screen
+    finally:
+        if view.proc.poll() is None:
+            view.proc.kill()

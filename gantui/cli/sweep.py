@@ -38,6 +38,8 @@ def sweep_parser() -> Parser:
     add("--objective", default="fid", metavar="KEY[:min|:max][:last]",
         help="what the study optimises: fid (the best), fid:last, kl, or a training row's key with :min or :max")
     add("--sampler", choices=SAMPLERS, default="tpe", help="Optuna's sampler (default tpe)")
+    add("--no-ui", action="store_true", help="a line per trial event, not the comparison view (also when stdout "
+                                             "is not a terminal)")
     add("--pruner", choices=PRUNERS, default="median", help="Optuna's pruner, fed each evaluation (default median)")
     return p
 
@@ -89,7 +91,7 @@ def sweep(argv: list[str]) -> int:
         sweep_dir.path.mkdir(parents=True, exist_ok=True)
         study = open_study(spec, params, objective, create=True)
         sweep_dir.write(spec.storage, spec.study)
-        return work(sweep_dir, spec, study, params, objective, jobs, gpus, adopt=False)
+        return work(sweep_dir, spec, study, params, objective, jobs, gpus, adopt=False, view=wants_view(args))
     if flags:
         fail(f"{flags[0]}: a sweep's trials keep the flags it started with")
     if args.resume is not None:
@@ -111,19 +113,25 @@ def sweep(argv: list[str]) -> int:
     study = open_study(spec, params, objective, create=False)
     if not sweep_dir.exists():
         sweep_dir.write(url, name)
-    return work(sweep_dir, spec, study, params, objective, jobs, gpus, adopt=args.resume is not None)
+    return work(sweep_dir, spec, study, params, objective, jobs, gpus, adopt=args.resume is not None,
+                view=wants_view(args))
+
+
+def wants_view(args) -> bool:
+    return not args.no_ui and sys.stdout.isatty() and os.environ.get("TERM") != "dumb"
 
 
 def sweep_args(flags: list[str]) -> str | None:
     """A flag that is the sweep's to give each trial, not the user's."""
     for given in flags:
         name = given.split("=", 1)[0]
-        if name in ("--out", "--resume", "--nproc", "--ui", "--no-ui", "--on-hangup"):
+        if name in ("--out", "--resume", "--nproc", "--ui", "--on-hangup"):
             return name
     return None
 
 
-def work(sweep_dir, spec, study, params, objective, jobs: int, gpus: list[str], adopt: bool) -> int:
+def work(sweep_dir, spec, study, params, objective, jobs: int, gpus: list[str], adopt: bool, view: bool) -> int:
+    """The sweep's workers here; in a terminal, its trials in the comparison view meanwhile."""
     from gantui.sweep.runner import Sweep
 
     printing = threading.Lock()
@@ -136,7 +144,23 @@ def work(sweep_dir, spec, study, params, objective, jobs: int, gpus: list[str], 
     try:
         say(f"sweep {sweep_dir.path}: study {spec.study!r} in {spec.storage}; {jobs} at once"
             + (f" (GPUs {','.join(gpus)})" if gpus else ""))
-        return Sweep(sweep_dir, spec, study, params, objective, jobs, gpus, say).run(adopt)
+        if not view:
+            return Sweep(sweep_dir, spec, study, params, objective, jobs, gpus, say).run(adopt)
+        from gantui.ui.compare.app import CompareApp
+
+        said: list[str] = []  # while the view is up: printed once it is gone
+        sweep = Sweep(sweep_dir, spec, study, params, objective, jobs, gpus, said.append)
+        sweep.start(adopt)
+        app = CompareApp(sweep.trial_runs(), sweep=sweep)
+        try:
+            app.run()
+        finally:
+            sweep.say = say
+            for line in said:
+                say(line)
+            if app.choice != "leave":
+                sweep.stop()  # `stop`, a signal, or the view gone on an error: the trials saved
+        return sweep.wait()
     finally:
         os.close(lock)
 

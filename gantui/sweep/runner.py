@@ -47,24 +47,41 @@ class Sweep:
         self.lock = threading.Lock()  # the study's count and the running trials, between this process's workers
         self.stopping = threading.Event()
         self.running: dict[int, TrialRun] = {}
-        self.ended = {"complete": 0, "pruned": 0, "failed": 0, "interrupted": 0}
+        self.workers: list[threading.Thread] = []
 
-    def run(self, adopt: bool) -> int:
+    def start(self, adopt: bool) -> None:
+        """The workers started (a resumed sweep's dead trials queued again first)."""
         if adopt:
             self._requeue_orphans()
-        workers = [threading.Thread(target=self._work, args=(slot,), name=f"gantui-sweep-{slot}", daemon=True)
-                   for slot in range(self.jobs)]
+        self.workers = [threading.Thread(target=self._work, args=(slot,), name=f"gantui-sweep-{slot}", daemon=True)
+                        for slot in range(self.jobs)]
+        for worker in self.workers:
+            worker.start()
+
+    def wait(self) -> int:
+        """Until every worker is done (SIGINT and SIGTERM stop the sweep meanwhile); the summary."""
         handlers = {sig: signal.signal(sig, lambda *_: self.stop()) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
-            for worker in workers:
-                worker.start()
-            while any(w.is_alive() for w in workers):
+            while not self.finished():
                 time.sleep(0.2)  # the main thread free for the signals
         finally:
             for sig, handler in handlers.items():
                 signal.signal(sig, handler)
-        self._summary()
+        self.say(self.progress(final=True))
         return 0
+
+    def run(self, adopt: bool) -> int:
+        self.start(adopt)
+        return self.wait()
+
+    def finished(self) -> bool:
+        return not any(w.is_alive() for w in self.workers)
+
+    def trial_runs(self) -> list[RunDir]:
+        """The trials' run directories here, in order."""
+        if not self.sweep.trials.is_dir():
+            return []
+        return [RunDir(p) for p in sorted(self.sweep.trials.iterdir()) if (p / "config.json").exists()]
 
     def stop(self) -> None:
         """Every running trial saved and stopped; no trial started after."""
@@ -167,7 +184,6 @@ class Sweep:
     def _tell(self, trial: Any, outcome: Outcome) -> None:
         from optuna.trial import TrialState
 
-        self.ended[outcome.state] += 1
         key = self.objective.key
         if outcome.state == "interrupted":
             self.say(f"trial {trial.number} saved at step {outcome.step}, to resume")
@@ -191,15 +207,17 @@ class Sweep:
         except ValueError:
             return None
 
-    def _summary(self) -> None:
+    def progress(self, final: bool = False) -> str:
+        """The study's trials so far: how many ended how, and the best."""
         from optuna.trial import TrialState
 
         trials = self.study.get_trials(deepcopy=False)
         again = {t.user_attrs.get("resumes") for t in trials}
         count = {s: sum(t.state == TrialState[s] and t.number not in again for t in trials) for s in COUNTED}
         line = (f"{self._count()} trials of {self.spec.trials}: {count['COMPLETE']} complete, {count['PRUNED']} pruned, "
-                f"{count['FAIL']} failed, {count['RUNNING']} running or saved to resume")
+                f"{count['FAIL']} failed, {count['RUNNING']} {'running or saved to resume' if final else 'running'}")
         best = self._best()
         if best is not None:
-            line += f"; best: trial {best.number}, {self.objective.key} {best.value:.4g} ({best.user_attrs.get('dir')})"
-        self.say(line)
+            line += f"; best: trial {best.number}, {self.objective.key} {best.value:.4g}"
+            line += f" ({best.user_attrs.get('dir')})" if final else ""
+        return line

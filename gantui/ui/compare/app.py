@@ -4,10 +4,13 @@ them; the selected run steered with `gantui watch`'s keys. A client of run direc
 reads what the runs write, and sends commands to their sockets); torch-free."""
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import os
+import signal
 import socket
+from typing import Any
 
 from rich.text import Text
 from textual import on
@@ -20,6 +23,7 @@ from textual.widgets import DataTable, Footer, Static
 from gantui.run.compare import Entry, best, shown
 from gantui.run.rundir import RunDir
 from gantui.run.tracks import AXES, RemoteTrack, Track, entries
+from gantui.ui.compare.leave import LeaveSweepScreen
 from gantui.ui.compare.widgets import Chart, Samples, badge
 from gantui.ui.widgets.confirm_screen import ConfirmScreen
 
@@ -57,6 +61,7 @@ class CompareApp(App):
         Binding("right", "scrub(1)", "Newer samples"),
         Binding("end", "scrub_live", "Newest", show=False, priority=True),
         Binding("q", "quit", "Quit"),
+        Binding("ctrl+c", "quit", "Quit", show=False, priority=True),
     ]
 
     metric = reactive("loss_g")
@@ -66,10 +71,13 @@ class CompareApp(App):
     baseline: reactive[int | None] = reactive(None)  # a run's index
     sort = reactive("order")
 
-    def __init__(self, runs: list[RunDir | str], poll: float = POLL) -> None:
-        """`runs`: run directories, or HOST:RUN (followed through `ssh HOST gantui relay RUN`)."""
+    def __init__(self, runs: list[RunDir | str], poll: float = POLL, sweep: Any = None) -> None:
+        """`runs`: run directories, or HOST:RUN (followed through `ssh HOST gantui relay RUN`).
+        `sweep`: a sweep running in this process (sweep/runner.py), whose trials join as they start."""
         super().__init__()
         self.tracks = [Track(run) if isinstance(run, RunDir) else remote(run) for run in runs]
+        self.sweep = sweep
+        self.choice: str | None = None  # leaving a sweep's view: "stop" or "leave"
         self.poll = poll
         self.entries: list[Entry] = []
         self.order: list[int] = list(range(len(self.tracks)))  # the leaderboard's rows, as track indices
@@ -89,6 +97,9 @@ class CompareApp(App):
             if isinstance(track, RemoteTrack):
                 self.run_worker(track.link.run(track.post), exit_on_error=False)
             track.refresh()
+        if self.sweep is not None:
+            self.title = f"gantui sweep {self.sweep.sweep.path.name}"
+            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, self.leave, "stop")  # gantui stop SWEEP
         keys = self.keys()
         if keys and self.metric not in keys:
             self.metric = keys[0]
@@ -102,7 +113,14 @@ class CompareApp(App):
         return [k for k in seen if k not in ("images_per_s", "steps_per_s")]
 
     def look(self) -> None:
-        if any([track.refresh() for track in self.tracks]):
+        grown = False
+        if self.sweep is not None:  # trials started since
+            known = {t.where for t in self.tracks}
+            for run in self.sweep.trial_runs():
+                if str(run.path) not in known:
+                    self.tracks.append(Track(run))
+                    grown = True
+        if any([track.refresh() for track in self.tracks]) or grown or self.sweep is not None:
             self.redraw()
 
     def redraw(self) -> None:
@@ -175,6 +193,10 @@ class CompareApp(App):
                                                              (f"   again: {again}" if again else "", "dim")))
 
     def show_state(self) -> None:
+        if self.sweep is not None:
+            done = " · finished" if self.sweep.finished() else ""
+            self.query_one("#state", Static).update(f"{self.sweep.progress()}{done}")
+            return
         at = "newest" if self.scrub is None else f"step {self.scrub:,}"
         base = self.tracks[self.baseline].name if self.baseline is not None else "none"
         self.query_one("#state", Static).update(
@@ -243,6 +265,26 @@ class CompareApp(App):
                 self.send(i, "stop")
 
         self.push_screen(ConfirmScreen(f"Stop {self.tracks[i].name}? It saves first."), answered)
+
+    def action_quit(self) -> None:
+        """A sweep still running asks whether to stop its trials or leave them running."""
+        if self.sweep is None or self.sweep.finished():
+            self.exit()
+            return
+
+        def answered(choice: str | None) -> None:
+            if choice is not None:
+                self.leave(choice)
+
+        self.push_screen(LeaveSweepScreen(), answered)
+
+    def leave(self, choice: str) -> None:
+        self.choice = choice
+        self.exit()
+
+    def on_unmount(self) -> None:
+        if self.sweep is not None:
+            asyncio.get_running_loop().remove_signal_handler(signal.SIGTERM)
 
     def send(self, index: int, cmd: str) -> None:
         """A command to the run's process, over its socket."""
