@@ -213,12 +213,13 @@ def quit_in_pty(proc: subprocess.Popen, main_fd: int) -> None:
 
 
 def attach_watcher(args: argparse.Namespace, run_dir: Path, swapper: CoreSwapper, stop: threading.Event) -> None:
-    """`gantui watch RUN` in a pty of --size, once the run serves its socket; its output is read and
-    dropped, and it shares the watched run's core (a watcher on the same machine: the worst case)."""
+    """`gantui watch RUN` (or `compare`: --watcher) in a pty of --size, once the run serves its socket;
+    its output is read and dropped, and it shares the watched run's core (a watcher on the same
+    machine: the worst case)."""
     while not (run_dir / "gantui.sock").exists() and not stop.is_set():
         time.sleep(0.1)
     main_fd, child_fd = sized_pty(*args.size)
-    proc = subprocess.Popen([sys.executable, "-m", "gantui", "watch", str(run_dir)], stdin=child_fd, stdout=child_fd,
+    proc = subprocess.Popen([sys.executable, "-m", "gantui", args.watcher, str(run_dir)], stdin=child_fd, stdout=child_fd,
                             stderr=child_fd, env=terminal_env(args), start_new_session=True)
     os.close(child_fd)
     swapper.companions.append(proc.pid)
@@ -328,6 +329,8 @@ def main() -> None:
     p.add_argument("--watched", type=int, default=0, metavar="N",
                    help="also N side-by-side pairs of a headless run with `gantui watch` attached (at --size) "
                         "against one without (default 0)")
+    p.add_argument("--watcher", choices=("watch", "compare"), default="watch",
+                   help="what --watched attaches: `gantui watch RUN` (default) or `gantui compare RUN`")
     p.add_argument("--json", type=Path, help="also write the results here")
     args = p.parse_args()
     extra = args.gantui_args.split()

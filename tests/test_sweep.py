@@ -223,3 +223,22 @@ def test_in_a_terminal_the_sweep_shows_its_trials_and_is_left_running_then_stopp
     finally:
         if view.proc.poll() is None:
             view.proc.kill()
+
+
+def test_a_worker_elsewhere_joins_from_the_storage_url_alone(tmp_path):
+    """Another machine's worker: the study's storage (a journal file on a shared disk here), its name,
+    and a directory of its own for the trials it runs; the study holds everything else."""
+    out, elsewhere = tmp_path / "sweep", tmp_path / "elsewhere"
+    url = f"journal:{tmp_path / 'shared' / 'journal.log'}"
+    (tmp_path / "shared").mkdir()
+    first = sweep("--out", str(out), "--storage", url, "--study", "gan", "--trials", "4", "--space", "seed=1,2,3,4",
+                  "--sampler", "grid", "--pruner", "none", *SHORT)
+    wait_until(lambda: (out / "trials").is_dir() and any((out / "trials").iterdir()), 120, "the first trial")
+    second = sweep("--join", url, "--study", "gan", "--out", str(elsewhere))
+    finished(first), finished(second)
+    study = optuna.load_study(study_name="gan", storage=optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(tmp_path / "shared" / "journal.log"))))
+    assert json.loads((elsewhere / "sweep.json").read_text()) == {"storage": url, "study": "gan"}
+    dirs = {Path(t.user_attrs["dir"]).parent for t in study.trials}
+    assert dirs == {out / "trials", elsewhere / "trials"}  # each worker's trials where it runs them
+    assert sorted(t.params["seed"] for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE) == [1, 2, 3, 4]
