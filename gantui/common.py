@@ -10,6 +10,11 @@ from typing import Any, NamedTuple
 HISTORY = 2000  # metric rows kept in memory, in checkpoints and in snapshots, for the curves
 RARE_SHARE = 0.01  # a digit under this share of the samples counts as missing
 EXIT_CODES = {"error": 1, "diverged": 3}
+# Set by `gantui sweep` for its trials: the pid of the process whose end stops the run, saved (the
+# headless loop looks). A parent-death signal would do it from the kernel, but a dying process's
+# threads hand the child on to each other, each hand-over signalling it again, and a second stop
+# signal means "leave now".
+PARENT_ENV = "GANTUI_STOP_WITH_PARENT"
 STOP_SIGNALS = tuple(s for s in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)) if s)
 STATES = ("starting", "training", "paused", "done", "stopped", "diverged", "error", "killed")
 

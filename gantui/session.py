@@ -14,7 +14,7 @@ import threading
 from typing import Any, TextIO
 
 from gantui.run import events as ev
-from gantui.common import EXIT_CODES, STOP_SIGNALS, say
+from gantui.common import EXIT_CODES, PARENT_ENV, STOP_SIGNALS, say
 from gantui.config import Config
 from gantui.engine.distributed import World
 from gantui.engine.trainer import Trainer
@@ -62,11 +62,16 @@ class Session:
 
         previous = {s: signal.signal(s, on_signal) for s in STOP_SIGNALS if s not in self._ignored()}
         name = self.hub.subscribe(printer)
+        parent = os.environ.get(PARENT_ENV)
         try:
             if not detached:
                 self.start()
             while self.thread.is_alive():  # the main thread writes the lines: see headless.py
                 printer.write_pending(0.2)
+                if parent and os.getppid() != int(parent):  # the sweep that started it has gone
+                    parent = None
+                    say("gantui: the process that started this run has gone: saving and stopping")
+                    self.trainer.controls.stop()
             finished = self.wait()
             printer.write_pending()
         finally:

@@ -24,6 +24,10 @@ class Track:
         self.run = run
         self.where = str(run.path)
         self.name = run.path.name
+        self._reset()
+
+    def _reset(self) -> None:
+        run = self.run
         self.rows: deque[dict[str, Any]] = deque(maxlen=HISTORY)
         self.quality: list[dict[str, Any]] = []
         self.config = run.read_config()
@@ -42,17 +46,18 @@ class Track:
         batch = self.config.get("batch_size")
         if not isinstance(batch, int):
             return None
-        job = self.config.get("job") if isinstance(self.config.get("job"), dict) else {}
-        return batch * int(self.config.get("d_steps") or 1) * int(job.get("processes") or 1)
+        return batch * int(self.config.get("d_steps") or 1) * int(self.config.get("processes") or 1)
 
     def refresh(self) -> bool:
         """Read what the run wrote since; whether anything changed."""
         changed = False
+        size = self.run.metrics.stat().st_size if self.run.metrics.exists() else 0
+        if size < self._offset:  # another file there now (a trial started again in its directory)
+            self._reset()
         if self._first:  # a run of any length: its sampled past and its recent rows, in bounded time
             self._first = False
-            rows = self.run.read_metrics_bounded()
-            self._offset = self.run.metrics.stat().st_size if self.run.metrics.exists() else 0
-            changed = self._take(rows)
+            self._offset = size  # what is written meanwhile is read next time (a row twice is skipped)
+            changed = self._take(self.run.read_metrics_bounded())
         else:
             try:
                 with open(self.run.metrics, "rb") as f:
@@ -74,9 +79,12 @@ class Track:
 
     def _take(self, rows: list[dict[str, Any]]) -> bool:
         for row in rows:
+            if not isinstance(row.get("step"), int):
+                continue
             if row.get("event") == "quality":
-                self.quality.append(row)
-            elif "event" not in row and isinstance(row.get("step"), int):
+                if not self.quality or row["step"] > self.quality[-1]["step"]:
+                    self.quality.append(row)
+            elif "event" not in row and (not self.rows or row["step"] > self.rows[-1]["step"]):
                 self.rows.append(row)
         return bool(rows)
 
@@ -141,15 +149,15 @@ class RemoteTrack(Track):
                 if event.live:  # previews are made for the watchers that ask (16: a side-by-side box's worth)
                     self.link.send({"cmd": "preview", "count": self.TILES})
                 self.config = {**event.config, "image_shape": event.image_shape}
-                self.rows.extend(event.history)
-                self.quality = list(event.quality)
+                self._take(event.history)
+                self._take([{**row, "event": "quality"} for row in event.quality])
                 self.state = event.finished.reason if event.finished else event.state
                 if event.preview is not None:
                     self._preview(event.preview)
             case ev.Metrics():
-                self.rows.append(event.row)
+                self._take([event.row])
             case ev.Quality():
-                self.quality.append(event.row)
+                self._take([{**event.row, "event": "quality"}])
             case ev.Preview():
                 self._preview(event)
             case ev.Paused():

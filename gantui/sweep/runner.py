@@ -11,14 +11,26 @@ import signal
 import subprocess
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from gantui.run.rundir import RunDir
 from gantui.sweep.space import Objective, Param
 from gantui.sweep.study import Spec, SweepDir, distributions
-from gantui.sweep.trial import Outcome, TrialRun, dead_worker, trial_name, worker_id
+from gantui.sweep.trial import STOP_WAIT, Outcome, TrialRun, same_host, trial_name, worker_id
 
 COUNTED = ("COMPLETE", "PRUNED", "FAIL", "RUNNING")  # the trials that count towards --trials
+
+
+def retried(call: Any, tries: int = 5) -> Any:
+    """A storage call again after a passing error (SQLite's "database is locked", a network blip)."""
+    for attempt in range(tries):
+        try:
+            return call()
+        except Exception:
+            if attempt == tries - 1:
+                raise
+            time.sleep(0.5 * 2 ** attempt)
 
 
 def optuna_state(name: str):
@@ -67,8 +79,13 @@ class Sweep:
         finally:
             for sig, handler in handlers.items():
                 signal.signal(sig, handler)
-        self.say(self.progress(final=True))
-        return 0
+        try:
+            self.say(self.progress(final=True))
+            complete = any(t.state == optuna_state("COMPLETE") for t in self.study.get_trials(deepcopy=False))
+        except Exception as err:
+            self.say(f"the study cannot be read: {type(err).__name__}: {err}")
+            return 1
+        return 0 if complete or self.stopping.is_set() else 1  # every trial failed or pruned: say so
 
     def run(self, adopt: bool) -> int:
         self.start(adopt)
@@ -85,7 +102,7 @@ class Sweep:
 
     def stop(self) -> None:
         """Every running trial saved and stopped; no trial started after."""
-        if not self.stopping.is_set():
+        if not self.stopping.is_set() and not self.finished():
             self.say("stopping: every running trial saves, then stops (gantui sweep --resume continues)")
         self.stopping.set()
         with self.lock:
@@ -93,31 +110,40 @@ class Sweep:
                 trial.stop()
 
     def _requeue_orphans(self) -> None:
-        """This host's trials that a dead sweep process left running, queued again with their
-        parameters and run directory (Optuna's way: `enqueue_trial`), the old records failed."""
+        """The trials this host's dead sweep processes left running (`--resume` is refused while one
+        lives), queued again with their parameters and run directory (Optuna's way:
+        `enqueue_trial`), the old records failed."""
         from optuna.trial import TrialState
 
         for old in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            if dead_worker(old.user_attrs.get("worker")):
+            if same_host(old.user_attrs.get("worker")):
                 self.study.enqueue_trial(old.params, user_attrs={"dir": old.user_attrs["dir"], "resumes": old.number})
                 self.study.tell(old.number, state=TrialState.FAIL, skip_if_finished=True)
 
     def _count(self) -> int:
-        """The trials towards --trials: every one, less those queued again as another."""
+        """The trials towards --trials: every one started or ended, less those queued again as another."""
         from optuna.trial import TrialState
 
         trials = self.study.get_trials(deepcopy=False)
         again = {t.user_attrs.get("resumes") for t in trials}
-        return sum(not (t.state == TrialState.FAIL and t.number in again) for t in trials)
+        return sum(t.state != TrialState.WAITING and not (t.state == TrialState.FAIL and t.number in again)
+                   for t in trials)
 
     def _next(self) -> Any | None:
-        """A trial to run (a queued one first); None when enough are, or the sweep is stopping."""
+        """A trial to run: a queued one first (a resumed trial: it counted already), else a new one
+        while fewer than --trials are; None when the sweep is stopping or has enough."""
+        from optuna.trial import TrialState
+
         with self.lock:
-            if self.stopping.is_set() or self._count() >= self.spec.trials:
+            if self.stopping.is_set():
+                return None
+            queued = self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+            if not queued and self._count() >= self.spec.trials:
                 return None
             trial = self.study.ask(distributions(self.params))
             trial.set_user_attr("worker", worker_id())
-            if "dir" not in trial.user_attrs:
+            given = trial.user_attrs.get("dir")
+            if given is None or Path(given).parent != self.sweep.trials:  # new, or another host's: ours, afresh
                 trial.set_user_attr("dir", str(self.sweep.trials / trial_name(trial.number, trial.params)))
             return trial
 
@@ -151,37 +177,39 @@ class Sweep:
         """Start (or take back from a dead process) and watch one trial, then tell the study."""
         run = RunDir(trial.user_attrs["dir"])
         shown = " ".join(f"{k}={format(v, '.3g') if isinstance(v, float) else v}" for k, v in trial.params.items())
-        if "resumes" in trial.user_attrs:
-            while run.is_locked():  # its process saving, after its sweep died (die_with_parent)
+        process = TrialRun.fresh(trial, run, self.objective, list(self.spec.flags), self.params, self._env(slot))
+        said = f"trial {trial.number} started ({shown}): {run.path}"
+        if "resumes" in trial.user_attrs and run.path.exists():
+            deadline = time.monotonic() + STOP_WAIT
+            while run.is_locked():  # its process saving, after its sweep died (common.PARENT_ENV)
+                if self.stopping.is_set() or time.monotonic() > deadline:
+                    raise RuntimeError(f"{run.path} is still held by another process")
                 time.sleep(0.2)
-            state = run.read_status().get("state")
-            if state == "done":
-                process = TrialRun(trial, run, self.objective, [], {})
-                self._tell(trial, process._outcome(0))
+            if run.read_status().get("state") == "done":
+                self._tell(trial, process.outcome(0))
                 return
             if run.last.exists():
                 process = TrialRun.resumed(trial, run, self.objective, self._env(slot))
-                self.say(f"trial {trial.number} resumes trial {trial.user_attrs['resumes']} from its checkpoint: {run.path}")
+                said = f"trial {trial.number} resumes trial {trial.user_attrs['resumes']} from its checkpoint: {run.path}"
             else:
                 shutil.rmtree(run.path, ignore_errors=True)  # nothing saved yet: started again, as it was
-                process = TrialRun.fresh(trial, run, self.objective, list(self.spec.flags), self.params, self._env(slot))
-                self.say(f"trial {trial.number} starts trial {trial.user_attrs['resumes']} again ({shown}): {run.path}")
-        else:
-            process = TrialRun.fresh(trial, run, self.objective, list(self.spec.flags), self.params, self._env(slot))
-            self.say(f"trial {trial.number} started ({shown}): {run.path}")
+                said = f"trial {trial.number} starts trial {trial.user_attrs['resumes']} again ({shown}): {run.path}"
         with self.lock:
             if self.stopping.is_set():
                 return  # asked for, never started: taken back by --resume
             process.start()
             self.running[trial.number] = process
+        self.say(said)
         try:
             outcome = process.watch()
         finally:
             with self.lock:
                 self.running.pop(trial.number, None)
+            process.end()  # whatever went wrong watching it, it does not train on for nobody
         self._tell(trial, outcome)
 
     def _tell(self, trial: Any, outcome: Outcome) -> None:
+        """The study told how the trial ended (a storage's passing error retried), and a line said."""
         from optuna.trial import TrialState
 
         key = self.objective.key
@@ -189,16 +217,16 @@ class Sweep:
             self.say(f"trial {trial.number} saved at step {outcome.step}, to resume")
             return  # left running in the study: `--resume` takes it back
         if outcome.state == "complete":
-            self.study.tell(trial, outcome.value)
+            retried(lambda: self.study.tell(trial, outcome.value, skip_if_finished=True))
             best = self._best()
             self.say(f"trial {trial.number} done: {key} {outcome.value:.4g}"
                      + (f" (best: trial {best.number}, {best.value:.4g})" if best is not None else ""))
         elif outcome.state == "pruned":
-            self.study.tell(trial, state=TrialState.PRUNED)
+            retried(lambda: self.study.tell(trial, state=TrialState.PRUNED, skip_if_finished=True))
             self.say(f"trial {trial.number} pruned {outcome.message}, saved at step {outcome.step}")
         else:
-            trial.set_user_attr("error", outcome.message)
-            self.study.tell(trial, state=TrialState.FAIL)
+            retried(lambda: trial.set_user_attr("error", outcome.message))
+            retried(lambda: self.study.tell(trial, state=TrialState.FAIL, skip_if_finished=True))
             self.say(f"trial {trial.number} failed: {outcome.message}")
 
     def _best(self) -> Any:

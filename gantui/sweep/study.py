@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import fcntl
 import math
+import re
 import json
 import os
 import socket
@@ -63,31 +64,45 @@ class SweepDir:
         except (OSError, ValueError, KeyError, TypeError):
             raise SweepError(f"{self.path}: not a sweep (no readable sweep.json)") from None
 
+    def make(self) -> None:
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise SweepError(f"{self.path}: cannot make the sweep's directory ({err.strerror or err})") from None
+
     def write(self, storage: str, study: str) -> None:
-        self.path.mkdir(parents=True, exist_ok=True)
+        self.make()
         text = json.dumps({"storage": storage, "study": study}, indent=1) + "\n"
-        atomic_write(self.file, lambda f: f.write(text.encode()))
+        try:
+            atomic_write(self.file, lambda f: f.write(text.encode()))
+        except OSError as err:
+            raise SweepError(f"{self.path}: cannot write the sweep there ({err.strerror or err})") from None
+
+    def host_workers(self) -> Path:
+        return self.workers / socket.gethostname()
 
     def hold(self) -> int:
         """This process's lock among the sweep's workers (the kernel drops it when the process dies)."""
-        self.workers.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.workers / f"{socket.gethostname()}-{os.getpid()}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            self.host_workers().mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.host_workers() / f"{os.getpid()}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as err:
+            raise SweepError(f"{self.path}: cannot work there ({err.strerror or err})") from None
         fcntl.flock(fd, fcntl.LOCK_EX)
         return fd
 
     def live_workers(self) -> list[int]:
         """The pids of this host's processes working on the sweep now."""
         pids = []
-        for lock in self.workers.glob(f"{socket.gethostname()}-*.lock"):
+        for lock in self.host_workers().glob("*.lock"):
             try:
                 fd = os.open(lock, os.O_RDONLY)
             except OSError:
                 continue
             try:
                 fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-                lock.unlink(missing_ok=True)  # a dead worker's
             except BlockingIOError:
-                pids.append(int(lock.stem.rsplit("-", 1)[1]))
+                pids.append(int(lock.stem))
             finally:
                 os.close(fd)
         return pids
@@ -115,7 +130,9 @@ def sampler_for(name: str, params: list[Param]):
         if ranges := [p.name for p in params if not p.choices]:
             raise SweepError(f"--sampler grid: {ranges[0]} is a range; a grid searches values (NAME=A,B,C)")
         return Grid({p.name: list(p.choices) for p in params})
-    return optuna.samplers.RandomSampler() if name == "random" else optuna.samplers.TPESampler()
+    if name == "random":
+        return optuna.samplers.RandomSampler()
+    return optuna.samplers.TPESampler(constant_liar=True)  # trials at once do not all ask for the same point
 
 
 def grid_size(params: list[Param]) -> int:
@@ -164,16 +181,18 @@ def open_study(spec: Spec, params: list[Param], objective: Objective, create: bo
         storage = storage_for(spec.storage)
         if create:
             study = optuna.create_study(storage=storage, study_name=spec.study, direction=objective.direction,
-                                        sampler=sampler_for(spec.sampler, params), pruner=pruner_for(spec.pruner, spec.trials),
-                                        load_if_exists=True)
-            study.set_user_attr("gantui", spec.to_json())
+                                        sampler=sampler_for(spec.sampler, params), pruner=pruner_for(spec.pruner, spec.trials))
+            study.set_user_attr("gantui", {k: v for k, v in spec.to_json().items() if k != "storage"})  # no password
         else:
             study = optuna.load_study(study_name=spec.study, storage=storage,
                                       sampler=sampler_for(spec.sampler, params), pruner=pruner_for(spec.pruner, spec.trials))
-    except (GantuiError, KeyError):
+    except GantuiError:
         raise
+    except optuna.exceptions.DuplicatedStudyError:
+        raise SweepError(f"--study {spec.study}: {safe(spec.storage)} holds a study of that name already: join it "
+                         f"with --join, or name another with --study") from None
     except Exception as err:  # the storage's own: an unreachable server, a bad URL, a missing driver
-        raise SweepError(f"--storage {spec.storage}: {first_line(err)}") from None
+        raise SweepError(f"--storage {safe(spec.storage)}: {first_line(err)}") from None
     return study
 
 
@@ -185,14 +204,19 @@ def spec_of_study(url: str, name: str) -> Spec:
     try:
         summaries = optuna.study.get_all_study_summaries(storage_for(url), include_best_trial=False)
     except Exception as err:
-        raise SweepError(f"--join {url}: {first_line(err)}") from None
+        raise SweepError(f"--join {safe(url)}: {first_line(err)}") from None
     found = next((s for s in summaries if s.study_name == name), None)
     if found is None:
         names = ", ".join(s.study_name for s in summaries) or "none"
-        raise SweepError(f"--join {url}: no study named {name!r} there (studies: {names})")
+        raise SweepError(f"--join {safe(url)}: no study named {name!r} there (studies: {names})")
     if "gantui" not in found.user_attrs:
-        raise SweepError(f"--join {url} --study {name}: not a gantui sweep's study")
+        raise SweepError(f"--join {safe(url)} --study {name}: not a gantui sweep's study")
     return Spec.from_json({**found.user_attrs["gantui"], "storage": url, "study": name})
+
+
+def safe(url: str) -> str:
+    """A storage URL fit to print: its password hidden."""
+    return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", url)
 
 
 def first_line(err: BaseException) -> str:

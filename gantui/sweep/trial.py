@@ -1,10 +1,10 @@
 """One trial of a sweep: an ordinary headless gantui run in its own directory and process (its
 own socket, `gantui watch`, checkpoints, exact resume), watched from its metrics.jsonl. Each new
 value of the objective is reported to Optuna; a trial the pruner gives up on is sent SIGTERM,
-which saves it and stops it between steps (never killed mid-write)."""
+which saves it and stops it between steps (never killed mid-write). A trial whose sweep has gone
+(killed outright) saves and stops by itself (common.PARENT_ENV)."""
 from __future__ import annotations
 
-import ctypes
 import json
 import math
 import os
@@ -18,41 +18,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gantui.common import PARENT_ENV
 from gantui.run.compare import quality_rows
 from gantui.run.rundir import RunDir
 from gantui.sweep.space import Objective, Param
 
 POLL = 1.0  # seconds between looks at a trial's new rows
 STOP_WAIT = 300.0  # seconds a trial has to save and exit once asked
-_PR_SET_PDEATHSIG = 1
-_libc = ctypes.CDLL(None, use_errno=True) if sys.platform == "linux" else None
-
-
-def die_with_parent() -> None:
-    """In the trial's process, before it starts: SIGTERM when the sweep's thread that started it dies
-    (a SIGKILLed sweep leaves its trials saved, to resume, not training on for nobody)."""
-    if _libc is not None:
-        _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
 def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def dead_worker(worker: str | None) -> bool:
-    """Whether the sweep process that ran a trial is gone (only this host's are known)."""
-    if not worker or ":" not in worker:
-        return False
-    host, pid = worker.rsplit(":", 1)
-    if host != socket.gethostname():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except (PermissionError, ValueError):
-        return False
-    return False
+def same_host(worker: str | None) -> bool:
+    """Whether a trial's sweep process ran on this host (`--resume` takes back only this host's)."""
+    return bool(worker) and worker.rsplit(":", 1)[0] == socket.gethostname()
 
 
 def trial_name(number: int, params: dict[str, Any]) -> str:
@@ -95,13 +74,23 @@ class TrialRun:
         self.run.path.mkdir(parents=True, exist_ok=True)
         with open(self.run.path / "output.log", "ab") as log:
             self.process = subprocess.Popen([sys.executable, "-m", "gantui", "--no-ui", *self.argv], stdin=subprocess.DEVNULL,
-                                            stdout=log, stderr=subprocess.STDOUT, env=self.env,
-                                            start_new_session=True, preexec_fn=die_with_parent)
+                                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                            env={**self.env, PARENT_ENV: str(os.getpid())})  # saved once the sweep has gone
 
     def stop(self) -> None:
         """Save and stop it (SIGTERM: gantui saves first); the sweep is stopping."""
         self.interrupted.set()
         self._signal()
+
+    def end(self) -> None:
+        """Its process ended: asked to save and stop, and waited for, if it still runs."""
+        if self.process is not None and self.process.poll() is None:
+            self._signal()
+            try:
+                self.process.wait(STOP_WAIT)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
 
     def _signal(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -119,19 +108,20 @@ class TrialRun:
             except subprocess.TimeoutExpired:
                 code = None
             for step, value in self._new_values():
-                if self.pruned_at is None and not self.interrupted.is_set() and self._report(step, value):
+                asking = code is None and self.pruned_at is None and not self.interrupted.is_set()
+                if self._report(step, value, asking):  # a trial that has ended is not pruned
                     self.pruned_at = step
                     self._signal()
             if code is not None:
-                return self._outcome(code)
+                return self.outcome(code)
 
-    def _report(self, step: int, value: float) -> bool:
-        """Report a value; whether the pruner wants the trial stopped."""
+    def _report(self, step: int, value: float, asking: bool) -> bool:
+        """Report a value; whether the pruner, when `asking`, wants the trial stopped."""
         if step in self._reported or not math.isfinite(value):
             return False
         self._reported.add(step)
         self.trial.report(value, step)
-        return self.trial.should_prune()
+        return asking and self.trial.should_prune()
 
     def _new_values(self) -> list[tuple[int, float]]:
         try:
@@ -164,7 +154,8 @@ class TrialRun:
         rows = quality_rows(self.run) if self.objective.quality else self.run.read_metrics()
         return [float(r[self.objective.key]) for r in rows if self._counts(r)]
 
-    def _outcome(self, code: int) -> Outcome:
+    def outcome(self, code: int) -> Outcome:
+        """How the trial ended, its process having exited with `code`."""
         step = self.run.read_status().get("step") or 0
         if self.pruned_at is not None:
             return Outcome("pruned", step=step, message=f"at step {self.pruned_at}")

@@ -39,6 +39,13 @@ def remote(spec: str) -> RemoteTrack:
     return RemoteTrack(spec, relay_link(host, run))
 
 
+def versus(value: float | None, base: float | None, digits: str) -> str:
+    """A figure, or its difference from the baseline's."""
+    if value is None or base is None:
+        return shown(value, digits)
+    return f"{value - base:+{digits}}"
+
+
 def nearby(path: str) -> str:
     """A path as short as it can be said from here."""
     relative = os.path.relpath(path)
@@ -120,8 +127,10 @@ class CompareApp(App):
                 if str(run.path) not in known:
                     self.tracks.append(Track(run))
                     grown = True
-        if any([track.refresh() for track in self.tracks]) or grown or self.sweep is not None:
+        if any([track.refresh() for track in self.tracks]) or grown:
             self.redraw()
+        elif self.sweep is not None:
+            self.show_state()  # the study's progress
 
     def redraw(self) -> None:
         self.entries = entries(self.tracks)
@@ -145,18 +154,13 @@ class CompareApp(App):
         for i in self.order:
             e = self.entries[i]
             name = e.name + (" *" if e is top else "") + (" (base)" if i == self.baseline else "")
-            table.add_row(badge(i), name, e.state, f"{e.step:,}", self.versus(e.best_fid, base and base.best_fid, ".2f"),
-                          self.versus(e.last_fid, base and base.last_fid, ".2f"),
-                          self.versus(e.images_per_s, base and base.images_per_s, ",.0f"),
+            other = None if i == self.baseline else base  # the baseline's own figures as they are
+            table.add_row(badge(i), name, e.state, f"{e.step:,}", versus(e.best_fid, other and other.best_fid, ".2f"),
+                          versus(e.last_fid, other and other.last_fid, ".2f"),
+                          versus(e.images_per_s, other and other.images_per_s, ",.0f"),
                           *(shown(e.diff[k]) for k in keys), key=str(i))
         if selected is not None:
             table.move_cursor(row=self.order.index(selected))
-
-    def versus(self, value: float | None, base: float | None, digits: str) -> str:
-        """A figure, or its difference from the baseline's."""
-        if value is None or base is None or value is base:
-            return shown(value, digits)
-        return f"{value - base:+{digits}}"
 
     def sorted_indices(self) -> list[int]:
         column = {"best FID": "best_fid", "last FID": "last_fid", "step": "step", "img/s": "images_per_s"}.get(self.sort)
@@ -194,8 +198,11 @@ class CompareApp(App):
 
     def show_state(self) -> None:
         if self.sweep is not None:
-            done = " · finished" if self.sweep.finished() else ""
-            self.query_one("#state", Static).update(f"{self.sweep.progress()}{done}")
+            try:
+                line = self.sweep.progress() + (" · finished" if self.sweep.finished() else "")
+            except Exception as err:  # the storage's passing error: said, and read again next time
+                line = f"the study cannot be read now ({type(err).__name__})"
+            self.query_one("#state", Static).update(line)
             return
         at = "newest" if self.scrub is None else f"step {self.scrub:,}"
         base = self.tracks[self.baseline].name if self.baseline is not None else "none"

@@ -67,11 +67,12 @@ class Chart(PlotextPlot):
             drawn = True
             lows.append(min(ys))
             highs.append(max(ys))
-            shown = ys
-            if not self.quality and self.weight > 0:
-                plt.plot(xs, ys, marker="braille", color=faint)
-                shown = smooth(ys, self.weight)
-            plt.plot(xs, shown, marker="braille", color=colour)
+            shown = smooth(ys, self.weight) if not self.quality and self.weight > 0 else ys
+            # a point a braille column or so: plotext's cost grows with the points, the chart's does not
+            every = max(len(xs) // (2 * max(self.size.width, 40)), 1)
+            if shown is not ys:
+                plt.plot(xs[::every], ys[::every], marker="braille", color=faint)
+            plt.plot(xs[::every], shown[::every], marker="braille", color=colour)
             every = max(len(xs) // MARKS_PER_CURVE, 1)
             marks = list(range(len(xs) - 1, -1, -every))[:MARKS_PER_CURVE]
             plt.scatter([xs[i] for i in marks], [shown[i] for i in marks], marker=marker, color=colour)
@@ -90,12 +91,14 @@ def log_ticks(low: float, high: float) -> list[float]:
 
 
 class SampleBox(Static):
-    """One run's saved grid at a step, drawn to the box's size (again when it is resized)."""
+    """One run's saved grid at a step, drawn to the box's size (again when it is resized); a grid is
+    decoded and drawn once for a size, not at every look at the runs."""
 
     def __init__(self, index: int, track: Track) -> None:
         super().__init__(classes="sample")
         self.index, self.track, self.step = index, track, None
         self.border_title = f"{look(index)[2]} {track.name}"
+        self.shown: tuple[Any, ...] | None = None  # what is drawn: (grid's step, its source, the box's size)
 
     def at(self, step: int | None) -> None:
         self.step = step
@@ -108,11 +111,16 @@ class SampleBox(Static):
         track, step = self.track, self.step
         grid = track.grid_at(step)
         if grid is None:
+            self.shown = None
             self.border_subtitle = ""
             self.update(("no samples yet" if track.live else "no samples saved") if step is None
                         else "no samples this early")
             return
         at, tiles = grid
+        key = (at, id(tiles) if not isinstance(tiles, Path) else tiles, self.content_size)
+        if key == self.shown:
+            return
+        self.shown = key
         self.border_subtitle = f"step {at:,}"
         if isinstance(tiles, Path):
             shape = track.config.get("image_shape") or [1, 28, 28]
