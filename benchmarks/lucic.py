@@ -28,11 +28,12 @@ SPACE = ["--space", "lr=1e-5..1e-3:log", "--space", "beta1=0,0.5,0.9"]
 def run(out: Path, size: str, jobs: str) -> None:
     trials, flags = SIZES[size]
     for loss in LOSSES:
-        if (out / loss / "sweep.json").exists():
-            continue  # done, or to resume by hand: gantui sweep --resume OUT/LOSS
-        subprocess.run([sys.executable, "-m", "gantui", "sweep", "--out", str(out / loss), "--trials", str(trials),
-                        "--jobs", jobs, "--pruner", "none", "--sampler", "random", *SPACE, "--loss", loss, *flags],
-                       check=True)
+        if (out / loss / "sweep.json").exists():  # begun before: on to its count (a no-op when done)
+            argv = ["--resume", str(out / loss), "--jobs", jobs]
+        else:
+            argv = ["--out", str(out / loss), "--trials", str(trials), "--jobs", jobs, "--pruner", "none",
+                    "--sampler", "random", *SPACE, "--loss", loss, *flags]
+        subprocess.run([sys.executable, "-m", "gantui", "sweep", "--no-ui", *argv], check=True)
 
 
 def table(out: Path) -> str:
@@ -41,6 +42,8 @@ def table(out: Path) -> str:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     fids = {}
     for loss in LOSSES:
+        if not (out / loss / "sweep.json").exists():
+            raise SystemExit(f"lucic: no sweep of {loss} in {out}: run it first (without --table)")
         named = json.loads((out / loss / "sweep.json").read_text())
         study = optuna.load_study(study_name=named["study"], storage=named["storage"])
         fids[loss] = [t.value for t in sorted(study.trials, key=lambda t: t.number) if t.value is not None]

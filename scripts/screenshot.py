@@ -2,6 +2,7 @@
 
     python scripts/screenshot.py screenshots/dashboard.svg --resume RUN_DIR --seconds 25 --flags "--steps 100000"
     python scripts/screenshot.py screenshots/watch.svg --watch RUN_DIR --seconds 5   # gantui watch on a live run
+    python scripts/screenshot.py docs/screenshots/compare.svg --compare SWEEP_DIR --width 160 --height 48 --seconds 3
 """
 from __future__ import annotations
 
@@ -15,7 +16,12 @@ from gantui.ui.app import GanApp
 
 
 async def shoot(args: argparse.Namespace) -> None:
-    if args.watch:
+    if args.compare:
+        from gantui.run.compare import runs_named
+        from gantui.ui.compare.app import CompareApp
+
+        app = CompareApp(runs_named(args.compare))
+    elif args.watch:
         app = GanApp(socket_link(RunDir(args.watch).find_socket()))
     else:
         from gantui.cli.resolve import build_config
@@ -39,6 +45,7 @@ def main() -> None:
     parser.add_argument("out")
     parser.add_argument("--resume")
     parser.add_argument("--watch", help="a live run's directory: shoot `gantui watch` on it")
+    parser.add_argument("--compare", nargs="+", help="runs, or a sweep's directory: shoot `gantui compare` on them")
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--flags", default="", help="more gantui flags, e.g. '--epochs 30 --eval-every 40'")
     parser.add_argument("--width", type=int, default=120)

@@ -16,7 +16,7 @@ class LeaveSweepScreen(ModalScreen[str | None]):
                      "[b]s[/b]  stop the sweep: every running trial saves, then stops "
                      "(gantui sweep --resume continues it)\n"
                      "[b]l[/b]  leave it running: the view closes, the sweep goes on here, a line per trial "
-                     "(gantui compare SWEEP shows it again)\n"
+                     "(gantui compare SWEEP shows its trials)\n"
                      "[b]escape[/b]  back", id="confirm")
 
     def action_answer(self, choice: str | None) -> None:
