@@ -76,6 +76,25 @@ def parse_rows(data: bytes) -> list[dict[str, Any]]:
     return rows
 
 
+class Tail:
+    """A growing file's new whole lines, from where the last look stopped (a line still being
+    written waits for the next)."""
+
+    def __init__(self, path: Path, offset: int = 0) -> None:
+        self.path, self.offset, self.partial = path, offset, b""
+
+    def lines(self) -> list[bytes]:
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self.offset)
+                data = f.read()
+        except OSError:
+            return []
+        self.offset += len(data)
+        *lines, self.partial = (self.partial + data).split(b"\n")
+        return lines
+
+
 def by_step(paths: Any) -> list[tuple[int, Path]]:
     """Files named step-N.*, as (N, path) sorted by N (the numbers, not the names)."""
     found = []

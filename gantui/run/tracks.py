@@ -3,14 +3,13 @@ state and sample grids, read again as they grow (new bytes only). Torch-free; a 
 finished one alike, whoever trains them."""
 from __future__ import annotations
 
-import json
 import math
 from collections import deque
 from pathlib import Path
 from typing import Any
 
 from gantui.run.compare import Entry, number, settings_of, with_diff
-from gantui.run.rundir import RunDir
+from gantui.run.rundir import RunDir, Tail, parse_rows
 from gantui.run.runs import LIVE_STATES, run_state
 
 HISTORY = 20_000  # rows a run keeps: a day-long run's curve is its sampled past and its recent rows
@@ -33,8 +32,7 @@ class Track:
         self.config = run.read_config()
         self.state = run_state(run)
         self.grids: list[tuple[int, Path]] = []
-        self._offset = 0
-        self._partial = b""
+        self._tail = Tail(run.metrics)
         self._first = True
 
     @property
@@ -52,23 +50,14 @@ class Track:
         """Read what the run wrote since; whether anything changed."""
         changed = False
         size = self.run.metrics.stat().st_size if self.run.metrics.exists() else 0
-        if size < self._offset:  # another file there now (a trial started again in its directory)
+        if size < self._tail.offset:  # another file there now (a trial started again in its directory)
             self._reset()
         if self._first:  # a run of any length: its sampled past and its recent rows, in bounded time
             self._first = False
-            self._offset = size  # what is written meanwhile is read next time (a row twice is skipped)
+            self._tail.offset = size  # what is written meanwhile is read next time (a row twice is skipped)
             changed = self._take(self.run.read_metrics_bounded())
-        else:
-            try:
-                with open(self.run.metrics, "rb") as f:
-                    f.seek(self._offset)
-                    data = f.read()
-            except OSError:
-                data = b""
-            if data:
-                self._offset += len(data)
-                *lines, self._partial = (self._partial + data).split(b"\n")
-                changed = self._take(parse(lines))
+        elif lines := self._tail.lines():
+            changed = self._take(parse_rows(b"\n".join(lines)))
         state = run_state(self.run)
         if state != self.state or not self.config:
             self.state, self.config, changed = state, self.run.read_config(), True
@@ -180,18 +169,6 @@ class RemoteTrack(Track):
     def refresh(self) -> bool:
         changed, self._changed = self._changed, False
         return changed
-
-
-def parse(lines: list[bytes]) -> list[dict[str, Any]]:
-    rows = []
-    for line in lines:
-        try:
-            row = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(row, dict):
-            rows.append(row)
-    return rows
 
 
 def smooth(values: list[float], weight: float) -> list[float]:

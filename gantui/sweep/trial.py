@@ -20,7 +20,7 @@ from typing import Any
 
 from gantui.common import PARENT_ENV
 from gantui.run.compare import quality_rows
-from gantui.run.rundir import RunDir
+from gantui.run.rundir import RunDir, Tail
 from gantui.sweep.space import Objective, Param
 
 POLL = 1.0  # seconds between looks at a trial's new rows
@@ -56,8 +56,7 @@ class TrialRun:
         self.process: subprocess.Popen | None = None
         self.pruned_at: int | None = None
         self.interrupted = threading.Event()  # the sweep is stopping: the trial is saved, to resume
-        self._offset = 0
-        self._partial = b""
+        self._tail = Tail(run.metrics)
         self._reported: set[int] = set()  # steps whose value Optuna has (a resumed run's rows repeat some)
 
     @classmethod
@@ -124,16 +123,8 @@ class TrialRun:
         return asking and self.trial.should_prune()
 
     def _new_values(self) -> list[tuple[int, float]]:
-        try:
-            with open(self.run.metrics, "rb") as f:
-                f.seek(self._offset)
-                data = f.read()
-        except OSError:
-            return []
-        self._offset += len(data)
-        *lines, self._partial = (self._partial + data).split(b"\n")
         found = []
-        for line in lines:
+        for line in self._tail.lines():
             if self.objective.key.encode() not in line:
                 continue
             try:
