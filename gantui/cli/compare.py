@@ -11,7 +11,7 @@ from gantui.cli.parser import Parser, fail
 
 def compare(argv: list[str]) -> int:
     from gantui.cli.commands import is_remote
-    from gantui.run.compare import compare as entries_of, markdown, runs_named, text
+    from gantui.run.compare import compare as entries_of, folder_of_runs, markdown, runs_named, text
 
     p = Parser(prog="gantui compare", description="Runs side by side: their state, FID, coverage and "
                                                   "throughput, and the settings that differ between them.")
@@ -38,7 +38,8 @@ def compare(argv: list[str]) -> int:
     if view:
         from gantui.ui.compare.app import CompareApp
 
-        return CompareApp([*runs, *remote]).run() or 0
+        folders = [f for f in map(folder_of_runs, args.runs) if f is not None]  # their new runs join the view
+        return CompareApp([*runs, *remote], folders=folders).run() or 0
     entries = entries_of(runs)
     if args.json:
         for entry in entries:

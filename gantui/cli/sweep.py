@@ -186,12 +186,13 @@ def work(sweep_dir, spec, study, params, objective, jobs: int, gpus: list[str], 
             + (f" (GPUs {','.join(gpus)})" if gpus else ""))
         if not view:
             return Sweep(sweep_dir, spec, study, params, objective, jobs, gpus, say).run(adopt)
+        from gantui.run.compare import runs_in
         from gantui.ui.compare.app import CompareApp
 
         said: list[str] = []  # while the view is up: printed once it is gone
         sweep = Sweep(sweep_dir, spec, study, params, objective, jobs, gpus, said.append)
         sweep.start(adopt)
-        app = CompareApp(sweep.trial_runs(), sweep=sweep)
+        app = CompareApp(runs_in(sweep_dir.trials), sweep=sweep)
         try:
             app.run()
         finally:

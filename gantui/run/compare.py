@@ -55,12 +55,10 @@ def runs_named(specs: list[str], last: int | None = None, root: Path | None = No
     if last is not None:
         found.extend(all_runs(root)[-last:] if last > 0 else [])
     for spec in specs:
-        path = Path(spec).expanduser()
-        inner = path / "trials" if (path / "trials").is_dir() else path
-        if path.is_dir() and not is_run(path) and inner.is_dir():
-            runs = [RunDir(p) for p in sorted(inner.iterdir()) if p.is_dir() and is_run(p)]
+        if (folder := folder_of_runs(spec)) is not None:
+            runs = runs_in(folder)
             if not runs:
-                raise RunNotFound(f"no runs in {path}")
+                raise RunNotFound(f"no runs in {spec}")
             found.extend(runs)
         else:
             found.append(resolve_run(spec, root))
@@ -70,6 +68,21 @@ def runs_named(specs: list[str], last: int | None = None, root: Path | None = No
     for run in found:
         unique.setdefault(run.path.resolve(), run)
     return list(unique.values())
+
+
+def folder_of_runs(spec: str) -> Path | None:
+    """The folder holding runs that `spec` names (a sweep's: its `trials/`), or None: not one."""
+    path = Path(spec).expanduser()
+    inner = path / "trials" if (path / "trials").is_dir() else path
+    return inner if path.is_dir() and not is_run(path) and inner.is_dir() else None
+
+
+def runs_in(folder: Path) -> list[RunDir]:
+    """The runs in a folder, by name (a sweep's trials in the order they started)."""
+    try:
+        return [RunDir(p) for p in sorted(folder.iterdir()) if p.is_dir() and is_run(p)]
+    except OSError:
+        return []
 
 
 def quality_rows(run: RunDir) -> list[dict[str, Any]]:

@@ -94,12 +94,6 @@ class Sweep:
     def finished(self) -> bool:
         return not any(w.is_alive() for w in self.workers)
 
-    def trial_runs(self) -> list[RunDir]:
-        """The trials' run directories here, in order."""
-        if not self.sweep.trials.is_dir():
-            return []
-        return [RunDir(p) for p in sorted(self.sweep.trials.iterdir()) if (p / "config.json").exists()]
-
     def stop(self) -> None:
         """Every running trial saved and stopped; no trial started after."""
         if not self.stopping.is_set() and not self.finished():

@@ -10,6 +10,7 @@ import math
 import os
 import signal
 import socket
+from pathlib import Path
 from typing import Any
 
 from rich.text import Text
@@ -20,7 +21,7 @@ from textual.containers import Horizontal
 from textual.reactive import reactive
 from textual.widgets import DataTable, Footer, Static
 
-from gantui.run.compare import Entry, best, shown
+from gantui.run.compare import Entry, best, runs_in, shown
 from gantui.run.rundir import RunDir
 from gantui.run.tracks import AXES, RemoteTrack, Track, entries
 from gantui.ui.compare.leave import LeaveSweepScreen
@@ -78,11 +79,14 @@ class CompareApp(App):
     baseline: reactive[int | None] = reactive(None)  # a run's index
     sort = reactive("order")
 
-    def __init__(self, runs: list[RunDir | str], poll: float = POLL, sweep: Any = None) -> None:
+    def __init__(self, runs: list[RunDir | str], poll: float = POLL, sweep: Any = None,
+                 folders: list[Path] = ()) -> None:
         """`runs`: run directories, or HOST:RUN (followed through `ssh HOST gantui relay RUN`).
-        `sweep`: a sweep running in this process (sweep/runner.py), whose trials join as they start."""
+        `folders`: folders of runs (a sweep's trials), whose new runs join as they start. `sweep`: a
+        sweep running in this process (sweep/runner.py): its progress, and what q does."""
         super().__init__()
         self.tracks = [Track(run) if isinstance(run, RunDir) else remote(run) for run in runs]
+        self.folders = list(folders) + ([sweep.sweep.trials] if sweep is not None else [])
         self.sweep = sweep
         self.choice: str | None = None  # leaving a sweep's view: "stop" or "leave"
         self.poll = poll
@@ -121,9 +125,9 @@ class CompareApp(App):
 
     def look(self) -> None:
         grown = False
-        if self.sweep is not None:  # trials started since
-            known = {t.where for t in self.tracks}
-            for run in self.sweep.trial_runs():
+        known = {t.where for t in self.tracks}
+        for folder in self.folders:  # runs started since (a sweep's new trials)
+            for run in runs_in(folder):
                 if str(run.path) not in known:
                     self.tracks.append(Track(run))
                     grown = True
