@@ -281,3 +281,31 @@ def test_a_worker_elsewhere_joins_from_the_storage_url_alone(tmp_path):
     dirs = {Path(t.user_attrs["dir"]).parent for t in study.trials}
     assert dirs == {out / "trials", elsewhere / "trials"}  # each worker's trials where it runs them
     assert {t.params["seed"] for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE} == {1, 2, 3, 4}
+
+
+def test_a_trial_that_fails_is_marked_with_its_error_and_the_sweep_goes_on(tmp_path):
+    """A batch larger than the data passes every flag's own rule, and fails when the trial starts."""
+    out = tmp_path / "sweep"
+    said = finished(sweep("--out", str(out), "--trials", "2", "--space", "batch_size=16,100000", "--sampler", "grid",
+                          "--pruner", "none", *SHORT, "--no-ui"))
+    trials = {t.params["batch_size"]: t for t in study_of(out).trials}
+    assert trials[16].state == optuna.trial.TrialState.COMPLETE
+    failed = trials[100000]
+    assert failed.state == optuna.trial.TrialState.FAIL and "batch size 100000" in failed.user_attrs["error"]
+    assert f"trial {failed.number} failed: " in said and "1 complete" in said.splitlines()[-1]
+
+
+def test_each_trial_at_once_gets_a_gpu_of_its_own(monkeypatch):
+    """Round robin over the visible GPUs (none here: the environment is what is checked); on the CPU,
+    the cores split between the trials at once."""
+    from gantui.sweep.runner import Sweep, visible_gpus
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,5")
+    assert visible_gpus() == ["2", "5"]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "-1")
+    assert visible_gpus() == []
+    on_gpus = Sweep(None, None, None, [], None, jobs=3, gpus=["2", "5"])
+    assert [on_gpus._env(slot)["CUDA_VISIBLE_DEVICES"] for slot in range(3)] == ["2", "5", "2"]
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    assert Sweep(None, None, None, [], None, jobs=2, gpus=[])._env(0)["OMP_NUM_THREADS"] == "4"

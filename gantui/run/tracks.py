@@ -49,7 +49,10 @@ class Track:
     def refresh(self) -> bool:
         """Read what the run wrote since; whether anything changed."""
         changed = False
-        size = self.run.metrics.stat().st_size if self.run.metrics.exists() else 0
+        try:
+            size = self.run.metrics.stat().st_size
+        except OSError:  # none yet, or the run's directory removed while shown
+            size = 0
         if size < self._tail.offset:  # another file there now (a trial started again in its directory)
             self._reset()
         if self._first:  # a run of any length: its sampled past and its recent rows, in bounded time

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 import os
 import signal
 import socket
@@ -21,15 +20,15 @@ from textual.containers import Horizontal
 from textual.reactive import reactive
 from textual.widgets import DataTable, Footer, Static
 
-from gantui.run.compare import Entry, best, runs_in, shown
+from gantui.run.compare import Entry, runs_in, shown
 from gantui.run.rundir import RunDir
 from gantui.run.tracks import AXES, RemoteTrack, Track, entries
+from gantui.ui.compare.board import SORTS, Leaderboard
 from gantui.ui.compare.leave import LeaveSweepScreen
 from gantui.ui.compare.widgets import Chart, Samples, badge
 from gantui.ui.widgets.confirm_screen import ConfirmScreen
 
 WEIGHTS = (0.0, 0.6, 0.9, 0.99)  # smoothing, as TensorBoard's slider's usual stops
-SORTS = ("order", "best FID", "last FID", "step", "img/s")
 POLL = 1.0  # seconds between looks at the runs' directories
 
 
@@ -38,13 +37,6 @@ def remote(spec: str) -> RemoteTrack:
 
     host, run = spec.split(":", 1)
     return RemoteTrack(spec, relay_link(host, run))
-
-
-def versus(value: float | None, base: float | None, digits: str) -> str:
-    """A figure, or its difference from the baseline's."""
-    if value is None or base is None:
-        return shown(value, digits)
-    return f"{value - base:+{digits}}"
 
 
 def nearby(path: str) -> str:
@@ -91,10 +83,9 @@ class CompareApp(App):
         self.choice: str | None = None  # leaving a sweep's view: "stop" or "leave"
         self.poll = poll
         self.entries: list[Entry] = []
-        self.order: list[int] = list(range(len(self.tracks)))  # the leaderboard's rows, as track indices
 
     def compose(self) -> ComposeResult:
-        yield DataTable(id="board", cursor_type="row", zebra_stripes=True)
+        yield Leaderboard(id="board", cursor_type="row", zebra_stripes=True)
         yield Static(id="diff")
         with Horizontal(id="charts"):
             yield Chart(id="curve")
@@ -145,45 +136,11 @@ class CompareApp(App):
         self.show_diff()
         self.show_state()
 
-    # -- the leaderboard ----------------------------------------------------------------------
     def fill_board(self) -> None:
-        table = self.query_one("#board", DataTable)
-        selected = self.selected()
-        top = best(self.entries)
-        keys = list(self.entries[0].diff) if self.entries else []
-        table.clear(columns=True)
-        table.add_columns("", "run", "state", "step", "best FID", "last FID", "img/s", *keys)
-        self.order = self.sorted_indices()
-        base = self.entries[self.baseline] if self.baseline is not None else None
-        for i in self.order:
-            e = self.entries[i]
-            name = e.name + (" *" if e is top else "") + (" (base)" if i == self.baseline else "")
-            other = None if i == self.baseline else base  # the baseline's own figures as they are
-            table.add_row(badge(i), name, e.state, f"{e.step:,}", versus(e.best_fid, other and other.best_fid, ".2f"),
-                          versus(e.last_fid, other and other.last_fid, ".2f"),
-                          versus(e.images_per_s, other and other.images_per_s, ",.0f"),
-                          *(shown(e.diff[k]) for k in keys), key=str(i))
-        if selected is not None:
-            table.move_cursor(row=self.order.index(selected))
-
-    def sorted_indices(self) -> list[int]:
-        column = {"best FID": "best_fid", "last FID": "last_fid", "step": "step", "img/s": "images_per_s"}.get(self.sort)
-        indices = list(range(len(self.entries)))
-        if column is None:
-            return indices
-        lower = column in ("best_fid", "last_fid")
-
-        def key(i: int) -> float:
-            value = getattr(self.entries[i], column)
-            return math.inf if value is None else value if lower else -value
-
-        return sorted(indices, key=key)
+        self.query_one(Leaderboard).show(self.entries, self.baseline, self.sort)
 
     def selected(self) -> int | None:
-        table = self.query_one("#board", DataTable)
-        if not table.row_count or not self.order:
-            return None
-        return self.order[min(table.cursor_row, len(self.order) - 1)]
+        return self.query_one(Leaderboard).selected()
 
     @on(DataTable.RowHighlighted)
     def highlighted(self) -> None:
