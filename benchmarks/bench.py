@@ -370,6 +370,7 @@ def main() -> None:
         "side_by_side": together,
         "watched_vs_headless_side_by_side": statistics.median(r["ratio"] for r in watched) if watched else None,
         "watched_runs": watched,
+        "watcher": args.watcher,
         "aa_side_by_side": statistics.median(r["ratio"] for r in aa) if aa else None,
         "aa_runs": aa,
         "first_preview_s": median(results["dashboard"], "first_preview_s"),
@@ -404,7 +405,7 @@ def table(s: dict[str, Any]) -> str:
         lines.append(f"  the same, side by side, 1 core each: {s['dashboard_vs_headless_side_by_side']:.3f}"
                      f"  (runs: {ratios(s['side_by_side'])})")
     if s.get("watched_vs_headless_side_by_side") is not None:
-        lines.append(f"  headless + gantui watch / headless:  {s['watched_vs_headless_side_by_side']:.3f}"
+        lines.append(f"  headless + gantui {s.get('watcher', 'watch')} / headless:  {s['watched_vs_headless_side_by_side']:.3f}"
                      f"  (runs: {ratios(s['watched_runs'])}; the watcher on the watched run's core)")
     if s.get("aa_side_by_side") is not None:
         lines.append(f"  headless / headless, the same way:   {s['aa_side_by_side']:.3f}"
