@@ -30,7 +30,8 @@ def config_flag(p: argparse._ActionsContainer, knob: dataclasses.Field, kind: ty
 def train_parser() -> Parser:
     p = Parser(prog="gantui", description="Train a DCGAN and watch it learn in the terminal.",
                epilog="Sub-commands: `gantui watch [RUN | HOST:RUN]`, `gantui runs`, `gantui compare RUN ...`, "
-                      "`gantui stop RUN`, `gantui sample CHECKPOINT --n N --out FILE`, "
+                      "`gantui sweep --out SWEEP --space NAME=A,B ...`, `gantui stop RUN|SWEEP`, "
+                      "`gantui sample CHECKPOINT --n N --out FILE`, "
                       "`gantui eval CHECKPOINT [--n N] [--json]`, `gantui eval --real`, `gantui relay RUN`, "
                       "`gantui gif RUN --out progress.gif`, `gantui interpolate CHECKPOINT --out walk.gif`.")
     recipe = p.add_argument_group("recipe (the default is the reference DCGAN)")

@@ -140,7 +140,8 @@ class CompareApp(App):
         self.query_one(Leaderboard).show(self.entries, self.baseline, self.sort)
 
     def selected(self) -> int | None:
-        return self.query_one(Leaderboard).selected()
+        boards = self.query(Leaderboard)  # none while the app is closing (a row highlighted late)
+        return boards.first().selected() if boards else None
 
     @on(DataTable.RowHighlighted)
     def highlighted(self) -> None:
