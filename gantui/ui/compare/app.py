@@ -9,6 +9,7 @@ import json
 import os
 import signal
 import socket
+import time
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,33 @@ def remote(spec: str) -> RemoteTrack:
 
     host, run = spec.split(":", 1)
     return RemoteTrack(spec, relay_link(host, run))
+
+
+def command(path: Path, cmd: str, name: str, timeout: float = 10.0) -> str:
+    """A command over a run's socket, answered: what to say of it. (The server reads a command and
+    writes to its client side by side; a client gone before the answer may lose its command.)"""
+    deadline = time.monotonic() + timeout
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(timeout)
+            sock.connect(os.fspath(path))
+            sock.sendall(json.dumps({"cmd": cmd}).encode() + b"\n")
+            buffer = b""
+            while time.monotonic() < deadline:
+                chunk = sock.recv(1 << 20)
+                if not chunk:
+                    break
+                *lines, buffer = (buffer + chunk).split(b"\n")
+                for line in lines:
+                    if b'"ok"' in line or b'"error"' in line:
+                        msg = json.loads(line)
+                        if msg.get("type") == "error":
+                            return f"{name}: {msg.get('error')}"
+                        if msg.get("type") == "ok":
+                            return f"{cmd} sent to {name}"
+    except (OSError, ValueError) as err:
+        return f"{name}: {getattr(err, 'strerror', None) or err}"
+    return f"{name}: no answer to {cmd}"
 
 
 def nearby(path: str) -> str:
@@ -270,12 +298,4 @@ class CompareApp(App):
         if path is None:
             self.notify(f"{track.name} is not running", severity="warning")
             return
-        try:
-            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-                sock.settimeout(5.0)
-                sock.connect(os.fspath(path))
-                sock.sendall(json.dumps({"cmd": cmd}).encode() + b"\n")
-        except OSError as err:
-            self.notify(f"{track.name}: {err.strerror or err}", severity="error")
-            return
-        self.notify(f"{cmd} sent to {track.name}")
+        self.run_worker(lambda: self.notify(command(path, cmd, track.name)), thread=True)
