@@ -17,7 +17,7 @@ from typing import Any
 from gantui.run.rundir import RunDir
 from gantui.sweep.space import Objective, Param
 from gantui.sweep.study import Spec, SweepDir, distributions
-from gantui.sweep.trial import STOP_WAIT, Outcome, TrialRun, same_host, trial_name, worker_id
+from gantui.sweep.trial import STOP_WAIT, Outcome, TrialRun, same_host, settings, trial_name, worker_id
 
 COUNTED = ("COMPLETE", "PRUNED", "FAIL", "RUNNING")  # the trials that count towards --trials
 
@@ -170,7 +170,7 @@ class Sweep:
     def _run(self, trial: Any, slot: int) -> None:
         """Start (or take back from a dead process) and watch one trial, then tell the study."""
         run = RunDir(trial.user_attrs["dir"])
-        shown = " ".join(f"{k}={format(v, '.3g') if isinstance(v, float) else v}" for k, v in trial.params.items())
+        shown = " ".join(settings(trial.params))
         process = TrialRun.fresh(trial, run, self.objective, list(self.spec.flags), self.params, self._env(slot))
         said = f"trial {trial.number} started ({shown}): {run.path}"
         if "resumes" in trial.user_attrs and run.path.exists():

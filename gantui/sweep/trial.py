@@ -34,8 +34,13 @@ def same_host(worker: str | None) -> bool:
     return bool(worker) and worker.rsplit(":", 1)[0] == socket.gethostname()
 
 
+def settings(params: dict[str, Any]) -> list[str]:
+    """A trial's parameters as NAME=VALUE, numbers to 3 figures (its line, its directory's name)."""
+    return [f"{k}={format(v, '.3g') if isinstance(v, float) else v}" for k, v in params.items()]
+
+
 def trial_name(number: int, params: dict[str, Any]) -> str:
-    words = "-".join(f"{k}={format(v, '.3g') if isinstance(v, float) else v}" for k, v in params.items())
+    words = "-".join(settings(params))
     return f"{number:03d}-{re.sub(r'[^A-Za-z0-9=.,_+-]', '_', words)}"[:100]
 
 
