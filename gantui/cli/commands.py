@@ -12,6 +12,7 @@ import zlib
 from pathlib import Path
 
 from gantui.cli.parser import Parser, fail
+from gantui.run.client import connect, read_messages
 from gantui.run.rundir import RunDir
 from gantui.run.runs import all_runs, resolve_run, run_state, summary, table
 
@@ -29,20 +30,6 @@ def parse_run(prog: str, description: str, argv: list[str]) -> RunDir:
     root_arg(p)
     args = p.parse_args(argv)
     return resolve_run(args.run, args.root)
-
-
-def connect(run_dir: RunDir) -> socket.socket | None:
-    """A connection to the process serving the run, or None when nobody answers."""
-    path = run_dir.find_socket()
-    if path is None:
-        return None
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        sock.connect(os.fspath(path))
-    except OSError:
-        sock.close()
-        return None
-    return sock
 
 
 def is_remote(spec: str | None) -> bool:
@@ -91,24 +78,6 @@ def runs(argv: list[str]) -> int:
     else:
         print("no runs yet", file=sys.stderr)
     return 0
-
-
-def read_messages(sock: socket.socket, deadline: float):
-    """Messages from the run until it closes the connection or the deadline passes."""
-    buffer = b""
-    while time.monotonic() < deadline:
-        sock.settimeout(max(deadline - time.monotonic(), 0.01))
-        try:
-            chunk = sock.recv(1 << 20)
-        except TimeoutError:
-            return
-        if not chunk:
-            return
-        buffer += chunk
-        *lines, buffer = buffer.split(b"\n")
-        for line in lines:
-            if line.strip():
-                yield json.loads(line)
 
 
 def stop(argv: list[str]) -> int:

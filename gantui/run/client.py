@@ -6,6 +6,8 @@ import asyncio
 import json
 import os
 import shlex
+import socket
+import time
 import zlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -211,3 +213,36 @@ class ReplayLink:
 
     def close(self) -> None:
         pass
+
+
+# -- one command, from a process that is not a dashboard (`gantui stop`, the comparison view) --
+def connect(run_dir: RunDir) -> socket.socket | None:
+    """A connection to the process serving the run, or None when nobody answers."""
+    path = run_dir.find_socket()
+    if path is None:
+        return None
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.connect(os.fspath(path))
+    except OSError:
+        sock.close()
+        return None
+    return sock
+
+
+def read_messages(sock: socket.socket, deadline: float):
+    """Messages from the run until it closes the connection or the deadline passes."""
+    buffer = b""
+    while time.monotonic() < deadline:
+        sock.settimeout(max(deadline - time.monotonic(), 0.01))
+        try:
+            chunk = sock.recv(1 << 20)
+        except TimeoutError:
+            return
+        if not chunk:
+            return
+        buffer += chunk
+        *lines, buffer = buffer.split(b"\n")
+        for line in lines:
+            if line.strip():
+                yield json.loads(line)

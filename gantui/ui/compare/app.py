@@ -8,7 +8,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from textual.containers import Horizontal
 from textual.reactive import reactive
 from textual.widgets import DataTable, Footer, Static
 
+from gantui.run.client import connect, read_messages
 from gantui.run.compare import Entry, runs_in, shown
 from gantui.run.rundir import RunDir
 from gantui.run.tracks import AXES, RemoteTrack, Track, entries
@@ -40,28 +40,20 @@ def remote(spec: str) -> RemoteTrack:
     return RemoteTrack(spec, relay_link(host, run))
 
 
-def command(path: Path, cmd: str, name: str, timeout: float = 10.0) -> str:
+def command(run: RunDir, cmd: str, name: str, timeout: float = 10.0) -> str:
     """A command over a run's socket, answered: what to say of it. (The server reads a command and
     writes to its client side by side; a client gone before the answer may lose its command.)"""
-    deadline = time.monotonic() + timeout
     try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-            sock.settimeout(timeout)
-            sock.connect(os.fspath(path))
+        sock = connect(run)
+        if sock is None:
+            return f"{name} is not running"
+        with sock:
             sock.sendall(json.dumps({"cmd": cmd}).encode() + b"\n")
-            buffer = b""
-            while time.monotonic() < deadline:
-                chunk = sock.recv(1 << 20)
-                if not chunk:
-                    break
-                *lines, buffer = (buffer + chunk).split(b"\n")
-                for line in lines:
-                    if b'"ok"' in line or b'"error"' in line:
-                        msg = json.loads(line)
-                        if msg.get("type") == "error":
-                            return f"{name}: {msg.get('error')}"
-                        if msg.get("type") == "ok":
-                            return f"{cmd} sent to {name}"
+            for msg in read_messages(sock, time.monotonic() + timeout):
+                if msg.get("type") == "error":
+                    return f"{name}: {msg.get('error')}"
+                if msg.get("type") == "ok":
+                    return f"{cmd} sent to {name}"
     except (OSError, ValueError) as err:
         return f"{name}: {getattr(err, 'strerror', None) or err}"
     return f"{name}: no answer to {cmd}"
@@ -294,8 +286,7 @@ class CompareApp(App):
             else:
                 self.notify(f"{cmd} sent to {track.name}")
             return
-        path = track.run.find_socket() if track.live and track.run is not None else None
-        if path is None:
+        if not track.live or track.run is None:
             self.notify(f"{track.name} is not running", severity="warning")
             return
-        self.run_worker(lambda: self.notify(command(path, cmd, track.name)), thread=True)
+        self.run_worker(lambda: self.notify(command(track.run, cmd, track.name)), thread=True)
