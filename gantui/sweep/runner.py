@@ -33,12 +33,6 @@ def retried(call: Any, tries: int = 5) -> Any:
             time.sleep(0.5 * 2 ** attempt)
 
 
-def optuna_state(name: str):
-    from optuna.trial import TrialState
-
-    return TrialState[name]
-
-
 def visible_gpus() -> list[str]:
     """The GPUs a trial may be given, without importing torch: CUDA_VISIBLE_DEVICES, else nvidia-smi's."""
     given = os.environ.get("CUDA_VISIBLE_DEVICES")
@@ -81,7 +75,7 @@ class Sweep:
                 signal.signal(sig, handler)
         try:
             self.say(self.progress(final=True))
-            complete = any(t.state == optuna_state("COMPLETE") for t in self.study.get_trials(deepcopy=False))
+            complete = any(t.state.name == "COMPLETE" for t in self.study.get_trials(deepcopy=False))
         except Exception as err:
             self.say(f"the study cannot be read: {type(err).__name__}: {err}")
             return 1
@@ -163,7 +157,9 @@ class Sweep:
             except Exception as err:  # the storage or the disk: this trial fails, the sweep goes on
                 self.say(f"trial {trial.number} failed: {type(err).__name__}: {err}")
                 try:
-                    self.study.tell(trial, state=optuna_state("FAIL"), skip_if_finished=True)
+                    from optuna.trial import TrialState
+
+                    self.study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
                 except Exception:
                     pass
 
