@@ -85,13 +85,14 @@ class Session:
     def _ignored(self) -> tuple[int, ...]:
         return tuple(s for s in STOP_SIGNALS if signal.getsignal(s) == signal.SIG_IGN)
 
-    def run_dashboard(self, on_hangup: str = "detach") -> int:
+    def run_dashboard(self, on_hangup: str = "detach", images: str = "auto") -> int:
         import asyncio
 
         from gantui.run.client import LocalLink
         from gantui.ui.app import GanApp
+        from gantui.ui.pictures.terminal import detect
 
-        app = GanApp(LocalLink(self.hub), on_hangup=on_hangup)
+        app = GanApp(LocalLink(self.hub), on_hangup=on_hangup, pictures=detect(images))
         self.start()
         # Our own loop: asyncio.run() would wait for the trainer thread before returning.
         loop = asyncio.new_event_loop()
@@ -124,5 +125,6 @@ def run_headless(config: Config, resume_state: dict[str, Any] | None = None, out
     return session.run_headless(HeadlessPrinter(out or sys.stdout, config.batch_size))
 
 
-def run_dashboard(config: Config, resume_state: dict[str, Any] | None = None, on_hangup: str = "detach") -> int:
-    return Session(config, resume_state).run_dashboard(on_hangup)
+def run_dashboard(config: Config, resume_state: dict[str, Any] | None = None, on_hangup: str = "detach",
+                  images: str = "auto") -> int:
+    return Session(config, resume_state).run_dashboard(on_hangup, images)

@@ -11,7 +11,7 @@ import time
 import zlib
 from pathlib import Path
 
-from gantui.cli.parser import Parser, fail
+from gantui.cli.parser import Parser, fail, images_arg
 from gantui.run.client import connect, read_messages
 from gantui.run.rundir import RunDir
 from gantui.run.runs import all_runs, resolve_run, run_state, summary, table
@@ -41,6 +41,7 @@ def watch(argv: list[str]) -> int:
     p.add_argument("run", nargs="?", help="a run directory, a run's name, or HOST:RUN (over ssh); "
                                           "default: the newest running run, else the newest run")
     root_arg(p)
+    images_arg(p)
     args = p.parse_args(argv)
     if not sys.stdout.isatty() or os.environ.get("TERM") == "dumb":
         fail("gantui watch draws a dashboard: it needs a terminal (for logs: tail RUN_DIR/metrics.jsonl)")
@@ -56,8 +57,9 @@ def watch(argv: list[str]) -> int:
 
         link = socket_link(path) if path is not None and socket_answers(path) else ReplayLink(run_dir)
     from gantui.ui.app import GanApp
+    from gantui.ui.pictures.terminal import detect
 
-    app = GanApp(link)
+    app = GanApp(link, pictures=detect(args.images))
     code = app.run()
     if app.lost and app.started is None:
         fail(app.lost)
@@ -174,11 +176,26 @@ def bridge(sock: socket.socket, out: RawOut) -> None:
 
 
 def replay_to_stdout(run_dir: RunDir, out: RawOut) -> int:
-    """A run nobody serves: a hello and its replayed snapshot, then wait until the watcher leaves."""
+    """A run nobody serves: a hello and its replayed snapshot, then its samples again at the depth
+    and count each preview request asks (a watcher that draws pictures asks 8 bits), until the
+    watcher leaves."""
     from gantui.run import protocol
     from gantui.run.replay import replay_snapshot
 
+    snapshot = replay_snapshot(run_dir)
     out.write(protocol.dumps({"type": "hello", "protocol": protocol.PROTOCOL, "client": None, "replay": True}) +
-              protocol.dumps(protocol.encode(replay_snapshot(run_dir))))
-    sys.stdin.buffer.read()
+              protocol.dumps(protocol.encode(snapshot)))
+    for line in sys.stdin.buffer:
+        try:
+            cmd = protocol.parse_command(line)
+        except protocol.ProtocolError as err:
+            out.write(protocol.dumps({"type": "error", "error": str(err)}))
+            continue
+        if cmd["cmd"] != "preview":
+            out.write(protocol.dumps({"type": "error", "error": "a replay is read-only"}))
+            continue
+        reply = protocol.dumps({"type": "ok", "cmd": "preview"})
+        if snapshot.preview is not None:
+            reply += protocol.dumps(protocol.encode(snapshot.preview, cmd["depth"], cmd["count"] or None))
+        out.write(reply)
     return 0

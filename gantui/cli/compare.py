@@ -6,7 +6,7 @@ import os
 import sys
 from pathlib import Path
 
-from gantui.cli.parser import Parser, fail
+from gantui.cli.parser import Parser, fail, images_arg
 
 
 def compare(argv: list[str]) -> int:
@@ -24,6 +24,7 @@ def compare(argv: list[str]) -> int:
     shape.add_argument("--markdown", action="store_true", help="a Markdown table")
     shape.add_argument("--text", action="store_true", help="a plain table (the default where stdout is not a "
                                                            "terminal; in one, the comparison view)")
+    images_arg(p)
     args = p.parse_args(argv)
     if not args.runs and args.last is None:
         fail("name the runs to compare (RUN ..., or a directory of runs) or --last N")
@@ -37,9 +38,10 @@ def compare(argv: list[str]) -> int:
     runs = runs_named([spec for spec in args.runs if spec not in remote], args.last, args.root, allow_none=bool(remote))
     if view:
         from gantui.ui.compare.app import CompareApp
+        from gantui.ui.pictures.terminal import detect
 
         folders = [f for f in map(folder_of_runs, args.runs) if f is not None]  # their new runs join the view
-        return CompareApp([*runs, *remote], folders=folders).run() or 0
+        return CompareApp([*runs, *remote], folders=folders, pictures=detect(args.images)).run() or 0
     entries = entries_of(runs)
     if args.json:
         for entry in entries:

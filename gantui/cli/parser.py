@@ -18,3 +18,12 @@ class Parser(argparse.ArgumentParser):
 def fail(message: str, code: int = USAGE_ERROR) -> NoReturn:
     print(f"gantui: error: {message}", file=sys.stderr)
     raise SystemExit(code)
+
+
+IMAGE_MODES = ("auto", "kitty", "sixel", "iterm", "blocks")  # pictures.terminal.MODES, without importing the UI
+
+
+def images_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--images", choices=IMAGE_MODES, default="auto",
+                   help="how samples are drawn: auto (what the terminal answers it draws: Kitty graphics, sixel, "
+                        "iTerm2 inline images at full resolution; else half blocks), a protocol forced, or blocks")

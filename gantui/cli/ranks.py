@@ -58,7 +58,7 @@ def train_rank(args: argparse.Namespace, world) -> int:
     out = sys.stdout if world.main else open(os.devnull, "w")
     try:
         if dashboard:
-            code = session.run_dashboard(args.on_hangup)
+            code = session.run_dashboard(args.on_hangup, args.images)
         else:
             code = session.run_headless(HeadlessPrinter(out, config.batch_size))
     finally:
@@ -171,7 +171,7 @@ def launch(argv: list[str], args: argparse.Namespace, ui: bool) -> int:
     if path is None:
         sys.stderr.write((out / "gantui.log").read_text(errors="replace")[-2000:])
         return job.returncode
-    code = dashboard(path, out)
+    code = dashboard(path, out, args.images)
     if code == DETACHED:
         if job.poll() is not None:  # the job ended meanwhile: its own exit status
             return ended(job)
@@ -219,12 +219,13 @@ def served(out: Path, job: subprocess.Popen) -> Path | None:
     return None
 
 
-def dashboard(path: Path, out: Path) -> int:
+def dashboard(path: Path, out: Path, images: str = "auto") -> int:
     """The job's dashboard, as its owner: q stops every rank, saved; d leaves the job running."""
     from gantui.run.client import socket_link
     from gantui.ui.app import GanApp
+    from gantui.ui.pictures.terminal import detect
 
-    app = GanApp(socket_link(path), job=True)
+    app = GanApp(socket_link(path), job=True, pictures=detect(images))
     code = app.run()
     if app.lost and app.started is None:
         fail(f"{app.lost}; the job goes on. {how_to_reach(out)}")

@@ -164,8 +164,8 @@ def sweep_args(flags: list[str]) -> str | None:
     for name in ("out", "resume", "config", "nproc"):
         if getattr(args, name) is not None:
             return f"--{name}"
-    if args.ui or args.on_hangup != "detach" or args.no_ui:
-        return "--ui" if args.ui else "--no-ui" if args.no_ui else "--on-hangup"
+    if args.ui or args.on_hangup != "detach" or args.no_ui or args.images != "auto":
+        return "--ui" if args.ui else "--no-ui" if args.no_ui else "--images" if args.images != "auto" else "--on-hangup"
     return None
 
 
@@ -188,11 +188,13 @@ def work(sweep_dir, spec, study, params, objective, jobs: int, gpus: list[str], 
             return Sweep(sweep_dir, spec, study, params, objective, jobs, gpus, say).run(adopt)
         from gantui.run.compare import runs_in
         from gantui.ui.compare.app import CompareApp
+        from gantui.ui.pictures.terminal import detect
 
+        pictures = detect()  # before the trials start: the terminal is asked in raw mode
         said: list[str] = []  # while the view is up: printed once it is gone
         sweep = Sweep(sweep_dir, spec, study, params, objective, jobs, gpus, said.append)
         sweep.start(adopt)
-        app = CompareApp(runs_in(sweep_dir.trials), sweep=sweep)
+        app = CompareApp(runs_in(sweep_dir.trials), sweep=sweep, pictures=pictures)
         try:
             app.run()
         finally:

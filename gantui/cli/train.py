@@ -6,7 +6,7 @@ import argparse
 import dataclasses
 import typing
 
-from gantui.cli.parser import Parser, fail
+from gantui.cli.parser import Parser, fail, images_arg
 from gantui.cli.resolve import resolve, wants_ui
 from gantui.config import Config, flag
 from gantui.penalties import PENALTIES
@@ -49,6 +49,7 @@ def train_parser() -> Parser:
     add("--no-ui", action="store_true", help="no dashboard: plain log lines (also when stdout is not a terminal)")
     add("--ui", action="store_true", help="the dashboard under torchrun too: rank 0 draws it in torchrun's terminal "
                                           "(elsewhere the default in a terminal)")
+    images_arg(p)
     add("--on-hangup", choices=("detach", "stop"), default="detach",
         help="when the dashboard's terminal goes away: detach (the run goes on; default) or stop (save, exit)")
     add("--nproc", metavar="N", help="train with N processes through torchrun (DDP; N or auto: one per visible GPU); "
@@ -77,7 +78,7 @@ def train(argv: list[str]) -> int:
     from gantui.session import run_dashboard, run_headless
 
     if wants_ui(args):
-        code = run_dashboard(config, state, on_hangup=args.on_hangup)
+        code = run_dashboard(config, state, on_hangup=args.on_hangup, images=args.images)
     else:
         code = run_headless(config, state)
     RunDir.unlock(lock)  # the run has ended (not on an exception: its trainer thread may still write)

@@ -2,13 +2,16 @@
 
 The server's first message is `hello` with the protocol version, then a `snapshot` of the run;
 then events as they happen. A client sends commands (`{"cmd": "pause"}`); each gets an `ok` or
-an `error` reply. Previews travel as one hex digit a pixel (the 16 levels the dashboard draws) with
-their shape.
+an `error` reply. Previews travel as one hex digit a pixel (the 16 levels half blocks draw) with
+their shape; a client that draws pictures asks for 8 bits (`{"cmd": "preview", "count": N,
+"depth": 8}`) and gets them zlib'd, and each client gets only the tiles it shows.
 """
 from __future__ import annotations
 
+import base64
 import json
 import math
+import zlib
 from dataclasses import asdict
 from typing import Any
 
@@ -22,6 +25,7 @@ ZLIB_MARK = b"gantui-zlib\n"  # `gantui relay --zlib`'s first line: its zlib str
 MAX_LINE = 64 * 1024  # bytes in one client line, newline included
 COMMANDS = ("pause", "resume", "save", "resample", "stop", "preview", "set")
 MAX_PREVIEWS = 1024
+DEPTHS = (4, 8)  # bits a pixel channel a client asks for: half blocks draw 16 levels, pictures 256
 
 
 class ProtocolError(ValueError):
@@ -33,30 +37,42 @@ TO_HEX = bytes.maketrans(bytes(range(16)), HEX)
 FROM_HEX = bytes.maketrans(HEX, bytes(range(16)))
 
 
-def encode_preview(preview: ev.Preview) -> dict[str, Any]:
-    """Quantised to the 16 levels a channel the dashboard draws (render.preview_pixels), one hex
-    digit each. On the local socket that is plain text; over SSH the relay's one zlib stream
-    shrinks it about sixfold, a tenth less than zlib'd base64 did (which the stream cannot
-    shrink again), and a preview like the one before it shrinks further."""
-    levels = np.ascontiguousarray(preview.images, dtype=np.uint8) // 16
-    return {"step": preview.step, "shape": list(levels.shape), "codec": "hex16",
-            "data": levels.tobytes().translate(TO_HEX).decode("ascii"),
-            "source": preview.source, "row": preview.row}
+def encode_preview(preview: ev.Preview, depth: int = 4, count: int | None = None) -> dict[str, Any]:
+    """The first `count` tiles (all: None). At depth 4, quantised to the 16 levels a channel half
+    blocks draw (render.preview_pixels), one hex digit each: on the local socket plain text; over
+    SSH the relay's one zlib stream shrinks it about sixfold, a tenth less than zlib'd base64 did
+    (which the stream cannot shrink again), and a preview like the one before it shrinks further.
+    At depth 8 (pictures), every level, zlib'd here and base64'd ("u8z"): hex digits would double
+    what the stream must shrink, and the local socket has no stream."""
+    images = np.ascontiguousarray(preview.images[:count], dtype=np.uint8)
+    body = {"step": preview.step, "shape": list(images.shape), "source": preview.source, "row": preview.row}
+    if depth == 8:
+        return {**body, "codec": "u8z", "data": base64.b64encode(zlib.compress(images.tobytes(), 6)).decode("ascii")}
+    return {**body, "codec": "hex16", "data": (images // 16).tobytes().translate(TO_HEX).decode("ascii")}
 
 
 def decode_preview(msg: dict[str, Any]) -> ev.Preview:
     shape = tuple(int(n) for n in msg["shape"])
-    if msg.get("codec") != "hex16":
-        raise ProtocolError(f"unknown preview codec {msg.get('codec')!r}")
-    levels = np.frombuffer(str(msg["data"]).encode("ascii").translate(FROM_HEX), dtype=np.uint8)
-    images = (levels * 16 + 8).astype(np.uint8).reshape(shape)
+    codec = msg.get("codec")
+    if codec == "hex16":
+        levels = np.frombuffer(str(msg["data"]).encode("ascii").translate(FROM_HEX), dtype=np.uint8)
+        images = (levels * 16 + 8).astype(np.uint8).reshape(shape)
+    elif codec == "u8z":
+        try:
+            raw = zlib.decompress(base64.b64decode(str(msg["data"]), validate=True))
+        except (ValueError, zlib.error) as err:
+            raise ProtocolError(f"a preview's data: {err}") from None
+        images = np.frombuffer(raw, dtype=np.uint8).reshape(shape)
+    else:
+        raise ProtocolError(f"unknown preview codec {codec!r}")
     return ev.Preview(int(msg["step"]), images, str(msg.get("source", "G")), int(msg.get("row", 0)))
 
 
-def encode(event: ev.Event, **extra: Any) -> dict[str, Any]:
-    """An event as a JSON-ready dict with a `type`."""
+def encode(event: ev.Event, depth: int = 4, count: int | None = None, **extra: Any) -> dict[str, Any]:
+    """An event as a JSON-ready dict with a `type`; previews (also a snapshot's) at `depth`, `count`
+    tiles."""
     if isinstance(event, ev.Preview):
-        return {"type": "preview", **encode_preview(event)}
+        return {"type": "preview", **encode_preview(event, depth, count)}
     if isinstance(event, ev.Started):
         rows = ("history", "quality")  # as metrics.jsonl holds them
         body = {f: getattr(event, f) for f in event.__dataclass_fields__
@@ -65,7 +81,7 @@ def encode(event: ev.Event, **extra: Any) -> dict[str, Any]:
         body["schema"] = panes_json(event.schema)
         body["finished"] = asdict(event.finished) if event.finished is not None else None
         return {"type": "snapshot", **finite(body), **{f: [finite_row(r) for r in getattr(event, f)] for f in rows},
-                "preview": encode_preview(event.preview) if event.preview is not None else None}
+                "preview": encode_preview(event.preview, depth, count) if event.preview is not None else None}
     if isinstance(event, ev.Metrics):
         return {"type": "metrics", "rows": [finite_row(event.row)]}
     if isinstance(event, ev.Quality):
@@ -126,7 +142,10 @@ def parse_command(line: bytes) -> dict[str, Any]:
         count = msg.get("count")
         if not isinstance(count, int) or isinstance(count, bool) or not 0 <= count <= MAX_PREVIEWS:
             raise ProtocolError(f"preview: \"count\" must be an integer from 0 to {MAX_PREVIEWS}, got {count!r}")
-        return {"cmd": cmd, "count": count}
+        depth = msg.get("depth", 4)
+        if depth not in DEPTHS or isinstance(depth, bool):
+            raise ProtocolError(f"preview: \"depth\" must be 4 or 8 (bits a channel), got {depth!r}")
+        return {"cmd": cmd, "count": count, "depth": int(depth)}
     if cmd == "set":  # each value is checked by the run, which knows its settings
         values = msg.get("values")
         if (not isinstance(values, dict) or not values or not all(

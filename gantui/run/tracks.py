@@ -122,9 +122,11 @@ class RemoteTrack(Track):
     PREVIEWS = 50
     TILES = 16
 
-    def __init__(self, spec: str, link: Any) -> None:
+    def __init__(self, spec: str, link: Any, depth: int = 4) -> None:
         self.run = None  # type: ignore[assignment]
         self.where, self.link = spec, link
+        self.depth = depth  # bits a channel its previews come in: 8 where the view draws pictures
+        self.replay = False  # a run nobody serves: its relay answers preview requests only
         self.name = spec.rstrip("/").rsplit("/", 1)[-1].rsplit(":", 1)[-1]
         self.rows = deque(maxlen=HISTORY)
         self.quality, self.config, self.state = [], {}, "starting"
@@ -138,8 +140,8 @@ class RemoteTrack(Track):
 
         match event:
             case ev.Started():
-                if event.live:  # previews are made for the watchers that ask (16: a side-by-side box's worth)
-                    self.link.send({"cmd": "preview", "count": self.TILES})
+                self.replay = not event.live
+                self.ask_previews()
                 self.config = {**event.config, "image_shape": event.image_shape}
                 self._take(event.history)
                 self._take([{**row, "event": "quality"} for row in event.quality])
@@ -162,6 +164,13 @@ class RemoteTrack(Track):
             case _:
                 return
         self._changed = True
+
+    def ask_previews(self, depth: int | None = None) -> None:
+        """Previews are made for the watchers that ask (16: a side-by-side box's worth); a replay
+        sends its samples again at 8 bits when asked."""
+        self.depth = depth or self.depth
+        if not self.replay or self.depth == 8:
+            self.link.send({"cmd": "preview", "count": self.TILES, "depth": self.depth})
 
     def _preview(self, preview: Any) -> None:
         if self.grids and self.grids[-1][0] == preview.step:

@@ -25,6 +25,8 @@ from gantui.config import live_settings
 from gantui.run.client import ConnectionLost, LocalLink, ReplayLink, StreamLink
 from gantui.ui.leaving import Leaving
 from gantui.ui.messages import EngineEvent, message_for
+from gantui.ui.pictures.terminal import Terminal
+from gantui.ui.pictures.widget import PictureWidget
 from gantui.ui.steering import Steering
 from gantui.ui.widgets.preview_pane import PreviewPane
 from gantui.ui.widgets.panes import Panes
@@ -57,6 +59,7 @@ class GanApp(Steering, App[int]):
         Binding("d", "detach", "Detach"),
         Binding("ctrl+c", "quit_run", "Quit", show=False, priority=True),
         Binding("question_mark", "help", "Help", key_display="?"),
+        Binding("i", "switch_pictures", "Pictures", show=False),
         Binding("left", "scrub(-1)", "Older grid", show=False),
         Binding("right", "scrub(1)", "Newer grid", show=False),
         Binding("end", "live_samples", "Live samples", show=False),
@@ -70,11 +73,13 @@ class GanApp(Steering, App[int]):
     progress: reactive[Progress] = reactive(Progress(), init=False)
 
     def __init__(self, link: Link, *, on_hangup: str = "detach", clock: Callable[[], float] = time.monotonic,
-                 job: bool = False) -> None:
+                 job: bool = False, pictures: Terminal = Terminal()) -> None:
         """`job`: this dashboard started the run in processes of its own (`gantui --nproc`): it owns
-        it as a dashboard owns a run in its process (q stops it, saved), and d leaves it running."""
+        it as a dashboard owns a run in its process (q stops it, saved), and d leaves it running.
+        `pictures`: what the terminal draws (pictures.terminal.detect), asked before the app starts."""
         super().__init__()
         self.link, self.clock = link, clock
+        self.pictures = pictures
         self.job = job
         self.owner = link.owner or job  # q and a stop signal stop the run, not only this dashboard
         self.leaving = Leaving(self, on_hangup)
@@ -253,7 +258,7 @@ class GanApp(Steering, App[int]):
             self.ended_at = self.clock()  # the clock stops with the run (a replay's: at once)
         self.status_line.status = Status.of(started, self.finished, lost=bool(self.lost), quitting=self.quitting,
                                             paused=self.paused, progress=self.progress, since=self.started_at,
-                                            until=self.ended_at)
+                                            until=self.ended_at, pictures=self.pictures.protocol)
 
     def on_resize(self, event: events.Resize) -> None:
         width, height = event.size
@@ -268,8 +273,21 @@ class GanApp(Steering, App[int]):
 
     def ask_for_previews(self, count: int) -> None:
         """Previews are a request: the run generates as many as the largest consumer shows."""
-        if self.started is not None and self.steerable():
-            self.send("preview", count=count)
+        if self.started is not None and self.link.live and self.finished is None and not self.lost:
+            self.send("preview", count=count, depth=8 if self.pictures.pixels else 4)
+
+    def action_switch_pictures(self) -> None:
+        """i: full-resolution pictures <-> half blocks (where the terminal draws pictures)."""
+        old = self.pictures
+        if old.found == "blocks":
+            self.notify(old.why or "this terminal answered no picture protocol (kitty, sixel, iTerm2): half blocks; "
+                        "gantui --images sixel|kitty|iterm forces one", severity="warning", timeout=8)
+            return
+        self.pictures = old.switched()
+        for widget in self.query(PictureWidget):
+            widget.mode_changed(old)
+        self.ask_for_previews(self.preview_pane.capacity())
+        self.status_changed()
 
     def report_cost(self) -> None:
         """This thread's CPU time to the run's one preview pacer (counted only in its own process)."""

@@ -27,17 +27,19 @@ from gantui.run.tracks import AXES, RemoteTrack, Track, entries
 from gantui.ui.compare.board import SORTS, Leaderboard
 from gantui.ui.compare.leave import LeaveSweepScreen
 from gantui.ui.compare.widgets import Chart, Samples, badge
+from gantui.ui.pictures.terminal import Terminal
+from gantui.ui.pictures.widget import PictureWidget
 from gantui.ui.widgets.confirm_screen import ConfirmScreen
 
 WEIGHTS = (0.0, 0.6, 0.9, 0.99)  # smoothing, as TensorBoard's slider's usual stops
 POLL = 1.0  # seconds between looks at the runs' directories
 
 
-def remote(spec: str) -> RemoteTrack:
+def remote(spec: str, depth: int) -> RemoteTrack:
     from gantui.run.client import relay_link
 
     host, run = spec.split(":", 1)
-    return RemoteTrack(spec, relay_link(host, run))
+    return RemoteTrack(spec, relay_link(host, run), depth)
 
 
 def command(run: RunDir, cmd: str, name: str, timeout: float = 10.0) -> str:
@@ -80,6 +82,7 @@ class CompareApp(App):
         Binding("left", "scrub(-1)", "Older samples"),
         Binding("right", "scrub(1)", "Newer samples"),
         Binding("end", "scrub_live", "Newest", show=False, priority=True),
+        Binding("i", "switch_pictures", "Pictures", show=False),
         Binding("q", "quit", "Quit"),
         Binding("ctrl+c", "quit", "Quit", show=False, priority=True),
     ]
@@ -92,12 +95,15 @@ class CompareApp(App):
     sort = reactive("order")
 
     def __init__(self, runs: list[RunDir | str], poll: float = POLL, sweep: Any = None,
-                 folders: list[Path] = ()) -> None:
+                 folders: list[Path] = (), pictures: Terminal = Terminal()) -> None:
         """`runs`: run directories, or HOST:RUN (followed through `ssh HOST gantui relay RUN`).
         `folders`: folders of runs (a sweep's trials), whose new runs join as they start. `sweep`: a
-        sweep running in this process (sweep/runner.py): its progress, and what q does."""
+        sweep running in this process (sweep/runner.py): its progress, and what q does. `pictures`:
+        what the terminal draws (pictures.terminal.detect)."""
         super().__init__()
-        self.tracks = [Track(run) if isinstance(run, RunDir) else remote(run) for run in runs]
+        self.pictures = pictures
+        depth = 8 if pictures.pixels else 4
+        self.tracks = [Track(run) if isinstance(run, RunDir) else remote(run, depth) for run in runs]
         self.folders = list(folders) + ([sweep.sweep.trials] if sweep is not None else [])
         self.sweep = sweep
         self.choice: str | None = None  # leaving a sweep's view: "stop" or "leave"
@@ -232,6 +238,20 @@ class CompareApp(App):
     def action_scrub_live(self) -> None:
         self.scrub = None
         self.redraw()
+
+    def action_switch_pictures(self) -> None:
+        """i: the samples at full resolution <-> in half blocks (where the terminal draws pictures)."""
+        old = self.pictures
+        if old.found == "blocks":
+            self.notify(old.why or "this terminal answered no picture protocol (kitty, sixel, iTerm2): half blocks; "
+                        "--images sixel|kitty|iterm forces one", severity="warning", timeout=8)
+            return
+        self.pictures = old.switched()
+        for widget in self.query(PictureWidget):
+            widget.mode_changed(old)
+        for track in self.tracks:
+            if isinstance(track, RemoteTrack):
+                track.ask_previews(8 if self.pictures.pixels else 4)
 
     def action_toggle_pause(self) -> None:
         i = self.selected()

@@ -7,13 +7,17 @@ import math
 from pathlib import Path
 from typing import Any
 
+from collections.abc import Hashable
+
+import numpy as np
+from rich.console import RenderableType
 from rich.text import Text
 from textual.containers import Horizontal
-from textual.widgets import Static
 from textual_plotext import PlotextPlot
 
 from gantui.run.replay import grid_tiles
 from gantui.run.tracks import Track, smooth
+from gantui.ui.pictures.widget import PictureWidget
 from gantui.ui.render import preview_pixels
 
 # A run's look: colour alone fails on 16-colour terminals and for colour-blind users, so a marker too.
@@ -90,15 +94,18 @@ def log_ticks(low: float, high: float) -> list[float]:
     return inside if len(inside) >= 2 else [float(f"{10 ** low:.3g}"), float(f"{10 ** high:.3g}")]
 
 
-class SampleBox(Static):
-    """One run's saved grid at a step, drawn to the box's size (again when it is resized); a grid is
-    decoded and drawn once for a size, not at every look at the runs."""
+class SampleBox(PictureWidget):
+    """One run's saved grid at a step, drawn to the box's size (again when it is resized): a picture
+    where the terminal draws them, else half blocks; a grid is decoded and drawn once for a size,
+    not at every look at the runs."""
 
     def __init__(self, index: int, track: Track) -> None:
         super().__init__(classes="sample")
         self.index, self.track, self.step = index, track, None
         self.border_title = f"{look(index)[2]} {track.name}"
         self.shown: tuple[Any, ...] | None = None  # what is drawn: (grid's step, its source, the box's size)
+        self.tiles: np.ndarray | None = None  # the grid's images, for a picture
+        self.blocks: RenderableType = ""  # what half blocks draw (or why there is nothing)
 
     def at(self, step: int | None) -> None:
         self.step = step
@@ -129,9 +136,23 @@ class SampleBox(Static):
             except (OSError, ValueError):
                 self.update("unreadable grid")
                 return
+        self.tiles, self.blocks = tiles, ""
+        self.refresh()
+
+    def update(self, blocks: RenderableType) -> None:
+        """Words instead of samples (none yet, unreadable)."""
+        self.tiles, self.blocks = None, blocks
+        self.refresh()
+
+    def images_shown(self) -> tuple[Hashable, np.ndarray, int] | None:
+        return (self.shown[:2], self.tiles, 0) if self.tiles is not None and self.shown else None
+
+    def render_blocks(self) -> RenderableType:
         size = self.content_size
-        pixels = preview_pixels(tiles, size.width, size.height) if size.width and size.height else None
-        self.update(pixels if pixels is not None else "")
+        if self.tiles is None or not (size.width and size.height):
+            return self.blocks
+        pixels = preview_pixels(self.tiles, size.width, size.height)
+        return pixels if pixels is not None else ""
 
 
 class Samples(Horizontal):

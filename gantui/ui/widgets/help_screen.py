@@ -19,6 +19,7 @@ HELP = """\
 | `q` / `ctrl+c` | save a checkpoint, then quit (in `gantui watch`: leave; the run goes on) |
 | `d` | `gantui --nproc N`: detach; the job goes on (`gantui watch` attaches again) |
 | `x` | in `gantui watch`: save, then stop the run (asks first) |
+| `i` | samples at full resolution (Kitty graphics, sixel, iTerm2: what the terminal answered) or in half blocks |
 | `left` / `right` | the Samples pane steps back and forth through the run's saved grids; `end`: live again |
 | `?` | this help; `escape` closes it |
 
@@ -43,13 +44,15 @@ conditional run: the share drawn as the class asked for), score. A folder of ima
 labels: the pane says evaluation is off.
 MODE COLLAPSE? in red: a digit under 1% or KL above 0.1 at two evaluations in a row.
 
-**Samples**: the generator's output for a fixed batch of noise (in colour for RGB data, big
-images averaged down to fit), so frames are comparable
-over time. Grids are also written to the run directory's `samples/`; `left` and `right` step
+**Samples**: the generator's output for a fixed batch of noise (in colour for RGB data), so
+frames are comparable over time. Where the terminal draws pictures (Kitty, Ghostty, WezTerm,
+iTerm2, xterm as a VT340, foot...: `--images`), at the images' own resolution, enlarged by whole
+factors to fill the pane; elsewhere in half blocks, big images averaged down to fit. Grids are also written to the run directory's `samples/`; `left` and `right` step
 through them (the pane's lower edge says which step it shows), `end` returns to the live view,
 and `gantui gif RUN --out progress.gif` makes a film of them.
 
-**Status line**: state, device, epoch, step, throughput, elapsed time, ETA, run directory.
+**Status line**: state, device, epoch, step, throughput, elapsed time, ETA, the picture protocol
+in use (none shown: half blocks), run directory.
 """
 
 

@@ -1,26 +1,26 @@
-"""Generated images from the fixed noise, as many as fit, drawn with half blocks, grey or in colour."""
+"""Generated images from the fixed noise, as many as fit: at full resolution where the terminal
+draws pictures (pictures.PictureWidget), else in half blocks, grey or in colour."""
 from __future__ import annotations
 
 from typing import Any
 
 import numpy as np
+from collections.abc import Hashable
+
 from rich.console import RenderableType
 from rich.text import Text
 from textual import events
 from textual.message import Message
-from textual.reactive import Reactive
-from textual.widget import Widget
 
 from gantui.run.events import Preview
 from gantui.run.rundir import RunDir
 from gantui.run.replay import grid_tiles
+from gantui.ui.pictures.layer import zoomed_layout
+from gantui.ui.pictures.widget import PictureWidget
 from gantui.ui.render import layout_for, preview_pixels
 
 
-class PreviewPane(Widget):
-    # No links in a picture: skips Textual's per-segment link pass (a fifth of the UI's time).
-    auto_links: Reactive[bool] = Reactive(False)
-
+class PreviewPane(PictureWidget):
     class CapacityChanged(Message):
         """The pane now fits this many tiles: the trainer need generate no more."""
 
@@ -43,7 +43,10 @@ class PreviewPane(Widget):
 
     def capacity(self) -> int:
         """How many tiles fit now: the trainer generates no more than this."""
-        cols, rows, _ = layout_for(self.content_size.width, self.content_size.height, self.image_size)
+        if self.terminal.pixels:
+            cols, rows, _, _ = zoomed_layout(*self.pixel_size(), self.image_size)
+        else:
+            cols, rows, _ = layout_for(self.content_size.width, self.content_size.height, self.image_size)
         return max(cols * rows, 1)
 
     def color_mode(self) -> str:
@@ -107,7 +110,12 @@ class PreviewPane(Widget):
         if self.live is not None:
             self._display(self.live)
 
-    def render(self) -> RenderableType:
+    def images_shown(self) -> tuple[Hashable, np.ndarray, int] | None:
+        if self.images is None:
+            return None
+        return (id(self.images), self.step), self.images, self.row
+
+    def render_blocks(self) -> RenderableType:
         width, height = self.content_size.width, self.content_size.height
         if self.images is None and self.decoded is not None:
             done, total = self.decoded

@@ -38,10 +38,11 @@ class Status:
     batch: tuple[int, int] | None  # (processes, images per process) of a torchrun job: its global batch
     since: float  # the clock reading the elapsed time counts from
     until: float | None  # the clock reading it stopped at (the run has ended), else None
+    pictures: str = "blocks"  # how samples are drawn: kitty, sixel, iterm (full resolution) or half blocks
 
     @classmethod
     def of(cls, started: ev.Started, finished: ev.Finished | None, *, lost: bool, quitting: bool, paused: bool,
-           progress: Progress, since: float, until: float | None) -> Status:
+           progress: Progress, since: float, until: float | None, pictures: str = "blocks") -> Status:
         processes = started.config.get("processes") or 1
         compiling = started.config.get("compile") and progress.step == started.step and finished is None
         state = finished.reason.upper() if finished else "DISCONNECTED" if lost else (
@@ -53,7 +54,7 @@ class Status:
             images_per_s=None if not epochs else progress.images_per_s if finished is None else 0.0,
             steps_per_s=progress.steps_per_s if finished is None else 0.0, run_dir=started.run_dir,
             batch=(processes, started.config.get("batch_size", 0)) if processes > 1 else None,
-            since=since, until=until)
+            since=since, until=until, pictures=pictures)
 
 
 class StatusLine(Static):
@@ -82,6 +83,7 @@ class StatusLine(Static):
             + (f" │ ETA {'?' if eta is None else format_duration(eta)}" if status.total else "")
             + (f" │ epoch {status.epoch}" if status.epoch is not None else "")
             + (f" │ batch {batch[0] * batch[1]} ({batch[0]}×{batch[1]})" if batch else "")
-            + f" │ {format_duration(elapsed)} elapsed │ {status.device} │ [dim]{status.run_dir}[/dim]",
+            + f" │ {format_duration(elapsed)} elapsed │ {status.device}"
+            + (f" │ {status.pictures}" if status.pictures != "blocks" else "") + f" │ [dim]{status.run_dir}[/dim]",
             layout=False,  # one line, always: no layout pass for the whole screen each second
         )

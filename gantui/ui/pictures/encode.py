@@ -1,0 +1,124 @@
+"""Images as terminal escape sequences: Kitty graphics, sixel, iTerm2 inline images; tmux's
+passthrough around any of them. Pure functions of numpy arrays, tested byte for byte."""
+from __future__ import annotations
+
+import base64
+import io
+import re
+import zlib
+
+import numpy as np
+from PIL import Image
+
+ESC = "\x1b"
+ST = ESC + "\\"  # the string terminator that ends DCS, APC and OSC sequences
+KITTY_CHUNK = 4096  # base64 bytes a Kitty graphics escape may carry
+
+
+def tmux_wrap(sequence: str) -> str:
+    """One escape sequence through tmux to the terminal outside it (tmux drops it otherwise, and
+    passes it on only with `allow-passthrough on`): a DCS with every ESC inside doubled."""
+    return f"{ESC}Ptmux;{sequence.replace(ESC, ESC + ESC)}{ST}"
+
+
+def at_cell(x: int, y: int, sequence: str) -> str:
+    """`sequence` drawn with the cursor at cell (x, y), zero-based; the cursor put back after."""
+    return f"{ESC}7{ESC}[{y + 1};{x + 1}H{sequence}{ESC}8"
+
+
+def rgb(image: np.ndarray) -> np.ndarray:
+    """(H, W) grey or (H, W, 3) colour as contiguous (H, W, 3) uint8."""
+    image = np.asarray(image, dtype=np.uint8)
+    return np.ascontiguousarray(image if image.ndim == 3 else np.repeat(image[..., None], 3, axis=-1))
+
+
+# -- Kitty graphics protocol (sw.kovidgoyal.net/kitty/graphics-protocol) ------------------
+def kitty(image: np.ndarray, image_id: int) -> list[str]:
+    """Escapes that transmit `image` as image `image_id` and place it at the cursor, which stays put
+    (C=1); q=2: no replies, which would otherwise arrive as keys. Raw RGB, zlib'd (o=z): no PNG to
+    encode, and smaller than PNG for these images. Each escape carries at most 4096 base64 bytes."""
+    pixels = rgb(image)
+    height, width = pixels.shape[:2]
+    payload = base64.standard_b64encode(zlib.compress(pixels.tobytes(), 6)).decode("ascii")
+    chunks = [payload[i:i + KITTY_CHUNK] for i in range(0, len(payload), KITTY_CHUNK)] or [""]
+    out = []
+    for n, chunk in enumerate(chunks):
+        more = int(n < len(chunks) - 1)
+        keys = (f"a=T,q=2,f=24,o=z,s={width},v={height},i={image_id},C=1,m={more}" if n == 0
+                else f"q=2,m={more}")
+        out.append(f"{ESC}_G{keys};{chunk}{ST}")
+    return out
+
+
+def kitty_place(image_id: int) -> str:
+    """Place image `image_id` again at the cursor (after it was hidden), without sending it again."""
+    return f"{ESC}_Ga=p,q=2,i={image_id},C=1{ST}"
+
+
+def kitty_hide(image_id: int) -> str:
+    """Take image `image_id` off the screen; the terminal keeps its pixels for kitty_place."""
+    return f"{ESC}_Ga=d,q=2,d=i,i={image_id}{ST}"
+
+
+def kitty_delete(image_id: int) -> str:
+    """Take image `image_id` off the screen and free its pixels in the terminal."""
+    return f"{ESC}_Ga=d,q=2,d=I,i={image_id}{ST}"
+
+
+# -- iTerm2 inline images (iterm2.com/documentation-images.html) -------------------------
+def iterm(image: np.ndarray) -> str:
+    """A PNG shown at its own size in pixels at the cursor, the cursor left where it was."""
+    buffer = io.BytesIO()
+    Image.fromarray(np.asarray(image, dtype=np.uint8)).save(buffer, format="PNG", compress_level=1)
+    data = buffer.getvalue()
+    height, width = image.shape[:2]
+    return (f"{ESC}]1337;File=inline=1;size={len(data)};width={width}px;height={height}px;"
+            f"preserveAspectRatio=0;doNotMoveCursor=1:{base64.standard_b64encode(data).decode('ascii')}\a")
+
+
+# -- sixel (the VT330/VT340's, as xterm, foot, mlterm, WezTerm, Konsole, Windows Terminal draw it) --
+RUN = re.compile(r"(.)\1{3,}")  # four or more of one sixel: shorter as a repeat (!N<sixel>)
+
+
+def palette_of(image: np.ndarray, colors: int) -> tuple[np.ndarray, np.ndarray]:
+    """(indices (H, W), palette (N, 3) uint8) with at most `colors` entries: evenly spaced greys for
+    a grey image, a median cut for a colour one."""
+    colors = max(2, min(int(colors), 256))
+    if image.ndim == 2:
+        step = -(-256 // colors)
+        indices = image // step
+        levels = np.minimum(np.arange(256 // step + 1) * step + step // 2, 255)
+        return indices.astype(np.int64), np.repeat(levels[:, None], 3, axis=1).astype(np.uint8)
+    quantised = Image.fromarray(rgb(image)).quantize(colors=colors, method=Image.Quantize.MEDIANCUT,
+                                                   dither=Image.Dither.NONE)
+    palette = np.array(quantised.getpalette()[:3 * colors], dtype=np.uint8).reshape(-1, 3)
+    return np.asarray(quantised, dtype=np.int64), palette
+
+
+def sixel(image: np.ndarray, colors: int = 256) -> str:
+    """A DCS sixel sequence: 1:1 pixels ("1;1), the raster's size declared, colours as RGB
+    percentages, each band of six rows a line per colour in it, runs as repeats. No final
+    graphics newline, so a picture at the screen's last rows does not scroll it."""
+    indices, palette = palette_of(np.asarray(image, dtype=np.uint8), colors)
+    height, width = indices.shape
+    parts = [f"{ESC}P0;1;0q\"1;1;{width};{height}"]
+    used = np.unique(indices)
+    percent = np.rint(palette.astype(np.float64) * 100 / 255).astype(int)
+    parts += [f"#{i};2;{r};{g};{b}" for i, (r, g, b) in zip(used.tolist(), percent[used].tolist())]
+    bands = []
+    for top in range(0, height, 6):
+        band = indices[top:top + 6]
+        rows = band.shape[0]
+        key = band * width + np.arange(width)  # each pixel's (colour, column)
+        weights = np.broadcast_to((1 << np.arange(rows))[:, None], band.shape)  # its bit in the sixel
+        bits = np.bincount(key.ravel(), weights.ravel(), minlength=len(palette) * width)
+        bits = bits.reshape(len(palette), width).astype(np.int64)
+        lines = []
+        for colour in np.flatnonzero(bits.any(axis=1)).tolist():
+            row = bits[colour]
+            row = row[: np.flatnonzero(row)[-1] + 1]  # nothing after its last pixel
+            text = (row + 63).astype(np.uint8).tobytes().decode("ascii")
+            lines.append(f"#{colour}" + RUN.sub(lambda m: f"!{len(m.group())}{m.group(1)}", text))
+        bands.append("$".join(lines))
+    parts.append("-".join(bands))
+    return "".join(parts) + ST

@@ -1,0 +1,108 @@
+"""A widget that shows images: at full resolution where the terminal draws pictures, in half
+blocks elsewhere. Subclasses say what to show (`images_shown`) and how in half blocks
+(`render_blocks`); this class draws the picture over its blank cells after each repaint of them."""
+from __future__ import annotations
+
+import itertools
+from collections.abc import Hashable
+from typing import Any
+
+import numpy as np
+from rich.console import RenderableType
+from rich.text import Text
+from textual.geometry import Region
+from textual.reactive import Reactive
+from textual.strip import Strip
+from textual.widget import Widget
+
+from gantui.ui.pictures.layer import PictureLayer, picture, zoomed_layout
+from gantui.ui.pictures.terminal import Terminal
+
+KITTY_IDS = itertools.count(1)  # a Kitty image id a widget, reused for each of its pictures
+
+
+class PictureWidget(Widget):
+    # No links in a picture: skips Textual's per-segment link pass (a fifth of the UI's time).
+    auto_links: Reactive[bool] = Reactive(False)
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.picture_layer = PictureLayer(next(KITTY_IDS), self.write_to_terminal)
+        self.paint_due = False
+
+    # -- what a subclass says ------------------------------------------------------------
+    def images_shown(self) -> tuple[Hashable, np.ndarray, int] | None:
+        """(a key that changes with the images, the images (N, H, W[, 3]), tiles per digit row or 0)."""
+        raise NotImplementedError
+
+    def render_blocks(self) -> RenderableType:
+        raise NotImplementedError
+
+    # -- the terminal's pictures ---------------------------------------------------------
+    @property
+    def terminal(self) -> Terminal:
+        return self.app.pictures  # type: ignore[attr-defined]  (GanApp, CompareApp)
+
+    def pixel_size(self) -> tuple[int, int]:
+        """The content's size in the terminal's pixels."""
+        cell_w, cell_h = self.terminal.cell
+        return self.content_size.width * cell_w, self.content_size.height * cell_h
+
+    def fits_picture(self) -> bool:
+        shown = self.images_shown() if self.terminal.pixels else None
+        if shown is None:
+            return False
+        cols, rows, _, _ = zoomed_layout(*self.pixel_size(), shown[1].shape[1])
+        return cols * rows > 0
+
+    def write_to_terminal(self, data: str) -> None:
+        # Textual has no public way to write to the terminal; its own App.bell and clipboard do this.
+        driver = self.app._driver
+        if driver is not None and not self.app.is_headless:
+            driver.write(data)
+
+    def on_mount(self) -> None:
+        self.app.screen_change_signal.subscribe(self, self.screen_changed)
+
+    def on_unmount(self) -> None:
+        self.picture_layer.close(self.terminal)
+
+    def screen_changed(self, screen: Any) -> None:
+        if screen is not self.screen:  # a modal screen over this one: the picture off until it goes
+            self.picture_layer.hide(self.terminal)
+
+    def mode_changed(self, old: Terminal) -> None:
+        """The app switched pictures <-> half blocks: the old picture freed, the cells repainted."""
+        self.picture_layer.close(old)
+        self.refresh()
+
+    def render(self) -> RenderableType:
+        if self.fits_picture():
+            return Text("")  # blank cells: the picture goes over them after the frame
+        return self.render_blocks()
+
+    def render_lines(self, crop: Region) -> list[Strip]:
+        lines = super().render_lines(crop)
+        if self.terminal.pixels and not self.paint_due:  # the cells were repainted: the picture again
+            self.paint_due = True
+            self.call_after_refresh(self.paint_picture)
+        return lines
+
+    def paint_picture(self) -> None:
+        self.paint_due = False
+        terminal = self.terminal
+        shown = self.images_shown() if terminal.pixels and self.is_mounted else None
+        if shown is None or not self.screen.is_active or not self.fits_picture() or self.under_toast():
+            self.picture_layer.hide(terminal)
+            return
+        key, images, per_digit = shown
+        width, height = self.pixel_size()
+        region = self.content_region
+        self.picture_layer.show(terminal, (key, width, height, per_digit), lambda: picture(images, width, height, per_digit),
+                        region.x, region.y)
+
+    def under_toast(self) -> bool:
+        """A notification over the picture would be drawn under it: none until the toast goes (its
+        going repaints these cells)."""
+        region = self.content_region
+        return any(toast.region.overlaps(region) for toast in self.screen.query("Toast"))
