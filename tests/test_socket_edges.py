@@ -127,3 +127,47 @@ def test_relay_zlib_sends_a_replay_compressed(tmp_path):
     assert done.returncode == 0 and done.stdout.startswith(ZLIB_MARK)
     messages = [json.loads(line) for line in zlib.decompressobj().decompress(done.stdout[len(ZLIB_MARK):]).splitlines()]
     assert [m["type"] for m in messages] == ["hello", "snapshot"] and messages[1]["history"][0]["step"] == 1
+
+
+def test_a_relayed_replay_sends_its_samples_again_at_the_depth_asked(tmp_path):
+    """A finished run over SSH: `gantui relay` answers a watcher's preview request, 8 bits for one
+    that draws pictures (the saved grid's own pixels), and refuses any other command."""
+    import sys
+
+    import numpy as np
+
+    from gantui.run.protocol import decode_preview
+    from gantui.run.replay import grid_tiles
+    from support import write_run
+
+    run = write_run(tmp_path / "run", {})
+    asks = b'{"cmd": "preview", "count": 5, "depth": 8}\n{"cmd": "pause"}\n{"cmd": "preview", "count": 2}\n'
+    done = run_process([sys.executable, "-m", "gantui", "relay", str(run.path)], input=asks, capture_output=True,
+                       timeout=60)
+    assert done.returncode == 0, done.stderr
+    messages = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [m["type"] for m in messages] == ["hello", "snapshot", "ok", "preview", "error", "ok", "preview"]
+    full, levels = decode_preview(messages[3]), decode_preview(messages[6])
+    tiles = grid_tiles(run.grids()[-1][1], 28, 1)
+    assert messages[3]["codec"] == "u8z" and np.array_equal(full.images, tiles[:5])
+    assert messages[6]["codec"] == "hex16" and levels.images.shape == (2, 28, 28)
+    assert "read-only" in messages[4]["error"]
+
+
+def test_previews_travel_at_the_depth_and_count_a_watcher_asks():
+    import numpy as np
+    import pytest
+
+    from gantui.run import protocol
+
+    images = np.random.default_rng(0).integers(0, 256, (6, 28, 28), dtype=np.uint8)
+    preview = ev.Preview(40, images, row=3)
+    full = protocol.decode_preview(json.loads(protocol.dumps(protocol.encode_preview(preview, 8, 4))))
+    assert np.array_equal(full.images, images[:4]) and (full.step, full.row) == (40, 3)
+    levels = protocol.decode_preview(protocol.encode_preview(preview))
+    assert levels.images.shape == images.shape and np.abs(levels.images.astype(int) - images).max() <= 8
+    with pytest.raises(protocol.ProtocolError, match="a preview's data"):
+        protocol.decode_preview({**protocol.encode_preview(preview, 8), "data": "bm90IHpsaWI="})
+    assert protocol.parse_command(b'{"cmd": "preview", "count": 3}') == {"cmd": "preview", "count": 3, "depth": 4}
+    with pytest.raises(protocol.ProtocolError, match="depth"):
+        protocol.parse_command(b'{"cmd": "preview", "count": 3, "depth": true}')

@@ -11,9 +11,11 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from gantui.engine.checkpoint import load_checkpoint
+from gantui.run.protocol import decode_preview
 from support import FAST, Peer, gantui, last_step, metrics_rows, popen, run_process, start, wait_for_step
 
 
@@ -57,6 +59,10 @@ def test_a_run_serves_a_snapshot_events_and_commands(live_run):
     assert preview["shape"] == [4, 28, 28] and preview["codec"] == "hex16"
     pixels = preview["data"]  # the 16 levels the dashboard draws, a hex digit each
     assert len(pixels) == 4 * 28 * 28 and set(pixels) <= set("0123456789abcdef") and len(set(pixels)) > 2
+    a.cmd("preview", count=3, depth=8)  # a watcher that draws pictures: every level, the newest again at once
+    full = a.until(lambda m: m["type"] == "preview" and m["codec"] == "u8z")
+    images = decode_preview(full).images
+    assert images.shape == (3, 28, 28) and len(np.unique(images)) > 16
     b.cmd("pause")
     paused = a.until(lambda m: m["type"] == "paused")
     assert paused["paused"] and paused["by"] == b_name  # a's dashboard says: paused from another terminal
@@ -78,7 +84,8 @@ def test_bad_input_on_the_socket_gets_errors_never_the_trainer(live_run):
     peer.until(lambda m: m["type"] == "snapshot")
     for line, says in ((b"not json\n", "not JSON"), (b"[1, 2]\n", "JSON object"), (b'{"cmd": "zap"}\n', "unknown"),
                        (b'{"cmd": 7}\n', "missing"), (b'{"cmd": "preview", "count": "all"}\n', "integer"),
-                       (b'{"cmd": "preview", "count": -1}\n', "integer")):
+                       (b'{"cmd": "preview", "count": -1}\n', "integer"),
+                       (b'{"cmd": "preview", "count": 4, "depth": 16}\n', "depth")):
         peer.send(line)
         assert says in peer.until(lambda m: m["type"] == "error")["error"]
     silent = Peer(out)

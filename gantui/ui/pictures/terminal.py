@@ -39,7 +39,7 @@ class Answers:
     """What the terminal said (parse_answers), each None where it did not say it."""
 
     kitty: bool = False
-    attributes: tuple[int, ...] | None = None  # DA1: 4 among them is sixel
+    attributes: tuple[int, ...] | None = None  # DA1 (every answer's): 4 among them is sixel
     version: str | None = None  # XTVERSION: "XTerm(379)", "kitty(0.35.2)", "WezTerm 20240203..."
     cell: tuple[int, int] | None = None  # (width, height) in pixels
     colors: int | None = None  # sixel colour registers
@@ -84,8 +84,8 @@ def parse_answers(data: bytes) -> Answers:
             keys = dict(kv.split("=", 1) for kv in m["kitty"].split(",") if "=" in kv)
             if keys.get("i") == str(QUERY_ID):
                 found["kitty"] = m["status"] == "OK"
-        elif m["da1"] is not None:
-            found["attributes"] = tuple(int(n) for n in m["da1"].split(";") if n)
+        elif m["da1"] is not None:  # inside tmux two (its own, the terminal's): what either has
+            found["attributes"] = (*found.get("attributes", ()), *(int(n) for n in m["da1"].split(";") if n))
         elif m["version"] is not None:
             found["version"] = m["version"]
         elif m["cw"] is not None and int(m["cw"]) > 0 and int(m["ch"]) > 0:
