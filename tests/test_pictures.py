@@ -302,3 +302,31 @@ async def test_dashboard_draws_pictures_hides_them_under_a_screen_and_switches_t
         await pilot.pause(0.5)
         assert len([w for w in writes if "a=T," in w]) == count + 1
         await pilot.press("q")
+
+
+async def test_a_replay_in_sixel_scrubs_with_a_picture_a_grid(tmp_path):
+    """`gantui watch` of a finished run whose evaluations hold FID alone: its samples as sixel
+    pictures of the saved grids' own pixels, a new picture a step back, the status line saying so."""
+    from gantui.run.client import ReplayLink
+    from gantui.run.replay import grid_tiles
+    from gantui.ui.app import GanApp
+    from support import wait_for, write_run
+
+    run = write_run(tmp_path / "run", {})
+    app = GanApp(ReplayLink(run), pictures=Terminal(protocol="sixel", found="sixel", cell=(6, 13)))
+    writes: list[str] = []
+    async with app.run_test(size=(120, 40)) as pilot:
+        pane = app.preview_pane
+        pane.picture_layer.write = writes.append
+        await wait_for(pilot, lambda: pane.step == 40)
+        pane.refresh()
+        await wait_for(pilot, lambda: len(writes) >= 1)
+        assert "FID" in str(app.quality_pane.header.render()) and "sixel" in str(app.status_line.render())
+        region = pane.content_region
+        cols, rows, zoom, _ = zoomed_layout(region.width * 6, region.height * 13, 28)
+        shown = decode_sixel(writes[-1][writes[-1].index("\x1bP"):-2])[..., 0].astype(int)
+        tiles = grid_tiles(run.grids()[-1][1])
+        assert np.abs(shown[:28 * zoom:zoom, :28 * zoom:zoom] - tiles[0]).max() <= 2  # the grid's own pixels
+        await pilot.press("left", "left")  # the newest grid (step 40, as live), then the one before
+        await wait_for(pilot, lambda: pane.step == 30 and writes[-1] != writes[0])
+        await pilot.press("q")

@@ -104,11 +104,13 @@ class QualityPane(Vertical):
             return
         best = min(self.fids, default=math.nan)
         self.header.update(f"[b]FID[/b] {last['fid']:.1f} [dim]best[/dim] {best:.1f} "
-                           f"[dim]N={last['fid_n']}, log scale[/dim]", layout=False)
+                           f"[dim]N={last.get('fid_n', '?')}, log scale[/dim]", layout=False)
         self.border_subtitle = f"step {last['step']}"
         self.spark.data = [math.log10(max(fid, 1e-3)) for fid in self.fids]  # FID falls over decades
-        self.bars.hist = list(last["hist"])
-        if last.get("collapse"):
+        self.bars.hist = list(last["hist"]) if last.get("hist") else None
+        if "classes" not in last:  # FID alone (a row written without the classifier's figures)
+            verdict = ""
+        elif last.get("collapse"):
             rare = ",".join(map(str, rare_digits(last["hist"])))
             verdict = "[b red]MODE COLLAPSE?[/b red] " + (f"digits {rare} under 1%, " if rare else "") + \
                 f"KL {last['kl']:.3f}"
