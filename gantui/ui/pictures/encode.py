@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import io
-import re
 import zlib
 
 import numpy as np
@@ -77,9 +76,6 @@ def iterm(image: np.ndarray) -> str:
 
 
 # -- sixel (the VT330/VT340's, as xterm, foot, mlterm, WezTerm, Konsole, Windows Terminal draw it) --
-RUN = re.compile(r"(.)\1{3,}")  # four or more of one sixel: shorter as a repeat (!N<sixel>)
-
-
 def palette_of(image: np.ndarray, colors: int) -> tuple[np.ndarray, np.ndarray]:
     """(indices (H, W), palette (N, 3) uint8) with at most `colors` entries: evenly spaced greys for
     a grey image, a median cut for a colour one."""
@@ -95,30 +91,52 @@ def palette_of(image: np.ndarray, colors: int) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(quantised, dtype=np.int64), palette
 
 
+def sixel_lines(indices: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each band of six rows as a line a colour in it: (the lines' sixel characters (L, W) uint8,
+    their colours (L,), their bands (L,)). numpy throughout: a Python loop over pixels or over a
+    regex's matches cost a 1000x900 preview 150 ms (benchmarks/ui_cost.py --pictures)."""
+    height, width = indices.shape
+    lines, colours, bands = [], [], []
+    for band, top in enumerate(range(0, height, 6)):
+        rows = indices[top:top + 6]
+        present = np.bincount(rows.ravel(), minlength=count) > 0
+        used, local = np.flatnonzero(present), np.cumsum(present) - 1  # the band's colours, numbered from 0
+        key = local[rows] * width + np.arange(width)  # each pixel's (colour, column)
+        weights = np.broadcast_to((1 << np.arange(len(rows)))[:, None], rows.shape)  # its bit in the sixel
+        bits = np.bincount(key.ravel(), weights.ravel(), minlength=len(used) * width).reshape(len(used), width)
+        lines.append(bits.astype(np.uint8) + 63)
+        colours.append(used)
+        bands.append(np.full(len(used), band))
+    return np.concatenate(lines), np.concatenate(colours), np.concatenate(bands)
+
+
 def sixel(image: np.ndarray, colors: int = 256) -> str:
     """A DCS sixel sequence: 1:1 pixels ("1;1), the raster's size declared, colours as RGB
-    percentages, each band of six rows a line per colour in it, runs as repeats. No final
-    graphics newline, so a picture at the screen's last rows does not scroll it."""
+    percentages, each band of six rows a line per colour in it, runs of four or more as repeats
+    (!N), nothing after a line's last pixel. No final graphics newline, so a picture at the
+    screen's last rows does not scroll it."""
     indices, palette = palette_of(np.asarray(image, dtype=np.uint8), colors)
     height, width = indices.shape
-    parts = [f"{ESC}P0;1;0q\"1;1;{width};{height}"]
-    used = np.unique(indices)
+    lines, colours, bands = sixel_lines(indices, len(palette))
+    flat = lines.ravel()
+    change = np.empty(flat.size, bool)
+    change[0], change[1:] = True, flat[1:] != flat[:-1]
+    change[::width] = True  # each line starts a run
+    starts = np.flatnonzero(change)
+    lengths = np.diff(starts, append=flat.size)
+    chars = flat[starts]
+    keep = ~((chars == 63) & ((starts + lengths) % width == 0))  # a line's empty end
+    starts, lengths, chars = starts[keep], lengths[keep], chars[keep]
+    runs = [f"!{n}{chr(c)}" if n > 3 else chr(c) * n for n, c in zip(lengths.tolist(), chars.tolist())]
+    bounds = np.searchsorted(starts // width, np.arange(len(lines) + 1)).tolist()
+    used = np.unique(colours)
     percent = np.rint(palette.astype(np.float64) * 100 / 255).astype(int)
+    parts = [f"{ESC}P0;1;0q\"1;1;{width};{height}"]
     parts += [f"#{i};2;{r};{g};{b}" for i, (r, g, b) in zip(used.tolist(), percent[used].tolist())]
-    bands = []
-    for top in range(0, height, 6):
-        band = indices[top:top + 6]
-        rows = band.shape[0]
-        key = band * width + np.arange(width)  # each pixel's (colour, column)
-        weights = np.broadcast_to((1 << np.arange(rows))[:, None], band.shape)  # its bit in the sixel
-        bits = np.bincount(key.ravel(), weights.ravel(), minlength=len(palette) * width)
-        bits = bits.reshape(len(palette), width).astype(np.int64)
-        lines = []
-        for colour in np.flatnonzero(bits.any(axis=1)).tolist():
-            row = bits[colour]
-            row = row[: np.flatnonzero(row)[-1] + 1]  # nothing after its last pixel
-            text = (row + 63).astype(np.uint8).tobytes().decode("ascii")
-            lines.append(f"#{colour}" + RUN.sub(lambda m: f"!{len(m.group())}{m.group(1)}", text))
-        bands.append("$".join(lines))
-    parts.append("-".join(bands))
+    previous = 0
+    for line, (colour, band) in enumerate(zip(colours.tolist(), bands.tolist())):
+        if line:
+            parts.append("-" if band != previous else "$")
+        previous = band
+        parts.append(f"#{colour}" + "".join(runs[bounds[line]:bounds[line + 1]]))
     return "".join(parts) + ST
