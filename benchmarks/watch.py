@@ -6,7 +6,9 @@ Starts a headless run (CPU, default settings), then (1) `gantui watch RUN` in a 
 pseudo-terminal, timed from its start to the first preview drawn (half blocks), several times;
 (2) for `--seconds` each, the bytes that `gantui watch HOST:RUN` moves through its transport (a
 local stand-in for ssh that counts what the relay writes), against the bytes the same dashboard,
-drawn on the server, writes to its terminal (what an ssh session would carry instead).
+drawn on the server, writes to its terminal (what an ssh session would carry instead). The relay
+is measured three times in turn: a watcher drawing half blocks (16 levels a pixel), one drawing
+sixel pictures (8 bits, `--images sixel`), and half blocks again (the A/A pair).
 """
 from __future__ import annotations
 
@@ -72,15 +74,21 @@ def main() -> None:
         while not (run_dir / "gantui.sock").exists() or not (run_dir / "metrics.jsonl").exists():
             time.sleep(0.2)
         time.sleep(5)  # the run is up and has a few intervals of history
-        firsts = [in_pty([*gantui, "watch", str(run_dir)], 30.0, (120, 40), ENV)[0] for _ in range(args.repeats)]
-        _, local_bytes = in_pty([*gantui, "watch", str(run_dir)], args.seconds, (120, 40), ENV)
+        # --images blocks: a pseudo-terminal answers no query, and the probe would wait its 1.5 s for one
+        watch = [*gantui, "watch", "--images", "blocks"]
+        firsts = [in_pty([*watch, str(run_dir)], 30.0, (120, 40), ENV)[0] for _ in range(args.repeats)]
+        _, local_bytes = in_pty([*watch, str(run_dir)], args.seconds, (120, 40), ENV)
         counter, count = tmp / "fake-ssh", tmp / "count"
         counter.write_text(COUNTER)
         counter.chmod(0o755)
         env = {**ENV, "GANTUI_SSH": str(counter), "GANTUI_BENCH_COUNT": str(count),
                "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-        in_pty([*gantui, "watch", f"server:{run_dir}"], args.seconds, (120, 40), env)
-        relay_bytes = count.stat().st_size if count.exists() else 0
+        relayed = {}
+        for label, images in (("blocks", "blocks"), ("pictures", "sixel"), ("blocks_again", "blocks")):
+            count.unlink(missing_ok=True)
+            in_pty([*gantui, "watch", "--images", images, f"server:{run_dir}"], args.seconds, (120, 40), env)
+            relayed[label] = count.stat().st_size if count.exists() else 0
+        relay_bytes = relayed["blocks"]
     finally:
         run.terminate()
         run.wait(60)
@@ -88,6 +96,8 @@ def main() -> None:
     result = {
         "first_preview_s": firsts, "first_preview_median_s": statistics.median(f for f in firsts if f is not None),
         "terminal_bytes_per_min": local_bytes * per_min, "relay_bytes_per_min": relay_bytes * per_min,
+        "relay_bytes_per_min_pictures": relayed["pictures"] * per_min,
+        "relay_bytes_per_min_blocks_again": relayed["blocks_again"] * per_min,
         "ratio": local_bytes / relay_bytes if relay_bytes else None, "seconds": args.seconds, "size": [120, 40],
         "date": time.strftime("%Y-%m-%d"), "cpus": os.cpu_count(),
     }
@@ -96,6 +106,8 @@ def main() -> None:
     print(f"120x40 dashboard over the link: relay {result['relay_bytes_per_min'] / 1e6:.2f} MB/min, "
           f"terminal drawn on the server {result['terminal_bytes_per_min'] / 1e6:.2f} MB/min "
           f"({result['ratio']:.1f}x)" if result["ratio"] else "relay: nothing counted")
+    print(f"relay with pictures (8-bit previews): {result['relay_bytes_per_min_pictures'] / 1e6:.2f} MB/min; "
+          f"half blocks again (A/A): {result['relay_bytes_per_min_blocks_again'] / 1e6:.2f} MB/min")
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
 
