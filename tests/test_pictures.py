@@ -330,3 +330,26 @@ async def test_a_replay_in_sixel_scrubs_with_a_picture_a_grid(tmp_path):
         await pilot.press("left", "left")  # the newest grid (step 40, as live), then the one before
         await wait_for(pilot, lambda: pane.step == 30 and writes[-1] != writes[0])
         await pilot.press("q")
+
+
+async def test_a_notification_over_a_kitty_picture_takes_it_off_until_it_goes():
+    """A Kitty picture floats above the text: a toast over it would be drawn under it."""
+    from gantui.ui.demo import scripted_app
+    from support import wait_for
+
+    app = scripted_app()
+    app.pictures = Terminal(protocol="kitty", found="kitty", cell=(10, 20))
+    writes: list[str] = []
+    async with app.run_test(size=(120, 40), notifications=True) as pilot:
+        pane = app.preview_pane
+        pane.picture_layer.write = writes.append
+        pane.refresh()
+        await wait_for(pilot, lambda: any("a=T," in w for w in writes))
+        app.clear_notifications()
+        await pilot.pause(0.3)
+        shown = len(writes)
+        app.notify("\n".join(["a long notice"] * 30), timeout=1.5)  # tall: over the Samples pane
+        hidden = encode.kitty_hide(pane.picture_layer.image_id)
+        await wait_for(pilot, lambda: hidden in writes[shown:])
+        await wait_for(pilot, lambda: encode.kitty_place(pane.picture_layer.image_id) in "".join(writes[shown:]))
+        await pilot.press("q")

@@ -193,6 +193,7 @@ class CompareApp(App):
             self.query_one("#state", Static).update(line)
             return
         at = "newest" if self.scrub is None else f"step {self.scrub:,}"
+        at += f" ({self.pictures.protocol})" if self.pictures.pixels else ""
         base = self.tracks[self.baseline].name if self.baseline is not None else "none"
         self.query_one("#state", Static).update(
             f"{len(self.tracks)} runs · x: {self.axis} · figure: {self.metric} · smoothing {self.weight:g} · "
@@ -252,6 +253,7 @@ class CompareApp(App):
         for track in self.tracks:
             if isinstance(track, RemoteTrack):
                 track.ask_previews(8 if self.pictures.pixels else 4)
+        self.show_state()
 
     def action_toggle_pause(self) -> None:
         i = self.selected()

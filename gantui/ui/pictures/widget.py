@@ -15,7 +15,7 @@ from textual.reactive import Reactive
 from textual.strip import Strip
 from textual.widget import Widget
 
-from gantui.ui.pictures.layer import PictureLayer, picture, zoomed_layout
+from gantui.ui.pictures.layer import GAP, PictureLayer, picture, zoomed_layout
 from gantui.ui.pictures.terminal import Terminal
 
 KITTY_IDS = itertools.count(1)  # a Kitty image id a widget, reused for each of its pictures
@@ -104,5 +104,12 @@ class PictureWidget(Widget):
     def under_toast(self) -> bool:
         """A notification over the picture would be drawn under it: none until the toast goes (its
         going repaints these cells)."""
+        shown = self.images_shown()
+        width, height = self.pixel_size()
+        cols, rows, up, down = zoomed_layout(width, height, shown[1].shape[1]) if shown else (0, 0, 1, 1)
+        tile, gap = shown[1].shape[1] // down * up if shown else 0, GAP * up
+        cell_w, cell_h = self.terminal.cell
         region = self.content_region
-        return any(toast.region.overlaps(region) for toast in self.screen.query("Toast"))
+        covered = Region(region.x, region.y, -(-(cols * (tile + gap) - gap) // cell_w),
+                         -(-(rows * (tile + gap) - gap) // cell_h))  # the picture's cells, at most
+        return any(toast.region.overlaps(covered) for toast in self.screen.query("Toast"))
