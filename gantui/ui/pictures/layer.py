@@ -41,16 +41,19 @@ def zoomed_layout(width: int, height: int, size: int, min_tiles: int = MIN_TILES
     return 0, 0, 1, 1
 
 
-def picture(images: np.ndarray, width: int, height: int, per_digit: int = 0) -> np.ndarray | None:
-    """As many of `images` (N, H, W[, 3]) as fit `width` x `height` pixels, tiled, enlarged by a whole
-    factor (nearest neighbour: the pixels as generated); None where none fits."""
+def picture(images: np.ndarray, width: int, height: int, per_digit: int = 0) -> tuple[np.ndarray, int] | None:
+    """As many of `images` (N, H, W[, 3]) as fit `width` x `height` pixels, tiled: (the canvas, the
+    whole factor to enlarge it by: nearest neighbour, the pixels as generated); None where none fits."""
     cols, rows, up, down = zoomed_layout(width, height, images.shape[1])
     if cols * rows == 0 or len(images) == 0:
         return None
     if per_digit:
         images, cols = by_digit(images, per_digit, cols, rows)
-    canvas = tile_images(images, cols, rows, down, GAP)
-    return canvas.repeat(up, axis=0).repeat(up, axis=1) if up > 1 else canvas
+    return tile_images(images, cols, rows, down, GAP), up
+
+
+def enlarged(canvas: np.ndarray, zoom: int) -> np.ndarray:
+    return canvas.repeat(zoom, axis=0).repeat(zoom, axis=1) if zoom > 1 else canvas
 
 
 class PictureLayer:
@@ -62,9 +65,11 @@ class PictureLayer:
         self.shown: tuple[Hashable, int, int] | None = None  # (key, x, y) of the picture on screen
         self.sent: Hashable | None = None  # the Kitty image the terminal holds under image_id
 
-    def show(self, terminal: Terminal, key: Hashable, canvas: Callable[[], np.ndarray], x: int, y: int) -> None:
+    def show(self, terminal: Terminal, key: Hashable, canvas: Callable[[], tuple[np.ndarray, int]], x: int,
+             y: int) -> None:
         """Draw picture `key` with its top left at cell (x, y), after the widget's cells were
-        repainted; `canvas` makes its pixels when they are not encoded yet."""
+        repainted; `canvas` makes its pixels (and the factor to enlarge them by) when they are not
+        encoded yet."""
         if terminal.protocol == "kitty":
             if self.shown == (key, x, y):
                 return
@@ -72,14 +77,15 @@ class PictureLayer:
             if self.sent == key:
                 self.write(encode.at_cell(x, y, terminal.wrap(encode.kitty_place(self.image_id))))
             else:
-                escapes = encode.kitty(canvas(), self.image_id)
+                escapes = encode.kitty(enlarged(*canvas()), self.image_id)
                 self.write(encode.at_cell(x, y, terminal.wrap(encode.kitty_delete(self.image_id))
                                           + "".join(map(terminal.wrap, escapes))))
                 self.sent = key
         else:
             if self.encoded is None or self.encoded[0] != key:
-                pixels = canvas()
-                body = encode.sixel(pixels, terminal.colors) if terminal.protocol == "sixel" else encode.iterm(pixels)
+                pixels, zoom = canvas()
+                body = (encode.sixel(pixels, terminal.colors, zoom) if terminal.protocol == "sixel"
+                        else encode.iterm(enlarged(pixels, zoom)))
                 self.encoded = (key, terminal.wrap(body))
             self.write(encode.at_cell(x, y, self.encoded[1]))
         self.shown = (key, x, y)
