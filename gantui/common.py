@@ -180,3 +180,8 @@ def say(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
     except (OSError, ValueError):  # a broken pipe; I/O on a closed file
         pass
+
+
+# How samples are drawn (`--images`): pictures where the terminal draws them (gantui/ui/pictures), or half blocks.
+PICTURE_PROTOCOLS = ("kitty", "sixel", "iterm")
+IMAGE_MODES = ("auto", *PICTURE_PROTOCOLS, "blocks")

@@ -20,10 +20,9 @@ def fail(message: str, code: int = USAGE_ERROR) -> NoReturn:
     raise SystemExit(code)
 
 
-IMAGE_MODES = ("auto", "kitty", "sixel", "iterm", "blocks")  # pictures.terminal.MODES, without importing the UI
-
-
 def images_arg(p: argparse.ArgumentParser) -> None:
+    from gantui.common import IMAGE_MODES
+
     p.add_argument("--images", choices=IMAGE_MODES, default="auto",
                    help="how samples are drawn: auto (what the terminal answers it draws: Kitty graphics, sixel, "
                         "iTerm2 inline images at full resolution; else half blocks), a protocol forced, or blocks")

@@ -6,8 +6,9 @@ number of sixel colour registers (XTSMGRAPHICS), and device attributes (DA1) las
 terminal answers DA1, in order, so its answer ends the wait; none at all within the timeout is
 the answer "nothing known" (a slow link's late answers are given up to `TIMEOUT`, not 100 ms).
 Inside tmux the queries go through its passthrough to the terminal outside, which answers only
-when `allow-passthrough` is on. Environment hints (TERM_PROGRAM...) count only where nothing
-answered; NO_COLOR and TERM=dumb mean half blocks.
+when `allow-passthrough` is on (tmux's own answers are not asked for: a tmux that draws sixel says
+so whatever terminal is outside it). Environment hints (TERM_PROGRAM...) count only where nothing
+answered; NO_COLOR, TERM=dumb and the Linux console mean half blocks unless a protocol is forced.
 """
 from __future__ import annotations
 
@@ -19,10 +20,9 @@ import subprocess
 import time
 from dataclasses import dataclass, replace
 
+from gantui.common import PICTURE_PROTOCOLS as PROTOCOLS
 from gantui.ui.pictures.encode import ESC, ST, tmux_wrap
 
-PROTOCOLS = ("kitty", "sixel", "iterm")
-MODES = ("auto", *PROTOCOLS, "blocks")
 TIMEOUT = 1.5  # seconds to wait for answers: a slow SSH link's round trip, well past a local terminal's
 QUERY_ID = 31  # the Kitty graphics query's image id (a 1x1 image never stored: a=q)
 DEFAULT_CELL = (10, 20)  # pixels, where neither the terminal nor the kernel says
@@ -32,6 +32,7 @@ XTVERSION = f"{ESC}[>0q"
 CELL_SIZE = f"{ESC}[16t"
 SIXEL_COLORS = f"{ESC}[?1;1;0S"
 DA1 = f"{ESC}[c"
+QUERIES = (KITTY_QUERY, XTVERSION, CELL_SIZE, SIXEL_COLORS, DA1)  # DA1 last: its answer ends the wait
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,7 @@ class Answers:
     """What the terminal said (parse_answers), each None where it did not say it."""
 
     kitty: bool = False
-    attributes: tuple[int, ...] | None = None  # DA1 (every answer's): 4 among them is sixel
+    attributes: tuple[int, ...] | None = None  # DA1: 4 among them is sixel
     version: str | None = None  # XTVERSION: "XTerm(379)", "kitty(0.35.2)", "WezTerm 20240203..."
     cell: tuple[int, int] | None = None  # (width, height) in pixels
     colors: int | None = None  # sixel colour registers
@@ -84,8 +85,8 @@ def parse_answers(data: bytes) -> Answers:
             keys = dict(kv.split("=", 1) for kv in m["kitty"].split(",") if "=" in kv)
             if keys.get("i") == str(QUERY_ID):
                 found["kitty"] = m["status"] == "OK"
-        elif m["da1"] is not None:  # inside tmux two (its own, the terminal's): what either has
-            found["attributes"] = (*found.get("attributes", ()), *(int(n) for n in m["da1"].split(";") if n))
+        elif m["da1"] is not None:
+            found["attributes"] = tuple(int(n) for n in m["da1"].split(";") if n)
         elif m["version"] is not None:
             found["version"] = m["version"]
         elif m["cw"] is not None and int(m["cw"]) > 0 and int(m["ch"]) > 0:
@@ -95,10 +96,13 @@ def parse_answers(data: bytes) -> Answers:
     return Answers(**found)  # type: ignore[arg-type]
 
 
-def answered(data: bytes, in_tmux: bool) -> bool:
-    """Whether the wait can end: DA1's answer has come (inside tmux, the outside terminal's, after
-    tmux's own)."""
-    return data.count(f"{ESC}[?".encode()) - data.count(f"{ESC}[?1;0;".encode()) >= (2 if in_tmux else 1)
+DA1_ANSWER = re.compile(rb"\x1b\[\?[\d;]*c")
+
+
+def answered(data: bytes) -> bool:
+    """Whether the wait can end: DA1's answer has come (the last asked; XTSMGRAPHICS's `ESC[?1;3S`
+    and the like do not end it)."""
+    return DA1_ANSWER.search(data) is not None
 
 
 def protocol_of(answers: Answers, env: dict[str, str]) -> str:
@@ -147,7 +151,7 @@ def kernel_cell(fd: int) -> tuple[int, int] | None:
     return (width // cols, height // rows) if rows and cols and width and height else None
 
 
-def ask(fd: int, queries: str, in_tmux: bool, timeout: float) -> bytes:
+def ask(fd: int, queries: str, timeout: float) -> bytes:
     """Send the queries to the terminal on `fd` and read what it answers, in raw mode, until DA1's
     answer or the timeout; the terminal's modes put back."""
     import termios
@@ -159,7 +163,7 @@ def ask(fd: int, queries: str, in_tmux: bool, timeout: float) -> bytes:
         tty.setraw(fd, termios.TCSANOW)
         os.write(fd, queries.encode())
         deadline = time.monotonic() + timeout
-        while not answered(data, in_tmux) and (left := deadline - time.monotonic()) > 0:
+        while not answered(data) and (left := deadline - time.monotonic()) > 0:
             if select.select([fd], [], [], left)[0]:
                 chunk = os.read(fd, 4096)
                 if not chunk:
@@ -174,8 +178,12 @@ def detect(mode: str = "auto", env: dict[str, str] | None = None, timeout: float
     """The terminal's pictures for `--images MODE`: asked of the terminal (the controlling tty)
     for auto, or as forced; blocks whenever in doubt."""
     env = dict(os.environ) if env is None else env
-    if mode == "blocks" or "NO_COLOR" in env or env.get("TERM", "dumb") == "dumb":
+    term = env.get("TERM", "dumb")
+    if mode == "blocks" or term == "dumb":
         return Terminal()
+    if mode == "auto" and ("NO_COLOR" in env or term == "linux"):
+        return Terminal(why=f"{'NO_COLOR is set' if 'NO_COLOR' in env else 'the Linux console'}: half blocks "
+                            "(--images sixel|kitty|iterm forces pictures)")
     in_tmux = bool(env.get("TMUX"))
     try:
         fd = os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY)
@@ -189,11 +197,29 @@ def detect(mode: str = "auto", env: dict[str, str] | None = None, timeout: float
         answers = Answers()
         if fd is not None and not why:  # forced too: the cell size and colours
             wrap = tmux_wrap if in_tmux else (lambda s: s)
-            outside = "".join(map(wrap, (KITTY_QUERY, XTVERSION, CELL_SIZE, SIXEL_COLORS, DA1)))
-            answers = parse_answers(ask(fd, outside + (DA1 if in_tmux else ""), in_tmux, timeout))
+            try:
+                answers = parse_answers(ask(fd, "".join(map(wrap, QUERIES)), timeout))
+            except Exception:  # noqa: BLE001 -- the answers are a hint: a terminal that cannot be asked gave none
+                answers = Answers()
         cell = answers.cell or (kernel_cell(fd) if fd is not None else None) or DEFAULT_CELL
     finally:
         if fd is not None:
             os.close(fd)
     found = mode if mode in PROTOCOLS else "blocks" if why else protocol_of(answers, env)
     return Terminal(protocol=found, found=found, cell=cell, colors=answers.colors or 256, tmux=in_tmux, why=why)
+
+
+def resized(terminal: Terminal) -> Terminal:
+    """After a resize: the cell's size again from the kernel (a font's size changed with the window),
+    where the kernel says it."""
+    if not terminal.pixels:
+        return terminal
+    try:
+        fd = os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY)
+    except OSError:
+        return terminal
+    try:
+        cell = kernel_cell(fd)
+    finally:
+        os.close(fd)
+    return replace(terminal, cell=cell) if cell and cell != terminal.cell else terminal
