@@ -26,7 +26,7 @@ from gantui.run.client import ConnectionLost, LocalLink, ReplayLink, StreamLink
 from gantui.ui.leaving import Leaving
 from gantui.ui.messages import EngineEvent, message_for
 from gantui.ui.pictures.terminal import Terminal
-from gantui.ui.pictures.widget import PictureWidget
+from gantui.ui.pictures.widget import announce, follow_resize, switch_pictures
 from gantui.ui.steering import Steering
 from gantui.ui.widgets.preview_pane import PreviewPane
 from gantui.ui.widgets.panes import Panes
@@ -106,6 +106,7 @@ class GanApp(Steering, App[int]):
         for signum in STOP_SIGNALS:
             loop.add_signal_handler(signum, self.leaving.on_stop_signal, signum)
         self.leaving.guard_sigcont()
+        announce(self)
         self.set_interval(METRICS_INTERVAL / 4, self.paint_metrics_due)
         self.set_interval(COST_INTERVAL, self.report_cost)
         post = self.post_event
@@ -261,6 +262,7 @@ class GanApp(Steering, App[int]):
                                             until=self.ended_at, pictures=self.pictures.protocol)
 
     def on_resize(self, event: events.Resize) -> None:
+        follow_resize(self)
         width, height = event.size
         self.screen.set_class(width < MIN_SIZE[0] or height < MIN_SIZE[1], "too-small")
         self.too_small.update(
@@ -273,21 +275,14 @@ class GanApp(Steering, App[int]):
 
     def ask_for_previews(self, count: int) -> None:
         """Previews are a request: the run generates as many as the largest consumer shows."""
-        if self.started is not None and self.link.live and self.finished is None and not self.lost:
+        if self.started is not None and self.link.live and not self.lost:  # a relayed replay answers too
             self.send("preview", count=count, depth=8 if self.pictures.pixels else 4)
 
     def action_switch_pictures(self) -> None:
         """i: full-resolution pictures <-> half blocks (where the terminal draws pictures)."""
-        old = self.pictures
-        if old.found == "blocks":
-            self.notify(old.why or "this terminal answered no picture protocol (kitty, sixel, iTerm2): half blocks; "
-                        "gantui --images sixel|kitty|iterm forces one", severity="warning", timeout=8)
-            return
-        self.pictures = old.switched()
-        for widget in self.query(PictureWidget):
-            widget.mode_changed(old)
-        self.ask_for_previews(self.preview_pane.capacity())
-        self.status_changed()
+        if switch_pictures(self):
+            self.ask_for_previews(self.preview_pane.capacity())
+            self.status_changed()
 
     def report_cost(self) -> None:
         """This thread's CPU time to the run's one preview pacer (counted only in its own process)."""

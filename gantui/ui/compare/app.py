@@ -28,7 +28,7 @@ from gantui.ui.compare.board import SORTS, Leaderboard
 from gantui.ui.compare.leave import LeaveSweepScreen
 from gantui.ui.compare.widgets import Chart, Samples, badge
 from gantui.ui.pictures.terminal import Terminal
-from gantui.ui.pictures.widget import PictureWidget
+from gantui.ui.pictures.widget import announce, follow_resize, switch_pictures
 from gantui.ui.widgets.confirm_screen import ConfirmScreen
 
 WEIGHTS = (0.0, 0.6, 0.9, 0.99)  # smoothing, as TensorBoard's slider's usual stops
@@ -121,6 +121,7 @@ class CompareApp(App):
         yield Footer()
 
     def on_mount(self) -> None:
+        announce(self)
         for track in self.tracks:
             if isinstance(track, RemoteTrack):
                 self.run_worker(track.link.run(track.post), exit_on_error=False)
@@ -240,16 +241,13 @@ class CompareApp(App):
         self.scrub = None
         self.redraw()
 
+    def on_resize(self) -> None:
+        follow_resize(self)
+
     def action_switch_pictures(self) -> None:
         """i: the samples at full resolution <-> in half blocks (where the terminal draws pictures)."""
-        old = self.pictures
-        if old.found == "blocks":
-            self.notify(old.why or "this terminal answered no picture protocol (kitty, sixel, iTerm2): half blocks; "
-                        "--images sixel|kitty|iterm forces one", severity="warning", timeout=8)
+        if not switch_pictures(self):
             return
-        self.pictures = old.switched()
-        for widget in self.query(PictureWidget):
-            widget.mode_changed(old)
         for track in self.tracks:
             if isinstance(track, RemoteTrack):
                 track.ask_previews(8 if self.pictures.pixels else 4)

@@ -4,10 +4,9 @@ fixed-noise samples at the same step side by side."""
 from __future__ import annotations
 
 import math
+from collections.abc import Hashable
 from pathlib import Path
 from typing import Any
-
-from collections.abc import Hashable
 
 import numpy as np
 from rich.console import RenderableType

@@ -16,9 +16,36 @@ from textual.strip import Strip
 from textual.widget import Widget
 
 from gantui.ui.pictures.layer import GAP, PictureLayer, picture, zoomed_layout
-from gantui.ui.pictures.terminal import Terminal
+from gantui.ui.pictures.terminal import Terminal, resized
 
 KITTY_IDS = itertools.count(1)  # a Kitty image id a widget, reused for each of its pictures
+NONE_ANSWERED = ("this terminal answered no picture protocol (Kitty graphics, sixel, iTerm2): half blocks; "
+                 "--images sixel|kitty|iterm forces one")
+
+
+def switch_pictures(app: Any) -> bool:
+    """The `i` key of an app with `pictures` (a Terminal): its pictures <-> half blocks, each picture
+    widget told; where the terminal draws none, why (a notice) and False."""
+    old = app.pictures
+    if old.found == "blocks":
+        app.notify(old.why or NONE_ANSWERED, severity="warning", timeout=8)
+        return False
+    app.pictures = old.switched()
+    for widget in app.query(PictureWidget):
+        widget.mode_changed(old)
+    return True
+
+
+def announce(app: Any) -> None:
+    """At the start: inside tmux with its passthrough off, how to turn pictures on."""
+    if app.pictures.tmux and app.pictures.why:
+        app.notify(app.pictures.why, timeout=8)
+
+
+def follow_resize(app: Any) -> None:
+    """After the terminal's resize: the cell's size in pixels again (a font's size may have changed)."""
+    if not app.is_headless:
+        app.pictures = resized(app.pictures)
 
 
 class PictureWidget(Widget):
@@ -67,6 +94,11 @@ class PictureWidget(Widget):
     def on_unmount(self) -> None:
         self.picture_layer.close(self.terminal)
 
+    def on_hide(self) -> None:
+        """Hidden (display: none, as the whole dashboard is in a terminal too small for it): the
+        picture off, which no repaint of these cells would take off."""
+        self.picture_layer.hide(self.terminal)
+
     def screen_changed(self, screen: Any) -> None:
         if screen is not self.screen:  # a modal screen over this one: the picture off until it goes
             self.picture_layer.hide(self.terminal)
@@ -90,6 +122,8 @@ class PictureWidget(Widget):
 
     def paint_picture(self) -> None:
         self.paint_due = False
+        if not self.is_attached:  # removed since the paint was asked for (a comparison's boxes change)
+            return
         terminal = self.terminal
         shown = self.images_shown() if terminal.pixels and self.is_mounted else None
         if shown is None or not self.screen.is_active or not self.fits_picture() or self.under_toast():

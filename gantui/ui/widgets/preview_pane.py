@@ -2,11 +2,10 @@
 draws pictures (pictures.PictureWidget), else in half blocks, grey or in colour."""
 from __future__ import annotations
 
+from collections.abc import Hashable
 from typing import Any
 
 import numpy as np
-from collections.abc import Hashable
-
 from rich.console import RenderableType
 from rich.text import Text
 from textual import events
@@ -40,6 +39,7 @@ class PreviewPane(PictureWidget):
         self.live: Preview | None = None  # the newest preview, shown unless scrubbing
         self.scrub: int | None = None  # the saved grid shown (an index into run_dir.grids()); None: live
         self.decoded: tuple[int, int] | None = None  # images decoded of a folder's, before the run starts
+        self.shown_count = 0  # pictures shown so far: each new one a new picture (a key no recycled id repeats)
 
     def capacity(self) -> int:
         """How many tiles fit now: the trainer generates no more than this."""
@@ -72,6 +72,7 @@ class PreviewPane(PictureWidget):
 
     def _display(self, preview: Preview, where: str = "") -> None:
         self.images, self.step, self.row = preview.images, preview.step, preview.row
+        self.shown_count += 1
         self.border_title = "Samples" if preview.source == "G" else f"Samples ({preview.source})"
         self.border_subtitle = (f"step {preview.step:,}" + (", a row per digit" if preview.row else "")
                                 + (f" · {where}" if where else ""))
@@ -113,7 +114,7 @@ class PreviewPane(PictureWidget):
     def images_shown(self) -> tuple[Hashable, np.ndarray, int] | None:
         if self.images is None:
             return None
-        return (id(self.images), self.step), self.images, self.row
+        return self.shown_count, self.images, self.row
 
     def render_blocks(self) -> RenderableType:
         width, height = self.content_size.width, self.content_size.height
