@@ -195,7 +195,7 @@ def replay_to_stdout(run_dir: RunDir, out: RawOut) -> int:
             out.write(protocol.dumps({"type": "error", "error": "a replay is read-only"}))
             continue
         reply = protocol.dumps({"type": "ok", "cmd": "preview"})
-        if snapshot.preview is not None:
-            reply += protocol.dumps(protocol.encode(snapshot.preview, cmd["depth"], cmd["count"] or None))
+        if snapshot.preview is not None and cmd["count"]:
+            reply += protocol.dumps(protocol.encode(snapshot.preview, cmd["depth"], cmd["count"]))
         out.write(reply)
     return 0

@@ -11,7 +11,7 @@ import threading
 import time
 from pathlib import Path
 
-from gantui.cli.parser import Parser, fail
+from gantui.cli.parser import Parser, fail, images_arg
 
 STOP_TIMEOUT = 300.0  # seconds `gantui stop SWEEP` waits for every trial's save
 
@@ -42,6 +42,7 @@ def sweep_parser() -> Parser:
     add("--no-ui", action="store_true", help="a line per trial event, not the comparison view (also when stdout "
                                              "is not a terminal)")
     add("--pruner", choices=PRUNERS, help="Optuna's pruner, fed each evaluation (default median)")
+    images_arg(p)  # the view's samples; the trials draw none
     return p
 
 
@@ -147,8 +148,9 @@ def comparable_steps(flags: list[str], gpus: list[str]) -> list[str]:
     return added
 
 
-def wants_view(args) -> bool:
-    return not args.no_ui and sys.stdout.isatty() and os.environ.get("TERM") != "dumb"
+def wants_view(args) -> str | None:
+    """The comparison view's --images where the sweep shows one (a terminal, no --no-ui), else None."""
+    return args.images if not args.no_ui and sys.stdout.isatty() and os.environ.get("TERM") != "dumb" else None
 
 
 def sweep_args(flags: list[str]) -> str | None:
@@ -164,13 +166,15 @@ def sweep_args(flags: list[str]) -> str | None:
     for name in ("out", "resume", "config", "nproc"):
         if getattr(args, name) is not None:
             return f"--{name}"
-    if args.ui or args.on_hangup != "detach" or args.no_ui or args.images != "auto":
-        return "--ui" if args.ui else "--no-ui" if args.no_ui else "--images" if args.images != "auto" else "--on-hangup"
+    if args.ui or args.on_hangup != "detach" or args.no_ui:
+        return "--ui" if args.ui else "--no-ui" if args.no_ui else "--on-hangup"
     return None
 
 
-def work(sweep_dir, spec, study, params, objective, jobs: int, gpus: list[str], adopt: bool, view: bool) -> int:
-    """The sweep's workers here; in a terminal, its trials in the comparison view meanwhile."""
+def work(sweep_dir, spec, study, params, objective, jobs: int, gpus: list[str], adopt: bool,
+         view: str | None) -> int:
+    """The sweep's workers here; in a terminal (`view`: its --images), its trials in the comparison
+    view meanwhile."""
     from gantui.sweep.runner import Sweep
     from gantui.sweep.study import safe
 
@@ -184,13 +188,13 @@ def work(sweep_dir, spec, study, params, objective, jobs: int, gpus: list[str], 
     try:
         say(f"sweep {sweep_dir.path}: study {spec.study!r} in {safe(spec.storage)}; {jobs} at once"
             + (f" (GPUs {','.join(gpus)})" if gpus else ""))
-        if not view:
+        if view is None:
             return Sweep(sweep_dir, spec, study, params, objective, jobs, gpus, say).run(adopt)
         from gantui.run.compare import runs_in
         from gantui.ui.compare.app import CompareApp
         from gantui.ui.pictures.terminal import detect
 
-        pictures = detect()  # before the trials start: the terminal is asked in raw mode
+        pictures = detect(view)  # before the trials start: the terminal is asked in raw mode
         said: list[str] = []  # while the view is up: printed once it is gone
         sweep = Sweep(sweep_dir, spec, study, params, objective, jobs, gpus, said.append)
         sweep.start(adopt)

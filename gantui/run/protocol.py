@@ -38,7 +38,7 @@ FROM_HEX = bytes.maketrans(HEX, bytes(range(16)))
 
 
 def encode_preview(preview: ev.Preview, depth: int = 4, count: int | None = None) -> dict[str, Any]:
-    """The first `count` tiles (all: None). At depth 4, quantised to the 16 levels a channel half
+    """The first `count` tiles (all: None; a client that shows none gets none). At depth 4, quantised to the 16 levels a channel half
     blocks draw (render.preview_pixels), one hex digit each: on the local socket plain text; over
     SSH the relay's one zlib stream shrinks it about sixfold, a tenth less than zlib'd base64 did
     (which the stream cannot shrink again), and a preview like the one before it shrinks further.
@@ -81,7 +81,7 @@ def encode(event: ev.Event, depth: int = 4, count: int | None = None, **extra: A
         body["schema"] = panes_json(event.schema)
         body["finished"] = asdict(event.finished) if event.finished is not None else None
         return {"type": "snapshot", **finite(body), **{f: [finite_row(r) for r in getattr(event, f)] for f in rows},
-                "preview": encode_preview(event.preview, depth, count) if event.preview is not None else None}
+                "preview": encode_preview(event.preview, depth, count) if event.preview is not None and count != 0 else None}
     if isinstance(event, ev.Metrics):
         return {"type": "metrics", "rows": [finite_row(event.row)]}
     if isinstance(event, ev.Quality):

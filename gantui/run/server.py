@@ -80,7 +80,7 @@ class Client:
         self._rows: list[dict[str, Any]] | None = None  # the metrics message at the queue's end, still growing
         self._preview: ev.Preview | None = None
         self._overflow = False
-        self.depth, self.count = 4, None  # the previews it asked for: bits a channel, tiles (None: all)
+        self.depth, self.count = 4, None  # the previews it asked for: bits a channel, tiles (None: all; 0: none)
         self._woken = False
         self.closing = False
         self._wake = asyncio.Event()
@@ -143,7 +143,8 @@ class Client:
             if overflow:
                 return "too far behind: dropped (it read too slowly)"
             messages = [m if isinstance(m, dict) else protocol.encode(m, self.depth, self.count) for m in queued]
-            messages += [protocol.encode(preview, self.depth, self.count)] if preview is not None else []
+            if preview is not None and self.count != 0:
+                messages.append(protocol.encode(preview, self.depth, self.count))
             for message in messages:
                 if message.get("type") == "metrics":
                     message["rows"] = [finite_row(row) for row in message["rows"]]
@@ -155,11 +156,11 @@ class Client:
             except OSError:  # the client went away (a broken pipe, a reset)
                 return "disconnected"
 
-    def asked_previews(self, depth: int, count: int | None) -> None:
+    def asked_previews(self, depth: int, count: int) -> None:
         """Previews at this depth and count from now on; the newest again when the depth is new (a
         paused or finished run makes no more), or when more tiles are wanted than it carried."""
-        grown = self.count is not None and (count is None or count > self.count)
-        changed = depth != self.depth or grown
+        grown = self.count is not None and count > self.count
+        changed = count and (depth != self.depth or grown)
         self.depth, self.count = depth, count
         newest = self.server.hub.preview
         if changed and newest is not None:
@@ -199,7 +200,7 @@ class Client:
                 cmd = protocol.parse_command(line)
                 self.server.hub.command(self.name, cmd)
                 if cmd["cmd"] == "preview":
-                    self.asked_previews(cmd["depth"], cmd["count"] or None)
+                    self.asked_previews(cmd["depth"], cmd["count"])
             except (protocol.ProtocolError, RuntimeError) as err:
                 self.reply({"type": "error", "error": str(err)})
             else:
