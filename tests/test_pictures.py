@@ -18,9 +18,9 @@ import pytest
 from PIL import Image
 
 from gantui.ui.pictures import encode
-from gantui.ui.pictures.layer import PictureLayer, picture, zoomed_layout
+from gantui.ui.pictures.layer import PictureLayer, enlarged, picture, zoomed_layout
 from gantui.ui.pictures.terminal import (
-    DA1, KITTY_QUERY, Answers, Terminal, ask, detect, parse_answers, protocol_of)
+    DA1, KITTY_QUERY, Answers, Terminal, answered, ask, detect, parse_answers, protocol_of)
 
 ESC = "\x1b"
 
@@ -82,6 +82,11 @@ def test_sixel_keeps_to_the_terminals_colour_registers():
     assert len(re.findall(r"#\d+;2;", encode.sixel(colour, colors=64))) <= 64
 
 
+def test_sixel_enlarged_is_the_enlarged_images_sixel():
+    colour = np.random.default_rng(5).integers(0, 256, (7, 9, 3), dtype=np.uint8)
+    assert encode.sixel(colour, 256, zoom=3) == encode.sixel(enlarged(colour, 3), 256)
+
+
 def test_sixel_ends_without_a_graphics_newline():
     data = encode.sixel(np.full((12, 3), 200, np.uint8))
     assert data.count("-") == 1 and not data.endswith("-\x1b\\")  # one between the bands, none after
@@ -134,12 +139,10 @@ def test_tmux_wrapping_and_cursor():
 XTERM = b"\x1bP>|XTerm(379)\x1b\\\x1b[?1;0;1024S\x1b[?63;1;2;4;6;9;15;16;22;28c"
 KITTY = b"\x1b_Gi=31;OK\x1b\\\x1bP>|kitty(0.35.2)\x1b\\\x1b[6;20;10t\x1b[?62;c"
 ITERM = b"\x1bP>|iTerm2 3.5.0\x1b\\\x1b[?62;4c"
-TMUX_OUTSIDE_XTERM = b"\x1b[?1;2c" + XTERM  # tmux answers DA1 itself first
 PLAIN = b"\x1b[?62;22c"  # a terminal without pictures (GNOME Terminal's kind)
 
 
-@pytest.mark.parametrize("data,protocol", [(XTERM, "sixel"), (KITTY, "kitty"), (ITERM, "iterm"),
-                                           (TMUX_OUTSIDE_XTERM, "sixel"), (PLAIN, "blocks")])
+@pytest.mark.parametrize("data,protocol", [(XTERM, "sixel"), (KITTY, "kitty"), (ITERM, "iterm"), (PLAIN, "blocks")])
 def test_answers_choose_the_protocol(data, protocol):
     assert protocol_of(parse_answers(b"x" + data + b"\x1b[A"), {"TERM_PROGRAM": "iTerm.app"}) == protocol
 
@@ -150,6 +153,8 @@ def test_answers_parsed():
     assert parse_answers(b"\x1b_Gi=31;ENOENT:unsupported\x1b\\").kitty is False
     assert parse_answers(b"\x1b_Gi=99;OK\x1b\\").kitty is False  # not our query's answer
     assert parse_answers(b"\x1b[?62;4") == Answers()  # cut short: nothing
+    assert not answered(b"\x1b[?1;3S\x1b[?1;0;256S")  # XTSMGRAPHICS's answers (an error, a count) are not DA1's
+    assert answered(b"\x1b[?1;3S\x1b[?63;4c")
 
 
 def test_no_answer_falls_back_to_hints_then_blocks():
@@ -161,10 +166,13 @@ def test_no_answer_falls_back_to_hints_then_blocks():
 
 
 def test_no_color_dumb_and_forced_modes(monkeypatch):
-    assert detect("auto", {"TERM": "xterm", "NO_COLOR": "1"}).protocol == "blocks"
+    no_color = detect("auto", {"TERM": "xterm", "NO_COLOR": "1"})
+    assert no_color.protocol == "blocks" and "NO_COLOR" in no_color.why  # `i` says why
+    assert detect("auto", {"TERM": "linux"}).protocol == "blocks"  # the console: no queries printed on it
     assert detect("auto", {"TERM": "dumb"}).protocol == "blocks"
     assert detect("blocks", {"TERM": "xterm"}).protocol == "blocks"
     monkeypatch.setattr(os, "open", lambda *a, **k: (_ for _ in ()).throw(OSError("no tty")))
+    assert detect("sixel", {"TERM": "xterm", "NO_COLOR": "1"}).protocol == "sixel"  # forced: the user knows
     forced = detect("kitty", {"TERM": "xterm"})
     assert (forced.protocol, forced.found, forced.pixels) == ("kitty", "kitty", True)
     assert forced.switched().protocol == "blocks" and forced.switched().switched().protocol == "kitty"
@@ -194,7 +202,7 @@ def test_probe_reads_answers_in_raw_mode_and_restores_the_terminal(delay):
     main, tty, seen, thread = fake_terminal(XTERM, delay)
     before = termios.tcgetattr(tty)
     start = time.monotonic()
-    data = ask(tty, KITTY_QUERY + DA1, in_tmux=False, timeout=3.0)
+    data = ask(tty, KITTY_QUERY + DA1, timeout=3.0)
     assert time.monotonic() - start < 2.5  # DA1's answer ended the wait
     thread.join(5)
     assert bytes(seen).startswith(KITTY_QUERY.encode())
@@ -206,8 +214,19 @@ def test_probe_reads_answers_in_raw_mode_and_restores_the_terminal(delay):
 def test_probe_gives_up_when_nothing_answers():
     main, tty, seen, thread = fake_terminal(b"", 0)
     start = time.monotonic()
-    assert ask(tty, DA1, in_tmux=False, timeout=0.4) == b""
+    assert ask(tty, DA1, timeout=0.4) == b""
     assert 0.35 < time.monotonic() - start < 2.0
+    os.close(main), os.close(tty)
+
+
+def test_probe_waits_past_an_early_answer_for_da1s():
+    """xterm as a VT100 answers XTSMGRAPHICS with an error at once; DA1's answer comes after, and
+    is read here rather than left for Textual to take as keys."""
+    main, tty = pty.openpty()
+    os.write(main, b"\x1b[?1;3S")
+    threading.Timer(0.2, os.write, (main, b"\x1b[?62;4c")).start()
+    data = ask(tty, DA1, timeout=3.0)
+    assert parse_answers(data).attributes == (62, 4)
     os.close(main), os.close(tty)
 
 
@@ -217,7 +236,9 @@ def test_zoomed_layout():
     assert zoomed_layout(100, 60, 28) == (3, 2, 1, 1)  # fewer than 16 at their own size: as many as fit
     assert zoomed_layout(40, 40, 64) == (1, 1, 1, 2)  # none at their own size: halved
     assert zoomed_layout(3, 3, 28) == (0, 0, 1, 1)
-    canvas = picture(np.full((40, 28, 28), 255, np.uint8), 720, 390)
+    canvas, zoom = picture(np.full((40, 28, 28), 255, np.uint8), 720, 390)
+    assert canvas.shape == (3 * 30 - 2, 6 * 30 - 2) and zoom == 4
+    canvas = enlarged(canvas, zoom)
     assert canvas.shape == (3 * 120 - 8, 6 * 120 - 8)  # 112-pixel tiles, 8-pixel gaps
     assert (canvas[:112, :112] == 255).all() and (canvas[:112, 112:120] == 40).all()
 
@@ -229,7 +250,7 @@ def test_kitty_picture_sent_once_hidden_placed_replaced_freed():
 
     def canvas():
         made.append(1)
-        return np.zeros((4, 4), np.uint8)
+        return np.zeros((4, 4), np.uint8), 1
 
     layer.show(kitty, "a", canvas, 3, 1)
     assert writes[0].startswith("\x1b7\x1b[2;4H\x1b_Ga=d,q=2,d=I,i=9\x1b\\\x1b_Ga=T,") and writes[0].endswith("\x1b8")
@@ -252,7 +273,7 @@ def test_sixel_picture_sent_again_after_each_repaint_encoded_once():
 
     def canvas():
         made.append(1)
-        return np.full((6, 6), 128, np.uint8)
+        return np.full((3, 3), 128, np.uint8), 2
 
     layer.show(sixel, "a", canvas, 0, 0)
     layer.show(sixel, "a", canvas, 0, 0)  # Textual repainted the cells: the picture went with them
@@ -265,6 +286,7 @@ def test_sixel_picture_sent_again_after_each_repaint_encoded_once():
 # -- the dashboard -------------------------------------------------------------------------
 async def test_dashboard_draws_pictures_hides_them_under_a_screen_and_switches_to_half_blocks():
     from gantui.ui.demo import scripted_app
+    from support import wait_for
 
     app = scripted_app()
     app.pictures = Terminal(protocol="kitty", found="kitty", cell=(10, 20))
@@ -273,11 +295,7 @@ async def test_dashboard_draws_pictures_hides_them_under_a_screen_and_switches_t
         pane = app.preview_pane
         pane.picture_layer.write = writes.append
         pane.refresh()
-        await pilot.pause(0.3)
-        for _ in range(50):
-            if any("a=T," in w for w in writes):
-                break
-            await pilot.pause(0.1)
+        await wait_for(pilot, lambda: any("a=T," in w for w in writes))
         sent = [w for w in writes if "a=T," in w]
         region = pane.content_region
         assert sent and sent[0].startswith(f"\x1b7\x1b[{region.y + 1};{region.x + 1}H")
@@ -286,22 +304,23 @@ async def test_dashboard_draws_pictures_hides_them_under_a_screen_and_switches_t
         assert "kitty" in str(app.status_line.render())
         assert pane.capacity() == zoomed_layout(region.width * 10, region.height * 20, 28)[:2][0] * \
             zoomed_layout(region.width * 10, region.height * 20, 28)[1]
+        image = pane.picture_layer.image_id
         await pilot.press("question_mark")
-        await pilot.pause(0.3)
-        assert writes[-1] == encode.kitty_hide(pane.picture_layer.image_id)
+        await wait_for(pilot, lambda: writes[-1] == encode.kitty_hide(image))
         await pilot.press("escape")
-        await pilot.pause(0.5)
-        assert encode.kitty_place(pane.picture_layer.image_id) in writes[-1]
+        await wait_for(pilot, lambda: encode.kitty_place(image) in writes[-1])  # placed, not sent again
         count = len([w for w in writes if "a=T," in w])
         await pilot.press("i")
-        await pilot.pause(0.3)
-        assert app.pictures.protocol == "blocks"
-        assert encode.kitty_delete(pane.picture_layer.image_id) in writes[-1]
-        assert "▄" in "".join(str(s) for s in pane.render_lines(pane.region.reset_offset))  # half blocks again
+        await wait_for(pilot, lambda: app.pictures.protocol == "blocks" and encode.kitty_delete(image) in writes[-1])
+        await wait_for(pilot, lambda: "▄" in "".join(str(s) for s in pane.render_lines(pane.region.reset_offset)))
         await pilot.press("i")
-        await pilot.pause(0.5)
-        assert len([w for w in writes if "a=T," in w]) == count + 1
+        await wait_for(pilot, lambda: len([w for w in writes if "a=T," in w]) == count + 1)
+        await pilot.resize_terminal(60, 20)  # too small: the panes hidden, and the picture with them
+        await wait_for(pilot, lambda: writes[-1] == encode.kitty_hide(image))
+        await pilot.resize_terminal(120, 40)
+        await wait_for(pilot, lambda: encode.kitty_place(image) in writes[-1])
         await pilot.press("q")
+    assert writes[-1] == encode.kitty_delete(image)  # the quit freed it
 
 
 async def test_a_replay_in_sixel_scrubs_with_a_picture_a_grid(tmp_path):
@@ -352,4 +371,41 @@ async def test_a_notification_over_a_kitty_picture_takes_it_off_until_it_goes():
         hidden = encode.kitty_hide(pane.picture_layer.image_id)
         await wait_for(pilot, lambda: hidden in writes[shown:])
         await wait_for(pilot, lambda: encode.kitty_place(pane.picture_layer.image_id) in "".join(writes[shown:]))
+        await pilot.press("q")
+
+
+async def test_a_sample_box_removed_before_its_picture_is_drawn(tmp_path):
+    """The comparison view replaces its boxes as runs come and go: a paint asked for by a box since
+    removed does nothing (it raised NoScreen)."""
+    from gantui.ui.compare.app import CompareApp
+    from gantui.ui.compare.widgets import SampleBox
+    from support import wait_for, write_run
+
+    runs = [write_run(tmp_path / name, {}, seed=n) for n, name in enumerate("ab")]
+    app = CompareApp(runs, pictures=Terminal(protocol="sixel", found="sixel", cell=(6, 13)))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: len(app.query(SampleBox)) == 2)
+        for _ in range(5):
+            await wait_for(pilot, lambda: len(app.query(SampleBox)) == 2)
+            for box in list(app.query(SampleBox)):
+                box.paint_due = True
+                box.call_after_refresh(box.paint_picture)
+                await box.remove()
+            await pilot.pause(0.05)
+            app.redraw()  # the boxes again
+        assert app.is_running
+        await pilot.press("q")
+
+
+async def test_inside_tmux_with_passthrough_off_the_dashboard_says_how_to_turn_it_on():
+    from gantui.ui.demo import scripted_app
+    from support import wait_for
+
+    app = scripted_app()
+    app.pictures = Terminal(tmux=True, why="inside tmux, pictures need `tmux set -g allow-passthrough on`")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: any("allow-passthrough on" in n.message for n in app._notifications))
+        await pilot.press("i")  # and `i` says it again
+        await wait_for(pilot, lambda: sum("allow-passthrough" in n.message for n in app._notifications) == 2)
+        assert app.pictures.protocol == "blocks"
         await pilot.press("q")

@@ -141,12 +141,13 @@ def test_a_relayed_replay_sends_its_samples_again_at_the_depth_asked(tmp_path):
     from support import write_run
 
     run = write_run(tmp_path / "run", {})
-    asks = b'{"cmd": "preview", "count": 5, "depth": 8}\n{"cmd": "pause"}\n{"cmd": "preview", "count": 2}\n'
+    asks = (b'{"cmd": "preview", "count": 5, "depth": 8}\n{"cmd": "pause"}\n{"cmd": "preview", "count": 2}\n'
+            b'{"cmd": "preview", "count": 0}\n')
     done = run_process([sys.executable, "-m", "gantui", "relay", str(run.path)], input=asks, capture_output=True,
                        timeout=60)
     assert done.returncode == 0, done.stderr
     messages = [json.loads(line) for line in done.stdout.splitlines()]
-    assert [m["type"] for m in messages] == ["hello", "snapshot", "ok", "preview", "error", "ok", "preview"]
+    assert [m["type"] for m in messages] == ["hello", "snapshot", "ok", "preview", "error", "ok", "preview", "ok"]
     full, levels = decode_preview(messages[3]), decode_preview(messages[6])
     tiles = grid_tiles(run.grids()[-1][1], 28, 1)
     assert messages[3]["codec"] == "u8z" and np.array_equal(full.images, tiles[:5])
@@ -169,5 +170,9 @@ def test_previews_travel_at_the_depth_and_count_a_watcher_asks():
     with pytest.raises(protocol.ProtocolError, match="a preview's data"):
         protocol.decode_preview({**protocol.encode_preview(preview, 8), "data": "bm90IHpsaWI="})
     assert protocol.parse_command(b'{"cmd": "preview", "count": 3}') == {"cmd": "preview", "count": 3, "depth": 4}
+    snapshot = ev.Started(run_dir="r", device="cpu", step=40, total_steps=80, steps_per_epoch=10, config={},
+                          preview=preview)
+    assert protocol.encode(snapshot, 8, 0)["preview"] is None  # a watcher that shows no tiles gets none
+    assert protocol.encode(snapshot, 8, 2)["preview"]["shape"] == [2, 28, 28]
     with pytest.raises(protocol.ProtocolError, match="depth"):
         protocol.parse_command(b'{"cmd": "preview", "count": 3, "depth": true}')
