@@ -221,7 +221,7 @@ def test_a_job_that_ends_while_its_dashboard_detaches_leaves_with_its_own_exit_s
         jobs.append(popen([sys.executable, "-c", "pass"], **kwargs))
         return jobs[-1]
 
-    def dashboard(path, out):
+    def dashboard(path, out, images):
         jobs[-1].wait()  # the job has ended before the detach is looked at
         return ranks.DETACHED
 
