@@ -73,6 +73,20 @@ def test_sixel_decodes_to_the_image_grey_and_colour():
     assert np.abs(decoded.astype(int) - colour).max() <= 3
 
 
+def test_sixel_repeats_of_every_length_and_grey_in_rgb():
+    for width, run in ((3, "@@@"), (4, "!4@"), (10, "!10@"), (999, "!999@"), (1000, "!1000@"), (12345, "!12345@")):
+        assert f"#255{run}\x1b\\" in encode.sixel(np.full((1, width), 255, np.uint8))
+    grey = np.random.default_rng(6).integers(0, 256, (12, 30), dtype=np.uint8)
+    assert encode.sixel(np.repeat(grey[..., None], 3, axis=-1)) == encode.sixel(grey)  # greys: the grey levels
+
+
+def test_sixel_colours_stay_close_with_few_registers():
+    y, x = np.mgrid[0:96, 0:128]
+    gradient = np.stack([x * 2, y * 2, (x + y)], axis=-1).astype(np.uint8)
+    decoded = decode_sixel(encode.sixel(gradient, colors=16)).astype(int)
+    assert np.abs(decoded - gradient).mean() < 20  # a median cut's 16 colours: 12 off (the fast octree's: 23)
+
+
 def test_sixel_keeps_to_the_terminals_colour_registers():
     grey = np.arange(256, dtype=np.uint8).reshape(16, 16)
     data = encode.sixel(grey, colors=16)
@@ -409,3 +423,17 @@ async def test_inside_tmux_with_passthrough_off_the_dashboard_says_how_to_turn_i
         await wait_for(pilot, lambda: sum("allow-passthrough" in n.message for n in app._notifications) == 2)
         assert app.pictures.protocol == "blocks"
         await pilot.press("q")
+
+
+def test_a_resize_reads_the_cell_again_only_when_the_kernel_says_otherwise(monkeypatch):
+    from gantui.ui.pictures import terminal
+
+    answered_size = Terminal(protocol="blocks", found="sixel", cell=(10, 20), kernel=(6, 13))  # i pressed: blocks
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    monkeypatch.setattr(terminal.os, "open", lambda *a, **k: os.dup(devnull))
+    monkeypatch.setattr(terminal, "kernel_cell", lambda fd: (6, 13))
+    assert terminal.resized(answered_size) is answered_size  # the terminal's own answer stands
+    monkeypatch.setattr(terminal, "kernel_cell", lambda fd: (8, 16))  # a bigger font
+    assert terminal.resized(answered_size).cell == (8, 16) == terminal.resized(answered_size).kernel
+    assert terminal.resized(Terminal()) == Terminal()  # no pictures here: nothing to read
+    os.close(devnull)

@@ -55,6 +55,7 @@ class Terminal:
     cell: tuple[int, int] = DEFAULT_CELL
     colors: int = 256
     tmux: bool = False  # every escape wrapped in tmux's passthrough
+    kernel: tuple[int, int] | None = None  # the cell's size the kernel said (a resize that changes it: a new font)
     why: str = ""  # where pictures are off though they might be on: how to turn them on
 
     @property
@@ -201,18 +202,20 @@ def detect(mode: str = "auto", env: dict[str, str] | None = None, timeout: float
                 answers = parse_answers(ask(fd, "".join(map(wrap, QUERIES)), timeout))
             except Exception:  # noqa: BLE001 -- the answers are a hint: a terminal that cannot be asked gave none
                 answers = Answers()
-        cell = answers.cell or (kernel_cell(fd) if fd is not None else None) or DEFAULT_CELL
+        kernel = kernel_cell(fd) if fd is not None else None
+        cell = answers.cell or kernel or DEFAULT_CELL
     finally:
         if fd is not None:
             os.close(fd)
     found = mode if mode in PROTOCOLS else "blocks" if why else protocol_of(answers, env)
-    return Terminal(protocol=found, found=found, cell=cell, colors=answers.colors or 256, tmux=in_tmux, why=why)
+    return Terminal(protocol=found, found=found, cell=cell, colors=answers.colors or 256, tmux=in_tmux, why=why,
+                    kernel=kernel)
 
 
 def resized(terminal: Terminal) -> Terminal:
-    """After a resize: the cell's size again from the kernel (a font's size changed with the window),
-    where the kernel says it."""
-    if not terminal.pixels:
+    """After a resize: the cell's size again from the kernel where what the kernel says has changed
+    (a font's size changed with the window); else the size the terminal answered stands."""
+    if terminal.found not in PROTOCOLS:
         return terminal
     try:
         fd = os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY)
@@ -222,4 +225,4 @@ def resized(terminal: Terminal) -> Terminal:
         cell = kernel_cell(fd)
     finally:
         os.close(fd)
-    return replace(terminal, cell=cell) if cell and cell != terminal.cell else terminal
+    return replace(terminal, cell=cell, kernel=cell) if cell and cell != terminal.kernel else terminal

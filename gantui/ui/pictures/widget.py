@@ -126,7 +126,8 @@ class PictureWidget(Widget):
             return
         terminal = self.terminal
         shown = self.images_shown() if terminal.pixels and self.is_mounted else None
-        if shown is None or not self.screen.is_active or not self.fits_picture() or self.under_toast():
+        if (shown is None or not self.screen.is_active or self.content_region.area == 0 or not self.fits_picture()
+                or self.under_toast()):  # hidden (too small a terminal) between the paint's asking and now too
             self.picture_layer.hide(terminal)
             return
         key, images, per_digit = shown
