@@ -59,11 +59,13 @@ class PictureWidget(Widget):
 
     # -- what a subclass says ------------------------------------------------------------
     def images_shown(self) -> tuple[Hashable, np.ndarray, int] | None:
-        """(a key that changes with the images, the images (N, H, W[, 3]), tiles per digit row or 0)."""
-        raise NotImplementedError
+        """(a key that changes with the images, the images (N, H, W[, 3]), tiles per digit row or 0);
+        None: nothing to show (this base shows nothing)."""
+        return None
 
     def render_blocks(self) -> RenderableType:
-        raise NotImplementedError
+        """What half blocks draw (or the words in their place)."""
+        return ""
 
     # -- the terminal's pictures ---------------------------------------------------------
     @property
@@ -75,12 +77,14 @@ class PictureWidget(Widget):
         cell_w, cell_h = self.terminal.cell
         return self.content_size.width * cell_w, self.content_size.height * cell_h
 
-    def fits_picture(self) -> bool:
+    def picture_layout(self) -> tuple[tuple[Hashable, np.ndarray, int], tuple[int, int, int, int]] | None:
+        """(what is shown, its tiles' zoomed_layout in the content's pixels) where a picture of it
+        fits; None where half blocks draw instead."""
         shown = self.images_shown() if self.terminal.pixels else None
         if shown is None:
-            return False
-        cols, rows, _, _ = zoomed_layout(*self.pixel_size(), shown[1].shape[1])
-        return cols * rows > 0
+            return None
+        layout = zoomed_layout(*self.pixel_size(), shown[1].shape[1])
+        return (shown, layout) if layout[0] * layout[1] else None
 
     def write_to_terminal(self, data: str) -> None:
         # Textual has no public way to write to the terminal; its own App.bell and clipboard do this.
@@ -109,7 +113,7 @@ class PictureWidget(Widget):
         self.refresh()
 
     def render(self) -> RenderableType:
-        if self.fits_picture():
+        if self.picture_layout() is not None:
             return Text("")  # blank cells: the picture goes over them after the frame
         return self.render_blocks()
 
@@ -125,24 +129,22 @@ class PictureWidget(Widget):
         if not self.is_attached:  # removed since the paint was asked for (a comparison's boxes change)
             return
         terminal = self.terminal
-        shown = self.images_shown() if terminal.pixels and self.is_mounted else None
-        if (shown is None or not self.screen.is_active or self.content_region.area == 0 or not self.fits_picture()
-                or self.under_toast()):  # hidden (too small a terminal) between the paint's asking and now too
+        fitted = self.picture_layout() if self.is_mounted else None
+        if (fitted is None or not self.screen.is_active or self.content_region.area == 0
+                or self.under_toast(*fitted)):  # hidden (too small a terminal) between the paint's asking and now too
             self.picture_layer.hide(terminal)
             return
-        key, images, per_digit = shown
+        (key, images, per_digit), _ = fitted
         width, height = self.pixel_size()
         region = self.content_region
-        self.picture_layer.show(terminal, (key, width, height, per_digit), lambda: picture(images, width, height, per_digit),
-                        region.x, region.y)
+        self.picture_layer.show(terminal, (key, width, height, per_digit),
+                                lambda: picture(images, width, height, per_digit), region.x, region.y)
 
-    def under_toast(self) -> bool:
+    def under_toast(self, shown: tuple[Hashable, np.ndarray, int], layout: tuple[int, int, int, int]) -> bool:
         """A notification over the picture would be drawn under it: none until the toast goes (its
         going repaints these cells)."""
-        shown = self.images_shown()
-        width, height = self.pixel_size()
-        cols, rows, up, down = zoomed_layout(width, height, shown[1].shape[1]) if shown else (0, 0, 1, 1)
-        tile, gap = shown[1].shape[1] // down * up if shown else 0, GAP * up
+        cols, rows, up, down = layout
+        tile, gap = shown[1].shape[1] // down * up, GAP * up
         cell_w, cell_h = self.terminal.cell
         region = self.content_region
         covered = Region(region.x, region.y, -(-(cols * (tile + gap) - gap) // cell_w),
