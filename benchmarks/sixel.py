@@ -23,7 +23,8 @@ import numpy as np
 from gantui.engine.data import load_mnist_arrays
 from gantui.ui.demo import disc_images
 from gantui.ui.pictures import encode
-from gantui.ui.pictures.layer import enlarged, picture
+from gantui.ui.pictures.encode import enlarged
+from gantui.ui.pictures.layer import picture, zoomed_layout
 
 
 def encoder_at(rev: str):
@@ -49,7 +50,7 @@ def main() -> None:
              "64x64 RGB discs, 1576x784": (disc_images(16, 64, seed=1), 1576, 784),
              "64x64 RGB noise, 1576x784": (noise, 1576, 784)}
     for name, (images, width, height) in cases.items():
-        canvas, zoom = picture(images, width, height)
+        canvas, zoom = picture(images, zoomed_layout(width, height, images.shape[1]))
         big = enlarged(canvas, zoom)
         runs = {"this tree": lambda: encode.sixel(canvas, 256, zoom), "this tree (A/A)": lambda: encode.sixel(canvas, 256, zoom)}
         if other is not None:

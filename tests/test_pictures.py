@@ -18,7 +18,8 @@ import pytest
 from PIL import Image
 
 from gantui.ui.pictures import encode
-from gantui.ui.pictures.layer import PictureLayer, enlarged, picture, zoomed_layout
+from gantui.ui.pictures.encode import enlarged
+from gantui.ui.pictures.layer import PictureLayer, picture, zoomed_layout
 from gantui.ui.pictures.terminal import (
     DA1, KITTY_QUERY, Answers, Terminal, answered, ask, detect, parse_answers, protocol_of)
 
@@ -250,7 +251,7 @@ def test_zoomed_layout():
     assert zoomed_layout(100, 60, 28) == (3, 2, 1, 1)  # fewer than 16 at their own size: as many as fit
     assert zoomed_layout(40, 40, 64) == (1, 1, 1, 2)  # none at their own size: halved
     assert zoomed_layout(3, 3, 28) == (0, 0, 1, 1)
-    canvas, zoom = picture(np.full((40, 28, 28), 255, np.uint8), 720, 390)
+    canvas, zoom = picture(np.full((40, 28, 28), 255, np.uint8), zoomed_layout(720, 390, 28))
     assert canvas.shape == (3 * 30 - 2, 6 * 30 - 2) and zoom == 4
     canvas = enlarged(canvas, zoom)
     assert canvas.shape == (3 * 120 - 8, 6 * 120 - 8)  # 112-pixel tiles, 8-pixel gaps
@@ -429,11 +430,8 @@ def test_a_resize_reads_the_cell_again_only_when_the_kernel_says_otherwise(monke
     from gantui.ui.pictures import terminal
 
     answered_size = Terminal(protocol="blocks", found="sixel", cell=(10, 20), kernel=(6, 13))  # i pressed: blocks
-    devnull = os.open(os.devnull, os.O_RDONLY)
-    monkeypatch.setattr(terminal.os, "open", lambda *a, **k: os.dup(devnull))
-    monkeypatch.setattr(terminal, "kernel_cell", lambda fd: (6, 13))
+    monkeypatch.setattr(terminal, "kernel_cell", lambda fd=None: (6, 13))
     assert terminal.resized(answered_size) is answered_size  # the terminal's own answer stands
-    monkeypatch.setattr(terminal, "kernel_cell", lambda fd: (8, 16))  # a bigger font
+    monkeypatch.setattr(terminal, "kernel_cell", lambda fd=None: (8, 16))  # a bigger font
     assert terminal.resized(answered_size).cell == (8, 16) == terminal.resized(answered_size).kernel
     assert terminal.resized(Terminal()) == Terminal()  # no pictures here: nothing to read
-    os.close(devnull)

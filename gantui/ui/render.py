@@ -148,7 +148,12 @@ def preview_pixels(images: np.ndarray, width: int, height: int, levels: int = 16
     cols, rows, scale = layout_for(width, height, images.shape[1])
     if cols * rows == 0 or len(images) == 0:
         return None
+    return Pixels.from_segments(halfblock_segments(tiled(images, cols, rows, scale, per_digit), levels, mode))
+
+
+def tiled(images: np.ndarray, cols: int, rows: int, scale: int = 1, per_digit: int = 0, gap: int = 2) -> np.ndarray:
+    """Up to cols x rows of `images` on one canvas, `scale` times smaller; a conditional run's
+    (`per_digit` of each digit in turn) a row per digit. Half blocks and pictures both lay them so."""
     if per_digit:
         images, cols = by_digit(images, per_digit, cols, rows)
-    canvas = tile_images(images, cols, rows, scale)
-    return Pixels.from_segments(halfblock_segments(canvas, levels, mode))
+    return tile_images(images, cols, rows, scale, gap)

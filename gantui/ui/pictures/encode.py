@@ -25,6 +25,11 @@ def at_cell(x: int, y: int, sequence: str) -> str:
     return f"{ESC}7{ESC}[{y + 1};{x + 1}H{sequence}{ESC}8"
 
 
+def enlarged(image: np.ndarray, zoom: int) -> np.ndarray:
+    """`image` `zoom` times bigger, each pixel a zoom x zoom square (nearest neighbour)."""
+    return image.repeat(zoom, axis=0).repeat(zoom, axis=1) if zoom > 1 else image
+
+
 def rgb(image: np.ndarray) -> np.ndarray:
     """(H, W) grey or (H, W, 3) colour as contiguous (H, W, 3) uint8."""
     image = np.asarray(image, dtype=np.uint8)
@@ -128,8 +133,7 @@ def sixel(image: np.ndarray, colors: int = 256, zoom: int = 1) -> str:
     picture at the screen's last rows does not scroll it. The colours are chosen before the
     enlargement: zoom^2 times fewer pixels to quantise."""
     indices, palette = palette_of(np.asarray(image, dtype=np.uint8), colors)
-    if zoom > 1:
-        indices = indices.repeat(zoom, axis=0).repeat(zoom, axis=1)
+    indices = enlarged(indices, zoom)
     height, width = indices.shape
     lines, colours, bands = sixel_lines(indices, len(palette))
     flat = lines.ravel()

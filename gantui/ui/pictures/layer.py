@@ -13,7 +13,7 @@ import numpy as np
 
 from gantui.ui.pictures import encode
 from gantui.ui.pictures.terminal import Terminal
-from gantui.ui.render import by_digit, tile_images
+from gantui.ui.render import tiled
 
 GAP = 2  # pixels between tiles, at the images' own size
 MIN_TILES = 16  # tiles are enlarged while at least this many fit (or as many as fit at their own size)
@@ -41,19 +41,12 @@ def zoomed_layout(width: int, height: int, size: int, min_tiles: int = MIN_TILES
     return 0, 0, 1, 1
 
 
-def picture(images: np.ndarray, width: int, height: int, per_digit: int = 0) -> tuple[np.ndarray, int] | None:
-    """As many of `images` (N, H, W[, 3]) as fit `width` x `height` pixels, tiled: (the canvas, the
-    whole factor to enlarge it by: nearest neighbour, the pixels as generated); None where none fits."""
-    cols, rows, up, down = zoomed_layout(width, height, images.shape[1])
-    if cols * rows == 0 or len(images) == 0:
-        return None
-    if per_digit:
-        images, cols = by_digit(images, per_digit, cols, rows)
-    return tile_images(images, cols, rows, down, GAP), up
-
-
-def enlarged(canvas: np.ndarray, zoom: int) -> np.ndarray:
-    return canvas.repeat(zoom, axis=0).repeat(zoom, axis=1) if zoom > 1 else canvas
+def picture(images: np.ndarray, layout: tuple[int, int, int, int], per_digit: int = 0) -> tuple[np.ndarray, int]:
+    """`images` (N, H, W[, 3]) tiled as zoomed_layout says (at least one tile fits, one image at
+    least): (the canvas, the whole factor to enlarge it by: nearest neighbour, the pixels as
+    generated)."""
+    cols, rows, up, down = layout
+    return tiled(images, cols, rows, down, per_digit, GAP), up
 
 
 class PictureLayer:
@@ -77,7 +70,7 @@ class PictureLayer:
             if self.sent == key:
                 self.write(encode.at_cell(x, y, terminal.wrap(encode.kitty_place(self.image_id))))
             else:
-                escapes = encode.kitty(enlarged(*canvas()), self.image_id)
+                escapes = encode.kitty(encode.enlarged(*canvas()), self.image_id)
                 self.write(encode.at_cell(x, y, terminal.wrap(encode.kitty_delete(self.image_id))
                                           + "".join(map(terminal.wrap, escapes))))
                 self.sent = key
@@ -85,7 +78,7 @@ class PictureLayer:
             if self.encoded is None or self.encoded[0] != key:
                 pixels, zoom = canvas()
                 body = (encode.sixel(pixels, terminal.colors, zoom) if terminal.protocol == "sixel"
-                        else encode.iterm(enlarged(pixels, zoom)))
+                        else encode.iterm(encode.enlarged(pixels, zoom)))
                 self.encoded = (key, terminal.wrap(body))
             self.write(encode.at_cell(x, y, self.encoded[1]))
         self.shown = (key, x, y)

@@ -84,7 +84,7 @@ class PictureWidget(Widget):
         if shown is None:
             return None
         layout = zoomed_layout(*self.pixel_size(), shown[1].shape[1])
-        return (shown, layout) if layout[0] * layout[1] else None
+        return (shown, layout) if layout[0] * layout[1] and len(shown[1]) else None
 
     def write_to_terminal(self, data: str) -> None:
         # Textual has no public way to write to the terminal; its own App.bell and clipboard do this.
@@ -134,11 +134,10 @@ class PictureWidget(Widget):
                 or self.under_toast(*fitted)):  # hidden (too small a terminal) between the paint's asking and now too
             self.picture_layer.hide(terminal)
             return
-        (key, images, per_digit), _ = fitted
-        width, height = self.pixel_size()
+        (key, images, per_digit), layout = fitted
         region = self.content_region
-        self.picture_layer.show(terminal, (key, width, height, per_digit),
-                                lambda: picture(images, width, height, per_digit), region.x, region.y)
+        self.picture_layer.show(terminal, (key, *self.pixel_size(), per_digit), lambda: picture(images, layout, per_digit),
+                                region.x, region.y)
 
     def under_toast(self, shown: tuple[Hashable, np.ndarray, int], layout: tuple[int, int, int, int]) -> bool:
         """A notification over the picture would be drawn under it: none until the toast goes (its
