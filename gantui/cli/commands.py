@@ -177,14 +177,15 @@ def bridge(sock: socket.socket, out: RawOut) -> None:
 
 def replay_to_stdout(run_dir: RunDir, out: RawOut) -> int:
     """A run nobody serves: a hello and its replayed snapshot, then its samples again at the depth
-    and count each preview request asks (a watcher that draws pictures asks 8 bits), until the
-    watcher leaves."""
+    and count a preview request asks, where protocol.preview_again says (a watcher that draws
+    pictures asks 8 bits), until the watcher leaves."""
     from gantui.run import protocol
     from gantui.run.replay import replay_snapshot
 
     snapshot = replay_snapshot(run_dir)
     out.write(protocol.dumps({"type": "hello", "protocol": protocol.PROTOCOL, "client": None, "replay": True}) +
               protocol.dumps(protocol.encode(snapshot)))
+    depth, count = 4, None  # the snapshot's preview: every tile, in 16 levels (as a served run's first)
     for line in sys.stdin.buffer:
         try:
             cmd = protocol.parse_command(line)
@@ -195,7 +196,8 @@ def replay_to_stdout(run_dir: RunDir, out: RawOut) -> int:
             out.write(protocol.dumps({"type": "error", "error": "a replay is read-only"}))
             continue
         reply = protocol.dumps({"type": "ok", "cmd": "preview"})
-        if snapshot.preview is not None and cmd["count"]:
+        if snapshot.preview is not None and protocol.preview_again(depth, count, cmd["depth"], cmd["count"]):
             reply += protocol.dumps(protocol.encode(snapshot.preview, cmd["depth"], cmd["count"]))
+        depth, count = cmd["depth"], cmd["count"]
         out.write(reply)
     return 0

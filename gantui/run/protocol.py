@@ -51,6 +51,14 @@ def encode_preview(preview: ev.Preview, depth: int = 4, count: int | None = None
     return {**body, "codec": "hex16", "data": (images // 16).tobytes().translate(TO_HEX).decode("ascii")}
 
 
+def preview_again(depth: int, count: int | None, new_depth: int, new_count: int) -> bool:
+    """Whether a client's preview request (new_depth, new_count) brings it the newest preview again,
+    having had previews at (depth, count; None: every tile, before it asked): it shows some, and at a
+    new depth (a paused or finished run makes no more) or more tiles than it had."""
+    grown = count is not None and new_count > count
+    return bool(new_count) and (new_depth != depth or grown)
+
+
 def decode_preview(msg: dict[str, Any]) -> ev.Preview:
     shape = tuple(int(n) for n in msg["shape"])
     codec = msg.get("codec")

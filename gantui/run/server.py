@@ -157,10 +157,8 @@ class Client:
                 return "disconnected"
 
     def asked_previews(self, depth: int, count: int) -> None:
-        """Previews at this depth and count from now on; the newest again when the depth is new (a
-        paused or finished run makes no more), or when more tiles are wanted than it carried."""
-        grown = self.count is not None and count > self.count
-        changed = count and (depth != self.depth or grown)
+        """Previews at this depth and count from now on; the newest again where protocol.preview_again says."""
+        changed = protocol.preview_again(self.depth, self.count, depth, count)
         self.depth, self.count = depth, count
         newest = self.server.hub.preview
         if changed and newest is not None:

@@ -126,7 +126,6 @@ class RemoteTrack(Track):
         self.run = None  # type: ignore[assignment]
         self.where, self.link = spec, link
         self.depth = depth  # bits a channel its previews come in: 8 where the view draws pictures
-        self.replay = False  # a run nobody serves: its relay answers preview requests only
         self.name = spec.rstrip("/").rsplit("/", 1)[-1].rsplit(":", 1)[-1]
         self.rows = deque(maxlen=HISTORY)
         self.quality, self.config, self.state = [], {}, "starting"
@@ -140,7 +139,6 @@ class RemoteTrack(Track):
 
         match event:
             case ev.Started():
-                self.replay = not event.live
                 self.ask_previews()
                 self.config = {**event.config, "image_shape": event.image_shape}
                 self._take(event.history)
@@ -166,11 +164,10 @@ class RemoteTrack(Track):
         self._changed = True
 
     def ask_previews(self, depth: int | None = None) -> None:
-        """Previews are made for the watchers that ask (16: a side-by-side box's worth); a replay
-        sends its samples again at 8 bits when asked."""
+        """Previews are made for the watchers that ask (16: a side-by-side box's worth); the run, or
+        the relay of a run nobody serves, sends them again where the depth is new."""
         self.depth = depth or self.depth
-        if not self.replay or self.depth == 8:
-            self.link.send({"cmd": "preview", "count": self.TILES, "depth": self.depth})
+        self.link.send({"cmd": "preview", "count": self.TILES, "depth": self.depth})
 
     def _preview(self, preview: Any) -> None:
         if self.grids and self.grids[-1][0] == preview.step:

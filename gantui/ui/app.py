@@ -276,7 +276,7 @@ class GanApp(Steering, App[int]):
     def ask_for_previews(self, count: int) -> None:
         """Previews are a request: the run generates as many as the largest consumer shows."""
         if self.started is not None and self.link.live and not self.lost:  # a relayed replay answers too
-            self.send("preview", count=count, depth=8 if self.pictures.pixels else 4)
+            self.send("preview", count=count, depth=self.pictures.depth)
 
     def action_switch_pictures(self) -> None:
         """i: full-resolution pictures <-> half blocks (where the terminal draws pictures)."""

@@ -102,8 +102,7 @@ class CompareApp(App):
         what the terminal draws (pictures.terminal.detect)."""
         super().__init__()
         self.pictures = pictures
-        depth = 8 if pictures.pixels else 4
-        self.tracks = [Track(run) if isinstance(run, RunDir) else remote(run, depth) for run in runs]
+        self.tracks = [Track(run) if isinstance(run, RunDir) else remote(run, pictures.depth) for run in runs]
         self.folders = list(folders) + ([sweep.sweep.trials] if sweep is not None else [])
         self.sweep = sweep
         self.choice: str | None = None  # leaving a sweep's view: "stop" or "leave"
@@ -250,7 +249,7 @@ class CompareApp(App):
             return
         for track in self.tracks:
             if isinstance(track, RemoteTrack):
-                track.ask_previews(8 if self.pictures.pixels else 4)
+                track.ask_previews(self.pictures.depth)
         self.show_state()
 
     def action_toggle_pause(self) -> None:

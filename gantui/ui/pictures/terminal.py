@@ -62,6 +62,11 @@ class Terminal:
     def pixels(self) -> bool:
         return self.protocol in PROTOCOLS
 
+    @property
+    def depth(self) -> int:
+        """The bits a channel of the previews to ask a run for: 8 for pictures, 4 for half blocks."""
+        return 8 if self.pixels else 4
+
     def switched(self) -> Terminal:
         """The other mode: the terminal's pictures <-> half blocks."""
         return replace(self, protocol="blocks" if self.pixels else self.found)
@@ -139,16 +144,24 @@ def tmux_passthrough() -> bool | None:
     return value in ("on", "all") if out.returncode == 0 else None
 
 
-def kernel_cell(fd: int) -> tuple[int, int] | None:
-    """The cell's size in pixels from the kernel's window size (xterm, kitty and ssh fill it in)."""
+def kernel_cell(fd: int | None = None) -> tuple[int, int] | None:
+    """The cell's size in pixels from the kernel's window size of `fd` (None: the controlling tty),
+    which xterm, kitty and ssh fill in."""
     import fcntl
     import struct
     import termios
 
     try:
-        rows, cols, width, height = struct.unpack("4H", fcntl.ioctl(fd, termios.TIOCGWINSZ, b"\0" * 8))
+        tty = os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY) if fd is None else fd
     except OSError:
         return None
+    try:
+        rows, cols, width, height = struct.unpack("4H", fcntl.ioctl(tty, termios.TIOCGWINSZ, b"\0" * 8))
+    except OSError:
+        return None
+    finally:
+        if fd is None:
+            os.close(tty)
     return (width // cols, height // rows) if rows and cols and width and height else None
 
 
@@ -217,12 +230,5 @@ def resized(terminal: Terminal) -> Terminal:
     (a font's size changed with the window); else the size the terminal answered stands."""
     if terminal.found not in PROTOCOLS:
         return terminal
-    try:
-        fd = os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY)
-    except OSError:
-        return terminal
-    try:
-        cell = kernel_cell(fd)
-    finally:
-        os.close(fd)
+    cell = kernel_cell()
     return replace(terminal, cell=cell, kernel=cell) if cell and cell != terminal.kernel else terminal
