@@ -136,8 +136,8 @@ class PictureWidget(Widget):
             return
         (key, images, per_digit), layout = fitted
         region = self.content_region
-        self.picture_layer.show(terminal, (key, *self.pixel_size(), per_digit), lambda: picture(images, layout, per_digit),
-                                region.x, region.y)
+        self.picture_layer.show(terminal, (key, *self.pixel_size(), per_digit),
+                                lambda: picture(images, layout, per_digit), region.x, region.y)
 
     def under_toast(self, shown: tuple[Hashable, np.ndarray, int], layout: tuple[int, int, int, int]) -> bool:
         """A notification over the picture would be drawn under it: none until the toast goes (its
